@@ -1,0 +1,149 @@
+"""Values that cross the public API: idempotency keys, credentials and responses."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from ._errors import InvalidRequest
+
+__all__ = ["Credentials", "IdempotencyKey", "Response"]
+
+_MAX_KEY_LEN = 255
+
+
+class IdempotencyKey:
+    """A caller's idempotency key: 1 to 255 printable ASCII characters, kept for `ttl` seconds.
+
+    The key is scoped by (service, tenant, key); only its hash ever reaches log lines or Redis
+    key names.
+    """
+
+    __slots__ = ("_digest", "ttl", "value")
+
+    def __init__(self, value: str, ttl: float = 86400.0) -> None:
+        if not isinstance(value, str):
+            raise InvalidRequest("idempotency key must be a str")
+        if not 1 <= len(value) <= _MAX_KEY_LEN:
+            raise InvalidRequest(
+                f"idempotency key must be 1 to {_MAX_KEY_LEN} characters, got {len(value)}"
+            )
+        if not all(" " <= ch <= "~" for ch in value):
+            raise InvalidRequest("idempotency key must be printable ASCII (no control characters)")
+        if not (isinstance(ttl, int | float) and ttl > 0 and ttl == ttl):
+            raise InvalidRequest("idempotency key ttl must be a positive number of seconds")
+        self.value = value
+        self.ttl = float(ttl)
+        self._digest: str | None = None
+
+    @classmethod
+    def generate(cls, prefix: str = "", ttl: float = 86400.0) -> IdempotencyKey:
+        """A fresh random key, `f"{prefix}_{uuid4hex}"` (or just the hex without a prefix)."""
+        hex_ = uuid.uuid4().hex
+        return cls(f"{prefix}_{hex_}" if prefix else hex_, ttl)
+
+    @property
+    def digest(self) -> str:
+        """A short stable hash of the key, safe for logs and storage key names."""
+        if self._digest is None:
+            self._digest = hashlib.blake2b(self.value.encode(), digest_size=12).hexdigest()
+        return self._digest
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdempotencyKey) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"IdempotencyKey(<{self.digest}>, ttl={self.ttl:g})"
+
+
+class Credentials(msgspec.Struct, frozen=True, repr_omit_defaults=True):
+    """An access token and what is needed to renew it; `repr` never shows a secret.
+
+    `expires_at` is a Unix timestamp (seconds); `None` means the token does not expire.
+    """
+
+    access_token: str
+    refresh_token: str | None = None
+    expires_at: float | None = None
+    token_type: str = "Bearer"
+
+    def is_expired(self, now: float | None = None) -> bool:
+        """True once `expires_at` has passed."""
+        if self.expires_at is None:
+            return False
+        return (time.time() if now is None else now) >= self.expires_at
+
+    def should_refresh(self, skew: float = 300.0, now: float | None = None) -> bool:
+        """True when the token expires within `skew` seconds: refresh before it is used."""
+        if self.expires_at is None:
+            return False
+        return (time.time() if now is None else now) >= self.expires_at - skew
+
+    @property
+    def authorization(self) -> str:
+        """The value of the `Authorization` header for this token."""
+        return f"{self.token_type} {self.access_token}"
+
+    def __repr__(self) -> str:
+        return (
+            f"Credentials(access_token='***', refresh_token={'***' if self.refresh_token else None},"
+            f" expires_at={self.expires_at!r}, token_type={self.token_type!r})"
+        )
+
+    __str__ = __repr__
+
+
+class Response:
+    """A vendor's final response. `replayed` is True when it came from the idempotency store."""
+
+    __slots__ = ("attempts", "body", "headers", "replayed", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        body: bytes,
+        *,
+        replayed: bool = False,
+        attempts: int = 1,
+    ) -> None:
+        self.status = status
+        self.headers: CIMultiDictProxy[str] = (
+            headers
+            if isinstance(headers, CIMultiDictProxy)
+            else CIMultiDictProxy(CIMultiDict(headers))
+        )
+        self.body = body
+        self.replayed = replayed
+        self.attempts = attempts
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx status."""
+        return 200 <= self.status < 300
+
+    def json(self) -> Any:
+        """The body decoded as JSON (msgspec); raises `msgspec.DecodeError` on bad JSON."""
+        return msgspec.json.decode(self.body)
+
+    def text(self, encoding: str = "utf-8") -> str:
+        """The body as text; undecodable bytes are replaced, never raised."""
+        return self.body.decode(encoding, errors="replace")
+
+    def __repr__(self) -> str:
+        return (
+            f"Response(status={self.status}, bytes={len(self.body)}, "
+            f"replayed={self.replayed}, attempts={self.attempts})"
+        )

@@ -1,0 +1,1 @@
+"""Vendor adapters: Stripe, PayPal, Twilio and AWS SNS."""
