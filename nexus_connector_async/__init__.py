@@ -1,1 +1,83 @@
-"""nexus_connector_async: safe outbound calls to payment and messaging vendors."""
+"""nexus_connector_async: safe outbound calls to payment and messaging vendors.
+
+Every call goes through one pipeline (idempotency, circuit breaker, rate limiter, credentials,
+HTTP with retries) whose state lives in a backend: in memory for one process, or Redis to share
+it between all workers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._clock import Clock, SystemClock
+from ._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPolicy, Timeouts
+from ._connector import Connector
+from ._errors import (
+    BackendUnavailable,
+    CircuitOpenError,
+    ConnectionFailed,
+    ConnectorError,
+    CredentialRefreshError,
+    HttpStatusError,
+    IdempotencyConflict,
+    IdempotencyInProgress,
+    InvalidRequest,
+    RateLimitExceeded,
+    RequestTimeout,
+    ResponseTooLarge,
+)
+from ._logging import redact_processor
+from ._models import Credentials, IdempotencyKey, Response
+from ._transport import AiohttpTransport, Transport
+from .backends._base import Backend
+from .backends._memory import MemoryBackend
+from .credentials._base import CredentialProvider
+from .credentials._static import StaticCredentialProvider
+
+if TYPE_CHECKING:
+    from .backends.redis import RedisBackend
+
+__all__ = [
+    "AiohttpTransport",
+    "Backend",
+    "BackendUnavailable",
+    "CircuitBreakerConfig",
+    "CircuitOpenError",
+    "Clock",
+    "ConnectionFailed",
+    "Connector",
+    "ConnectorError",
+    "CredentialProvider",
+    "CredentialRefreshError",
+    "Credentials",
+    "Endpoint",
+    "HttpStatusError",
+    "IdempotencyConflict",
+    "IdempotencyInProgress",
+    "IdempotencyKey",
+    "InvalidRequest",
+    "MemoryBackend",
+    "RateLimitConfig",
+    "RateLimitExceeded",
+    "RedisBackend",
+    "RequestTimeout",
+    "Response",
+    "ResponseTooLarge",
+    "RetryPolicy",
+    "StaticCredentialProvider",
+    "SystemClock",
+    "Timeouts",
+    "Transport",
+    "redact_processor",
+]
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # Redis is an optional extra: import its backend only when asked for.
+    if name == "RedisBackend":
+        from .backends.redis import RedisBackend  # noqa: PLC0415
+
+        return RedisBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

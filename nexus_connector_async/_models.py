@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -36,7 +37,7 @@ class IdempotencyKey:
             )
         if not all(" " <= ch <= "~" for ch in value):
             raise InvalidRequest("idempotency key must be printable ASCII (no control characters)")
-        if not (isinstance(ttl, int | float) and ttl > 0 and ttl == ttl):
+        if not (isinstance(ttl, int | float) and math.isfinite(ttl) and ttl > 0):
             raise InvalidRequest("idempotency key ttl must be a positive number of seconds")
         self.value = value
         self.ttl = float(ttl)
@@ -98,8 +99,9 @@ class Credentials(msgspec.Struct, frozen=True, repr_omit_defaults=True):
 
     def __repr__(self) -> str:
         return (
-            f"Credentials(access_token='***', refresh_token={'***' if self.refresh_token else None},"
-            f" expires_at={self.expires_at!r}, token_type={self.token_type!r})"
+            "Credentials(access_token='***', "
+            f"refresh_token={'***' if self.refresh_token else None}, "
+            f"expires_at={self.expires_at!r}, token_type={self.token_type!r})"
         )
 
     __str__ = __repr__

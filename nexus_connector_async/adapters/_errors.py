@@ -58,9 +58,7 @@ class PaymentDeclined(VendorError):
         request_id: str | None = None,
         decline_code: str | None = None,
     ) -> None:
-        super().__init__(
-            response, vendor=vendor, code=code, message=message, request_id=request_id
-        )
+        super().__init__(response, vendor=vendor, code=code, message=message, request_id=request_id)
         self.decline_code = decline_code
 
 

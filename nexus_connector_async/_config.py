@@ -1,0 +1,231 @@
+"""Immutable configuration values: timeouts, rate limits, breaker, retry policy and endpoints.
+
+All are frozen msgspec Structs validated on construction, so a bad value raises `InvalidRequest`
+naming the field before anything is sent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+from ._errors import InvalidRequest
+
+__all__ = [
+    "CircuitBreakerConfig",
+    "Endpoint",
+    "RateLimitConfig",
+    "RetryPolicy",
+    "Timeouts",
+]
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
+def _number(name: str, value: object, *, minimum: float = 0.0, strict: bool = False) -> float:
+    """Check `value` is a finite real number above (or at) `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidRequest(f"{name} must be a finite number, got {type(value).__name__}")
+    if value < minimum or (strict and value == minimum):
+        op = ">" if strict else ">="
+        raise InvalidRequest(f"{name} must be {op} {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def _count(name: str, value: object, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidRequest(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_header_value(name: str, value: object) -> None:
+    """Refuse header names/values that could inject another header (CR, LF, NUL)."""
+    if not isinstance(name, str) or not name or any(c in name for c in "\r\n\0: "):
+        raise InvalidRequest("header names must be non-empty tokens without ':', CR, LF or spaces")
+    if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+        raise InvalidRequest(f"header {name!r} must be a str without CR, LF or NUL")
+
+
+class Timeouts(msgspec.Struct, frozen=True):
+    """Per-attempt timeouts in seconds: `total` bounds the whole attempt."""
+
+    total: float = 30.0
+    connect: float | None = 10.0
+    read: float | None = None
+
+    def __post_init__(self) -> None:
+        _number("Timeouts.total", self.total, strict=True)
+        if self.connect is not None:
+            _number("Timeouts.connect", self.connect, strict=True)
+        if self.read is not None:
+            _number("Timeouts.read", self.read, strict=True)
+
+
+class RateLimitConfig(msgspec.Struct, frozen=True):
+    """A token bucket: at most `burst` tokens, refilled at `rate` tokens per `period` seconds.
+
+    `max_wait` 0 fails fast with `RateLimitExceeded`; above 0 a call waits up to that long for its
+    token. `scope="tenant"` gives each (service, tenant) its own bucket.
+    """
+
+    rate: float
+    period: float = 1.0
+    burst: float | None = None
+    max_wait: float = 0.0
+    scope: Literal["service", "tenant"] = "service"
+
+    def __post_init__(self) -> None:
+        _number("RateLimitConfig.rate", self.rate, strict=True)
+        _number("RateLimitConfig.period", self.period, strict=True)
+        if self.burst is not None:
+            _number("RateLimitConfig.burst", self.burst, minimum=1.0)
+        _number("RateLimitConfig.max_wait", self.max_wait)
+        if self.scope not in ("service", "tenant"):
+            raise InvalidRequest("RateLimitConfig.scope must be 'service' or 'tenant'")
+
+    @classmethod
+    def per_second(cls, n: float, burst: float | None = None, **kw: Any) -> RateLimitConfig:
+        """`n` calls per second, bursts of up to `burst` (default `n`)."""
+        return cls(n, 1.0, burst, **kw)
+
+    @classmethod
+    def per_minute(cls, n: float, burst: float | None = None, **kw: Any) -> RateLimitConfig:
+        """`n` calls per minute, bursts of up to `burst` (default `n`)."""
+        return cls(n, 60.0, burst, **kw)
+
+    @classmethod
+    def per_hour(cls, n: float, burst: float | None = None, **kw: Any) -> RateLimitConfig:
+        """`n` calls per hour, bursts of up to `burst` (default `n`)."""
+        return cls(n, 3600.0, burst, **kw)
+
+    @property
+    def capacity(self) -> float:
+        """The most tokens the bucket holds."""
+        return self.rate if self.burst is None else self.burst
+
+    @property
+    def refill_per_second(self) -> float:
+        """Tokens added per second."""
+        return self.rate / self.period
+
+
+class CircuitBreakerConfig(msgspec.Struct, frozen=True):
+    """Opens after `failure_threshold` consecutive failures; probes after `recovery_timeout`."""
+
+    failure_threshold: int = 5
+    recovery_timeout: float = 30.0
+    half_open_max_calls: int = 1
+    success_threshold: int = 1
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        _count("CircuitBreakerConfig.failure_threshold", self.failure_threshold)
+        _number("CircuitBreakerConfig.recovery_timeout", self.recovery_timeout, strict=True)
+        _count("CircuitBreakerConfig.half_open_max_calls", self.half_open_max_calls)
+        _count("CircuitBreakerConfig.success_threshold", self.success_threshold)
+
+
+class RetryPolicy(msgspec.Struct, frozen=True):
+    """Exponential backoff with full jitter, retrying only where a retry is safe.
+
+    `always_safe_statuses` are statuses a vendor documents as "not processed" (Twilio's 429), so
+    they may be retried even for a POST without an idempotency key. `budget_ratio` caps retries of
+    a service to that fraction of its first attempts plus `budget_min_per_second` (None: no cap).
+    """
+
+    max_attempts: int = 3
+    base_delay: float = 0.1
+    max_delay: float = 10.0
+    jitter: bool = True
+    retry_statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+    always_safe_statuses: frozenset[int] = frozenset()
+    budget_ratio: float | None = None
+    budget_min_per_second: float = 10.0
+
+    def __post_init__(self) -> None:
+        _count("RetryPolicy.max_attempts", self.max_attempts)
+        _number("RetryPolicy.base_delay", self.base_delay)
+        _number("RetryPolicy.max_delay", self.max_delay)
+        if self.max_delay < self.base_delay:
+            raise InvalidRequest("RetryPolicy.max_delay must be >= base_delay")
+        for status in self.retry_statuses | self.always_safe_statuses:
+            if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+                raise InvalidRequest(f"RetryPolicy statuses must be HTTP codes, got {status!r}")
+        if self.budget_ratio is not None:
+            _number("RetryPolicy.budget_ratio", self.budget_ratio)
+        _number("RetryPolicy.budget_min_per_second", self.budget_min_per_second)
+
+
+class Endpoint(msgspec.Struct, frozen=True):
+    """One vendor operation: URL, method, body encoding, headers and its resilience policies.
+
+    `idempotency_header` names the vendor's idempotency header (Stripe `Idempotency-Key`, PayPal
+    `PayPal-Request-Id`); the pipeline fills it from the call's idempotency key. `deadline` bounds
+    all attempts, backoff sleeps and rate-limit waits of one call together.
+    """
+
+    url: str
+    method: str = "POST"
+    body: Literal["json", "form"] = "json"
+    headers: Mapping[str, str] = msgspec.field(default_factory=dict)
+    timeout: Timeouts = Timeouts()
+    rate_limit: RateLimitConfig | None = None
+    circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
+    retry: RetryPolicy = RetryPolicy()
+    idempotency_header: str | None = None
+    deadline: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str):
+            raise InvalidRequest("Endpoint.url must be a str")
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidRequest("Endpoint.url must be an absolute http(s) URL")
+        if any(c in self.url for c in "\r\n\0 "):
+            raise InvalidRequest("Endpoint.url must not contain spaces, CR, LF or NUL")
+        if not isinstance(self.method, str) or self.method.upper() not in _METHODS:
+            raise InvalidRequest(f"Endpoint.method must be one of {sorted(_METHODS)}")
+        if self.method != self.method.upper():
+            msgspec.structs.force_setattr(self, "method", self.method.upper())
+        if self.body not in ("json", "form"):
+            raise InvalidRequest("Endpoint.body must be 'json' or 'form'")
+        for name, value in self.headers.items():
+            check_header_value(name, value)
+        if self.idempotency_header is not None:
+            check_header_value(self.idempotency_header, "")
+        if self.deadline is not None:
+            _number("Endpoint.deadline", self.deadline, strict=True)
+
+    @classmethod
+    def create(cls, url: str, method: str = "POST", **kw: Any) -> Endpoint:
+        """An endpoint with default policies; tune it with the `with_*` copies."""
+        return cls(url, method, **kw)
+
+    def with_rate_limit(self, cfg: RateLimitConfig | None) -> Endpoint:
+        """A copy with this rate limit (None: take no token)."""
+        return msgspec.structs.replace(self, rate_limit=cfg)
+
+    def with_timeout(self, t: Timeouts) -> Endpoint:
+        """A copy with these per-attempt timeouts."""
+        return msgspec.structs.replace(self, timeout=t)
+
+    def with_retry(self, p: RetryPolicy) -> Endpoint:
+        """A copy with this retry policy."""
+        return msgspec.structs.replace(self, retry=p)
+
+    def with_circuit_breaker(self, cfg: CircuitBreakerConfig) -> Endpoint:
+        """A copy with this circuit breaker."""
+        return msgspec.structs.replace(self, circuit_breaker=cfg)
+
+    def with_headers(self, **headers: str) -> Endpoint:
+        """A copy with these extra headers."""
+        return msgspec.structs.replace(self, headers={**self.headers, **headers})
+
+    def with_deadline(self, seconds: float | None) -> Endpoint:
+        """A copy whose calls must finish, retries and waits included, within `seconds`."""
+        return msgspec.structs.replace(self, deadline=seconds)

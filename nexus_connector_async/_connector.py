@@ -1,0 +1,741 @@
+"""The `Connector`: the pipeline every outbound call goes through, declared once, top to bottom.
+
+    execute(service, endpoint, payload)
+      1. idempotency     claim the key (or replay / wait / conflict)         _idempotent()
+      2. circuit breaker \
+      3. rate limiter     > one atomic admission per attempt                 _admit()
+      4. credentials     Authorization from the provider; one refresh on 401 _http_attempt()
+      5. HTTP            one attempt with its timeout; retry loop with
+                         backoff + jitter where a resend is safe             _attempts()
+      6. store result    final response stored for the key                   _idempotent()
+         log, record     one event per attempt and outcome; breaker fed      _attempts()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, NamedTuple, TypeVar
+
+import msgspec
+
+from ._clock import SYSTEM_CLOCK, Clock
+from ._config import (
+    CircuitBreakerConfig,
+    Endpoint,
+    RateLimitConfig,
+    RetryPolicy,
+    Timeouts,
+    check_header_value,
+)
+from ._encoding import encode_form, encode_json, fingerprint, form_pairs, urlencode_pairs
+from ._errors import (
+    CircuitOpenError,
+    ConnectorError,
+    HttpStatusError,
+    IdempotencyConflict,
+    IdempotencyInProgress,
+    InvalidRequest,
+    RateLimitExceeded,
+    RequestTimeout,
+)
+from ._logging import get_logger, redact_url
+from ._models import Credentials, IdempotencyKey, Response
+from ._retry import backoff, parse_retry_after, safe_to_resend, should_retry_header
+from ._transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport, Transport
+from .backends._base import (
+    ADMITTED,
+    BUDGET_EXHAUSTED,
+    CIRCUIT_OPEN,
+    RATE_LIMITED,
+    Admission,
+    Backend,
+)
+from .backends._memory import MemoryBackend
+from .credentials._base import CredentialProvider, RefreshesRejected
+
+__all__ = ["Connector"]
+
+T = TypeVar("T")
+
+_REASONS = {
+    CIRCUIT_OPEN: "circuit_open",
+    RATE_LIMITED: "rate_limited",
+    BUDGET_EXHAUSTED: "retry_budget",
+}
+_CONTENT_TYPES = {"json": "application/json", "form": "application/x-www-form-urlencoded"}
+
+
+class _Stored(msgspec.Struct, array_like=True):
+    """What the idempotency store keeps for a finished call."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    attempts: int
+
+
+_encode_stored = msgspec.msgpack.Encoder().encode
+_decode_stored = msgspec.msgpack.Decoder(_Stored).decode
+
+
+class _Outcome(NamedTuple):
+    """One attempt's result as the retry loop sees it."""
+
+    value: Any  # the Response (HTTP) or the factory's result (call)
+    error: BaseException | None
+    failure: bool  # counts against the circuit breaker
+    retryable: bool  # worth another attempt, if a resend is safe
+    unprocessed: bool  # the vendor certainly did not act on it: resending cannot duplicate
+    retry_after: float | None = None
+    reauth: Credentials | None = None  # 401 with these credentials: refresh, resend once
+
+
+class _Call(NamedTuple):
+    """What the retry loop needs to know about one call."""
+
+    service: str
+    tenant: str | None
+    breaker: CircuitBreakerConfig
+    limit: RateLimitConfig | None
+    retry: RetryPolicy
+    resend_safe: bool  # idempotent method or idempotency key: a resend cannot duplicate
+    probe_lease: float
+    deadline_at: float | None
+    label: str  # "POST https://..." or the operation name, for logs
+
+
+def _check_service(service: str) -> None:
+    if not isinstance(service, str) or not service or len(service) > 100:
+        raise InvalidRequest("service must be a non-empty str of at most 100 characters")
+    if any(not (" " < c <= "~") or c in "{}" for c in service):
+        raise InvalidRequest("service must be printable ASCII without spaces or braces")
+
+
+def _check_tenant(tenant: str | None) -> None:
+    if tenant is not None and (
+        not isinstance(tenant, str)
+        or not 1 <= len(tenant) <= 200
+        or any(not (" " < c <= "~") or c in "{}" for c in tenant)
+    ):
+        raise InvalidRequest("tenant_id must be 1-200 printable ASCII characters without braces")
+
+
+def _as_key(key: IdempotencyKey | str | None) -> IdempotencyKey | None:
+    if key is None or isinstance(key, IdempotencyKey):
+        return key
+    return IdempotencyKey(key)
+
+
+class Connector:
+    """Runs vendor calls through idempotency, breaker, limiter, credentials and retries.
+
+    One per process, shared by all tasks; it owns one aiohttp session (unless `http` is given).
+    State lives in `backend` (in-memory by default; `RedisBackend` to share it between workers).
+    """
+
+    def __init__(
+        self,
+        backend: Backend | None = None,
+        credentials: CredentialProvider | None = None,
+        http: Transport | None = None,
+        logger: Any = None,
+        idempotency_wait: float = 10.0,
+        *,
+        clock: Clock | None = None,
+        idempotency_lease: float = 30.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        shadow_services: frozenset[str] | set[str] = frozenset(),
+        verify_ssl: bool = True,
+    ) -> None:
+        if not isinstance(idempotency_wait, int | float) or idempotency_wait < 0:
+            raise InvalidRequest("idempotency_wait must be >= 0 seconds")
+        if not isinstance(idempotency_lease, int | float) or idempotency_lease <= 0:
+            raise InvalidRequest("idempotency_lease must be > 0 seconds")
+        self._clock = clock or SYSTEM_CLOCK
+        self.backend: Backend = backend if backend is not None else MemoryBackend(clock=clock)
+        self.credentials = credentials
+        self._transport: Transport = http or AiohttpTransport(
+            max_response_bytes=max_response_bytes, verify_ssl=verify_ssl
+        )
+        self._log = logger if logger is not None else get_logger()
+        self.idempotency_wait = float(idempotency_wait)
+        self.idempotency_lease = float(idempotency_lease)
+        self.shadow_services = frozenset(shadow_services)
+        self._inflight: dict[tuple[str, str | None, str], asyncio.Future[bytes | None]] = {}
+        self._fingerprints: dict[tuple[str, str | None, str], str] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Connector(backend={self.backend!r})"
+
+    async def __aenter__(self) -> Connector:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Register a coroutine to run at `close()` (adapters close their clients here)."""
+        self._closers.append(closer)
+
+    async def close(self) -> None:
+        """Close the HTTP session, adapter clients and the backend. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for closer in reversed(self._closers):
+            await closer()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        await self._transport.aclose()
+        await self.backend.aclose()
+
+    # -- public entry points ------------------------------------------------------------------
+
+    async def execute(
+        self,
+        service: str,
+        endpoint: Endpoint,
+        payload: Any = None,
+        *,
+        idempotency_key: IdempotencyKey | str | None = None,
+        tenant_id: str | None = None,
+        raise_for_status: bool = True,
+        headers: Mapping[str, str] | None = None,
+        credentials: CredentialProvider | None = None,
+        deadline: float | None = None,
+    ) -> Response:
+        """Send one request to `service` through the whole pipeline and return its response.
+
+        `headers` adds per-call headers; `credentials` overrides the connector's provider for
+        this call (adapters with their own OAuth client use it); `deadline` (seconds) bounds all
+        attempts, backoff sleeps and rate-limit waits together.
+        """
+        _check_service(service)
+        _check_tenant(tenant_id)
+        key = _as_key(idempotency_key)
+        method, url, body, hdrs = self._build(endpoint, payload, headers, key)
+        call = self._call_info(
+            service,
+            tenant_id,
+            endpoint.circuit_breaker,
+            endpoint.rate_limit,
+            endpoint.retry,
+            safe_to_resend(method, key is not None),
+            endpoint.timeout.total,
+            deadline if deadline is not None else endpoint.deadline,
+            f"{method} {redact_url(endpoint.url)}",
+        )
+        provider = credentials if credentials is not None else self.credentials
+        timeout = endpoint.timeout
+
+        async def attempt(call: _Call) -> _Outcome:
+            return await self._http_attempt(call, provider, method, url, hdrs, body, timeout)
+
+        if key is None:
+            response: Response = await self._attempts(call, attempt)
+        else:
+            fp = fingerprint(method, url, payload)
+            response = await self._idempotent(
+                call, key, fp, attempt, _store_response, _replay_response
+            )
+        if raise_for_status and not 200 <= response.status < 300:
+            raise HttpStatusError(response)
+        return response
+
+    async def call(
+        self,
+        service: str,
+        operation: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        idempotency_key: IdempotencyKey | str | None = None,
+        tenant_id: str | None = None,
+        rate_limit: RateLimitConfig | None = None,
+        circuit_breaker: CircuitBreakerConfig | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = 30.0,
+        idempotent: bool = False,
+        fingerprint_data: Any = None,
+        result_type: Any = Any,
+        deadline: float | None = None,
+    ) -> T:
+        """Guard any awaitable factory (an aioboto3 call, say) with the same policies.
+
+        `fn` is called once per attempt. Exceptions with `transient=True` (timeouts, connection
+        failures, 5xx) count against the breaker and are retried when `idempotent` is set, an
+        idempotency key is given, or the error says nothing was sent; exceptions with
+        `throttled=True` are retried after their `retry_after`. With an idempotency key the
+        result is stored (msgpack, decoded as `result_type`) and replayed for repeats.
+        """
+        _check_service(service)
+        _check_tenant(tenant_id)
+        if not isinstance(operation, str) or not operation:
+            raise InvalidRequest("operation must be a non-empty str")
+        key = _as_key(idempotency_key)
+        call = self._call_info(
+            service,
+            tenant_id,
+            circuit_breaker or CircuitBreakerConfig(),
+            rate_limit,
+            retry or RetryPolicy(),
+            idempotent or key is not None,
+            timeout or 30.0,
+            deadline,
+            operation,
+        )
+
+        async def attempt(call: _Call) -> _Outcome:
+            return await self._fn_attempt(call, fn, timeout)
+
+        if key is None:
+            result: T = await self._attempts(call, attempt)
+            return result
+        fp = fingerprint("CALL", operation, fingerprint_data)
+        decoder = msgspec.msgpack.Decoder(result_type)
+        return await self._idempotent(  # type: ignore[no-any-return]
+            call,
+            key,
+            fp,
+            attempt,
+            msgspec.msgpack.encode,
+            decoder.decode,
+        )
+
+    # -- building -------------------------------------------------------------------------------
+
+    def _call_info(
+        self,
+        service: str,
+        tenant: str | None,
+        breaker: CircuitBreakerConfig,
+        limit: RateLimitConfig | None,
+        retry: RetryPolicy,
+        resend_safe: bool,
+        attempt_timeout: float,
+        deadline: float | None,
+        label: str,
+    ) -> _Call:
+        if deadline is not None and (not isinstance(deadline, int | float) or deadline <= 0):
+            raise InvalidRequest("deadline must be > 0 seconds")
+        return _Call(
+            service,
+            tenant,
+            breaker,
+            limit,
+            retry,
+            resend_safe,
+            attempt_timeout + 5.0,
+            None if deadline is None else self._clock.monotonic() + deadline,
+            label,
+        )
+
+    @staticmethod
+    def _build(
+        endpoint: Endpoint,
+        payload: Any,
+        extra: Mapping[str, str] | None,
+        key: IdempotencyKey | None,
+    ) -> tuple[str, str, bytes | None, dict[str, str]]:
+        method, url = endpoint.method, endpoint.url
+        headers = dict(endpoint.headers)
+        if extra:
+            for name, value in extra.items():
+                check_header_value(name, value)
+            headers.update(extra)
+        body: bytes | None = None
+        if method in ("GET", "HEAD", "DELETE"):
+            if payload:
+                query = urlencode_pairs(form_pairs(payload))
+                url = f"{url}{'&' if '?' in url else '?'}{query}"
+        elif payload is not None:
+            body = encode_form(payload) if endpoint.body == "form" else encode_json(payload)
+            headers.setdefault("Content-Type", _CONTENT_TYPES[endpoint.body])
+        elif endpoint.body == "json":
+            headers.setdefault("Content-Type", "application/json")
+        if key is not None and endpoint.idempotency_header:
+            headers[endpoint.idempotency_header] = key.value
+        return method, url, body, headers
+
+    # -- 1. idempotency ----------------------------------------------------------------------------
+
+    async def _idempotent(
+        self,
+        call: _Call,
+        key: IdempotencyKey,
+        fp: str,
+        attempt: Callable[[_Call], Awaitable[_Outcome]],
+        store: Callable[[Any], bytes | None],
+        replay: Callable[[bytes], Any],
+    ) -> Any:
+        """Run the call at most once per key: replay, wait for, or claim and run it."""
+        scope = (call.service, call.tenant, key.digest)
+        deadline = self._clock.monotonic() + self.idempotency_wait
+        log_ctx = {"service": call.service, "tenant": call.tenant, "idempotency_key": key.digest}
+        while True:
+            local = self._inflight.get(scope)
+            if local is not None:
+                # Another task of this process runs it: wait here, without asking the backend.
+                if self._fingerprints.get(scope) != fp:
+                    raise IdempotencyConflict("idempotency key reused for a different request")
+                stored = await self._wait_local(local, deadline - self._clock.monotonic())
+                if stored is not None:
+                    self._log.info("nexus.idempotency.replayed", **log_ctx)
+                    return replay(stored)
+                continue  # the holder released the key: claim it ourselves
+            claim = await self.backend.claim(*scope, fp, self.idempotency_lease)
+            if claim.state == "in_progress":
+                remaining = deadline - self._clock.monotonic()
+                claim = await self.backend.wait(*scope, fp, self.idempotency_lease, remaining)
+            if claim.state == "completed":
+                self._log.info("nexus.idempotency.replayed", **log_ctx)
+                return replay(claim.stored or b"")
+            if claim.state == "conflict":
+                raise IdempotencyConflict("idempotency key reused for a different request")
+            if claim.state == "in_progress":
+                raise IdempotencyInProgress(
+                    f"idempotency key still in progress after {self.idempotency_wait:g}s"
+                )
+            break
+        # We own the key: run the call, then store its final result or release the key.
+        token = claim.token
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self._inflight[scope] = future
+        self._fingerprints[scope] = fp
+        stop_heartbeat = self._heartbeat(scope, token)
+        stored_bytes: bytes | None = None
+        try:
+            value = await self._attempts(call, attempt)
+            stored_bytes = store(value)
+            if stored_bytes is None:
+                await self._cleanup(self.backend.release(*scope, token))
+            else:
+                await self._cleanup(self._complete(scope, token, stored_bytes, key.ttl))
+            return value
+        except BaseException:
+            await self._cleanup(self.backend.release(*scope, token))
+            raise
+        finally:
+            stop_heartbeat()
+            del self._inflight[scope]
+            del self._fingerprints[scope]
+            future.set_result(stored_bytes)
+
+    async def _complete(
+        self, scope: tuple[str, str | None, str], token: str, data: bytes, ttl: float
+    ) -> None:
+        try:
+            ok = await self.backend.complete(*scope, token, data, ttl)
+        except ConnectorError as exc:
+            # The caller still gets its result; the key stays locked until its lease ends.
+            self._log.error(
+                "nexus.idempotency.store_failed",
+                service=scope[0],
+                idempotency_key=scope[2],
+                error=type(exc).__name__,
+            )
+            return
+        if not ok:
+            self._log.warning(
+                "nexus.idempotency.lease_lost", service=scope[0], idempotency_key=scope[2]
+            )
+
+    async def _wait_local(
+        self, future: asyncio.Future[bytes | None], timeout: float
+    ) -> bytes | None:
+        if timeout <= 0:
+            raise IdempotencyInProgress("idempotency key still in progress")
+        sleeper = asyncio.ensure_future(self._clock.sleep(timeout))
+        try:
+            await asyncio.wait((future, sleeper), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+        if not future.done():
+            raise IdempotencyInProgress(
+                f"idempotency key still in progress after {self.idempotency_wait:g}s"
+            )
+        return future.result()
+
+    def _heartbeat(self, scope: tuple[str, str | None, str], token: str) -> Callable[[], None]:
+        """Extend the key's lease every third of it while the call runs (timer, not a task)."""
+        loop = asyncio.get_running_loop()
+        interval = self.idempotency_lease / 3.0
+        handle: asyncio.TimerHandle | None = None
+
+        def beat() -> None:
+            nonlocal handle
+            self._spawn(self.backend.extend(*scope, token, self.idempotency_lease))
+            handle = loop.call_later(interval, beat)
+
+        handle = loop.call_later(interval, beat)
+        return lambda: handle.cancel() if handle is not None else None
+
+    # -- 2.-6. admission, attempts, retries ------------------------------------------------------
+
+    async def _attempts(self, call: _Call, attempt: Callable[[_Call], Awaitable[_Outcome]]) -> Any:
+        """The retry loop: admit, attempt, record, and decide whether to go again."""
+        number = 0
+        reauthed = False
+        last: _Outcome | None = None
+        while True:
+            number += 1
+            adm = await self._admit(call, is_retry=last is not None)
+            if adm is None:  # a retry refused by breaker, limiter or budget: last one stands
+                assert last is not None
+                return self._finish(call, last, number - 1)
+            started = self._clock.monotonic()
+            try:
+                outcome = await attempt(call)
+            except BaseException:
+                if adm.probe:  # cancelled mid-flight: give the probe permit back
+                    await self._cleanup(self.backend.release_probe(call.service, adm.probe))
+                raise
+            if outcome.failure or not adm.clean or adm.probe:
+                state = await self.backend.record(
+                    call.service, call.breaker, success=not outcome.failure, probe=adm.probe
+                )
+                if state is not None:
+                    self._log.warning(
+                        "nexus.circuit.state_changed", service=call.service, state=state
+                    )
+            self._log.debug(
+                "nexus.http.attempt",
+                service=call.service,
+                tenant=call.tenant,
+                call=call.label,
+                attempt=number,
+                status=getattr(outcome.value, "status", None),
+                error=type(outcome.error).__name__ if outcome.error else None,
+                duration_ms=round((self._clock.monotonic() - started) * 1000.0, 2),
+            )
+            if outcome.reauth is not None and not reauthed:
+                reauthed = True
+                number -= 1  # a rejected token is our problem, not a vendor attempt
+                last = None
+                continue
+            if outcome.retry_after is not None and getattr(outcome.value, "status", 0) == 429:
+                # Shared backpressure: every worker holds off this service until then.
+                await self.backend.pause(call.service, outcome.retry_after)
+            delay = self._retry_delay(call, outcome, number)
+            if delay is None:
+                return self._finish(call, outcome, number)
+            self._log.info(
+                "nexus.http.retry",
+                service=call.service,
+                call=call.label,
+                attempt=number,
+                delay_s=round(delay, 3),
+            )
+            last = outcome
+            if delay > 0:
+                await self._clock.sleep(delay)
+
+    def _retry_delay(self, call: _Call, outcome: _Outcome, number: int) -> float | None:
+        """Seconds to wait before the next attempt, or None when this outcome is final."""
+        policy = call.retry
+        if not outcome.retryable or number >= policy.max_attempts:
+            return None
+        if not (call.resend_safe or outcome.unprocessed):
+            return None
+        delay = backoff(policy, number)
+        if outcome.retry_after is not None:
+            delay = max(delay, min(outcome.retry_after, policy.max_delay))
+        if call.deadline_at is not None and self._clock.monotonic() + delay >= call.deadline_at:
+            return None  # a retry that cannot finish before the deadline is not started
+        return delay
+
+    def _finish(self, call: _Call, outcome: _Outcome, attempts: int) -> Any:
+        if outcome.error is not None:
+            self._log.warning(
+                "nexus.call.failed",
+                service=call.service,
+                tenant=call.tenant,
+                call=call.label,
+                attempts=attempts,
+                error=type(outcome.error).__name__,
+            )
+            raise outcome.error
+        value = outcome.value
+        if isinstance(value, Response):
+            value.attempts = attempts
+            self._log.info(
+                "nexus.call.completed",
+                service=call.service,
+                tenant=call.tenant,
+                call=call.label,
+                status=value.status,
+                attempts=attempts,
+            )
+        return value
+
+    async def _admit(self, call: _Call, *, is_retry: bool) -> Admission | None:
+        """Breaker and bucket in one backend call; sleep for a reserved token if allowed.
+
+        A refused first attempt raises; a refused retry returns None so the caller surfaces
+        the last real outcome instead.
+        """
+        adm = await self.backend.admit(
+            call.service,
+            call.tenant,
+            call.breaker,
+            call.limit,
+            probe_lease=call.probe_lease,
+            budget=call.retry if call.retry.budget_ratio is not None else None,
+            is_retry=is_retry,
+            shadow=call.service in self.shadow_services,
+        )
+        if adm.would_block != ADMITTED:
+            self._log.warning(
+                "nexus.shadow.would_block", service=call.service, reason=_REASONS[adm.would_block]
+            )
+        if adm.reason != ADMITTED:
+            self._log.info(
+                "nexus.admission.rejected",
+                service=call.service,
+                reason=_REASONS[adm.reason],
+                retry_after=round(adm.wait, 3),
+                retry=is_retry,
+            )
+            if is_retry:
+                return None
+            if adm.reason == CIRCUIT_OPEN:
+                raise CircuitOpenError(f"circuit open for {call.service!r}", retry_after=adm.wait)
+            raise RateLimitExceeded(
+                f"rate limit exceeded for {call.service!r}", retry_after=adm.wait
+            )
+        if adm.wait > 0:
+            if call.deadline_at is not None and (
+                self._clock.monotonic() + adm.wait > call.deadline_at
+            ):
+                if adm.probe:
+                    await self.backend.release_probe(call.service, adm.probe)
+                if is_retry:
+                    return None
+                raise RateLimitExceeded(
+                    f"no token for {call.service!r} before the deadline", retry_after=adm.wait
+                )
+            await self._clock.sleep(adm.wait)
+        return adm
+
+    async def _http_attempt(
+        self,
+        call: _Call,
+        provider: CredentialProvider | None,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        timeout: Timeouts,
+    ) -> _Outcome:
+        """Credentials, then one HTTP exchange, classified for the retry loop."""
+        creds: Credentials | None = None
+        if (
+            provider is not None
+            and "Authorization" not in headers
+            and ("authorization" not in headers)
+        ):
+            creds = await provider.get_credentials(call.service, call.tenant)
+            if creds is not None:
+                headers = {**headers, "Authorization": creds.authorization}
+        if call.deadline_at is not None:
+            remaining = call.deadline_at - self._clock.monotonic()
+            if remaining < timeout.total:
+                timeout = Timeouts(max(remaining, 0.001), timeout.connect, timeout.read)
+        try:
+            response = await self._transport.send(method, url, headers, body, timeout)
+        except ConnectorError as exc:
+            transient = exc.transient
+            return _Outcome(None, exc, transient, transient, not getattr(exc, "sent", True))
+        status = response.status
+        if status == 401 and creds is not None and provider is not None:
+            fresh = await _refresh(provider, call, creds)
+            if fresh is not None and fresh.access_token != creds.access_token:
+                return _Outcome(response, None, False, False, True, reauth=creds)
+        verdict = should_retry_header(response.headers)
+        retryable = verdict if verdict is not None else status in call.retry.retry_statuses
+        retry_after = None
+        if status in (429, 503) or "Retry-After" in response.headers:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
+        return _Outcome(
+            response,
+            None,
+            status >= 500,
+            retryable,
+            status in call.retry.always_safe_statuses,
+            retry_after,
+        )
+
+    async def _fn_attempt(
+        self, call: _Call, fn: Callable[[], Awaitable[Any]], timeout: float | None
+    ) -> _Outcome:
+        try:
+            if timeout is None:
+                value = await fn()
+            else:
+                async with asyncio.timeout(timeout):
+                    value = await fn()
+        except TimeoutError:
+            exc = RequestTimeout(f"{call.label} did not finish within {timeout:g}s")
+            return _Outcome(None, exc, True, True, False)
+        except ConnectorError as exc:
+            throttled = bool(getattr(exc, "throttled", False))
+            transient = exc.transient and not throttled
+            return _Outcome(
+                None,
+                exc,
+                transient,
+                transient or throttled,
+                throttled or not getattr(exc, "sent", True),
+                getattr(exc, "retry_after", None),
+            )
+        return _Outcome(value, None, False, False, False)
+
+    # -- housekeeping ------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _cleanup(self, coro: Awaitable[Any]) -> None:
+        """Run a release even if we are being cancelled; a backend failure is only logged."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            raise
+        except ConnectorError as exc:
+            self._log.error("nexus.backend.cleanup_failed", error=type(exc).__name__)
+
+
+async def _refresh(
+    provider: CredentialProvider, call: _Call, rejected: Credentials
+) -> Credentials | None:
+    if isinstance(provider, RefreshesRejected):
+        return await provider.refresh_if_current(call.service, call.tenant, rejected)
+    return await provider.refresh_credentials(call.service, call.tenant)
+
+
+def _store_response(response: Response) -> bytes | None:
+    """Final responses (2xx, 4xx) are stored; transient ones (5xx) release the key."""
+    if response.status >= 500:
+        return None
+    return _encode_stored(
+        _Stored(
+            response.status,
+            [(str(k), v) for k, v in response.headers.items()],
+            response.body,
+            response.attempts,
+        )
+    )
+
+
+def _replay_response(data: bytes) -> Response:
+    s = _decode_stored(data)
+    return Response(s.status, s.headers, s.body, replayed=True, attempts=s.attempts)

@@ -1,0 +1,66 @@
+"""Backoff arithmetic and the vendor hints that steer it (Retry-After, Stripe-Should-Retry)."""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import random
+from collections.abc import Mapping
+
+from ._config import IDEMPOTENT_METHODS, RetryPolicy
+
+__all__ = ["backoff", "parse_retry_after", "set_testing"]
+
+_testing = False
+
+
+def set_testing(enabled: bool = True) -> None:
+    """Turn backoff sleeps off (0 s) for the tests of apps that use this library."""
+    global _testing  # noqa: PLW0603 - a process-wide switch, like stamina.set_testing
+    _testing = enabled
+
+
+def is_testing() -> bool:
+    """Whether `set_testing` turned backoff off."""
+    return _testing
+
+
+def backoff(policy: RetryPolicy, retry_number: int) -> float:
+    """Delay before retry `retry_number` (1-based): exponential, capped, with full jitter."""
+    if _testing:
+        return 0.0
+    ceiling = min(policy.max_delay, policy.base_delay * 2.0 ** (retry_number - 1))
+    return random.uniform(0.0, ceiling) if policy.jitter else ceiling
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a `Retry-After` value: delta-seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - now
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def should_retry_header(headers: Mapping[str, str]) -> bool | None:
+    """Stripe's `Stripe-Should-Retry` verdict: True, False or None when absent."""
+    value = headers.get("Stripe-Should-Retry")
+    if value is None:
+        return None
+    return value.strip().lower() == "true"
+
+
+def safe_to_resend(method: str, has_key: bool) -> bool:
+    """A request that may have reached the vendor can be re-sent only if that cannot duplicate."""
+    return has_key or method in IDEMPOTENT_METHODS

@@ -1,0 +1,151 @@
+"""The HTTP seam: a `Transport` protocol and its aiohttp implementation.
+
+Tests and users can pass any object with `send()`/`aclose()`; the default owns one aiohttp
+`ClientSession` per connector, so connections are pooled across all tasks of a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl as _ssl
+import warnings
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
+
+import aiohttp
+
+from ._config import Timeouts
+from ._errors import ConnectionFailed, InvalidRequest, RequestTimeout, ResponseTooLarge
+from ._models import Response
+
+__all__ = ["AiohttpTransport", "Transport"]
+
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Sends one HTTP request and returns the whole response, mapping failures to our errors.
+
+    Implementations raise `RequestTimeout`, `ConnectionFailed` (with `sent=False` only when no
+    byte reached the vendor) or `ResponseTooLarge`; never a library-specific exception.
+    """
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout: Timeouts,
+    ) -> Response: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AiohttpTransport:
+    """The default transport: one pooled aiohttp session, created on first use.
+
+    `verify_ssl=False` is for local test servers only and warns loudly.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        limit: int = 100,
+        limit_per_host: int = 0,
+        verify_ssl: bool = True,
+    ) -> None:
+        if max_response_bytes < 1:
+            raise InvalidRequest("max_response_bytes must be >= 1")
+        if not verify_ssl:
+            warnings.warn(
+                "TLS certificate verification is DISABLED for this connector; "
+                "use this only against local test servers",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self._session = session
+        self._owns_session = session is None
+        self._max = max_response_bytes
+        self._limit = limit
+        self._limit_per_host = limit_per_host
+        self._ssl: bool | _ssl.SSLContext = verify_ssl
+        self._timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._limit, limit_per_host=self._limit_per_host, ssl=self._ssl
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
+            )
+            self._owns_session = True
+        return self._session
+
+    def _timeout(self, t: Timeouts) -> aiohttp.ClientTimeout:
+        ct = self._timeouts.get(t)
+        if ct is None:
+            ct = self._timeouts[t] = aiohttp.ClientTimeout(
+                total=t.total, sock_connect=t.connect, sock_read=t.read
+            )
+        return ct
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout: Timeouts,
+    ) -> Response:
+        session = self._client()
+        try:
+            async with session.request(
+                method,
+                url,
+                headers=headers,
+                data=body,
+                timeout=self._timeout(timeout),
+                allow_redirects=False,
+            ) as resp:
+                length = resp.content_length
+                if length is not None and length > self._max:
+                    raise ResponseTooLarge(
+                        f"response of {length} bytes exceeds max_response_bytes={self._max}"
+                    )
+                if length is not None:
+                    data = await resp.read()
+                else:
+                    data = await self._read_capped(resp)
+                return Response(resp.status, resp.headers, data)
+        except aiohttp.ConnectionTimeoutError:
+            raise RequestTimeout("timed out connecting", sent=False) from None
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise RequestTimeout(f"no complete response within {timeout.total:g}s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise ConnectionFailed(f"could not connect: {exc.os_error}", sent=False) from None
+        except aiohttp.InvalidURL:
+            raise InvalidRequest("invalid URL") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ConnectionFailed(f"connection failed: {type(exc).__name__}") from None
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_any():
+            size += len(chunk)
+            if size > self._max:
+                resp.close()
+                raise ResponseTooLarge(f"response exceeds max_response_bytes={self._max}")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def aclose(self) -> None:
+        if self._session is not None and self._owns_session and not self._session.closed:
+            await self._session.close()
+            # Let aiohttp close its transports before the loop goes away.
+            await asyncio.sleep(0)

@@ -1,0 +1,1 @@
+"""State backends: `MemoryBackend` (one process) and `RedisBackend` (all workers)."""

@@ -1,0 +1,169 @@
+"""What a state backend stores, as Protocols: admission (breaker + bucket), idempotency, key-value.
+
+Admission is one call on purpose: the circuit breaker check, the half-open probe permit, the
+shared pause (backpressure), the retry budget and the token take happen together, so the Redis
+backend answers them with one script in one round trip.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
+
+from .._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
+
+__all__ = [
+    "ADMITTED",
+    "BUDGET_EXHAUSTED",
+    "CIRCUIT_OPEN",
+    "RATE_LIMITED",
+    "AdmissionStore",
+    "Admission",
+    "Backend",
+    "Claim",
+    "ClaimState",
+    "IdempotencyStore",
+    "KeyValueStore",
+]
+
+ADMITTED = 0
+CIRCUIT_OPEN = 1
+RATE_LIMITED = 2
+BUDGET_EXHAUSTED = 3
+
+
+class Admission(NamedTuple):
+    """The answer to "may this attempt go now?".
+
+    `reason` is ADMITTED or why not. When admitted, `wait` is how long to sleep first (a token
+    reserved within `max_wait`); when refused, it is the retry-after in seconds. `probe` is the
+    half-open permit this attempt holds ("" if none). `clean` means the breaker is closed with no
+    failures on record, so a success needs no `record()` round trip. `would_block` is the reason
+    a shadow-mode admission would have refused (ADMITTED otherwise).
+    """
+
+    reason: int
+    wait: float
+    probe: str = ""
+    clean: bool = False
+    would_block: int = ADMITTED
+
+    @property
+    def admitted(self) -> bool:
+        return self.reason == ADMITTED
+
+
+ClaimState = Literal["acquired", "completed", "in_progress", "conflict"]
+
+
+class Claim(NamedTuple):
+    """The answer to claiming an idempotency key.
+
+    `acquired`: we own the key until the lease ends; `token` fences our writes.
+    `completed`: `stored` holds the final result. `in_progress`: someone else owns it.
+    `conflict`: the key was used for a different request fingerprint.
+    """
+
+    state: ClaimState
+    token: str = ""
+    stored: bytes | None = None
+
+
+@runtime_checkable
+class AdmissionStore(Protocol):
+    """Circuit breaker, token bucket, shared pause and retry budget of each service."""
+
+    async def admit(
+        self,
+        service: str,
+        tenant: str | None,
+        breaker: CircuitBreakerConfig,
+        limit: RateLimitConfig | None,
+        *,
+        probe_lease: float,
+        budget: RetryPolicy | None = None,
+        is_retry: bool = False,
+        shadow: bool = False,
+    ) -> Admission:
+        """Decide whether one attempt may go, atomically taking a token and/or probe permit."""
+        ...
+
+    async def record(
+        self, service: str, breaker: CircuitBreakerConfig, *, success: bool, probe: str = ""
+    ) -> str | None:
+        """Feed an attempt's outcome to the breaker; returns the new state if it changed."""
+        ...
+
+    async def release_probe(self, service: str, probe: str) -> None:
+        """Give back a half-open permit whose attempt never reported (cancelled)."""
+        ...
+
+    async def pause(self, service: str, seconds: float) -> None:
+        """Shared backpressure: admit nothing for the service for `seconds` (vendor 429)."""
+        ...
+
+
+@runtime_checkable
+class IdempotencyStore(Protocol):
+    """Locks with leases and stored results for idempotency keys, scoped by (service, tenant)."""
+
+    async def claim(
+        self, service: str, tenant: str | None, key: str, fingerprint: str, lease: float
+    ) -> Claim:
+        """Take the key if it is free (`SET NX` with a lease), else report its state."""
+        ...
+
+    async def complete(
+        self, service: str, tenant: str | None, key: str, token: str, result: bytes, ttl: float
+    ) -> bool:
+        """Store the final result for `ttl` seconds; only the current owner (`token`) may."""
+        ...
+
+    async def release(self, service: str, tenant: str | None, key: str, token: str) -> None:
+        """Free the key after a transient failure so that a retry may claim it."""
+        ...
+
+    async def extend(
+        self, service: str, tenant: str | None, key: str, token: str, lease: float
+    ) -> bool:
+        """Extend our lease while a long call is still in flight."""
+        ...
+
+    async def wait(
+        self,
+        service: str,
+        tenant: str | None,
+        key: str,
+        fingerprint: str,
+        lease: float,
+        timeout: float,
+    ) -> Claim:
+        """Wait up to `timeout` for an in-progress key; claims it if it is released meanwhile."""
+        ...
+
+
+@runtime_checkable
+class KeyValueStore(Protocol):
+    """A small shared key-value and lock surface (OAuth token cache, single-flight refresh)."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def acquire_lock(self, key: str, token: str, lease: float) -> bool:
+        """`SET NX` with a lease; True if we now hold the lock."""
+        ...
+
+    async def release_lock(self, key: str, token: str) -> None:
+        """Release the lock only if we still hold it."""
+        ...
+
+
+@runtime_checkable
+class Backend(AdmissionStore, IdempotencyStore, KeyValueStore, Protocol):
+    """Everything the connector and credential providers keep in shared state."""
+
+    async def aclose(self) -> None:
+        """Release connections; the backend is unusable afterwards."""
+        ...

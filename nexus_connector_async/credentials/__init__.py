@@ -1,0 +1,1 @@
+"""Credential providers: static tokens and shared, single-flight OAuth2 tokens."""

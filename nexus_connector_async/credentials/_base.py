@@ -1,0 +1,34 @@
+"""The `CredentialProvider` protocol the connector asks for each call's credentials."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from .._models import Credentials
+
+__all__ = ["CredentialProvider", "RefreshesRejected"]
+
+
+@runtime_checkable
+class CredentialProvider(Protocol):
+    """Supplies credentials per (service, tenant); `None` means "send no Authorization"."""
+
+    async def get_credentials(
+        self, service: str, tenant_id: str | None = None
+    ) -> Credentials | None: ...
+
+    async def refresh_credentials(
+        self, service: str, tenant_id: str | None = None
+    ) -> Credentials | None: ...
+
+
+@runtime_checkable
+class RefreshesRejected(Protocol):
+    """Optional: refresh only if `rejected` is still the current token.
+
+    So that a wave of concurrent 401s for one token causes exactly one refresh.
+    """
+
+    async def refresh_if_current(
+        self, service: str, tenant_id: str | None, rejected: Credentials
+    ) -> Credentials | None: ...
