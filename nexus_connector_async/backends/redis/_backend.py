@@ -329,10 +329,12 @@ class RedisBackend:
 
     def _idem_keys(self, service: str, tenant: str | None, digest: str) -> tuple[bytes, bytes]:
         if tenant is None:
-            rec = key(self.prefix, "idem", service, digest)
+            parts: tuple[str, ...] = (digest,)
+            kind: Literal["idem", "tidem"] = "idem"
         else:
-            rec = key(self.prefix, "tidem", service, tenant, digest)
-        return rec.encode(), f"{rec}:n".encode()
+            parts, kind = (tenant, digest), "tidem"
+        rec = key(self.prefix, kind, service, *parts)
+        return rec.encode(), key(self.prefix, kind, service, *parts, "n").encode()
 
     async def claim(
         self, service: str, tenant: str | None, key: str, fingerprint: str, lease: float
