@@ -141,6 +141,11 @@ class RedisBackend:
         return f"RedisBackend({kind}, prefix={self.prefix!r}, on_unavailable={mode!r})"
 
     @property
+    def available(self) -> bool:
+        """False while Redis is believed unreachable (calls then follow `on_unavailable`)."""
+        return self._health.up
+
+    @property
     def round_trips(self) -> int:
         """Round trips sent so far (pipelined batches, script loads, BLMOVEs): for benchmarks."""
         return self._pipe.round_trips
