@@ -130,7 +130,10 @@ class RedisBackend:
         }
         client: Redis | RedisCluster
         if cluster:
-            client = RedisCluster.from_url(url, retry=Retry(NoBackoff(), 1), **settings)
+            # Idempotency waiters each hold a connection while blocked: room for many per node.
+            client = RedisCluster.from_url(
+                url, retry=Retry(NoBackoff(), 1), max_connections=1024, **settings
+            )
         else:
             client = Redis.from_url(url, retry=Retry(NoBackoff(), 0), **settings)
         return cls(client, prefix, on_unavailable, clock, timeout=timeout, owns_client=True)
