@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple, TypeVar
@@ -106,20 +107,30 @@ class _Call(NamedTuple):
     label: str  # "POST https://..." or the operation name, for logs
 
 
-def _check_service(service: str) -> None:
-    if not isinstance(service, str) or not service or len(service) > 100:
-        raise InvalidRequest("service must be a non-empty str of at most 100 characters")
-    if any(not (" " < c <= "~") or c in "{}" for c in service):
-        raise InvalidRequest("service must be printable ASCII without spaces or braces")
+@functools.lru_cache(maxsize=4096)
+def _check_name(what: str, value: object, limit: int) -> None:
+    """Service and tenant names end up in storage keys: printable ASCII, no braces or spaces.
 
-
-def _check_tenant(tenant: str | None) -> None:
-    if tenant is not None and (
-        not isinstance(tenant, str)
-        or not 1 <= len(tenant) <= 200
-        or any(not (" " < c <= "~") or c in "{}" for c in tenant)
+    Cached: the same few names come back on every call, and this runs on the hot path.
+    """
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= limit
+        or any(not (" " < c <= "~") or c in "{}" for c in value)
     ):
-        raise InvalidRequest("tenant_id must be 1-200 printable ASCII characters without braces")
+        raise InvalidRequest(
+            f"{what} must be 1-{limit} printable ASCII characters without spaces or braces"
+        )
+
+
+def _check_names(service: str, tenant: str | None) -> None:
+    if not isinstance(service, str):
+        raise InvalidRequest("service must be a str")
+    _check_name("service", service, 100)
+    if tenant is not None:
+        if not isinstance(tenant, str):
+            raise InvalidRequest("tenant_id must be a str or None")
+        _check_name("tenant_id", tenant, 200)
 
 
 def _as_key(key: IdempotencyKey | str | None) -> IdempotencyKey | None:
@@ -159,7 +170,8 @@ class Connector:
         self._transport: Transport = http or AiohttpTransport(
             max_response_bytes=max_response_bytes, verify_ssl=verify_ssl
         )
-        self._log = logger if logger is not None else get_logger()
+        # structlog's default logger is a lazy proxy that re-binds on every call; bind it once.
+        self._log = logger if logger is not None else get_logger().bind()
         self.idempotency_wait = float(idempotency_wait)
         self.idempotency_lease = float(idempotency_lease)
         self.shadow_services = frozenset(shadow_services)
@@ -215,8 +227,7 @@ class Connector:
         this call (adapters with their own OAuth client use it); `deadline` (seconds) bounds all
         attempts, backoff sleeps and rate-limit waits together.
         """
-        _check_service(service)
-        _check_tenant(tenant_id)
+        _check_names(service, tenant_id)
         key = _as_key(idempotency_key)
         method, url, body, hdrs = self._build(endpoint, payload, headers, key)
         call = self._call_info(
@@ -272,8 +283,7 @@ class Connector:
         `throttled=True` are retried after their `retry_after`. With an idempotency key the
         result is stored (msgpack, decoded as `result_type`) and replayed for repeats.
         """
-        _check_service(service)
-        _check_tenant(tenant_id)
+        _check_names(service, tenant_id)
         if not isinstance(operation, str) or not operation:
             raise InvalidRequest("operation must be a non-empty str")
         key = _as_key(idempotency_key)
@@ -409,26 +419,33 @@ class Connector:
         stop_heartbeat = self._heartbeat(scope, token)
         stored_bytes: bytes | None = None
         try:
-            value = await self._attempts(call, attempt)
-            stored_bytes = store(value)
-            if stored_bytes is None:
+            try:
+                value = await self._attempts(call, attempt)
+            except BaseException:
                 await self._cleanup(self.backend.release(*scope, token))
-            else:
-                await self._cleanup(self._complete(scope, token, stored_bytes, key.ttl))
+                raise
+            stored_bytes = store(value)
+            try:
+                await self._settle(scope, token, stored_bytes, key.ttl)
+            except asyncio.CancelledError:
+                # Cancelled while storing: finish in the background so the result is not lost.
+                self._spawn(self._settle(scope, token, stored_bytes, key.ttl))
+                raise
             return value
-        except BaseException:
-            await self._cleanup(self.backend.release(*scope, token))
-            raise
         finally:
             stop_heartbeat()
             del self._inflight[scope]
             del self._fingerprints[scope]
             future.set_result(stored_bytes)
 
-    async def _complete(
-        self, scope: tuple[str, str | None, str], token: str, data: bytes, ttl: float
+    async def _settle(
+        self, scope: tuple[str, str | None, str], token: str, data: bytes | None, ttl: float
     ) -> None:
+        """Store the final result for the key, or release it when there is none to store."""
         try:
+            if data is None:
+                await self.backend.release(*scope, token)
+                return
             ok = await self.backend.complete(*scope, token, data, ttl)
         except ConnectorError as exc:
             # The caller still gets its result; the key stays locked until its lease ends.
