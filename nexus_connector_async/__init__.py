@@ -26,6 +26,19 @@ from ._errors import (
     RequestTimeout,
     ResponseTooLarge,
 )
+from ._events import (
+    AdmissionRejected,
+    AttemptFinished,
+    BackendUnavailableEvent,
+    CallFinished,
+    CircuitStateChanged,
+    Event,
+    EventHook,
+    IdempotentReplay,
+    RetryScheduled,
+    ShadowWouldBlock,
+    TokenRefreshed,
+)
 from ._logging import redact_processor
 from ._models import Credentials, IdempotencyKey, Response
 from ._transport import AiohttpTransport, Transport
@@ -38,11 +51,16 @@ if TYPE_CHECKING:
     from .backends.redis import RedisBackend
 
 __all__ = [
+    "AdmissionRejected",
     "AiohttpTransport",
+    "AttemptFinished",
     "Backend",
     "BackendUnavailable",
+    "BackendUnavailableEvent",
+    "CallFinished",
     "CircuitBreakerConfig",
     "CircuitOpenError",
+    "CircuitStateChanged",
     "Clock",
     "ConnectionFailed",
     "Connector",
@@ -51,10 +69,13 @@ __all__ = [
     "CredentialRefreshError",
     "Credentials",
     "Endpoint",
+    "Event",
+    "EventHook",
     "HttpStatusError",
     "IdempotencyConflict",
     "IdempotencyInProgress",
     "IdempotencyKey",
+    "IdempotentReplay",
     "InvalidRequest",
     "MemoryBackend",
     "RateLimitConfig",
@@ -64,9 +85,12 @@ __all__ = [
     "Response",
     "ResponseTooLarge",
     "RetryPolicy",
+    "RetryScheduled",
+    "ShadowWouldBlock",
     "StaticCredentialProvider",
     "SystemClock",
     "Timeouts",
+    "TokenRefreshed",
     "Transport",
     "redact_processor",
 ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
@@ -40,6 +40,18 @@ from ._errors import (
     InvalidRequest,
     RateLimitExceeded,
     RequestTimeout,
+)
+from ._events import (
+    AdmissionRejected,
+    AttemptFinished,
+    CallFinished,
+    CircuitStateChanged,
+    EventBus,
+    EventHook,
+    IdempotentReplay,
+    RetryScheduled,
+    ShadowWouldBlock,
+    StructlogHook,
 )
 from ._logging import get_logger, redact_url
 from ._models import Credentials, IdempotencyKey, Response
@@ -105,6 +117,7 @@ class _Call(NamedTuple):
     probe_lease: float
     deadline_at: float | None
     label: str  # "POST https://..." or the operation name, for logs
+    started: float  # clock.monotonic() when the call began
 
 
 @functools.lru_cache(maxsize=4096)
@@ -159,6 +172,7 @@ class Connector:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         shadow_services: frozenset[str] | set[str] = frozenset(),
         verify_ssl: bool = True,
+        events: Iterable[EventHook] = (),
     ) -> None:
         if not isinstance(idempotency_wait, int | float) or idempotency_wait < 0:
             raise InvalidRequest("idempotency_wait must be >= 0 seconds")
@@ -172,6 +186,8 @@ class Connector:
         )
         # structlog's default logger is a lazy proxy that re-binds on every call; bind it once.
         self._log = logger if logger is not None else get_logger().bind()
+        #: Every event goes to structlog first, then to `events` hooks (metrics, your own).
+        self.events = EventBus([StructlogHook(self._log), *events])
         self.idempotency_wait = float(idempotency_wait)
         self.idempotency_lease = float(idempotency_lease)
         self.shadow_services = frozenset(shadow_services)
@@ -332,6 +348,7 @@ class Connector:
     ) -> _Call:
         if deadline is not None and (not isinstance(deadline, int | float) or deadline <= 0):
             raise InvalidRequest("deadline must be > 0 seconds")
+        now = self._clock.monotonic()
         return _Call(
             service,
             tenant,
@@ -340,8 +357,9 @@ class Connector:
             retry,
             resend_safe,
             attempt_timeout + 5.0,
-            None if deadline is None else self._clock.monotonic() + deadline,
+            None if deadline is None else now + deadline,
             label,
+            now,
         )
 
     @staticmethod
@@ -385,7 +403,7 @@ class Connector:
         """Run the call at most once per key: replay, wait for, or claim and run it."""
         scope = (call.service, call.tenant, key.digest)
         deadline = self._clock.monotonic() + self.idempotency_wait
-        log_ctx = {"service": call.service, "tenant": call.tenant, "idempotency_key": key.digest}
+        replayed = IdempotentReplay(call.service, call.tenant, key.digest)
         while True:
             local = self._inflight.get(scope)
             if local is not None:
@@ -394,7 +412,7 @@ class Connector:
                     raise IdempotencyConflict("idempotency key reused for a different request")
                 stored = await self._wait_local(local, deadline - self._clock.monotonic())
                 if stored is not None:
-                    self._log.info("nexus.idempotency.replayed", **log_ctx)
+                    self.events.emit(replayed)
                     return replay(stored)
                 continue  # the holder released the key: claim it ourselves
             claim = await self.backend.claim(*scope, fp, self.idempotency_lease)
@@ -402,7 +420,7 @@ class Connector:
                 remaining = deadline - self._clock.monotonic()
                 claim = await self.backend.wait(*scope, fp, self.idempotency_lease, remaining)
             if claim.state == "completed":
-                self._log.info("nexus.idempotency.replayed", **log_ctx)
+                self.events.emit(replayed)
                 return replay(claim.stored or b"")
             if claim.state == "conflict":
                 raise IdempotencyConflict("idempotency key reused for a different request")
@@ -516,18 +534,17 @@ class Connector:
                     call.service, call.breaker, success=not outcome.failure, probe=adm.probe
                 )
                 if state is not None:
-                    self._log.warning(
-                        "nexus.circuit.state_changed", service=call.service, state=state
-                    )
-            self._log.debug(
-                "nexus.http.attempt",
-                service=call.service,
-                tenant=call.tenant,
-                call=call.label,
-                attempt=number,
-                status=getattr(outcome.value, "status", None),
-                error=type(outcome.error).__name__ if outcome.error else None,
-                duration_ms=round((self._clock.monotonic() - started) * 1000.0, 2),
+                    self.events.emit(CircuitStateChanged(call.service, state))
+            self.events.emit(
+                AttemptFinished(
+                    call.service,
+                    call.tenant,
+                    call.label,
+                    number,
+                    getattr(outcome.value, "status", None),
+                    type(outcome.error).__name__ if outcome.error else None,
+                    self._clock.monotonic() - started,
+                )
             )
             if outcome.reauth is not None and not reauthed:
                 reauthed = True
@@ -540,13 +557,7 @@ class Connector:
             delay = self._retry_delay(call, outcome, number)
             if delay is None:
                 return self._finish(call, outcome, number)
-            self._log.info(
-                "nexus.http.retry",
-                service=call.service,
-                call=call.label,
-                attempt=number,
-                delay_s=round(delay, 3),
-            )
+            self.events.emit(RetryScheduled(call.service, call.label, number, delay))
             last = outcome
             if delay > 0:
                 await self._clock.sleep(delay)
@@ -566,27 +577,25 @@ class Connector:
         return delay
 
     def _finish(self, call: _Call, outcome: _Outcome, attempts: int) -> Any:
-        if outcome.error is not None:
-            self._log.warning(
-                "nexus.call.failed",
-                service=call.service,
-                tenant=call.tenant,
-                call=call.label,
-                attempts=attempts,
-                error=type(outcome.error).__name__,
-            )
-            raise outcome.error
         value = outcome.value
+        status = None
         if isinstance(value, Response):
             value.attempts = attempts
-            self._log.info(
-                "nexus.call.completed",
-                service=call.service,
-                tenant=call.tenant,
-                call=call.label,
-                status=value.status,
-                attempts=attempts,
+            status = value.status
+        error = outcome.error
+        self.events.emit(
+            CallFinished(
+                call.service,
+                call.tenant,
+                call.label,
+                status,
+                type(error).__name__ if error is not None else None,
+                attempts,
+                self._clock.monotonic() - call.started,
             )
+        )
+        if error is not None:
+            raise error
         return value
 
     async def _admit(self, call: _Call, *, is_retry: bool) -> Admission | None:
@@ -606,16 +615,10 @@ class Connector:
             shadow=call.service in self.shadow_services,
         )
         if adm.would_block != ADMITTED:
-            self._log.warning(
-                "nexus.shadow.would_block", service=call.service, reason=_REASONS[adm.would_block]
-            )
+            self.events.emit(ShadowWouldBlock(call.service, _REASONS[adm.would_block]))
         if adm.reason != ADMITTED:
-            self._log.info(
-                "nexus.admission.rejected",
-                service=call.service,
-                reason=_REASONS[adm.reason],
-                retry_after=round(adm.wait, 3),
-                retry=is_retry,
+            self.events.emit(
+                AdmissionRejected(call.service, _REASONS[adm.reason], adm.wait, is_retry)
             )
             if is_retry:
                 return None
