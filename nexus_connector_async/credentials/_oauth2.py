@@ -331,7 +331,10 @@ class OAuth2CredentialProvider:
         ctx = {"service": service, "tenant": tenant, "client": self._id, "reason": reason}
         started = self._clock.monotonic()
         try:
-            reply = await self._client.request(refresh_token)
+            reply = await self._client.request(
+                refresh_token,
+                (self._seed_refresh_token, entry.access_token if entry else None),
+            )
         except CredentialRefreshError as exc:
             self._log.warning(
                 "nexus.oauth.refresh_failed", **ctx, error=exc.error, message=str(exc)

@@ -29,6 +29,8 @@ _MAX_REPLY_BYTES = 64 * 1024
 _MAX_TEXT = 200
 # RFC 6749 5.2: error codes are %x20-21 / %x23-5B / %x5D-7E.
 _ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
+# Long runs of token characters mixing letters and digits look like a credential.
+_TOKENISH = re.compile(r"[A-Za-z0-9._~+/=-]{24,}")
 
 
 class TokenReply(msgspec.Struct):
@@ -87,8 +89,13 @@ class TokenClient:
     def __repr__(self) -> str:
         return f"TokenClient(grant_type={self._grant_type!r}, client_auth={self._client_auth!r})"
 
-    async def request(self, refresh_token: str | None) -> TokenReply:
-        """POST the grant to the token endpoint and return its decoded, validated reply."""
+    async def request(
+        self, refresh_token: str | None, also_secret: Iterable[str | None] = ()
+    ) -> TokenReply:
+        """POST the grant to the token endpoint and return its decoded, validated reply.
+
+        `also_secret` names more values (older tokens) to mask if the server echoes them.
+        """
         fields: list[tuple[str, str]] = [("grant_type", self._grant_type)]
         if self._grant_type == "refresh_token":
             assert refresh_token is not None  # the provider always has a seed
@@ -104,7 +111,7 @@ class TokenClient:
         else:
             fields += [("client_id", self._client_id), ("client_secret", self._client_secret)]
         body = urlencode(fields).encode()
-        secrets = (self._client_secret, refresh_token)
+        secrets = (self._client_secret, refresh_token, *also_secret)
 
         transport = self._http or AiohttpTransport(max_response_bytes=_MAX_REPLY_BYTES)
         try:
@@ -178,5 +185,12 @@ def scrub(text: str, secrets: Iterable[str | None]) -> str:
         if secret:
             text = text.replace(secret, REDACTED)
     text = redact_text(text)
+    text = _TOKENISH.sub(
+        lambda m: REDACTED if _has_letter_and_digit(m.group()) else m.group(), text
+    )
     text = "".join(c if c.isprintable() else " " for c in text)
     return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 3] + "..."
+
+
+def _has_letter_and_digit(text: str) -> bool:
+    return any(c.isdigit() for c in text) and any(c.isalpha() for c in text)
