@@ -17,9 +17,9 @@ from typing import NamedTuple
 
 from structlog.testing import capture_logs
 
-from ._config import Timeouts
-from ._models import Response
-from ._retry import set_testing
+from .._config import Timeouts
+from .._models import Response
+from .._retry import set_testing
 
 __all__ = ["FakeClock", "MockTransport", "RecordedRequest", "capture_logs", "set_testing"]
 
