@@ -18,10 +18,11 @@ from nexus_connector_async import (
     InvalidRequest,
     MemoryBackend,
     OAuth2CredentialProvider,
+    Response,
     RetryPolicy,
 )
 from nexus_connector_async.credentials._base import RefreshesRejected
-from nexus_connector_async.testing import FakeClock
+from nexus_connector_async.testing import FakeClock, MockTransport, RecordedRequest
 
 from ._oauth_server import OAuthServer, TokenRequest
 
@@ -583,3 +584,22 @@ def test_the_fixture_decodes_form_encoded_basic_credentials() -> None:
     """The fixture's own Basic parsing decodes what it is given (sanity check)."""
     raw = base64.b64encode(b"a%3Ab:c").decode()
     assert TokenRequest({"Authorization": f"Basic {raw}"}, {}).basic == ("a:b", "c")
+
+
+# -- an injected transport ------------------------------------------------------------------
+
+
+async def test_an_injected_transport_answers_the_token_requests() -> None:
+    def handler(request: RecordedRequest) -> Response:
+        assert request.method == "POST"
+        assert request.url == "https://auth.example.test/token"
+        assert request.body == b"grant_type=client_credentials"
+        return Response(200, {"Content-Type": "application/json"}, b'{"access_token": "mock"}')
+
+    transport = MockTransport(handler)
+    provider = OAuth2CredentialProvider(
+        "https://auth.example.test/token", "client-1", "secret-1", http=transport
+    )
+    creds = await provider.get_credentials("paypal")
+    assert creds == Credentials("mock")
+    assert len(transport.requests) == 1
