@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import random
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -27,7 +27,7 @@ import msgspec
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._config import Timeouts
-from .._errors import CredentialRefreshError, InvalidRequest
+from .._errors import ConnectorError, CredentialRefreshError, InvalidRequest
 from .._logging import get_logger, redact_url
 from .._models import Credentials
 from .._transport import Transport
@@ -140,13 +140,16 @@ class OAuth2CredentialProvider:
         self._lease = _seconds("lock_lease", lock_lease or timeout.total + 5.0, positive=True)
         # A waiter may outlast a dead holder's lease and then refresh itself.
         self._wait = _seconds("wait_timeout", wait_timeout or self._lease + timeout.total, True)
-        if services is not None and (isinstance(services, str) or not all(services)):
+        if isinstance(services, str):
+            raise InvalidRequest("services must be an iterable of service names, not a str")
+        service_set = None if services is None else frozenset(services)
+        if service_set is not None and not all(isinstance(s, str) and s for s in service_set):
             raise InvalidRequest("services must be an iterable of service names")
 
         self._url = token_url
         self._grant_type: GrantType = grant_type
         self._seed_refresh_token = refresh_token
-        self._services = None if services is None else frozenset(services)
+        self._services = service_set
         self._backend: KeyValueStore = backend if backend is not None else MemoryBackend()
         self._clock = clock or SYSTEM_CLOCK
         self._log = logger if logger is not None else get_logger()
@@ -245,6 +248,8 @@ class OAuth2CredentialProvider:
         """Join this process's refresh of `key`, or start it; callers' cancellation spares it."""
         for _ in range(2):
             task = self._flights.get(key)
+            if task is not None and task.get_loop() is not asyncio.get_running_loop():
+                task = None  # left behind by a closed event loop (tests, reloads)
             if task is None:
                 task = asyncio.ensure_future(
                     self._refresh_shared(key, service, tenant, rejected, reason)
@@ -295,7 +300,7 @@ class OAuth2CredentialProvider:
                         key, failure_key, service, tenant, rejected, reason
                     )
                 finally:
-                    await self._backend.release_lock(lock_key, owner)
+                    await self._quietly("release_lock", self._backend.release_lock(lock_key, owner))
             # Another worker is refreshing. A token that still works is good enough meanwhile.
             if entry is not None and rejected is None and not entry.expired(now):
                 return entry.credentials()
@@ -342,14 +347,18 @@ class OAuth2CredentialProvider:
             until = self._clock.time() + self._failure_backoff
             if self._failure_backoff > 0:
                 failure = _Failure(str(exc), exc.error, exc.description, until)
-                await self._backend.set(failure_key, _encode(failure), self._failure_backoff)
+                await self._quietly(
+                    "store_failure",
+                    self._backend.set(failure_key, _encode(failure), self._failure_backoff),
+                )
             raise
         new = self._entry(reply, refresh_token)
         ttl = None
         if self._grant_type == "client_credentials" and new.expires_at is not None:
             # Kept a little past expiry; a refresh-token chain is kept for good.
             ttl = max(1.0, new.expires_at - self._clock.time() + 60.0)
-        await self._backend.set(key, _encode(new), ttl)
+        # The token is good even if the backend just failed: the caller gets it regardless.
+        await self._quietly("store_token", self._backend.set(key, _encode(new), ttl))
         self._log.info(
             "nexus.oauth.token_refreshed",
             **ctx,
@@ -372,6 +381,15 @@ class OAuth2CredentialProvider:
         return _Entry(reply.access_token, reply.token_type, expires_at, refresh_at, refresh_token)
 
     # -- storage ------------------------------------------------------------------------------
+
+    async def _quietly(self, what: str, op: Awaitable[None]) -> None:
+        """Run a backend write whose failure must not hide the refresh's own outcome."""
+        try:
+            await op
+        except ConnectorError as exc:  # BackendUnavailable: a lock lease ends on its own
+            self._log.error(
+                "nexus.oauth.backend_failed", op=what, client=self._id, error=type(exc).__name__
+            )
 
     def _key(self, service: str, tenant: str | None) -> str:
         """The cache key: service hash tag, hashed client identity, tenant; never a secret.
