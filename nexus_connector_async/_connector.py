@@ -118,6 +118,7 @@ class _Call(NamedTuple):
     deadline_at: float | None
     label: str  # "POST https://..." or the operation name, for logs
     started: float  # clock.monotonic() when the call began
+    reauthed: bool = False  # a 401 already forced a refresh: another 401 is final
 
 
 @functools.lru_cache(maxsize=4096)
@@ -514,7 +515,6 @@ class Connector:
     async def _attempts(self, call: _Call, attempt: Callable[[_Call], Awaitable[_Outcome]]) -> Any:
         """The retry loop: admit, attempt, record, and decide whether to go again."""
         number = 0
-        reauthed = False
         last: _Outcome | None = None
         while True:
             number += 1
@@ -546,8 +546,8 @@ class Connector:
                     self._clock.monotonic() - started,
                 )
             )
-            if outcome.reauth is not None and not reauthed:
-                reauthed = True
+            if outcome.reauth is not None and not call.reauthed:
+                call = call._replace(reauthed=True)
                 number -= 1  # a rejected token is our problem, not a vendor attempt
                 last = None
                 continue
@@ -671,7 +671,7 @@ class Connector:
             transient = exc.transient
             return _Outcome(None, exc, transient, transient, not getattr(exc, "sent", True))
         status = response.status
-        if status == 401 and creds is not None and provider is not None:
+        if status == 401 and creds is not None and provider is not None and not call.reauthed:
             fresh = await _refresh(provider, call, creds)
             if fresh is not None and fresh.access_token != creds.access_token:
                 return _Outcome(response, None, False, False, True, reauth=creds)
