@@ -11,6 +11,7 @@ import inspect
 import io
 import re
 from pathlib import Path
+from types import CodeType
 from typing import NamedTuple
 
 import pytest
@@ -20,7 +21,9 @@ from nexus_connector_async import testing as nexus_testing
 ROOT = Path(__file__).resolve().parents[2]
 RUNNABLE = "# runnable"
 
-_FENCE = re.compile(r"^(?P<indent>[ \t]*)```python[^\n]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.S | re.M)
+_FENCE = re.compile(
+    r"^(?P<indent>[ \t]*)```python[^\n]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.S | re.M
+)
 _SNIPPET = re.compile(r'^[ \t]*--8<--[ \t]+"(?P<path>[^"]+)"[ \t]*$', re.M)
 
 
@@ -59,11 +62,12 @@ def _blocks() -> list[Block]:
 BLOCKS = _blocks()
 
 
-def _compile(block: Block) -> object:
+def _compile(block: Block) -> CodeType:
     # Top-level `await` / `async with` are allowed, as in `python -m asyncio`: docs show them.
-    return compile(
+    code: CodeType = compile(
         block.source, block.id, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
     )
+    return code
 
 
 def test_the_docs_have_code_blocks_and_some_are_runnable() -> None:
@@ -111,6 +115,6 @@ def test_runnable_blocks_run(block: Block) -> None:
     """Blocks marked `# runnable` run to the end (their own asserts included)."""
     namespace: dict[str, object] = {"__name__": "__docs__"}
     with contextlib.redirect_stdout(io.StringIO()):
-        result = eval(_compile(block), namespace)  # noqa: S307 - our own docs
+        result = eval(_compile(block), namespace)  # our own docs
         if inspect.iscoroutine(result):
             asyncio.run(result)
