@@ -143,6 +143,8 @@ async def test_one_client_is_created_lazily_and_closed_with_the_connector(
         await sns.validate_number(TO)
         assert sns._client is client
     assert sns._client is None
+    with pytest.raises(InvalidRequest, match="closed"):
+        await sns.validate_number(TO)
 
 
 async def test_the_adapter_satisfies_the_sms_gateway_protocol(sns: SnsSmsAdapter) -> None:

@@ -36,7 +36,7 @@ from nexus_connector_async.adapters._errors import (
 )
 from nexus_connector_async.adapters._money import Money
 from nexus_connector_async.adapters._sms import PhoneNumberRejected, SmsGateway
-from nexus_connector_async.adapters.twilio import TwilioError, TwilioSmsAdapter
+from nexus_connector_async.adapters.twilio import TwilioError, TwilioSmsAdapter, TwilioThrottled
 from nexus_connector_async.adapters.twilio._adapter import _price
 from nexus_connector_async.testing import capture_logs
 from nexus_connector_async.testing._twilio import (
@@ -307,8 +307,9 @@ async def test_429_after_the_last_attempt_raises_vendor_rate_limited(
     sim.throttle(3, retry_after=0)
     with pytest.raises(VendorRateLimited) as info:
         await twilio.send(TO, "hi")
-    assert info.value.code == "20429"
-    assert getattr(info.value, "throttled", False) is True
+    assert isinstance(info.value, TwilioThrottled)
+    assert (info.value.code, info.value.status) == ("20429", 429)
+    assert (info.value.throttled, info.value.retry_after) == (True, 0.0)
     assert len(sim.requests) == 3
     assert sim.messages == []
 

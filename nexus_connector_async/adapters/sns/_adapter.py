@@ -49,7 +49,9 @@ class SnsSmsAdapter:
     One aioboto3 client per adapter, created on first use and closed with the connector.
     `monthly_limit` (USD) is checked before each publish against the month-to-date spend that
     the adapter keeps in the connector's backend (`price_per_segment` x segments); without it
-    the account's `MonthlySpendLimit` is used (read every `limit_refresh` seconds).
+    the account's `MonthlySpendLimit` is used (read every `limit_refresh` seconds). Keep bulk
+    `concurrency` at or below `max_connections`: a wait for a pooled connection counts against
+    `timeout`, and a timed-out publish is reported as an unknown outcome.
     """
 
     def __init__(
@@ -71,7 +73,7 @@ class SnsSmsAdapter:
         timeout: float = 15.0,
         retry_unknown: bool = False,
         limit_refresh: float = 60.0,
-        max_connections: int = 10,
+        max_connections: int = 50,
         clock: Clock | None = None,
     ) -> None:
         if not isinstance(region, str) or not region:
@@ -105,6 +107,8 @@ class SnsSmsAdapter:
         self._account_limit: tuple[float, Money | None] | None = None  # (read at, value)
         self._client: Any = None
         self._client_lock = asyncio.Lock()
+        self._limit_lock = asyncio.Lock()
+        self._closed = False
         self._stack = contextlib.AsyncExitStack()
         connector.on_close(self.aclose)
 
@@ -116,6 +120,7 @@ class SnsSmsAdapter:
 
     async def aclose(self) -> None:
         """Close the aioboto3 client (the connector calls this when it closes)."""
+        self._closed = True
         self._client = None
         await self._stack.aclose()
 
@@ -124,6 +129,8 @@ class SnsSmsAdapter:
         if self._client is not None:
             return self._client
         async with self._client_lock:
+            if self._closed:
+                raise InvalidRequest("the SNS adapter is closed (its connector was closed)")
             if self._client is None:
                 import aioboto3  # noqa: PLC0415 - optional extra: `nexus-connector-async[sns]`
                 from botocore.config import Config  # noqa: PLC0415
@@ -327,10 +334,11 @@ class SnsSmsAdapter:
     async def _effective_limit(self, tenant_id: str | None) -> Money | None:
         if self.monthly_limit is not None:
             return self.monthly_limit
-        cached = self._account_limit
-        if cached is not None and self._clock.monotonic() - cached[0] < self._limit_refresh:
-            return cached[1]
-        return await self._read_account_limit(None, tenant_id)
+        async with self._limit_lock:  # one read per refresh, not one per concurrent send
+            cached = self._account_limit
+            if cached is not None and self._clock.monotonic() - cached[0] < self._limit_refresh:
+                return cached[1]
+            return await self._read_account_limit(None, tenant_id)
 
     async def _read_account_limit(
         self, idempotency_key: IdempotencyKey | None, tenant_id: str | None

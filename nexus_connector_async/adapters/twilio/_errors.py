@@ -7,7 +7,7 @@ Authorization header).
 from __future__ import annotations
 
 import time
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -23,7 +23,7 @@ from .._errors import (
 from .._sms import PhoneNumberRejected
 from ._models import decode_error
 
-__all__ = ["TWILIO", "TwilioError", "error_from_response"]
+__all__ = ["TWILIO", "TwilioError", "TwilioThrottled", "error_from_response"]
 
 TWILIO: Final = "twilio"
 
@@ -37,6 +37,17 @@ _TOO_MANY: Final = 20429
 
 class TwilioError(VendorError):
     """Any other Twilio error; `code` is Twilio's numeric code as a string (e.g. "21606")."""
+
+
+class TwilioThrottled(VendorRateLimited):
+    """429 / 20429: too many concurrent requests; Twilio did not process the message."""
+
+    throttled = True
+
+    def __init__(self, response: Response, **kw: Any) -> None:
+        super().__init__(response, **kw)
+        #: Seconds from `Retry-After`, when Twilio sent one.
+        self.retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
 
 
 def error_from_response(response: Response) -> VendorError:
@@ -67,13 +78,7 @@ def error_from_response(response: Response) -> VendorError:
     if code == _AUTH or status == 401:
         return make(AuthenticationFailed)
     if code == _TOO_MANY or status == 429:
-        err = make(VendorRateLimited)
-        # Twilio documents 429/20429 as "not processed": safe to send again after a pause.
-        err.throttled = True  # type: ignore[attr-defined]
-        err.retry_after = parse_retry_after(  # type: ignore[attr-defined]
-            response.headers.get("Retry-After"), time.time()
-        )
-        return err
+        return make(TwilioThrottled)
     if code == _INVALID_TO:
         return make(PhoneNumberRejected, reason="invalid")
     if code == _NOT_MOBILE:
