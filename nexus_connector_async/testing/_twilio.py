@@ -137,7 +137,7 @@ class TwilioSimulator:
         latency: float = 0.0,
     ) -> None:
         self.account_sid = account_sid
-        self._auth_token = auth_token
+        self.auth_token = auth_token
         self._api_keys = dict(api_keys or {})
         self.balance = balance
         self.currency = currency
@@ -258,7 +258,7 @@ class TwilioSimulator:
         if path_sid is not None and path_sid != self.account_sid:
             return False
         if user == self.account_sid:
-            return secret == self._auth_token
+            return secret == self.auth_token
         return self._api_keys.get(user) == secret
 
     def _violation(self, text: str) -> web.Response:
