@@ -32,6 +32,7 @@ from ._transport import AiohttpTransport, Transport
 from .backends._base import Backend
 from .backends._memory import MemoryBackend
 from .credentials._base import CredentialProvider
+from .credentials._oauth2 import OAuth2CredentialProvider
 from .credentials._static import StaticCredentialProvider
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ __all__ = [
     "IdempotencyKey",
     "InvalidRequest",
     "MemoryBackend",
+    "OAuth2CredentialProvider",
     "RateLimitConfig",
     "RateLimitExceeded",
     "RedisBackend",

@@ -104,6 +104,7 @@ class _Call(NamedTuple):
     probe_lease: float
     deadline_at: float | None
     label: str  # "POST https://..." or the operation name, for logs
+    reauthed: bool = False  # a 401 already forced a refresh: another 401 is final
 
 
 def _check_service(service: str) -> None:
@@ -514,6 +515,7 @@ class Connector:
             )
             if outcome.reauth is not None and not reauthed:
                 reauthed = True
+                call = call._replace(reauthed=True)
                 number -= 1  # a rejected token is our problem, not a vendor attempt
                 last = None
                 continue
@@ -651,7 +653,7 @@ class Connector:
             transient = exc.transient
             return _Outcome(None, exc, transient, transient, not getattr(exc, "sent", True))
         status = response.status
-        if status == 401 and creds is not None and provider is not None:
+        if status == 401 and creds is not None and provider is not None and not call.reauthed:
             fresh = await _refresh(provider, call, creds)
             if fresh is not None and fresh.access_token != creds.access_token:
                 return _Outcome(response, None, False, False, True, reauth=creds)

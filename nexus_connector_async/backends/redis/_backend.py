@@ -1,14 +1,514 @@
-"""Placeholder until the Redis backend lands (issue: Redis backend)."""
+"""`RedisBackend`: breaker, bucket, idempotency and KV state shared by every worker via Redis.
+
+Every read-modify-write is one Lua script reading Redis `TIME` (see `lua/`), so workers on
+different hosts never race or disagree about time. Concurrent calls' scripts are coalesced into
+one pipelined round trip per event-loop tick (`_batch.Pipeliner`).
+
+While Redis cannot be reached, `on_unavailable` decides:
+
+- ``"fail_closed"`` (the default, the safe choice for payments): every call raises
+  `BackendUnavailable`.
+- ``"fail_open"``: nothing is blocked (no limiter, no breaker); logged loudly.
+- ``"local"``: buckets and breakers live in an in-process `MemoryBackend` until Redis answers.
+
+In every mode idempotency keys raise `BackendUnavailable` while Redis is down: a call must never
+silently lose its at-most-once guarantee. The shared KV store (token cache, refresh lock) falls
+back to process memory in ``fail_open`` and ``local``. A dead Redis costs a call at most
+`timeout` (about a second); reconnect attempts are spaced out with backoff, and scripts are
+reloaded by themselves when the server comes back without them.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+from typing import Any, Literal
 
-__all__ = ["RedisBackend"]
+from redis.asyncio import Redis, RedisCluster
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..._clock import SYSTEM_CLOCK, Clock
+from ..._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
+from ..._errors import BackendUnavailable, InvalidRequest
+from ..._logging import get_logger
+from .._base import ADMITTED, Admission, Claim
+from .._memory import MemoryBackend
+from ._batch import Health, Pipeliner, RedisUnreachable, as_backend_error
+from ._keys import check_prefix, key
+from ._scripts import Scripts, register
+
+__all__ = ["DEFAULT_ON_UNAVAILABLE", "OnUnavailable", "RedisBackend"]
+
+OnUnavailable = Literal["fail_closed", "fail_open", "local"]
+DEFAULT_ON_UNAVAILABLE: OnUnavailable = "fail_closed"
+_MODES = ("fail_closed", "fail_open", "local")
+
+_OPEN_DOOR = Admission(ADMITTED, 0.0, "", True)  # fail_open: admit, and skip record()
+_CLAIM_STATES: tuple[Literal["acquired", "completed", "in_progress", "conflict"], ...] = (
+    "acquired",
+    "completed",
+    "in_progress",
+    "conflict",
+)
+_BLOCK_CAP = 0.5  # longest single BLMOVE: below any sane socket timeout; waiters then re-check
+
+
+def _num(value: float) -> bytes:
+    return repr(float(value)).encode()
 
 
 class RedisBackend:
-    """Shared state in Redis or Redis Cluster (not implemented yet)."""
+    """State shared by every worker in Redis or Redis Cluster.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError("RedisBackend is not implemented yet")
+    `client` is a `redis.asyncio.Redis` or `redis.asyncio.RedisCluster` (with
+    `decode_responses=False`); `prefix` starts every key name; `on_unavailable` picks what happens
+    while Redis is unreachable (see the module docstring; default ``"fail_closed"``). `clock` is
+    for tests only: scripts then take their time from it instead of Redis `TIME`. `timeout` bounds
+    every round trip, whatever the client's own socket settings.
+    """
+
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        prefix: str = "nexus",
+        on_unavailable: OnUnavailable = DEFAULT_ON_UNAVAILABLE,
+        clock: Clock | None = None,
+        *,
+        timeout: float = 1.0,
+        owns_client: bool = False,
+    ) -> None:
+        if not isinstance(client, Redis | RedisCluster):
+            raise InvalidRequest("client must be a redis.asyncio.Redis or RedisCluster")
+        if _decodes_responses(client):
+            raise InvalidRequest("the Redis client must use decode_responses=False")
+        if on_unavailable not in _MODES:
+            raise InvalidRequest(f"on_unavailable must be one of {_MODES}")
+        if not isinstance(timeout, int | float) or timeout <= 0:
+            raise InvalidRequest("timeout must be > 0 seconds")
+        self.client = client
+        self.prefix = check_prefix(prefix)
+        self.on_unavailable: OnUnavailable = on_unavailable
+        self._clock = clock or SYSTEM_CLOCK
+        self._test_clock = clock is not None
+        self._timeout = float(timeout)
+        self._owns_client = owns_client
+        self._cluster = isinstance(client, RedisCluster)
+        self._ready = not self._cluster
+        self._init_lock = asyncio.Lock()
+        self._log = get_logger()
+        self._health = Health(self._health_changed)
+        self._pipe = Pipeliner(client, self._health, timeout=self._timeout, cluster=self._cluster)
+        self._scripts: Scripts = register(client)
+        self._local = MemoryBackend(clock=clock)
+        self._keys: dict[tuple[str, str | None], tuple[bytes, bytes, bytes]] = {}
+        self._argv: dict[tuple[Any, ...], tuple[bytes, ...]] = {}
+        self._block_cap = _block_cap(client)
+        self._closed = False
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        cluster: bool = False,
+        prefix: str = "nexus",
+        on_unavailable: OnUnavailable = DEFAULT_ON_UNAVAILABLE,
+        clock: Clock | None = None,
+        timeout: float = 1.0,
+    ) -> RedisBackend:
+        """A backend with its own client for `url` (with `cluster=True`: one node's URL).
+
+        The client gets short socket and connect timeouts and no retries of its own, so a dead
+        Redis costs a call about `timeout` at most; the backend owns and closes it. A cluster
+        client discovers the other nodes and is initialized before its first concurrent use.
+        """
+        settings: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": min(timeout, 0.5),
+            "decode_responses": False,
+        }
+        client: Redis | RedisCluster
+        if cluster:
+            client = RedisCluster.from_url(url, retry=Retry(NoBackoff(), 1), **settings)
+        else:
+            client = Redis.from_url(url, retry=Retry(NoBackoff(), 0), **settings)
+        return cls(client, prefix, on_unavailable, clock, timeout=timeout, owns_client=True)
+
+    def __repr__(self) -> str:
+        kind = "cluster" if self._cluster else "redis"
+        mode = self.on_unavailable
+        return f"RedisBackend({kind}, prefix={self.prefix!r}, on_unavailable={mode!r})"
+
+    @property
+    def round_trips(self) -> int:
+        """Round trips sent so far (pipelined batches, script loads, BLMOVEs): for benchmarks."""
+        return self._pipe.round_trips
+
+    @property
+    def commands(self) -> int:
+        """Commands sent so far (each EVALSHA counts once): for benchmarks."""
+        return self._pipe.commands
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _now(self) -> bytes:
+        return _num(self._clock.monotonic()) if self._test_clock else b""
+
+    async def _ensure_ready(self) -> None:
+        # redis-py's RedisCluster can fail when a fresh client meets many concurrent commands
+        # before its first initialize(): do it once, up front, under a lock.
+        async with self._init_lock:
+            if self._ready:
+                return
+            try:
+                async with asyncio.timeout(self._timeout * 3):
+                    await self.client.initialize()
+            except BaseException as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                self._health.failed(exc)
+                raise as_backend_error(exc) from None
+            self._ready = True
+
+    async def _eval(self, script: Any, keys: tuple[bytes, ...], args: tuple[Any, ...]) -> Any:
+        """Run one script through the batcher; raises `RedisUnreachable` during an outage."""
+        return await self._submit(("EVALSHA", script.sha, len(keys), *keys, *args), script)
+
+    async def _submit(self, command: tuple[Any, ...], script: Any = None) -> Any:
+        if self._closed:
+            raise BackendUnavailable("the backend is closed")
+        if not self._health.may_try():
+            raise RedisUnreachable("redis unreachable (backing off before reconnecting)")
+        if not self._ready:
+            await self._ensure_ready()
+        return await self._pipe.submit(command, script)
+
+    def _health_changed(self, up: bool, exc: BaseException | None) -> None:
+        if up:
+            self._log.warning("nexus.redis.recovered", mode=self.on_unavailable)
+        elif self.on_unavailable == "fail_open":
+            self._log.error(
+                "nexus.redis.unavailable",
+                mode="fail_open",
+                error=type(exc).__name__,
+                consequence="NO rate limiting and NO circuit breaking until Redis is back",
+            )
+        else:
+            self._log.error(
+                "nexus.redis.unavailable", mode=self.on_unavailable, error=type(exc).__name__
+            )
+
+    # -- admission ------------------------------------------------------------------------------
+
+    def _admission_keys(self, service: str, tenant: str | None) -> tuple[bytes, bytes, bytes]:
+        ks = self._keys.get((service, tenant))
+        if ks is None:
+            p = self.prefix
+            bucket = (
+                key(p, "bucket", service) if tenant is None else key(p, "tbucket", service, tenant)
+            )
+            ks = self._keys[(service, tenant)] = (
+                key(p, "cb", service).encode(),
+                key(p, "probes", service).encode(),
+                bucket.encode(),
+            )
+        return ks
+
+    def _admission_argv(
+        self,
+        breaker: CircuitBreakerConfig,
+        limit: RateLimitConfig | None,
+        probe_lease: float,
+        budget: RetryPolicy | None,
+        is_retry: bool,
+        shadow: bool,
+    ) -> tuple[bytes, ...]:
+        ratio = None if budget is None else budget.budget_ratio
+        floor = 0.0 if budget is None else budget.budget_min_per_second
+        cache_key = (breaker, limit, probe_lease, ratio, floor, is_retry, shadow)
+        argv = self._argv.get(cache_key)
+        if argv is None:
+            argv = self._argv[cache_key] = (
+                _num(breaker.recovery_timeout),
+                str(breaker.half_open_max_calls).encode(),
+                _num(probe_lease),
+                b"" if ratio is None else _num(ratio),
+                _num(floor),
+                b"1" if is_retry else b"0",
+                b"" if limit is None else _num(limit.capacity),
+                b"" if limit is None else _num(limit.refill_per_second),
+                b"" if limit is None else _num(limit.max_wait),
+                b"1" if shadow else b"0",
+            )
+        return argv
+
+    async def admit(
+        self,
+        service: str,
+        tenant: str | None,
+        breaker: CircuitBreakerConfig,
+        limit: RateLimitConfig | None,
+        *,
+        probe_lease: float,
+        budget: RetryPolicy | None = None,
+        is_retry: bool = False,
+        shadow: bool = False,
+    ) -> Admission:
+        """Breaker, probe permit, retry budget, pause and token: one script, one round trip."""
+        scoped = tenant if limit is not None and limit.scope == "tenant" else None
+        keys = self._admission_keys(service, scoped)
+        argv = self._admission_argv(breaker, limit, probe_lease, budget, is_retry, shadow)
+        try:
+            r = await self._eval(self._scripts.admit, keys, (self._now(), *argv))
+        except RedisUnreachable:
+            if self.on_unavailable == "fail_open":
+                return _OPEN_DOOR
+            if self.on_unavailable == "local":
+                return await self._local.admit(
+                    service,
+                    tenant,
+                    breaker,
+                    limit,
+                    probe_lease=probe_lease,
+                    budget=budget,
+                    is_retry=is_retry,
+                    shadow=shadow,
+                )
+            raise
+        return Admission(r[0], float(r[1]), r[2].decode() if r[2] else "", r[3] == 1, r[4])
+
+    async def record(
+        self, service: str, breaker: CircuitBreakerConfig, *, success: bool, probe: str = ""
+    ) -> str | None:
+        """Feed an outcome to the breaker; returns "open"/"closed" when the state changed."""
+        if probe.startswith("p"):  # a permit the local fallback handed out
+            return await self._local.record(service, breaker, success=success, probe=probe)
+        cb, probes, _ = self._admission_keys(service, None)
+        args = (
+            self._now(),
+            b"1" if success else b"0",
+            probe.encode(),
+            str(breaker.failure_threshold).encode(),
+            str(breaker.success_threshold).encode(),
+            _num(breaker.recovery_timeout),
+        )
+        try:
+            r = await self._eval(self._scripts.record, (cb, probes), args)
+        except RedisUnreachable:
+            if self.on_unavailable == "fail_open":
+                return None
+            if self.on_unavailable == "local":
+                return await self._local.record(service, breaker, success=success, probe=probe)
+            raise
+        return None if r is None else str(r.decode())
+
+    async def release_probe(self, service: str, probe: str) -> None:
+        """Give back a half-open permit whose attempt never reported."""
+        if not probe:
+            return
+        if probe.startswith("p"):
+            await self._local.release_probe(service, probe)
+            return
+        _, probes, _ = self._admission_keys(service, None)
+        with contextlib.suppress(RedisUnreachable):  # else the permit's lease frees it
+            await self._submit(("ZREM", probes, probe.encode()))
+
+    async def pause(self, service: str, seconds: float) -> None:
+        """Admit nothing for `service` for `seconds`, in every worker (vendor backpressure)."""
+        cb, _, _ = self._admission_keys(service, None)
+        try:
+            await self._eval(self._scripts.pause, (cb,), (self._now(), _num(seconds)))
+        except RedisUnreachable:
+            if self.on_unavailable == "local":
+                await self._local.pause(service, seconds)
+            elif self.on_unavailable == "fail_closed":
+                raise
+
+    # -- idempotency ----------------------------------------------------------------------------
+
+    def _idem_keys(self, service: str, tenant: str | None, digest: str) -> tuple[bytes, bytes]:
+        if tenant is None:
+            rec = key(self.prefix, "idem", service, digest)
+        else:
+            rec = key(self.prefix, "tidem", service, tenant, digest)
+        return rec.encode(), f"{rec}:n".encode()
+
+    async def claim(
+        self, service: str, tenant: str | None, key: str, fingerprint: str, lease: float
+    ) -> Claim:
+        """Take the key if free, else report it (raises `BackendUnavailable` in any outage)."""
+        claim, _ = await self._claim(self._idem_keys(service, tenant, key), fingerprint, lease)
+        return claim
+
+    async def _claim(
+        self, keys: tuple[bytes, bytes], fingerprint: str, lease: float
+    ) -> tuple[Claim, float]:
+        r = await self._eval(self._scripts.claim, keys, (self._now(), fingerprint, _num(lease)))
+        state = _CLAIM_STATES[r[0]]
+        if state == "acquired":
+            return Claim(state, r[1].decode()), 0.0
+        if state == "completed":
+            return Claim(state, "", bytes(r[2])), 0.0
+        if state == "in_progress":
+            return Claim(state), float(r[3])
+        return Claim(state), 0.0
+
+    async def complete(
+        self, service: str, tenant: str | None, key: str, token: str, result: bytes, ttl: float
+    ) -> bool:
+        """Store the final result for `ttl` seconds if `token` still owns the key."""
+        keys = self._idem_keys(service, tenant, key)
+        args = (self._now(), token, result, _num(ttl))
+        return bool(await self._eval(self._scripts.complete, keys, args) == 1)
+
+    async def release(self, service: str, tenant: str | None, key: str, token: str) -> None:
+        """Free the key after a transient failure (owner only), waking its waiters."""
+        keys = self._idem_keys(service, tenant, key)
+        await self._eval(self._scripts.release, keys, (self._now(), token))
+
+    async def extend(
+        self, service: str, tenant: str | None, key: str, token: str, lease: float
+    ) -> bool:
+        """Push our lease end to now + `lease` while the call is still running."""
+        keys = self._idem_keys(service, tenant, key)
+        args = (self._now(), token, _num(lease))
+        return bool(await self._eval(self._scripts.extend, keys, args) == 1)
+
+    async def wait(
+        self,
+        service: str,
+        tenant: str | None,
+        key: str,
+        fingerprint: str,
+        lease: float,
+        timeout: float,
+    ) -> Claim:
+        """Wait up to `timeout` for an in-progress key, without polling; claim it if released.
+
+        Waiters block on the key's notify list with `BLMOVE list list` (a rotation: one element
+        wakes every waiter), which `complete` and `release` fill; each wake-up, each short block
+        timeout and the holder's lease end lead to a re-check of the record.
+        """
+        keys = self._idem_keys(service, tenant, key)
+        deadline = self._clock.monotonic() + timeout
+        while True:
+            claim, lease_left = await self._claim(keys, fingerprint, lease)
+            remaining = deadline - self._clock.monotonic()
+            if claim.state != "in_progress" or remaining <= 0:
+                return claim
+            await self._block(keys[1], min(remaining, lease_left))
+
+    async def _block(self, notify: bytes, seconds: float) -> None:
+        """Block on the notify list for up to `seconds` of clock time (capped per round trip)."""
+        if seconds <= 0:
+            return
+        block = max(0.01, min(seconds, self._block_cap))
+        if not self._test_clock:
+            await self._blocking(notify, block)
+            return
+        # A test clock: the wait ends when that clock says so, whatever Redis does.
+        waiter = asyncio.ensure_future(self._blocking(notify, block))
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        try:
+            await asyncio.wait((waiter, sleeper), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waiter.cancel()
+        if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
+            raise waiter.exception()  # type: ignore[misc]
+
+    async def _blocking(self, notify: bytes, block: float) -> None:
+        if self._closed or not self._health.may_try():
+            raise RedisUnreachable("redis unreachable (backing off before reconnecting)")
+        self._pipe.round_trips += 1
+        try:
+            async with asyncio.timeout(block + self._timeout):
+                await self.client.execute_command("BLMOVE", notify, notify, "RIGHT", "LEFT", block)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            self._health.failed(exc)
+            raise as_backend_error(exc) from None
+
+    # -- key-value --------------------------------------------------------------------------------
+
+    def _kv_key(self, name: str) -> tuple[bytes]:
+        return (key(self.prefix, "kv", "", name).encode(),)
+
+    async def get(self, key: str) -> bytes | None:
+        """A shared value, or None (process memory while Redis is down, unless fail_closed)."""
+        try:
+            r = await self._eval(self._scripts.kv_get, self._kv_key(key), (self._now(),))
+        except RedisUnreachable:
+            if self.on_unavailable == "fail_closed":
+                raise
+            return await self._local.get(key)
+        return None if r is None else bytes(r)
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """Store a shared value, for `ttl` seconds if given."""
+        args = (self._now(), value, b"" if ttl is None else _num(ttl))
+        try:
+            await self._eval(self._scripts.kv_set, self._kv_key(key), args)
+        except RedisUnreachable:
+            if self.on_unavailable == "fail_closed":
+                raise
+            await self._local.set(key, value, ttl)
+
+    async def delete(self, key: str) -> None:
+        """Remove a shared value."""
+        try:
+            await self._submit(("DEL", *self._kv_key(key)))
+        except RedisUnreachable:
+            if self.on_unavailable == "fail_closed":
+                raise
+            await self._local.delete(key)
+
+    async def acquire_lock(self, key: str, token: str, lease: float) -> bool:
+        """Take the lock for `lease` seconds (`SET NX` semantics); True if we now hold it."""
+        args = (self._now(), token, _num(lease))
+        try:
+            r = await self._eval(self._scripts.lock_acquire, self._kv_key(key), args)
+        except RedisUnreachable:
+            if self.on_unavailable == "fail_closed":
+                raise
+            return await self._local.acquire_lock(key, token, lease)
+        return bool(r == 1)
+
+    async def release_lock(self, key: str, token: str) -> None:
+        """Release the lock only if `token` still holds it (checked inside one script)."""
+        try:
+            await self._eval(self._scripts.lock_release, self._kv_key(key), (self._now(), token))
+        except RedisUnreachable:
+            if self.on_unavailable == "fail_closed":
+                raise
+            await self._local.release_lock(key, token)
+
+    async def aclose(self) -> None:
+        """Let in-flight batches finish; close the client if `from_url` created it."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._pipe.aclose()
+        if self._owns_client:
+            await self.client.aclose()
+
+
+def _decodes_responses(client: Any) -> bool:
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None) or {}
+    if kwargs.get("decode_responses"):
+        return True
+    encoder = getattr(client, "encoder", None)
+    return bool(getattr(encoder, "decode_responses", False))
+
+
+def _block_cap(client: Any) -> float:
+    """The longest single BLMOVE: half the client's socket timeout, at most `_BLOCK_CAP`."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None) or getattr(client, "connection_kwargs", {})
+    socket_timeout = kwargs.get("socket_timeout")
+    if isinstance(socket_timeout, int | float) and socket_timeout > 0:
+        return min(_BLOCK_CAP, socket_timeout / 2.0)
+    return _BLOCK_CAP

@@ -1,0 +1,199 @@
+"""Coalescing: commands issued in one event-loop tick leave together, as one pipelined batch.
+
+On a CPU-bound client each round trip costs tens of microseconds of Python, so a hundred
+concurrent calls must not mean a hundred round trips. The first command of a tick schedules a
+flush with `loop.call_soon`; every command issued before it runs joins the batch; the flush sends
+one `pipeline(transaction=False)` (in a cluster, redis-py splits it per node) and resolves each
+caller's future. A script the server does not know (NOSCRIPT, after a restart or `SCRIPT FLUSH`)
+is loaded and its commands re-sent, so scripts come back by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis import exceptions as rex
+
+from ..._errors import BackendUnavailable
+
+__all__ = ["Health", "Pipeliner", "RedisUnreachable", "is_outage"]
+
+_log = logging.getLogger("nexus_connector_async.redis")
+
+# Errors that mean "Redis cannot answer right now" (as opposed to a bug in a command).
+_OUTAGE = (
+    OSError,
+    TimeoutError,
+    rex.ConnectionError,
+    rex.TimeoutError,
+    rex.ClusterError,
+    rex.TryAgainError,
+    rex.ReadOnlyError,
+    rex.OutOfMemoryError,
+    rex.InvalidResponse,
+    rex.RedisClusterException,
+)
+
+
+class RedisUnreachable(BackendUnavailable):
+    """Redis could not be reached (or is in backoff after failing to); modes may fall back."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` says Redis is unreachable rather than that a command was wrong."""
+    return isinstance(exc, _OUTAGE) and not isinstance(exc, rex.NoScriptError)
+
+
+def as_backend_error(exc: BaseException) -> BackendUnavailable:
+    """Our error for a Redis failure: callers never see a raw redis-py exception."""
+    if isinstance(exc, BackendUnavailable):
+        return exc
+    if is_outage(exc):
+        return RedisUnreachable(f"redis unreachable: {type(exc).__name__}")
+    return BackendUnavailable(f"redis error: {type(exc).__name__}: {exc}")
+
+
+class Health:
+    """Tracks outages and spaces out reconnect attempts, so a dead Redis costs little per call.
+
+    While Redis is down, only one attempt per backoff window (doubling from 50 ms to 2 s) goes
+    to Redis; every other call fails over at once without waiting on a socket.
+    """
+
+    BASE = 0.05
+    CAP = 2.0
+
+    def __init__(self, on_change: Callable[[bool, BaseException | None], None]) -> None:
+        self.failures = 0
+        self._retry_at = 0.0
+        self._on_change = on_change
+
+    @property
+    def up(self) -> bool:
+        """False while we believe Redis is unreachable."""
+        return self.failures == 0
+
+    def may_try(self) -> bool:
+        """True if a command may go to Redis now (healthy, or this is the window's one trial)."""
+        if not self.failures:
+            return True
+        now = time.monotonic()
+        if now < self._retry_at:
+            return False
+        self._retry_at = now + self._delay()  # one trial per window; others fail over
+        return True
+
+    def failed(self, exc: BaseException) -> None:
+        """Record a failed round trip."""
+        self.failures += 1
+        self._retry_at = time.monotonic() + self._delay()
+        if self.failures == 1:
+            self._on_change(False, exc)
+
+    def succeeded(self) -> None:
+        """Record a successful round trip: Redis is back."""
+        if self.failures:
+            self.failures = 0
+            self._retry_at = 0.0
+            self._on_change(True, None)
+
+    def _delay(self) -> float:
+        return min(self.CAP, self.BASE * 2.0 ** min(self.failures, 16))
+
+
+Item = tuple[tuple[Any, ...], Any, "asyncio.Future[Any]"]
+
+
+class Pipeliner:
+    """Sends the commands of one event-loop tick as one pipeline; counts round trips."""
+
+    def __init__(self, client: Any, health: Health, *, timeout: float, cluster: bool) -> None:
+        self._client = client
+        self._health = health
+        self._timeout = timeout
+        self._cluster = cluster
+        self._pending: list[Item] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.round_trips = 0
+        self.commands = 0
+
+    def submit(self, args: tuple[Any, ...], script: Any = None) -> asyncio.Future[Any]:
+        """Queue one command (`script` set for EVALSHA) and return the future of its reply."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((args, script, fut))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush, loop)
+        return fut
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._pending = self._pending, []
+        task = loop.create_task(self._send(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[Item]) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                results = await self._execute([item[0] for item in batch])
+                missing = [i for i, r in enumerate(results) if isinstance(r, rex.NoScriptError)]
+                if missing:
+                    await self._load({id(batch[i][1]): batch[i][1] for i in missing})
+                    again = await self._execute([batch[i][0] for i in missing])
+                    for i, r in zip(missing, again, strict=True):
+                        results[i] = r
+        except BaseException as exc:
+            if is_outage(exc):
+                self._health.failed(exc)
+            err = as_backend_error(exc)
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(err)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        self._health.succeeded()
+        for (_, _, fut), r in zip(batch, results, strict=True):
+            if fut.done():  # the caller was cancelled meanwhile
+                continue
+            if isinstance(r, Exception):
+                fut.set_exception(as_backend_error(r))
+            else:
+                fut.set_result(r)
+
+    async def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        self.round_trips += 1
+        self.commands += len(commands)
+        if len(commands) == 1 and not self._cluster:
+            try:
+                return [await self._client.execute_command(*commands[0])]
+            except rex.ResponseError as exc:
+                if is_outage(exc):
+                    raise
+                return [exc]
+        pipe = self._client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        for r in results:
+            if isinstance(r, Exception) and is_outage(r):
+                raise r
+        return results
+
+    async def _load(self, scripts: dict[int, Any]) -> None:
+        """SCRIPT LOAD (in a cluster: on every primary) the scripts the server did not know."""
+        for script in scripts.values():
+            if script is None:
+                continue
+            self.round_trips += 1
+            script.sha = await self._client.script_load(script.script)
+        _log.info("nexus.redis.scripts_loaded count=%d", len(scripts))
+
+    async def aclose(self) -> None:
+        """Wait for batches already on the wire."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,40 @@
+"""Redis key names: built in one place, so the layout (and its hash tags) is visible at a glance.
+
+    {prefix}:{<service>}:cb                 breaker hash (state, failures, pause, retry budget)
+    {prefix}:{<service>}:probes             zset of half-open probe permits -> lease end
+    {prefix}:{<service>}:bucket             token bucket of the service
+    {prefix}:{<service>}:tbucket:<tenant>   token bucket of one tenant (scope="tenant")
+    {prefix}:{<service>}:idem:<digest>      idempotency record (no tenant)
+    {prefix}:{<service>}:tidem:<tenant>:<digest>
+    ...:idem...:n                           notify list that waiters block on
+    {prefix}:kv:<key>                       shared KV values and locks (token cache, refresh lock)
+
+Every key of one service carries the same `{service}` hash tag, so each script touches one
+cluster slot. Idempotency keys appear only as the connector's digest, never in clear.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from ..._errors import InvalidRequest
+
+__all__ = ["Kind", "check_prefix", "key"]
+
+Kind = Literal["cb", "probes", "bucket", "tbucket", "idem", "tidem", "kv"]
+
+
+def check_prefix(prefix: str) -> str:
+    """A prefix must be non-empty printable ASCII without braces (they would move the hash tag)."""
+    if not isinstance(prefix, str) or not prefix or any(not " " < c <= "~" for c in prefix):
+        raise InvalidRequest("prefix must be non-empty printable ASCII without spaces")
+    if "{" in prefix or "}" in prefix:
+        raise InvalidRequest("prefix must not contain braces: they would change the hash tag")
+    return prefix
+
+
+def key(prefix: str, kind: Kind, service: str = "", *parts: str) -> str:
+    """The one place a key name is built: `prefix:{service}:kind[:part...]` (KV: no hash tag)."""
+    if kind == "kv":
+        return ":".join((prefix, "kv", *parts))
+    return ":".join((f"{prefix}:{{{service}}}", kind, *parts))

@@ -1,0 +1,118 @@
+-- admit.lua: may one attempt go now? Breaker check, half-open probe permit, retry budget, shared
+-- pause and token bucket, in one atomic step (the same decisions as MemoryBackend._decide).
+-- KEYS[1] breaker hash: state, failures, successes, opened_at, paused_until, budget, budget_at, seq
+-- KEYS[2] probe zset: permit -> lease expiry (the half-open permits held right now)
+-- KEYS[3] bucket hash: tokens, updated (not touched when ARGV[8] is '')
+-- ARGV[1] time override ('' = TIME)   ARGV[2] recovery_timeout   ARGV[3] half_open_max_calls
+-- ARGV[4] probe lease seconds   ARGV[5] budget ratio ('' = no budget)   ARGV[6] budget floor/s
+-- ARGV[7] '1' if this attempt is a retry   ARGV[8] bucket capacity ('' = no rate limit)
+-- ARGV[9] refill tokens/s   ARGV[10] max_wait seconds   ARGV[11] '1' for shadow mode
+-- Returns {reason, wait (string seconds), probe permit ('' = none), clean 0/1, would_block}:
+-- reason 0 admitted (wait = sleep first), 1 circuit open, 2 rate limited, 3 budget exhausted.
+local cb, probes, bucket = KEYS[1], KEYS[2], KEYS[3]
+local f = redis.call('HMGET', cb, 'state', 'failures', 'opened_at', 'paused_until', 'budget',
+  'budget_at')
+local state = f[1] or 'closed'
+local failures = tonumber(f[2]) or 0
+local recovery = tonumber(ARGV[2])
+local touched = false
+
+local function decide()
+  local probe = false
+  if state == 'open' then
+    local reopen_at = (tonumber(f[3]) or 0) + recovery
+    if NOW < reopen_at then
+      return {1, reopen_at - NOW}
+    end
+    state = 'half_open'
+    redis.call('HSET', cb, 'state', 'half_open', 'successes', 0)
+    redis.call('DEL', probes)
+    touched = true
+  end
+  if state == 'half_open' then
+    redis.call('ZREMRANGEBYSCORE', probes, '-inf', fmt(NOW))
+    if redis.call('ZCARD', probes) >= tonumber(ARGV[3]) then
+      local first = redis.call('ZRANGE', probes, 0, 0, 'WITHSCORES')
+      return {1, math.max(0.001, tonumber(first[2]) - NOW)}
+    end
+    probe = true
+  end
+  if ARGV[5] ~= '' then
+    local ratio, floor = tonumber(ARGV[5]), tonumber(ARGV[6])
+    local cap = math.max(1.0, floor * 10.0)
+    local budget, budget_at = tonumber(f[5]) or -1, tonumber(f[6]) or 0
+    if budget < 0 then
+      budget, budget_at = floor, NOW
+    end
+    budget = math.min(cap, budget + (NOW - budget_at) * floor)
+    local refused = false
+    if ARGV[7] == '1' then
+      if budget < 1.0 then
+        refused = true
+      else
+        budget = budget - 1.0
+      end
+    else
+      budget = math.min(cap, budget + ratio)
+    end
+    redis.call('HSET', cb, 'budget', fmt(budget), 'budget_at', fmt(NOW))
+    touched = true
+    if refused then
+      if floor ~= 0 then
+        return {3, 1.0 / floor}
+      end
+      return {3, 1.0}
+    end
+  end
+  local wait = math.max(0.0, (tonumber(f[4]) or 0) - NOW)
+  if ARGV[8] ~= '' then
+    local cap, rate, max_wait = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+    local b = redis.call('HMGET', bucket, 'tokens', 'updated')
+    local tokens, updated = tonumber(b[1]), tonumber(b[2])
+    if tokens == nil or updated == nil then
+      tokens, updated = cap, NOW  -- a missing bucket is a full one: idle keys simply expire
+    end
+    tokens = math.min(cap, tokens + (NOW - updated) * rate)
+    local start = NOW + wait
+    local at_start = math.min(cap, tokens + wait * rate)
+    local need = 0.0
+    if at_start < 1.0 then
+      need = (1.0 - at_start) / rate
+    end
+    local total = wait + need
+    if total > max_wait then
+      return {2, total}
+    end
+    local left = at_start - 1.0
+    redis.call('HSET', bucket, 'tokens', fmt(left), 'updated', fmt(start))
+    -- Expire once it would be full again: then "missing" and "full" are the same state.
+    redis.call('PEXPIRE', bucket, math.ceil(((cap - left) / rate + wait) * 1000) + GC_MARGIN_MS)
+    wait = total
+  elseif wait > 0 then
+    return {2, wait}
+  end
+  local permit = ''
+  if probe then
+    permit = 'r' .. redis.call('HINCRBY', cb, 'seq', 1)  -- 'r': a Redis permit
+    local lease = tonumber(ARGV[4])
+    redis.call('ZADD', probes, fmt(NOW + lease), permit)
+    keep_for(probes, lease * 1000 + GC_MARGIN_MS)
+    touched = true
+  end
+  local clean = 0
+  if state == 'closed' and failures == 0 then
+    clean = 1
+  end
+  return {0, wait, permit, clean}
+end
+
+local r = decide()
+if touched then
+  local paused = math.max(0, (tonumber(f[4]) or 0) - NOW)
+  keep_for(cb, (3600 + recovery + paused) * 1000)
+end
+if r[1] ~= 0 and ARGV[11] == '1' then
+  -- Shadow mode: report what would have happened, block nothing, take nothing.
+  return {0, '0', '', 0, r[1]}
+end
+return {r[1], fmt(r[2]), r[3] or '', r[4] or 0, 0}

@@ -1,0 +1,30 @@
+-- claim.lua: take an idempotency key if it is free (SET NX with a lease), else report its state.
+-- KEYS[1] record hash: fp, token, expires (lease end, or TTL end once completed), result
+-- KEYS[2] notify list (waiters block on it; emptied when a new owner takes the key)
+-- ARGV[1] time override ('' = TIME)   ARGV[2] request fingerprint   ARGV[3] lease seconds
+-- Returns {0, token} acquired | {1, '', result} completed | {2, '', '', lease left} in progress
+-- | {3} conflict (the key belongs to a different fingerprint).
+local rec, list = KEYS[1], KEYS[2]
+local r = redis.call('HMGET', rec, 'fp', 'token', 'expires', 'result')
+if r[1] and tonumber(r[3]) <= NOW then
+  redis.call('DEL', rec)  -- the owner's lease (or the stored result's TTL) has ended
+  notify(list)
+  r = {false, false, false, false}
+end
+if not r[1] then
+  -- The fencing token: server time to the microsecond, never reused for this key.
+  local t = redis.call('TIME')
+  local token = t[1] .. string.format('%06d', tonumber(t[2]))
+  local lease = tonumber(ARGV[3])
+  redis.call('HSET', rec, 'fp', ARGV[2], 'token', token, 'expires', fmt(NOW + lease))
+  redis.call('PEXPIRE', rec, math.ceil(lease * 1000) + GC_MARGIN_MS)
+  redis.call('DEL', list)
+  return {0, token}
+end
+if r[1] ~= ARGV[2] then
+  return {3}
+end
+if r[4] then
+  return {1, '', r[4]}
+end
+return {2, '', '', fmt(tonumber(r[3]) - NOW)}

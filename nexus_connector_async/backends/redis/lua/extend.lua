@@ -1,0 +1,18 @@
+-- extend.lua: push the owner's lease end to now + lease while a long call is still running.
+-- KEYS[1] record hash   KEYS[2] notify list
+-- ARGV[1] time override ('' = TIME)   ARGV[2] owner's token   ARGV[3] lease seconds
+-- Returns 1 if extended, 0 if the caller no longer owns the key.
+local rec, list = KEYS[1], KEYS[2]
+local r = redis.call('HMGET', rec, 'token', 'expires', 'result')
+if r[1] and tonumber(r[2]) <= NOW then
+  redis.call('DEL', rec)
+  notify(list)
+  return 0
+end
+if r[1] ~= ARGV[2] or r[3] then
+  return 0
+end
+local lease = tonumber(ARGV[3])
+redis.call('HSET', rec, 'expires', fmt(NOW + lease))
+redis.call('PEXPIRE', rec, math.ceil(lease * 1000) + GC_MARGIN_MS)
+return 1
