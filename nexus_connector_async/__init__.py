@@ -26,8 +26,22 @@ from ._errors import (
     RequestTimeout,
     ResponseTooLarge,
 )
+from ._events import (
+    AdmissionRejected,
+    AttemptFinished,
+    BackendUnavailableEvent,
+    CallFinished,
+    CircuitStateChanged,
+    Event,
+    EventHook,
+    IdempotentReplay,
+    RetryScheduled,
+    ShadowWouldBlock,
+    TokenRefreshed,
+)
 from ._logging import redact_processor
 from ._models import Credentials, IdempotencyKey, Response
+from ._settings import ConfigError, Gateways, Settings, connect
 from ._transport import AiohttpTransport, Transport
 from .backends._base import Backend
 from .backends._memory import MemoryBackend
@@ -39,12 +53,18 @@ if TYPE_CHECKING:
     from .backends.redis import RedisBackend
 
 __all__ = [
+    "AdmissionRejected",
     "AiohttpTransport",
+    "AttemptFinished",
     "Backend",
     "BackendUnavailable",
+    "BackendUnavailableEvent",
+    "CallFinished",
     "CircuitBreakerConfig",
     "CircuitOpenError",
+    "CircuitStateChanged",
     "Clock",
+    "ConfigError",
     "ConnectionFailed",
     "Connector",
     "ConnectorError",
@@ -52,10 +72,14 @@ __all__ = [
     "CredentialRefreshError",
     "Credentials",
     "Endpoint",
+    "Event",
+    "EventHook",
+    "Gateways",
     "HttpStatusError",
     "IdempotencyConflict",
     "IdempotencyInProgress",
     "IdempotencyKey",
+    "IdempotentReplay",
     "InvalidRequest",
     "MemoryBackend",
     "OAuth2CredentialProvider",
@@ -66,10 +90,15 @@ __all__ = [
     "Response",
     "ResponseTooLarge",
     "RetryPolicy",
+    "RetryScheduled",
+    "Settings",
+    "ShadowWouldBlock",
     "StaticCredentialProvider",
     "SystemClock",
     "Timeouts",
+    "TokenRefreshed",
     "Transport",
+    "connect",
     "redact_processor",
 ]
 

@@ -19,21 +19,24 @@ import hashlib
 import hmac
 import random
 import uuid
-from collections.abc import Iterable
-from typing import Any, Literal
+from collections.abc import Awaitable, Iterable
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._config import Timeouts
-from .._errors import CredentialRefreshError, InvalidRequest
+from .._errors import ConnectorError, CredentialRefreshError, InvalidRequest
 from .._logging import get_logger, redact_url
 from .._models import Credentials
 from .._transport import Transport
 from ..backends._base import KeyValueStore
 from ..backends._memory import MemoryBackend
 from ._oauth2_wire import ClientAuth, GrantType, TokenClient, TokenReply
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 __all__ = ["OAuth2CredentialProvider"]
 
@@ -93,7 +96,8 @@ class OAuth2CredentialProvider:
 
     `services=None` serves every service; otherwise other services get `None` (no
     Authorization header). The provider needs no start or close: each token request uses a
-    short-lived HTTP session unless `http` (a `Transport`) is given.
+    short-lived HTTP session unless `http` (a `Transport`) is given. With `encryption_key` (a
+    Fernet key; needs `cryptography`) cached tokens are encrypted at rest in the backend.
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class OAuth2CredentialProvider:
         clock: Clock | None = None,
         *,
         http: Transport | None = None,
+        encryption_key: str | bytes | None = None,
         logger: Any = None,
         failure_backoff: float = 5.0,
         lock_lease: float | None = None,
@@ -140,13 +145,16 @@ class OAuth2CredentialProvider:
         self._lease = _seconds("lock_lease", lock_lease or timeout.total + 5.0, positive=True)
         # A waiter may outlast a dead holder's lease and then refresh itself.
         self._wait = _seconds("wait_timeout", wait_timeout or self._lease + timeout.total, True)
-        if services is not None and (isinstance(services, str) or not all(services)):
+        if isinstance(services, str):
+            raise InvalidRequest("services must be an iterable of service names, not a str")
+        service_set = None if services is None else frozenset(services)
+        if service_set is not None and not all(isinstance(s, str) and s for s in service_set):
             raise InvalidRequest("services must be an iterable of service names")
 
         self._url = token_url
         self._grant_type: GrantType = grant_type
         self._seed_refresh_token = refresh_token
-        self._services = None if services is None else frozenset(services)
+        self._services = service_set
         self._backend: KeyValueStore = backend if backend is not None else MemoryBackend()
         self._clock = clock or SYSTEM_CLOCK
         self._log = logger if logger is not None else get_logger()
@@ -166,6 +174,7 @@ class OAuth2CredentialProvider:
             digest_size=8,
         ).hexdigest()
         self._flights: dict[str, asyncio.Task[Credentials]] = {}
+        self._cipher = None if encryption_key is None else _fernet(encryption_key)
 
     def __repr__(self) -> str:
         services = "all" if self._services is None else sorted(self._services)
@@ -245,6 +254,8 @@ class OAuth2CredentialProvider:
         """Join this process's refresh of `key`, or start it; callers' cancellation spares it."""
         for _ in range(2):
             task = self._flights.get(key)
+            if task is not None and task.get_loop() is not asyncio.get_running_loop():
+                task = None  # left behind by a closed event loop (tests, reloads)
             if task is None:
                 task = asyncio.ensure_future(
                     self._refresh_shared(key, service, tenant, rejected, reason)
@@ -295,7 +306,7 @@ class OAuth2CredentialProvider:
                         key, failure_key, service, tenant, rejected, reason
                     )
                 finally:
-                    await self._backend.release_lock(lock_key, owner)
+                    await self._quietly("release_lock", self._backend.release_lock(lock_key, owner))
             # Another worker is refreshing. A token that still works is good enough meanwhile.
             if entry is not None and rejected is None and not entry.expired(now):
                 return entry.credentials()
@@ -342,14 +353,18 @@ class OAuth2CredentialProvider:
             until = self._clock.time() + self._failure_backoff
             if self._failure_backoff > 0:
                 failure = _Failure(str(exc), exc.error, exc.description, until)
-                await self._backend.set(failure_key, _encode(failure), self._failure_backoff)
+                await self._quietly(
+                    "store_failure",
+                    self._backend.set(failure_key, self._seal(failure), self._failure_backoff),
+                )
             raise
         new = self._entry(reply, refresh_token)
         ttl = None
         if self._grant_type == "client_credentials" and new.expires_at is not None:
             # Kept a little past expiry; a refresh-token chain is kept for good.
             ttl = max(1.0, new.expires_at - self._clock.time() + 60.0)
-        await self._backend.set(key, _encode(new), ttl)
+        # The token is good even if the backend just failed: the caller gets it regardless.
+        await self._quietly("store_token", self._backend.set(key, self._seal(new), ttl))
         self._log.info(
             "nexus.oauth.token_refreshed",
             **ctx,
@@ -373,6 +388,15 @@ class OAuth2CredentialProvider:
 
     # -- storage ------------------------------------------------------------------------------
 
+    async def _quietly(self, what: str, op: Awaitable[None]) -> None:
+        """Run a backend write whose failure must not hide the refresh's own outcome."""
+        try:
+            await op
+        except ConnectorError as exc:  # BackendUnavailable: a lock lease ends on its own
+            self._log.error(
+                "nexus.oauth.backend_failed", op=what, client=self._id, error=type(exc).__name__
+            )
+
     def _key(self, service: str, tenant: str | None) -> str:
         """The cache key: service hash tag, hashed client identity, tenant; never a secret.
 
@@ -387,23 +411,41 @@ class OAuth2CredentialProvider:
             return f"oauth2:{{{self._id}}}:chain"
         return f"oauth2:{{{service}}}:{self._id}:{'-' if tenant is None else 't.' + tenant}"
 
+    def _seal(self, value: _Entry | _Failure) -> bytes:
+        data = _encode(value)
+        return data if self._cipher is None else self._cipher.encrypt(data)
+
+    def _open(self, raw: bytes) -> bytes | None:
+        if self._cipher is None:
+            return raw
+        from cryptography.fernet import InvalidToken  # noqa: PLC0415 - optional dependency
+
+        try:
+            return self._cipher.decrypt(raw)
+        except InvalidToken:
+            return None
+
     async def _load(self, key: str) -> _Entry | None:
         raw = await self._backend.get(key)
         if raw is None:
             return None
+        data = self._open(raw)
         try:
-            return _decode_entry(raw)
+            if data is not None:
+                return _decode_entry(data)
         except msgspec.DecodeError:
-            # A value from an older layout or a corrupted write: treat it as missing.
-            self._log.warning("nexus.oauth.cache_unreadable", client=self._id)
-            return None
+            pass
+        # Another key, an older layout or a corrupted write: treat it as missing.
+        self._log.warning("nexus.oauth.cache_unreadable", client=self._id)
+        return None
 
     async def _load_failure(self, key: str) -> _Failure | None:
         raw = await self._backend.get(key)
-        if raw is None:
+        data = None if raw is None else self._open(raw)
+        if data is None:
             return None
         try:
-            return _decode_failure(raw)
+            return _decode_failure(data)
         except msgspec.DecodeError:
             return None
 
@@ -418,6 +460,20 @@ def _needs_refresh(entry: _Entry | None, rejected: Credentials | None, now: floa
     if rejected is not None and _same(entry, rejected):
         return True
     return entry.due(now)
+
+
+def _fernet(key: str | bytes) -> Fernet:
+    """A Fernet cipher (AES-128-CBC + HMAC-SHA256) for tokens at rest in the backend."""
+    try:
+        from cryptography.fernet import Fernet  # noqa: PLC0415 - optional dependency
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise InvalidRequest("encryption_key needs the 'cryptography' package") from None
+    try:
+        return Fernet(key)
+    except (ValueError, TypeError):
+        raise InvalidRequest(
+            "encryption_key must be a Fernet key (cryptography.fernet.Fernet.generate_key())"
+        ) from None
 
 
 def _seconds(name: str, value: object, positive: bool = False) -> float:

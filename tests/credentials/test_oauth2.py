@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from nexus_connector_async import (
+    BackendUnavailable,
     Connector,
     CredentialProvider,
     CredentialRefreshError,
@@ -18,10 +19,11 @@ from nexus_connector_async import (
     InvalidRequest,
     MemoryBackend,
     OAuth2CredentialProvider,
+    Response,
     RetryPolicy,
 )
 from nexus_connector_async.credentials._base import RefreshesRejected
-from nexus_connector_async.testing import FakeClock
+from nexus_connector_async.testing import FakeClock, MockTransport, RecordedRequest, capture_logs
 
 from ._oauth_server import OAuthServer, TokenRequest
 
@@ -583,3 +585,69 @@ def test_the_fixture_decodes_form_encoded_basic_credentials() -> None:
     """The fixture's own Basic parsing decodes what it is given (sanity check)."""
     raw = base64.b64encode(b"a%3Ab:c").decode()
     assert TokenRequest({"Authorization": f"Basic {raw}"}, {}).basic == ("a:b", "c")
+
+
+# -- an injected transport ------------------------------------------------------------------
+
+
+async def test_an_injected_transport_answers_the_token_requests() -> None:
+    def handler(request: RecordedRequest) -> Response:
+        assert request.method == "POST"
+        assert request.url == "https://auth.example.test/token"
+        assert request.body == b"grant_type=client_credentials"
+        return Response(200, {"Content-Type": "application/json"}, b'{"access_token": "mock"}')
+
+    transport = MockTransport(handler)
+    provider = OAuth2CredentialProvider(
+        "https://auth.example.test/token", "client-1", "secret-1", http=transport
+    )
+    creds = await provider.get_credentials("paypal")
+    assert creds == Credentials("mock")
+    assert len(transport.requests) == 1
+
+
+# -- the backend ----------------------------------------------------------------------------
+
+
+async def test_a_provider_and_the_connector_can_share_one_backend(
+    oauth_server: OAuthServer,
+) -> None:
+    backend = MemoryBackend()
+    provider = make(oauth_server, backend=backend)
+    async with Connector(backend=backend, credentials=provider) as connector:
+        first = await connector.execute("paypal", api(oauth_server))
+        second = await connector.execute("paypal", api(oauth_server))
+    assert first.json()["token"] == second.json()["token"] == "at-1"
+    assert oauth_server.count == 1
+
+
+class _WritesFail(MemoryBackend):
+    """Takes the lock, then fails every write after the token request (Redis just died)."""
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        if not key.endswith(":lock"):
+            raise BackendUnavailable("redis is down")
+        await super().set(key, value, ttl)
+
+    async def release_lock(self, key: str, token: str) -> None:
+        raise BackendUnavailable("redis is down")
+
+
+async def test_a_backend_failing_after_the_token_arrived_does_not_cost_the_caller_its_token(
+    oauth_server: OAuthServer,
+) -> None:
+    provider = make(oauth_server, backend=_WritesFail())
+    with capture_logs() as logs:
+        creds = await provider.get_credentials("paypal")
+    assert creds is not None
+    assert creds.access_token == "at-1"
+    assert {e.get("op") for e in logs if e["event"] == "nexus.oauth.backend_failed"} == {
+        "store_token",
+        "release_lock",
+    }
+
+
+async def test_services_may_be_any_iterable(oauth_server: OAuthServer) -> None:
+    provider = make(oauth_server, services=(s for s in ["paypal"]))
+    assert await provider.get_credentials("paypal") is not None
+    assert await provider.get_credentials("stripe") is None

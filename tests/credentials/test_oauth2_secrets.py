@@ -13,6 +13,7 @@ from nexus_connector_async import (
     Connector,
     CredentialRefreshError,
     Endpoint,
+    InvalidRequest,
     MemoryBackend,
     OAuth2CredentialProvider,
     RetryPolicy,
@@ -140,3 +141,42 @@ def test_token_like_runs_in_an_error_description_are_masked_even_when_unknown() 
     text = scrub("token abcDEF0123456789ghijKLMN expired; see developer.paypal.com/docs", ())
     assert "abcDEF0123456789ghijKLMN" not in text
     assert "developer.paypal.com/docs" in text
+
+
+async def test_with_an_encryption_key_tokens_are_encrypted_at_rest(
+    oauth_server: OAuthServer,
+) -> None:
+    fernet = pytest.importorskip("cryptography.fernet")  # optional dependency
+    key = fernet.Fernet.generate_key()
+    oauth_server.rotate = True
+    backend = MemoryBackend()
+    settings: dict[str, Any] = {
+        "grant_type": "refresh_token",
+        "refresh_token": "rt-0",
+        "backend": backend,
+        "encryption_key": key,
+    }
+    worker_a = OAuth2CredentialProvider(oauth_server.token_url, "c", "s", **settings)
+    creds = await worker_a.get_credentials("paypal")
+    assert creds is not None
+    stored = b"".join(value for value, _ in backend._kv.values())
+    assert b"at-1" not in stored
+    assert b"rt-1" not in stored
+
+    worker_b = OAuth2CredentialProvider(oauth_server.token_url, "c", "s", **settings)
+    assert await worker_b.get_credentials("paypal") == creds
+    assert oauth_server.count == 1
+
+    # A worker with another key cannot read the cache: it says so and treats it as empty.
+    settings["encryption_key"] = fernet.Fernet.generate_key()
+    stranger = OAuth2CredentialProvider(oauth_server.token_url, "c", "s", **settings)
+    with capture_logs() as logs:
+        with pytest.raises(CredentialRefreshError):  # its seed rt-0 was spent by worker_a
+            await stranger.get_credentials("paypal")
+    assert any(e["event"] == "nexus.oauth.cache_unreadable" for e in logs)
+
+
+def test_a_bad_encryption_key_is_refused_up_front() -> None:
+    pytest.importorskip("cryptography.fernet")
+    with pytest.raises(InvalidRequest, match="Fernet"):
+        OAuth2CredentialProvider("https://a.test/t", "c", "s", encryption_key=b"short")
