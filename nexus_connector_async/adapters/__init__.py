@@ -13,6 +13,13 @@ from ._errors import (
 from ._money import Money
 from ._payments import Payment, PaymentGateway, PaymentStatus, Refund, RefundStatus
 from ._phone import SmsSegments, count_segments, validate_e164
+from ._sms import (
+    PhoneNumberInfo,
+    PhoneNumberRejected,
+    SmsGateway,
+    SmsMessage,
+    SmsResult,
+)
 from .paypal import (
     PayPalAPIError,
     PayPalAuthenticationError,
@@ -23,6 +30,7 @@ from .paypal import (
     PayPalPermissionError,
     PayPalRateLimitError,
 )
+from .sns import SnsError, SnsSmsAdapter, SnsThrottled, SpendCounterBusy, SpendReport
 from .stripe import (
     StripeAPIError,
     StripeAuthenticationError,
@@ -34,6 +42,7 @@ from .stripe import (
     StripePermissionError,
     StripeRateLimitError,
 )
+from .twilio import TwilioError, TwilioSmsAdapter, TwilioThrottled
 
 __all__ = [
     "AuthenticationFailed",
@@ -52,11 +61,21 @@ __all__ = [
     "PaymentDeclined",
     "PaymentGateway",
     "PaymentStatus",
+    "PhoneNumberInfo",
+    "PhoneNumberRejected",
     "Refund",
     "RefundStatus",
     "RegionNotPermitted",
+    "SmsGateway",
+    "SmsMessage",
+    "SmsResult",
     "SmsSegments",
+    "SnsError",
+    "SnsSmsAdapter",
+    "SnsThrottled",
+    "SpendCounterBusy",
     "SpendLimitExceeded",
+    "SpendReport",
     "StripeAPIError",
     "StripeAuthenticationError",
     "StripeCardError",
@@ -66,6 +85,9 @@ __all__ = [
     "StripePaymentAdapter",
     "StripePermissionError",
     "StripeRateLimitError",
+    "TwilioError",
+    "TwilioSmsAdapter",
+    "TwilioThrottled",
     "VendorError",
     "VendorRateLimited",
     "count_segments",

@@ -24,6 +24,7 @@ from .._retry import set_testing
 from ._paypal import PayPalSimulator
 from ._simulator import VendorSimulator
 from ._stripe import StripeSimulator
+from ._twilio import SimulatedMessage, TwilioSimulator
 from ._vendor_server import SimulatedRequest
 
 __all__ = [
@@ -31,8 +32,10 @@ __all__ = [
     "MockTransport",
     "PayPalSimulator",
     "RecordedRequest",
+    "SimulatedMessage",
     "SimulatedRequest",
     "StripeSimulator",
+    "TwilioSimulator",
     "VendorSimulator",
     "capture_logs",
     "set_testing",
