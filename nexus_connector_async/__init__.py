@@ -41,6 +41,7 @@ from ._events import (
 )
 from ._logging import redact_processor
 from ._models import Credentials, IdempotencyKey, Response
+from ._settings import ConfigError, Gateways, Settings, connect
 from ._transport import AiohttpTransport, Transport
 from .backends._base import Backend
 from .backends._memory import MemoryBackend
@@ -63,6 +64,7 @@ __all__ = [
     "CircuitOpenError",
     "CircuitStateChanged",
     "Clock",
+    "ConfigError",
     "ConnectionFailed",
     "Connector",
     "ConnectorError",
@@ -72,6 +74,7 @@ __all__ = [
     "Endpoint",
     "Event",
     "EventHook",
+    "Gateways",
     "HttpStatusError",
     "IdempotencyConflict",
     "IdempotencyInProgress",
@@ -88,12 +91,14 @@ __all__ = [
     "ResponseTooLarge",
     "RetryPolicy",
     "RetryScheduled",
+    "Settings",
     "ShadowWouldBlock",
     "StaticCredentialProvider",
     "SystemClock",
     "Timeouts",
     "TokenRefreshed",
     "Transport",
+    "connect",
     "redact_processor",
 ]
 

@@ -4,6 +4,7 @@
 - `set_testing()`: backoff sleeps become 0 s, so retries in your tests are instant.
 - `MockTransport`: answer requests with a function instead of a server.
 - `capture_logs`: structlog's context manager, re-exported for asserting on our events.
+- `VendorSimulator`, `StripeSimulator`, `PayPalSimulator`: vendor imitations on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -20,8 +21,25 @@ from structlog.testing import capture_logs
 from .._config import Timeouts
 from .._models import Response
 from .._retry import set_testing
+from ._paypal import PayPalSimulator
+from ._simulator import VendorSimulator
+from ._stripe import StripeSimulator
+from ._twilio import SimulatedMessage, TwilioSimulator
+from ._vendor_server import SimulatedRequest
 
-__all__ = ["FakeClock", "MockTransport", "RecordedRequest", "capture_logs", "set_testing"]
+__all__ = [
+    "FakeClock",
+    "MockTransport",
+    "PayPalSimulator",
+    "RecordedRequest",
+    "SimulatedMessage",
+    "SimulatedRequest",
+    "StripeSimulator",
+    "TwilioSimulator",
+    "VendorSimulator",
+    "capture_logs",
+    "set_testing",
+]
 
 
 class FakeClock:
