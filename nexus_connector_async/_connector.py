@@ -189,6 +189,11 @@ class Connector:
         self._log = logger if logger is not None else get_logger().bind()
         #: Every event goes to structlog first, then to `events` hooks (metrics, your own).
         self.events = EventBus([StructlogHook(self._log), *events])
+        # Parts that report their own events (token refreshes, backend outages) send them here.
+        for part in (self.backend, credentials):
+            bind = getattr(part, "bind_events", None)
+            if bind is not None:
+                bind(self.events.emit)
         self.idempotency_wait = float(idempotency_wait)
         self.idempotency_lease = float(idempotency_lease)
         self.shadow_services = frozenset(shadow_services)

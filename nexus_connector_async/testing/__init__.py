@@ -59,12 +59,15 @@ class FakeClock:
         self._jump_scheduled = False
 
     def time(self) -> float:
+        """Fake wall-clock seconds: `start` plus the time advanced so far."""
         return self._epoch + self._now
 
     def monotonic(self) -> float:
+        """Fake monotonic seconds, starting at 0."""
         return self._now
 
     async def sleep(self, seconds: float) -> None:
+        """Wait until fake time reaches now + `seconds` (by `advance()` or autojump)."""
         if seconds <= 0:
             await asyncio.sleep(0)
             return
@@ -156,6 +159,7 @@ class MockTransport:
         body: bytes | None,
         timeout: Timeouts,
     ) -> Response:
+        """Record the request and return the handler's response (or raise its error)."""
         request = RecordedRequest(method, url, dict(headers), body, timeout)
         self.requests.append(request)
         result = self.handler(request)
