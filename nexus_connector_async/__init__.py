@@ -26,24 +26,45 @@ from ._errors import (
     RequestTimeout,
     ResponseTooLarge,
 )
+from ._events import (
+    AdmissionRejected,
+    AttemptFinished,
+    BackendUnavailableEvent,
+    CallFinished,
+    CircuitStateChanged,
+    Event,
+    EventHook,
+    IdempotentReplay,
+    RetryScheduled,
+    ShadowWouldBlock,
+    TokenRefreshed,
+)
 from ._logging import redact_processor
 from ._models import Credentials, IdempotencyKey, Response
+from ._settings import ConfigError, Gateways, Settings, connect
 from ._transport import AiohttpTransport, Transport
 from .backends._base import Backend
 from .backends._memory import MemoryBackend
 from .credentials._base import CredentialProvider
+from .credentials._oauth2 import OAuth2CredentialProvider
 from .credentials._static import StaticCredentialProvider
 
 if TYPE_CHECKING:
     from .backends.redis import RedisBackend
 
 __all__ = [
+    "AdmissionRejected",
     "AiohttpTransport",
+    "AttemptFinished",
     "Backend",
     "BackendUnavailable",
+    "BackendUnavailableEvent",
+    "CallFinished",
     "CircuitBreakerConfig",
     "CircuitOpenError",
+    "CircuitStateChanged",
     "Clock",
+    "ConfigError",
     "ConnectionFailed",
     "Connector",
     "ConnectorError",
@@ -51,12 +72,17 @@ __all__ = [
     "CredentialRefreshError",
     "Credentials",
     "Endpoint",
+    "Event",
+    "EventHook",
+    "Gateways",
     "HttpStatusError",
     "IdempotencyConflict",
     "IdempotencyInProgress",
     "IdempotencyKey",
+    "IdempotentReplay",
     "InvalidRequest",
     "MemoryBackend",
+    "OAuth2CredentialProvider",
     "RateLimitConfig",
     "RateLimitExceeded",
     "RedisBackend",
@@ -64,10 +90,15 @@ __all__ = [
     "Response",
     "ResponseTooLarge",
     "RetryPolicy",
+    "RetryScheduled",
+    "Settings",
+    "ShadowWouldBlock",
     "StaticCredentialProvider",
     "SystemClock",
     "Timeouts",
+    "TokenRefreshed",
     "Transport",
+    "connect",
     "redact_processor",
 ]
 

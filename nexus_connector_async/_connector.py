@@ -14,8 +14,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
@@ -39,6 +40,18 @@ from ._errors import (
     InvalidRequest,
     RateLimitExceeded,
     RequestTimeout,
+)
+from ._events import (
+    AdmissionRejected,
+    AttemptFinished,
+    CallFinished,
+    CircuitStateChanged,
+    EventBus,
+    EventHook,
+    IdempotentReplay,
+    RetryScheduled,
+    ShadowWouldBlock,
+    StructlogHook,
 )
 from ._logging import get_logger, redact_url
 from ._models import Credentials, IdempotencyKey, Response
@@ -104,22 +117,34 @@ class _Call(NamedTuple):
     probe_lease: float
     deadline_at: float | None
     label: str  # "POST https://..." or the operation name, for logs
+    started: float  # clock.monotonic() when the call began
+    reauthed: bool = False  # a 401 already forced a refresh: another 401 is final
 
 
-def _check_service(service: str) -> None:
-    if not isinstance(service, str) or not service or len(service) > 100:
-        raise InvalidRequest("service must be a non-empty str of at most 100 characters")
-    if any(not (" " < c <= "~") or c in "{}" for c in service):
-        raise InvalidRequest("service must be printable ASCII without spaces or braces")
+@functools.lru_cache(maxsize=4096)
+def _check_name(what: str, value: object, limit: int) -> None:
+    """Service and tenant names end up in storage keys: printable ASCII, no braces or spaces.
 
-
-def _check_tenant(tenant: str | None) -> None:
-    if tenant is not None and (
-        not isinstance(tenant, str)
-        or not 1 <= len(tenant) <= 200
-        or any(not (" " < c <= "~") or c in "{}" for c in tenant)
+    Cached: the same few names come back on every call, and this runs on the hot path.
+    """
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= limit
+        or any(not (" " < c <= "~") or c in "{}" for c in value)
     ):
-        raise InvalidRequest("tenant_id must be 1-200 printable ASCII characters without braces")
+        raise InvalidRequest(
+            f"{what} must be 1-{limit} printable ASCII characters without spaces or braces"
+        )
+
+
+def _check_names(service: str, tenant: str | None) -> None:
+    if not isinstance(service, str):
+        raise InvalidRequest("service must be a str")
+    _check_name("service", service, 100)
+    if tenant is not None:
+        if not isinstance(tenant, str):
+            raise InvalidRequest("tenant_id must be a str or None")
+        _check_name("tenant_id", tenant, 200)
 
 
 def _as_key(key: IdempotencyKey | str | None) -> IdempotencyKey | None:
@@ -148,6 +173,7 @@ class Connector:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         shadow_services: frozenset[str] | set[str] = frozenset(),
         verify_ssl: bool = True,
+        events: Iterable[EventHook] = (),
     ) -> None:
         if not isinstance(idempotency_wait, int | float) or idempotency_wait < 0:
             raise InvalidRequest("idempotency_wait must be >= 0 seconds")
@@ -159,7 +185,15 @@ class Connector:
         self._transport: Transport = http or AiohttpTransport(
             max_response_bytes=max_response_bytes, verify_ssl=verify_ssl
         )
-        self._log = logger if logger is not None else get_logger()
+        # structlog's default logger is a lazy proxy that re-binds on every call; bind it once.
+        self._log = logger if logger is not None else get_logger().bind()
+        #: Every event goes to structlog first, then to `events` hooks (metrics, your own).
+        self.events = EventBus([StructlogHook(self._log), *events])
+        # Parts that report their own events (token refreshes, backend outages) send them here.
+        for part in (self.backend, credentials):
+            bind = getattr(part, "bind_events", None)
+            if bind is not None:
+                bind(self.events.emit)
         self.idempotency_wait = float(idempotency_wait)
         self.idempotency_lease = float(idempotency_lease)
         self.shadow_services = frozenset(shadow_services)
@@ -208,15 +242,17 @@ class Connector:
         headers: Mapping[str, str] | None = None,
         credentials: CredentialProvider | None = None,
         deadline: float | None = None,
+        idempotent: bool | None = None,
     ) -> Response:
         """Send one request to `service` through the whole pipeline and return its response.
 
         `headers` adds per-call headers; `credentials` overrides the connector's provider for
         this call (adapters with their own OAuth client use it); `deadline` (seconds) bounds all
-        attempts, backoff sleeps and rate-limit waits together.
+        attempts, backoff sleeps and rate-limit waits together. `idempotent` overrides whether a
+        request that may have reached the vendor can be re-sent: None decides by method and
+        idempotency key; False never re-sends it, even with a key (vendors that ignore keys).
         """
-        _check_service(service)
-        _check_tenant(tenant_id)
+        _check_names(service, tenant_id)
         key = _as_key(idempotency_key)
         method, url, body, hdrs = self._build(endpoint, payload, headers, key)
         call = self._call_info(
@@ -225,7 +261,7 @@ class Connector:
             endpoint.circuit_breaker,
             endpoint.rate_limit,
             endpoint.retry,
-            safe_to_resend(method, key is not None),
+            safe_to_resend(method, key is not None) if idempotent is None else idempotent,
             endpoint.timeout.total,
             deadline if deadline is not None else endpoint.deadline,
             f"{method} {redact_url(endpoint.url)}",
@@ -259,7 +295,7 @@ class Connector:
         circuit_breaker: CircuitBreakerConfig | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = 30.0,
-        idempotent: bool = False,
+        idempotent: bool | None = None,
         fingerprint_data: Any = None,
         result_type: Any = Any,
         deadline: float | None = None,
@@ -267,13 +303,12 @@ class Connector:
         """Guard any awaitable factory (an aioboto3 call, say) with the same policies.
 
         `fn` is called once per attempt. Exceptions with `transient=True` (timeouts, connection
-        failures, 5xx) count against the breaker and are retried when `idempotent` is set, an
-        idempotency key is given, or the error says nothing was sent; exceptions with
+        failures, 5xx) count against the breaker and are retried when `idempotent` is True (or
+        None with an idempotency key), or the error says nothing was sent; exceptions with
         `throttled=True` are retried after their `retry_after`. With an idempotency key the
         result is stored (msgpack, decoded as `result_type`) and replayed for repeats.
         """
-        _check_service(service)
-        _check_tenant(tenant_id)
+        _check_names(service, tenant_id)
         if not isinstance(operation, str) or not operation:
             raise InvalidRequest("operation must be a non-empty str")
         key = _as_key(idempotency_key)
@@ -283,7 +318,7 @@ class Connector:
             circuit_breaker or CircuitBreakerConfig(),
             rate_limit,
             retry or RetryPolicy(),
-            idempotent or key is not None,
+            key is not None if idempotent is None else idempotent,
             timeout or 30.0,
             deadline,
             operation,
@@ -322,6 +357,7 @@ class Connector:
     ) -> _Call:
         if deadline is not None and (not isinstance(deadline, int | float) or deadline <= 0):
             raise InvalidRequest("deadline must be > 0 seconds")
+        now = self._clock.monotonic()
         return _Call(
             service,
             tenant,
@@ -330,8 +366,9 @@ class Connector:
             retry,
             resend_safe,
             attempt_timeout + 5.0,
-            None if deadline is None else self._clock.monotonic() + deadline,
+            None if deadline is None else now + deadline,
             label,
+            now,
         )
 
     @staticmethod
@@ -375,7 +412,7 @@ class Connector:
         """Run the call at most once per key: replay, wait for, or claim and run it."""
         scope = (call.service, call.tenant, key.digest)
         deadline = self._clock.monotonic() + self.idempotency_wait
-        log_ctx = {"service": call.service, "tenant": call.tenant, "idempotency_key": key.digest}
+        replayed = IdempotentReplay(call.service, call.tenant, key.digest)
         while True:
             local = self._inflight.get(scope)
             if local is not None:
@@ -384,7 +421,7 @@ class Connector:
                     raise IdempotencyConflict("idempotency key reused for a different request")
                 stored = await self._wait_local(local, deadline - self._clock.monotonic())
                 if stored is not None:
-                    self._log.info("nexus.idempotency.replayed", **log_ctx)
+                    self.events.emit(replayed)
                     return replay(stored)
                 continue  # the holder released the key: claim it ourselves
             claim = await self.backend.claim(*scope, fp, self.idempotency_lease)
@@ -392,7 +429,7 @@ class Connector:
                 remaining = deadline - self._clock.monotonic()
                 claim = await self.backend.wait(*scope, fp, self.idempotency_lease, remaining)
             if claim.state == "completed":
-                self._log.info("nexus.idempotency.replayed", **log_ctx)
+                self.events.emit(replayed)
                 return replay(claim.stored or b"")
             if claim.state == "conflict":
                 raise IdempotencyConflict("idempotency key reused for a different request")
@@ -409,26 +446,33 @@ class Connector:
         stop_heartbeat = self._heartbeat(scope, token)
         stored_bytes: bytes | None = None
         try:
-            value = await self._attempts(call, attempt)
-            stored_bytes = store(value)
-            if stored_bytes is None:
+            try:
+                value = await self._attempts(call, attempt)
+            except BaseException:
                 await self._cleanup(self.backend.release(*scope, token))
-            else:
-                await self._cleanup(self._complete(scope, token, stored_bytes, key.ttl))
+                raise
+            stored_bytes = store(value)
+            try:
+                await self._settle(scope, token, stored_bytes, key.ttl)
+            except asyncio.CancelledError:
+                # Cancelled while storing: finish in the background so the result is not lost.
+                self._spawn(self._settle(scope, token, stored_bytes, key.ttl))
+                raise
             return value
-        except BaseException:
-            await self._cleanup(self.backend.release(*scope, token))
-            raise
         finally:
             stop_heartbeat()
             del self._inflight[scope]
             del self._fingerprints[scope]
             future.set_result(stored_bytes)
 
-    async def _complete(
-        self, scope: tuple[str, str | None, str], token: str, data: bytes, ttl: float
+    async def _settle(
+        self, scope: tuple[str, str | None, str], token: str, data: bytes | None, ttl: float
     ) -> None:
+        """Store the final result for the key, or release it when there is none to store."""
         try:
+            if data is None:
+                await self.backend.release(*scope, token)
+                return
             ok = await self.backend.complete(*scope, token, data, ttl)
         except ConnectorError as exc:
             # The caller still gets its result; the key stays locked until its lease ends.
@@ -479,7 +523,6 @@ class Connector:
     async def _attempts(self, call: _Call, attempt: Callable[[_Call], Awaitable[_Outcome]]) -> Any:
         """The retry loop: admit, attempt, record, and decide whether to go again."""
         number = 0
-        reauthed = False
         last: _Outcome | None = None
         while True:
             number += 1
@@ -499,21 +542,20 @@ class Connector:
                     call.service, call.breaker, success=not outcome.failure, probe=adm.probe
                 )
                 if state is not None:
-                    self._log.warning(
-                        "nexus.circuit.state_changed", service=call.service, state=state
-                    )
-            self._log.debug(
-                "nexus.http.attempt",
-                service=call.service,
-                tenant=call.tenant,
-                call=call.label,
-                attempt=number,
-                status=getattr(outcome.value, "status", None),
-                error=type(outcome.error).__name__ if outcome.error else None,
-                duration_ms=round((self._clock.monotonic() - started) * 1000.0, 2),
+                    self.events.emit(CircuitStateChanged(call.service, state))
+            self.events.emit(
+                AttemptFinished(
+                    call.service,
+                    call.tenant,
+                    call.label,
+                    number,
+                    getattr(outcome.value, "status", None),
+                    type(outcome.error).__name__ if outcome.error else None,
+                    self._clock.monotonic() - started,
+                )
             )
-            if outcome.reauth is not None and not reauthed:
-                reauthed = True
+            if outcome.reauth is not None and not call.reauthed:
+                call = call._replace(reauthed=True)
                 number -= 1  # a rejected token is our problem, not a vendor attempt
                 last = None
                 continue
@@ -523,13 +565,7 @@ class Connector:
             delay = self._retry_delay(call, outcome, number)
             if delay is None:
                 return self._finish(call, outcome, number)
-            self._log.info(
-                "nexus.http.retry",
-                service=call.service,
-                call=call.label,
-                attempt=number,
-                delay_s=round(delay, 3),
-            )
+            self.events.emit(RetryScheduled(call.service, call.label, number, delay))
             last = outcome
             if delay > 0:
                 await self._clock.sleep(delay)
@@ -549,27 +585,25 @@ class Connector:
         return delay
 
     def _finish(self, call: _Call, outcome: _Outcome, attempts: int) -> Any:
-        if outcome.error is not None:
-            self._log.warning(
-                "nexus.call.failed",
-                service=call.service,
-                tenant=call.tenant,
-                call=call.label,
-                attempts=attempts,
-                error=type(outcome.error).__name__,
-            )
-            raise outcome.error
         value = outcome.value
+        status = None
         if isinstance(value, Response):
             value.attempts = attempts
-            self._log.info(
-                "nexus.call.completed",
-                service=call.service,
-                tenant=call.tenant,
-                call=call.label,
-                status=value.status,
-                attempts=attempts,
+            status = value.status
+        error = outcome.error
+        self.events.emit(
+            CallFinished(
+                call.service,
+                call.tenant,
+                call.label,
+                status,
+                type(error).__name__ if error is not None else None,
+                attempts,
+                self._clock.monotonic() - call.started,
             )
+        )
+        if error is not None:
+            raise error
         return value
 
     async def _admit(self, call: _Call, *, is_retry: bool) -> Admission | None:
@@ -589,16 +623,10 @@ class Connector:
             shadow=call.service in self.shadow_services,
         )
         if adm.would_block != ADMITTED:
-            self._log.warning(
-                "nexus.shadow.would_block", service=call.service, reason=_REASONS[adm.would_block]
-            )
+            self.events.emit(ShadowWouldBlock(call.service, _REASONS[adm.would_block]))
         if adm.reason != ADMITTED:
-            self._log.info(
-                "nexus.admission.rejected",
-                service=call.service,
-                reason=_REASONS[adm.reason],
-                retry_after=round(adm.wait, 3),
-                retry=is_retry,
+            self.events.emit(
+                AdmissionRejected(call.service, _REASONS[adm.reason], adm.wait, is_retry)
             )
             if is_retry:
                 return None
@@ -651,7 +679,7 @@ class Connector:
             transient = exc.transient
             return _Outcome(None, exc, transient, transient, not getattr(exc, "sent", True))
         status = response.status
-        if status == 401 and creds is not None and provider is not None:
+        if status == 401 and creds is not None and provider is not None and not call.reauthed:
             fresh = await _refresh(provider, call, creds)
             if fresh is not None and fresh.access_token != creds.access_token:
                 return _Outcome(response, None, False, False, True, reauth=creds)

@@ -1,0 +1,179 @@
+"""Typed events: what the pipeline reports, and the hooks that receive them.
+
+Logging is one hook (`StructlogHook`, always on); metrics (`OpenTelemetryHook`) or your own
+`EventHook` callables are others. Events carry only what is safe to log: names, counts, timings
+and hashes, never a payload, header or token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+
+__all__ = [
+    "AdmissionRejected",
+    "AttemptFinished",
+    "BackendUnavailableEvent",
+    "CallFinished",
+    "CircuitStateChanged",
+    "Event",
+    "EventBus",
+    "EventHook",
+    "IdempotentReplay",
+    "RetryScheduled",
+    "ShadowWouldBlock",
+    "StructlogHook",
+    "TokenRefreshed",
+]
+
+
+class AttemptFinished(msgspec.Struct, frozen=True):
+    """One HTTP attempt (or guarded call) ended: a status, or the error's type name."""
+
+    service: str
+    tenant: str | None
+    call: str
+    attempt: int
+    status: int | None
+    error: str | None
+    duration: float
+
+
+class RetryScheduled(msgspec.Struct, frozen=True):
+    """Another attempt will follow after `delay` seconds."""
+
+    service: str
+    call: str
+    attempt: int
+    delay: float
+
+
+class AdmissionRejected(msgspec.Struct, frozen=True):
+    """The breaker, limiter or retry budget refused an attempt (`reason` says which)."""
+
+    service: str
+    reason: str  # "circuit_open" | "rate_limited" | "retry_budget"
+    retry_after: float
+    retry: bool
+
+
+class ShadowWouldBlock(msgspec.Struct, frozen=True):
+    """Shadow mode: the breaker or limiter would have refused this attempt, but let it go."""
+
+    service: str
+    reason: str
+
+
+class CircuitStateChanged(msgspec.Struct, frozen=True):
+    """A breaker transition, reported once fleet-wide by the worker whose script made it."""
+
+    service: str
+    state: str  # "open" | "half_open" | "closed"
+
+
+class IdempotentReplay(msgspec.Struct, frozen=True):
+    """A call got the stored response for its key; nothing was sent."""
+
+    service: str
+    tenant: str | None
+    idempotency_key: str  # a hash, never the key itself
+
+
+class CallFinished(msgspec.Struct, frozen=True):
+    """The outcome of a whole call, after all attempts."""
+
+    service: str
+    tenant: str | None
+    call: str
+    status: int | None
+    error: str | None
+    attempts: int
+    duration: float
+
+
+class TokenRefreshed(msgspec.Struct, frozen=True):
+    """A credential provider fetched a new token for (service, tenant)."""
+
+    service: str
+    tenant: str | None
+
+
+class BackendUnavailableEvent(msgspec.Struct, frozen=True):
+    """The shared backend could not be reached; `mode` says what the backend did instead."""
+
+    backend: str
+    mode: str
+    error: str
+
+
+Event = (
+    AttemptFinished
+    | RetryScheduled
+    | AdmissionRejected
+    | ShadowWouldBlock
+    | CircuitStateChanged
+    | IdempotentReplay
+    | CallFinished
+    | TokenRefreshed
+    | BackendUnavailableEvent
+)
+
+
+@runtime_checkable
+class EventHook(Protocol):
+    """Receives every event. Must be fast and must not raise (errors are swallowed)."""
+
+    def __call__(self, event: Event) -> None: ...
+
+
+_LOG_EVENTS: dict[type[Any], tuple[str, str]] = {
+    AttemptFinished: ("debug", "nexus.http.attempt"),
+    RetryScheduled: ("info", "nexus.http.retry"),
+    AdmissionRejected: ("info", "nexus.admission.rejected"),
+    ShadowWouldBlock: ("warning", "nexus.shadow.would_block"),
+    CircuitStateChanged: ("warning", "nexus.circuit.state_changed"),
+    IdempotentReplay: ("info", "nexus.idempotency.replayed"),
+}
+
+
+class StructlogHook:
+    """Turns events into structlog lines named `nexus.<component>.<event>`.
+
+    Token refreshes and backend outages are logged by the provider and the backend themselves
+    (`nexus.oauth.*`, `nexus.redis.*`, with more detail), so this hook skips them.
+    """
+
+    def __init__(self, logger: Any) -> None:
+        self._log = logger
+
+    def __call__(self, event: Event) -> None:
+        fields = msgspec.structs.asdict(event)
+        if isinstance(event, AttemptFinished | CallFinished):
+            fields["duration_ms"] = round(fields.pop("duration") * 1000.0, 2)
+        if isinstance(event, CallFinished):
+            if event.error is None:
+                self._log.info("nexus.call.completed", **fields)
+            else:
+                self._log.warning("nexus.call.failed", **fields)
+            return
+        spec = _LOG_EVENTS.get(type(event))
+        if spec is not None:
+            getattr(self._log, spec[0])(spec[1], **fields)
+
+
+class EventBus:
+    """Fans each event out to the hooks; a failing hook never breaks a call."""
+
+    __slots__ = ("hooks",)
+
+    def __init__(self, hooks: Iterable[EventHook] = ()) -> None:
+        self.hooks: list[EventHook] = list(hooks)
+
+    def emit(self, event: Event) -> None:
+        for hook in self.hooks:
+            try:
+                hook(event)
+            except Exception:  # noqa: S112 - observability must not break payments
+                continue

@@ -1,0 +1,319 @@
+"""Exact money amounts and their vendor encodings (Stripe minor units, PayPal value strings).
+
+Amounts are `Decimal`s end to end: floats are refused at the door, and a conversion that
+would need rounding raises `InvalidRequest` instead of charging a slightly different amount.
+"""
+
+from __future__ import annotations
+
+import decimal
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Final
+
+from .._errors import InvalidRequest
+
+__all__ = [
+    "ISO_4217_EXPONENTS",
+    "PAYPAL_CURRENCIES",
+    "Money",
+    "from_paypal_amount",
+    "from_stripe_minor",
+    "require_non_negative",
+    "require_positive",
+    "stripe_currency",
+    "to_paypal_amount",
+    "to_stripe_minor",
+]
+
+#: Active ISO 4217 codes (list one, as amended up to 2026: XAD, XCG and ZWG in; ANG, BGN, CUC,
+#: HRK, SLL and ZWL out) mapped to their minor-unit exponent. `None` is ISO's "N.A.": metals,
+#: bond-market and accounting units, XTS and XXX. Those are listed so the table is complete, but
+#: `Money` refuses them: nothing here charges or refunds an ounce of gold.
+# fmt: off
+ISO_4217_EXPONENTS: Final[Mapping[str, int | None]] = {
+    "AED": 2, "AFN": 2, "ALL": 2, "AMD": 2, "AOA": 2, "ARS": 2, "AUD": 2, "AWG": 2, "AZN": 2,
+    "BAM": 2, "BBD": 2, "BDT": 2, "BHD": 3, "BIF": 0, "BMD": 2, "BND": 2, "BOB": 2, "BOV": 2,
+    "BRL": 2, "BSD": 2, "BTN": 2, "BWP": 2, "BYN": 2, "BZD": 2,
+    "CAD": 2, "CDF": 2, "CHE": 2, "CHF": 2, "CHW": 2, "CLF": 4, "CLP": 0, "CNY": 2, "COP": 2,
+    "COU": 2, "CRC": 2, "CUP": 2, "CVE": 2, "CZK": 2,
+    "DJF": 0, "DKK": 2, "DOP": 2, "DZD": 2,
+    "EGP": 2, "ERN": 2, "ETB": 2, "EUR": 2,
+    "FJD": 2, "FKP": 2,
+    "GBP": 2, "GEL": 2, "GHS": 2, "GIP": 2, "GMD": 2, "GNF": 0, "GTQ": 2, "GYD": 2,
+    "HKD": 2, "HNL": 2, "HTG": 2, "HUF": 2,
+    "IDR": 2, "ILS": 2, "INR": 2, "IQD": 3, "IRR": 2, "ISK": 0,
+    "JMD": 2, "JOD": 3, "JPY": 0,
+    "KES": 2, "KGS": 2, "KHR": 2, "KMF": 0, "KPW": 2, "KRW": 0, "KWD": 3, "KYD": 2, "KZT": 2,
+    "LAK": 2, "LBP": 2, "LKR": 2, "LRD": 2, "LSL": 2, "LYD": 3,
+    "MAD": 2, "MDL": 2, "MGA": 2, "MKD": 2, "MMK": 2, "MNT": 2, "MOP": 2, "MRU": 2, "MUR": 2,
+    "MVR": 2, "MWK": 2, "MXN": 2, "MXV": 2, "MYR": 2, "MZN": 2,
+    "NAD": 2, "NGN": 2, "NIO": 2, "NOK": 2, "NPR": 2, "NZD": 2,
+    "OMR": 3,
+    "PAB": 2, "PEN": 2, "PGK": 2, "PHP": 2, "PKR": 2, "PLN": 2, "PYG": 0,
+    "QAR": 2,
+    "RON": 2, "RSD": 2, "RUB": 2, "RWF": 0,
+    "SAR": 2, "SBD": 2, "SCR": 2, "SDG": 2, "SEK": 2, "SGD": 2, "SHP": 2, "SLE": 2, "SOS": 2,
+    "SRD": 2, "SSP": 2, "STN": 2, "SVC": 2, "SYP": 2, "SZL": 2,
+    "THB": 2, "TJS": 2, "TMT": 2, "TND": 3, "TOP": 2, "TRY": 2, "TTD": 2, "TWD": 2, "TZS": 2,
+    "UAH": 2, "UGX": 0, "USD": 2, "USN": 2, "UYI": 0, "UYU": 2, "UYW": 4, "UZS": 2,
+    "VED": 2, "VES": 2, "VND": 0, "VUV": 0,
+    "WST": 2,
+    "XAD": 2, "XAF": 0, "XAG": None, "XAU": None, "XBA": None, "XBB": None, "XBC": None,
+    "XBD": None, "XCD": 2, "XCG": 2, "XDR": None, "XOF": 0, "XPD": None, "XPF": 0, "XPT": None,
+    "XSU": None, "XTS": None, "XUA": None, "XXX": None,
+    "YER": 2,
+    "ZAR": 2, "ZMW": 2, "ZWG": 2,
+}
+
+# Stripe's exceptions to the ISO exponent (vendor-facts 1.9). MGA is ISO two-decimal but
+# zero-decimal on Stripe; ISK and UGX are ISO zero-decimal but sent x100 with "00" at the end.
+# fmt: off
+_STRIPE_ZERO_DECIMAL: Final = frozenset({
+    "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "VND", "VUV", "XAF",
+    "XOF", "XPF",
+})
+_STRIPE_WHOLE_TIMES_100: Final = frozenset({"ISK", "UGX"})
+_STRIPE_THREE_DECIMAL_LAST_ZERO: Final = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+
+#: Currencies PayPal's REST API accepts (vendor-facts 2.6; BRL, CNY and MYR in-country only).
+PAYPAL_CURRENCIES: Final = frozenset({
+    "AUD", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "HUF", "ILS", "JPY",
+    "MXN", "MYR", "NOK", "NZD", "PHP", "PLN", "RUB", "SEK", "SGD", "THB", "TWD", "USD",
+})
+# fmt: on
+_PAYPAL_NO_DECIMALS: Final = frozenset({"HUF", "JPY", "TWD"})
+_PAYPAL_VALUE = re.compile(r"(-?[0-9]+)|(-?([0-9]+)?[.][0-9]+)")
+_PAYPAL_MAX_LEN: Final = 32
+
+# Plain decimal notation only: no exponent, spaces, underscores or non-ASCII digits, which
+# Decimal() would otherwise accept ("1_000", " 5 ", "1e3", Arabic-Indic digits).
+_AMOUNT_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_NOT_FINITE: Final = frozenset({"nan", "snan", "inf", "infinity"})
+# Bounds keep every conversion exact under _EXACT's precision and stop "1e999999"-style input
+# from turning into a million-digit integer.
+_MAX_INT_DIGITS: Final = 24
+_MAX_FRACTION_DIGITS: Final = 24
+_ONE: Final = Decimal(1)
+_EXACT: Final = decimal.Context(
+    prec=_MAX_INT_DIGITS + _MAX_FRACTION_DIGITS + 8,
+    traps=[decimal.Inexact, decimal.Rounded, decimal.InvalidOperation],
+)
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    """`repr` of user input, cut so an error message never carries a huge payload."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _parse_amount(amount: object) -> Decimal:
+    # bool is an int subclass and a float is already inexact: both are refused outright.
+    if isinstance(amount, bool) or not isinstance(amount, Decimal | str | int):
+        hint = " (floats cannot hold money exactly)" if isinstance(amount, float) else ""
+        raise InvalidRequest(
+            f"amount must be a Decimal, str or int, not {type(amount).__name__}{hint}"
+        )
+    if isinstance(amount, str) and not _AMOUNT_TEXT.fullmatch(amount):
+        if amount.strip().lstrip("+-").lower() in _NOT_FINITE:
+            raise InvalidRequest(f"amount must be a finite number, got {_shorten(amount)}")
+        raise InvalidRequest(
+            f"amount {_shorten(amount)} is not a plain decimal number"
+            " (ASCII digits, an optional sign and decimal point; no spaces or exponent)"
+        )
+    value = Decimal(amount)
+    if not value.is_finite():
+        raise InvalidRequest(f"amount must be a finite number, got {value}")
+    if value and value.adjusted() >= _MAX_INT_DIGITS:
+        raise InvalidRequest(f"amount is too large (more than {_MAX_INT_DIGITS} integer digits)")
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # a finite Decimal always has an integer exponent
+    if exponent < -_MAX_FRACTION_DIGITS:
+        raise InvalidRequest(f"amount has more than {_MAX_FRACTION_DIGITS} decimal places")
+    if exponent > 0:  # Decimal("1E+3") from arithmetic: keep it as the plain integer 1000
+        value = value.quantize(_ONE, context=_EXACT)
+    return value
+
+
+def _parse_currency(currency: object) -> str:
+    if not isinstance(currency, str):
+        raise InvalidRequest(f"currency must be a str, not {type(currency).__name__}")
+    code = currency.upper()
+    if len(code) != 3 or not code.isascii() or code not in ISO_4217_EXPONENTS:
+        raise InvalidRequest(f"currency {_shorten(currency)} is not an active ISO 4217 code")
+    if ISO_4217_EXPONENTS[code] is None:
+        raise InvalidRequest(
+            f"currency {code} has no minor unit in ISO 4217 (metal, fund unit or test code)"
+            " and cannot be used for payments"
+        )
+    return code
+
+
+class Money:
+    """An exact amount in one currency: `Money("10.00", "USD")`, `Money(Decimal("5"), "jpy")`.
+
+    Immutable and compared by value (`Money("10", "USD") == Money("10.00", "USD")`). The
+    amount may have any sign and any number of decimals; the vendor conversions decide what
+    each vendor accepts, and adapters call `require_positive` where a charge needs it.
+    """
+
+    __slots__ = ("_amount", "_currency")
+
+    _amount: Decimal
+    _currency: str
+
+    def __init__(self, amount: Decimal | str | int, currency: str) -> None:
+        object.__setattr__(self, "_amount", _parse_amount(amount))
+        object.__setattr__(self, "_currency", _parse_currency(currency))
+
+    if not TYPE_CHECKING:  # hidden from type checkers, which then still flag `m.amount = x`
+
+        def __setattr__(self, name: str, value: object) -> None:
+            raise AttributeError(f"Money is immutable: cannot set {name!r}")
+
+        def __delattr__(self, name: str) -> None:
+            raise AttributeError(f"Money is immutable: cannot delete {name!r}")
+
+    def __reduce__(self) -> tuple[type[Money], tuple[str, str]]:
+        # Pickle and copy rebuild through __init__, which re-validates.
+        return Money, (f"{self._amount:f}", self._currency)
+
+    @property
+    def amount(self) -> Decimal:
+        """The amount, exactly as given (trailing zeros kept)."""
+        return self._amount
+
+    @property
+    def currency(self) -> str:
+        """The upper-case ISO 4217 code."""
+        return self._currency
+
+    @property
+    def exponent(self) -> int:
+        """The currency's ISO 4217 minor-unit digits (2 for USD, 0 for JPY, 3 for KWD)."""
+        exponent = ISO_4217_EXPONENTS[self._currency]
+        assert exponent is not None  # _parse_currency refuses codes without a minor unit
+        return exponent
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Money):
+            return NotImplemented
+        return self._amount == other._amount and self._currency == other._currency
+
+    def __hash__(self) -> int:
+        return hash((self._amount, self._currency))
+
+    def __repr__(self) -> str:
+        return f"Money({f'{self._amount:f}'!r}, {self._currency!r})"
+
+    def __str__(self) -> str:
+        return f"{self._amount:f} {self._currency}"
+
+
+def _require_money(money: object, what: str) -> Money:
+    if not isinstance(money, Money):
+        raise InvalidRequest(f"{what} must be a Money, not {type(money).__name__}")
+    return money
+
+
+def require_positive(money: Money, what: str = "amount") -> Money:
+    """Return `money` if it is greater than zero, else raise `InvalidRequest` naming `what`."""
+    if not _require_money(money, what).amount > 0:
+        raise InvalidRequest(f"{what} must be greater than zero, got {money}")
+    return money
+
+
+def require_non_negative(money: Money, what: str = "amount") -> Money:
+    """Return `money` if it is zero or more (a zero refund or limit), else raise."""
+    if _require_money(money, what).amount < 0:
+        raise InvalidRequest(f"{what} must not be negative, got {money}")
+    return money
+
+
+def _to_minor(money: Money, digits: int, step: int, vendor: str) -> int:
+    """`money` in units of 10**-digits, refusing anything that is not a multiple of `step`."""
+    minor = money.amount.scaleb(digits, context=_EXACT)
+    if minor != minor.to_integral_value() or int(minor) % step:
+        unit = Decimal(step).scaleb(-digits).normalize()
+        raise InvalidRequest(
+            f"{money} cannot be sent to {vendor} exactly: {vendor} takes {money.currency} in"
+            f" steps of {unit:f}; round it explicitly first (nothing is rounded silently)"
+        )
+    return int(minor)
+
+
+def _stripe_scale(currency: str) -> tuple[int, int]:
+    """(decimal digits, required step in those units) for a Stripe `amount` in `currency`."""
+    if currency in _STRIPE_ZERO_DECIMAL:
+        return 0, 1
+    if currency in _STRIPE_WHOLE_TIMES_100:
+        return 2, 100
+    if currency in _STRIPE_THREE_DECIMAL_LAST_ZERO:
+        return 3, 10
+    exponent = ISO_4217_EXPONENTS[currency]
+    assert exponent is not None  # only codes that passed _parse_currency get here
+    return exponent, 1
+
+
+def to_stripe_minor(money: Money) -> int:
+    """Stripe's integer `amount` for `money`: 10.00 USD -> 1000, 500 JPY -> 500, 5 ISK -> 500.
+
+    Raises `InvalidRequest` when Stripe cannot carry the amount exactly (10.005 USD, 1.5 JPY,
+    5.5 ISK, 5.125 KWD) rather than rounding it.
+    """
+    digits, step = _stripe_scale(_require_money(money, "amount").currency)
+    return _to_minor(money, digits, step, "Stripe")
+
+
+def from_stripe_minor(amount: int, currency: str) -> Money:
+    """The `Money` for a Stripe `amount` and (lower-case) `currency`: 1000, "usd" -> 10.00 USD.
+
+    Lenient on purpose: it reads what Stripe sent, so it does not re-check Stripe's input rules.
+    """
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise InvalidRequest(f"Stripe amount must be an int, not {type(amount).__name__}")
+    code = _parse_currency(currency)
+    digits, _ = _stripe_scale(code)
+    # Built from the tuple, not by arithmetic: exact for any int, and Money bounds its size.
+    sign, coefficient, _ = Decimal(amount).as_tuple()
+    return Money(Decimal((sign, coefficient, -digits)), code)
+
+
+def stripe_currency(money: Money) -> str:
+    """Stripe's spelling of the currency: the ISO code in lower case."""
+    return _require_money(money, "amount").currency.lower()
+
+
+def to_paypal_amount(money: Money) -> dict[str, str]:
+    """PayPal's `{"currency_code": "USD", "value": "10.00"}` for `money`, formatted exactly.
+
+    HUF, JPY and TWD take no decimals and every other PayPal currency two; an amount that
+    would need rounding, or a currency PayPal does not support, raises `InvalidRequest`.
+    """
+    code = _require_money(money, "amount").currency
+    if code not in PAYPAL_CURRENCIES:
+        raise InvalidRequest(f"PayPal does not support {code}")
+    digits = 0 if code in _PAYPAL_NO_DECIMALS else 2
+    minor = _to_minor(money, digits, 1, "PayPal")
+    value = f"{Decimal(minor).scaleb(-digits, context=_EXACT):f}"
+    # The amount bounds keep this far below PayPal's 32 characters; the pattern is PayPal's.
+    assert len(value) <= _PAYPAL_MAX_LEN
+    assert _PAYPAL_VALUE.fullmatch(value)
+    return {"currency_code": code, "value": value}
+
+
+def from_paypal_amount(obj: Mapping[str, str]) -> Money:
+    """The `Money` for a PayPal amount object such as `{"currency_code": "USD", "value": "1.5"}`.
+
+    The value must match PayPal's own pattern; any ISO 4217 currency is accepted, since this
+    reads what PayPal sent.
+    """
+    try:
+        code, value = obj["currency_code"], obj["value"]
+    except (KeyError, TypeError):
+        raise InvalidRequest("a PayPal amount needs 'currency_code' and 'value'") from None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"PayPal amount value must be a str, not {type(value).__name__}")
+    if len(value) > _PAYPAL_MAX_LEN or not _PAYPAL_VALUE.fullmatch(value):
+        raise InvalidRequest(f"PayPal amount value {_shorten(value)} is not a decimal string")
+    return Money(value, code)

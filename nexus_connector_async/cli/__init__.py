@@ -1,0 +1,1 @@
+"""The `nexus-connector` command line (also `python -m nexus_connector_async`)."""

@@ -1,0 +1,196 @@
+"""The OAuth2 token request on the wire (RFC 6749 4.4 and 6) and its reply, without secrets leaking.
+
+Kept apart from the provider so that the cache and single-flight logic reads on its own: this
+module knows the form fields, client authentication, the JSON reply and the error body.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable
+from typing import Literal
+from urllib.parse import quote_plus, urlencode
+
+import msgspec
+
+from .._config import Timeouts
+from .._errors import ConnectorError, CredentialRefreshError
+from .._logging import REDACTED, redact_text
+from .._transport import AiohttpTransport, Transport
+
+__all__ = ["GrantType", "ClientAuth", "TokenClient", "TokenReply"]
+
+GrantType = Literal["client_credentials", "refresh_token"]
+ClientAuth = Literal["basic", "body"]
+
+# A token reply is small; anything bigger is not a token endpoint talking.
+_MAX_REPLY_BYTES = 64 * 1024
+_MAX_TEXT = 200
+# RFC 6749 5.2: error codes are %x20-21 / %x23-5B / %x5D-7E.
+_ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
+# Long runs of token characters mixing letters and digits look like a credential.
+_TOKENISH = re.compile(r"[A-Za-z0-9._~+/=-]{24,}")
+
+
+class TokenReply(msgspec.Struct):
+    """A successful token response (RFC 6749 5.1): only the fields we use."""
+
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: float | None = None
+    refresh_token: str | None = None
+    scope: str | None = None
+
+    def __repr__(self) -> str:
+        return f"TokenReply(token_type={self.token_type!r}, expires_in={self.expires_in!r})"
+
+
+class _ErrorReply(msgspec.Struct):
+    """An error response (RFC 6749 5.2); PayPal's token endpoint uses the same shape."""
+
+    error: str | None = None
+    error_description: str | None = None
+
+
+# strict=False: some servers send `"expires_in": "3600"`; accept numbers in strings.
+_decode_reply = msgspec.json.Decoder(TokenReply, strict=False).decode
+_decode_error = msgspec.json.Decoder(_ErrorReply, strict=False).decode
+
+
+class TokenClient:
+    """Sends one token request and turns every failure into a `CredentialRefreshError`.
+
+    A short-lived aiohttp session per request unless a `Transport` is injected: refreshes are
+    rare, and the provider then needs no start or close of its own.
+    """
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        grant_type: GrantType,
+        client_auth: ClientAuth,
+        scope: str | None,
+        timeout: Timeouts,
+        http: Transport | None,
+    ) -> None:
+        self._url = token_url
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._grant_type = grant_type
+        self._client_auth = client_auth
+        self._scope = scope
+        self._timeout = timeout
+        self._http = http
+
+    def __repr__(self) -> str:
+        return f"TokenClient(grant_type={self._grant_type!r}, client_auth={self._client_auth!r})"
+
+    async def request(
+        self, refresh_token: str | None, also_secret: Iterable[str | None] = ()
+    ) -> TokenReply:
+        """POST the grant to the token endpoint and return its decoded, validated reply.
+
+        `also_secret` names more values (older tokens) to mask if the server echoes them.
+        """
+        fields: list[tuple[str, str]] = [("grant_type", self._grant_type)]
+        if self._grant_type == "refresh_token":
+            assert refresh_token is not None  # the provider always has a seed
+            fields.append(("refresh_token", refresh_token))
+        if self._scope:
+            fields.append(("scope", self._scope))
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        if self._client_auth == "basic":
+            headers["Authorization"] = _basic(self._client_id, self._client_secret)
+        else:
+            fields += [("client_id", self._client_id), ("client_secret", self._client_secret)]
+        body = urlencode(fields).encode()
+        secrets = (self._client_secret, refresh_token, *also_secret)
+
+        transport = self._http or AiohttpTransport(max_response_bytes=_MAX_REPLY_BYTES)
+        try:
+            response = await transport.send("POST", self._url, headers, body, self._timeout)
+        except ConnectorError as exc:
+            # The transport's messages carry no secrets, but say only what kind of failure it was.
+            raise CredentialRefreshError(
+                f"token endpoint unreachable ({type(exc).__name__})"
+            ) from None
+        finally:
+            if self._http is None:
+                await transport.aclose()
+
+        if not 200 <= response.status < 300:
+            error, description = _parse_error(response.body, secrets)
+            detail = f" {error}" if error else ""
+            detail += f": {description}" if description else ""
+            raise CredentialRefreshError(
+                f"token endpoint returned HTTP {response.status}{detail}",
+                error=error,
+                description=description,
+            )
+        try:
+            reply = _decode_reply(response.body)
+        except msgspec.ValidationError:
+            raise CredentialRefreshError(
+                "token response is missing a valid access_token", error="invalid_response"
+            ) from None
+        except msgspec.DecodeError:
+            raise CredentialRefreshError(
+                "token response is not valid JSON", error="invalid_response"
+            ) from None
+        if not reply.access_token or any(c in reply.access_token for c in "\r\n\0"):
+            raise CredentialRefreshError(
+                "token response is missing a valid access_token", error="invalid_response"
+            )
+        if reply.expires_in is not None and not 0 <= reply.expires_in < 10 * 365 * 86400:
+            raise CredentialRefreshError(
+                "token response has an invalid expires_in", error="invalid_response"
+            )
+        if reply.token_type.lower() == "bearer":
+            reply.token_type = "Bearer"  # RFC 6750 says case-insensitive; some APIs are not
+        return reply
+
+
+def _basic(client_id: str, client_secret: str) -> str:
+    """HTTP Basic client authentication, form-encoding both parts first (RFC 6749 2.3.1)."""
+    raw = f"{quote_plus(client_id)}:{quote_plus(client_secret)}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def _parse_error(body: bytes, secrets: Iterable[str | None]) -> tuple[str | None, str | None]:
+    """The OAuth error code and a scrubbed description from an error body, if it has them."""
+    try:
+        reply = _decode_error(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None, None
+    error = reply.error if reply.error and _ERROR_CODE.fullmatch(reply.error) else None
+    description = None
+    if reply.error_description:
+        description = scrub(reply.error_description, secrets)
+    return error, description
+
+
+def scrub(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with our secrets, bearer/basic values and control characters masked, shortened.
+
+    Token endpoints sometimes echo what they were sent; an error message must not.
+    """
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    text = redact_text(text)
+    text = _TOKENISH.sub(
+        lambda m: REDACTED if _has_letter_and_digit(m.group()) else m.group(), text
+    )
+    text = "".join(c if c.isprintable() else " " for c in text)
+    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 3] + "..."
+
+
+def _has_letter_and_digit(text: str) -> bool:
+    return any(c.isdigit() for c in text) and any(c.isalpha() for c in text)

@@ -1,0 +1,110 @@
+"""Typed events reach every hook; structlog and OpenTelemetry are hooks like any other."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from nexus_connector_async import (
+    CallFinished,
+    CircuitBreakerConfig,
+    CircuitOpenError,
+    CircuitStateChanged,
+    Connector,
+    Endpoint,
+    Event,
+    HttpStatusError,
+    OAuth2CredentialProvider,
+    Response,
+    RetryPolicy,
+    TokenRefreshed,
+)
+from nexus_connector_async.otel import OpenTelemetryHook
+from nexus_connector_async.testing import FakeClock, MockTransport, RecordedRequest
+
+from ._stub import Stub, status
+
+
+def endpoint(stub: Stub) -> Endpoint:
+    return (
+        Endpoint.create(stub.url(), "GET")
+        .with_retry(RetryPolicy(max_attempts=2, base_delay=0.0, max_delay=0.0))
+        .with_circuit_breaker(CircuitBreakerConfig(failure_threshold=2))
+    )
+
+
+async def test_hooks_receive_attempts_outcomes_replays_and_breaker_transitions(
+    stub: Stub,
+) -> None:
+    seen: list[Event] = []
+    stub.queue(status(500), status(500))
+    async with Connector(clock=FakeClock(), events=[seen.append]) as c:
+        with pytest.raises(HttpStatusError):
+            await c.execute("vendor", endpoint(stub))
+        with pytest.raises(CircuitOpenError):
+            await c.execute("vendor", endpoint(stub))
+        post = Endpoint.create(stub.url(), "POST")
+        await c.execute("other", post, {"a": 1}, idempotency_key="k")
+        await c.execute("other", post, {"a": 1}, idempotency_key="k")
+    kinds = [type(e).__name__ for e in seen]
+    assert kinds.count("AttemptFinished") == 3
+    assert CircuitStateChanged("vendor", "open") in seen
+    assert kinds.count("IdempotentReplay") == 1
+    finished = [e for e in seen if isinstance(e, CallFinished)]
+    assert [(e.service, e.status, e.attempts) for e in finished] == [
+        ("vendor", 500, 2),
+        ("other", 200, 1),
+    ]
+
+
+async def test_a_failing_hook_never_breaks_a_call(stub: Stub) -> None:
+    def broken(event: Event) -> None:
+        raise RuntimeError("observability bug")
+
+    async with Connector(events=[broken]) as c:
+        assert (await c.execute("vendor", Endpoint.create(stub.url(), "GET"))).status == 200
+
+
+async def test_opentelemetry_hook_counts_calls_rejections_and_transitions(stub: Stub) -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    stub.queue(status(500), status(500))
+    async with Connector(clock=FakeClock(), events=[OpenTelemetryHook(provider)]) as c:
+        with pytest.raises(HttpStatusError):
+            await c.execute("vendor", endpoint(stub))
+        with pytest.raises(CircuitOpenError):
+            await c.execute("vendor", endpoint(stub))
+        await c.execute("ok", Endpoint.create(stub.url(), "GET"))
+    points: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    data = reader.get_metrics_data()
+    assert data is not None
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                for p in metric.data.data_points:
+                    value = getattr(p, "value", None) or getattr(p, "count", 0)
+                    points[(metric.name, tuple(sorted(p.attributes.items())))] = value
+    assert points[("nexus.calls", (("outcome", "5xx"), ("service", "vendor")))] == 1
+    assert points[("nexus.calls", (("outcome", "2xx"), ("service", "ok")))] == 1
+    assert points[("nexus.attempts", (("outcome", "5xx"), ("service", "vendor")))] == 2
+    assert points[("nexus.rejections", (("reason", "circuit_open"), ("service", "vendor")))] == 1
+    assert points[("nexus.circuit.transitions", (("service", "vendor"), ("state", "open")))] == 1
+    assert points[("nexus.call.duration", (("service", "vendor"),))] == 1
+
+
+async def test_a_token_refresh_reaches_the_connectors_hooks(stub: Stub) -> None:
+    def token_endpoint(request: RecordedRequest) -> Response:
+        return Response(200, {"Content-Type": "application/json"}, b'{"access_token": "t1"}')
+
+    provider = OAuth2CredentialProvider(
+        "https://auth.example.test/token",
+        "client-1",
+        "secret-1",
+        http=MockTransport(token_endpoint),
+    )
+    seen: list[Event] = []
+    async with Connector(credentials=provider, events=[seen.append]) as c:
+        await c.execute("vendor", Endpoint.create(stub.url(), "GET"), tenant_id="t")
+    assert TokenRefreshed("vendor", "t") in seen
+    assert stub.requests[0]["headers"]["Authorization"] == "Bearer t1"
