@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any, Literal
 
 from redis.asyncio import Redis, RedisCluster
@@ -31,6 +32,7 @@ from redis.retry import Retry
 from ..._clock import SYSTEM_CLOCK, Clock
 from ..._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
 from ..._errors import BackendUnavailable, InvalidRequest
+from ..._events import BackendUnavailableEvent, Event
 from ..._logging import get_logger
 from .._base import ADMITTED, Admission, Claim
 from .._memory import MemoryBackend
@@ -98,6 +100,7 @@ class RedisBackend:
         self._ready = not self._cluster
         self._init_lock = asyncio.Lock()
         self._log = get_logger()
+        self._emit: Callable[[Event], None] | None = None
         self._health = Health(self._health_changed)
         self._pipe = Pipeliner(client, self._health, timeout=self._timeout, cluster=self._cluster)
         self._scripts: Scripts = register(client)
@@ -195,7 +198,13 @@ class RedisBackend:
             await self._ensure_ready()
         return await self._pipe.submit(command, script, packed)
 
+    def bind_events(self, emit: Callable[[Event], None]) -> None:
+        """Report outages as `BackendUnavailableEvent` to a connector's hooks (it calls this)."""
+        self._emit = emit
+
     def _health_changed(self, up: bool, exc: BaseException | None) -> None:
+        if not up and self._emit is not None:
+            self._emit(BackendUnavailableEvent("redis", self.on_unavailable, type(exc).__name__))
         if up:
             self._log.warning("nexus.redis.recovered", mode=self.on_unavailable)
         elif self.on_unavailable == "fail_open":

@@ -11,7 +11,6 @@ is loaded and its commands re-sent, so scripts come back by themselves.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 from collections.abc import Callable
@@ -20,10 +19,11 @@ from typing import Any
 from redis import exceptions as rex
 
 from ..._errors import BackendUnavailable
+from ..._logging import get_logger
 
 __all__ = ["Health", "Pipeliner", "RedisUnreachable", "is_outage"]
 
-_log = logging.getLogger("nexus_connector_async.redis")
+_log = get_logger("nexus_connector_async.redis")
 
 # Errors that mean "Redis cannot answer right now" (as opposed to a bug in a command).
 _OUTAGE = (
@@ -230,7 +230,7 @@ class Pipeliner:
                 continue
             self.round_trips += 1
             script.sha = await self._client.script_load(script.script)
-        _log.info("nexus.redis.scripts_loaded count=%d", len(scripts))
+        _log.info("nexus.redis.scripts_loaded", count=len(scripts))
 
     async def aclose(self) -> None:
         """Wait for batches already on the wire, then give our connections back to the pool."""
