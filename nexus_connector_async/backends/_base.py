@@ -149,6 +149,16 @@ class KeyValueStore(Protocol):
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
 
+    async def add(
+        self, key: str, amount: int, *, limit: int | None = None, ttl: float | None = None
+    ) -> tuple[bool, int]:
+        """Atomically add `amount` (may be negative) to an integer counter, never below 0.
+
+        Refused (returns `(False, total)`, nothing changed) when a positive `amount` would take
+        the total past `limit`. `ttl` applies when the counter is created. Spend guards use it.
+        """
+        ...
+
     async def delete(self, key: str) -> None: ...
 
     async def acquire_lock(self, key: str, token: str, lease: float) -> bool:

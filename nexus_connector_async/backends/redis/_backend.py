@@ -494,6 +494,24 @@ class RedisBackend:
                 raise
             await self._local.set(key, value, ttl)
 
+    async def add(
+        self, key: str, amount: int, *, limit: int | None = None, ttl: float | None = None
+    ) -> tuple[bool, int]:
+        """Add `amount` to a shared counter unless the total would pass `limit` (one script)."""
+        args = (
+            self._now(),
+            str(int(amount)),
+            b"" if limit is None else str(int(limit)),
+            b"" if ttl is None else _num(ttl),
+        )
+        try:
+            r = await self._eval(self._scripts.kv_add, self._kv_key(key), args)
+        except RedisUnreachable:
+            if self.on_unavailable == "fail_closed":
+                raise
+            return await self._local.add(key, amount, limit=limit, ttl=ttl)
+        return bool(int(r[0])), int(r[1])
+
     async def delete(self, key: str) -> None:
         """Remove a shared value."""
         try:
