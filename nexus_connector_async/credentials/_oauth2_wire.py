@@ -140,7 +140,7 @@ class TokenClient:
             raise CredentialRefreshError(
                 "token response is missing a valid access_token", error="invalid_response"
             ) from None
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec raises the latter for bad UTF-8
             raise CredentialRefreshError(
                 "token response is not valid JSON", error="invalid_response"
             ) from None
@@ -167,7 +167,7 @@ def _parse_error(body: bytes, secrets: Iterable[str | None]) -> tuple[str | None
     """The OAuth error code and a scrubbed description from an error body, if it has them."""
     try:
         reply = _decode_error(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         return None, None
     error = reply.error if reply.error and _ERROR_CODE.fullmatch(reply.error) else None
     description = None
