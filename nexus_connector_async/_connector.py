@@ -28,6 +28,7 @@ from ._config import (
     RateLimitConfig,
     RetryPolicy,
     Timeouts,
+    _number,
     check_header_value,
 )
 from ._encoding import encode_form, encode_json, fingerprint, form_pairs, urlencode_pairs
@@ -176,10 +177,8 @@ class Connector:
         verify_ssl: bool = True,
         events: Iterable[EventHook] = (),
     ) -> None:
-        if not isinstance(idempotency_wait, int | float) or idempotency_wait < 0:
-            raise InvalidRequest("idempotency_wait must be >= 0 seconds")
-        if not isinstance(idempotency_lease, int | float) or idempotency_lease <= 0:
-            raise InvalidRequest("idempotency_lease must be > 0 seconds")
+        idempotency_wait = _number("Connector.idempotency_wait", idempotency_wait)
+        idempotency_lease = _number("Connector.idempotency_lease", idempotency_lease, strict=True)
         self._clock = clock or SYSTEM_CLOCK
         self.backend: Backend = backend if backend is not None else MemoryBackend(clock=clock)
         self.credentials = credentials

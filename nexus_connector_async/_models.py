@@ -80,6 +80,15 @@ class Credentials(msgspec.Struct, frozen=True, repr_omit_defaults=True):
     expires_at: float | None = None
     token_type: str = "Bearer"
 
+    def __post_init__(self) -> None:
+        # Both end up in the Authorization header: a CR or LF there would inject headers.
+        for name in ("access_token", "token_type"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value or any(c in value for c in "\r\n\0"):
+                raise InvalidRequest(
+                    f"Credentials.{name} must be a non-empty str without CR, LF or NUL"
+                )
+
     def is_expired(self, now: float | None = None) -> bool:
         """True once `expires_at` has passed."""
         if self.expires_at is None:

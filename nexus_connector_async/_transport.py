@@ -58,8 +58,12 @@ class AiohttpTransport:
         limit_per_host: int = 0,
         verify_ssl: bool = True,
     ) -> None:
-        if max_response_bytes < 1:
-            raise InvalidRequest("max_response_bytes must be >= 1")
+        if (
+            isinstance(max_response_bytes, bool)
+            or not isinstance(max_response_bytes, int)
+            or max_response_bytes < 1
+        ):
+            raise InvalidRequest("max_response_bytes must be an integer >= 1")
         if not verify_ssl:
             warnings.warn(
                 "TLS certificate verification is DISABLED for this connector; "
