@@ -121,9 +121,11 @@ class AiohttpTransport:
                     raise ResponseTooLarge(
                         f"response of {length} bytes exceeds max_response_bytes={self._max}"
                     )
-                if length is not None:
+                if length is not None and "Content-Encoding" not in resp.headers:
                     data = await resp.read()
                 else:
+                    # Chunked, or compressed: Content-Length counts the compressed bytes, so a
+                    # small gzip body can inflate far past the cap. Count what we decode.
                     data = await self._read_capped(resp)
                 return Response(resp.status, resp.headers, data)
         except aiohttp.ConnectionTimeoutError:

@@ -7,6 +7,7 @@ Each test counts what the vendor actually received, what the caller got (a typed
 from __future__ import annotations
 
 import asyncio
+import gzip
 import time
 from collections.abc import Awaitable
 from typing import TypeVar
@@ -340,3 +341,20 @@ async def test_the_default_cap_of_8_mib_refuses_a_10_mb_body(stub: Stub, clock: 
 def test_max_response_bytes_must_be_positive() -> None:
     with pytest.raises(InvalidRequest, match="max_response_bytes"):
         Connector(max_response_bytes=0)
+
+
+async def test_a_gzip_bomb_is_cut_at_max_response_bytes_after_decompression(
+    stub: Stub, clock: FakeClock
+) -> None:
+    """10 MB of zeros gzip to about 10 KB: the declared length passes, the inflated body not."""
+    bomb = gzip.compress(b"\0" * (10 * MiB), compresslevel=9)
+    assert len(bomb) < 64 * 1024
+    stub.default = (200, {"Content-Type": "application/json", "Content-Encoding": "gzip"}, bomb)
+    ep = Endpoint.create(stub.url(), "GET").with_retry(RetryPolicy(max_attempts=1))
+    async with Connector(clock=clock, max_response_bytes=1 * MiB) as c:
+        with pytest.raises(ResponseTooLarge, match="max_response_bytes=1048576"):
+            await within(3.0, c.execute("vendor", ep))
+        small = gzip.compress(b'{"ok":true}')
+        stub.default = (200, {"Content-Encoding": "gzip"}, small)
+        assert (await c.execute("vendor", ep)).json() == {"ok": True}
+    assert stub.count == 2
