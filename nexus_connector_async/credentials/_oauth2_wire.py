@@ -148,6 +148,11 @@ class TokenClient:
             raise CredentialRefreshError(
                 "token response is missing a valid access_token", error="invalid_response"
             )
+        if not reply.token_type or any(c in reply.token_type for c in "\r\n\0"):
+            # It goes into the Authorization header next to the token: no header injection.
+            raise CredentialRefreshError(
+                "token response has an invalid token_type", error="invalid_response"
+            )
         if reply.expires_in is not None and not 0 <= reply.expires_in < 10 * 365 * 86400:
             raise CredentialRefreshError(
                 "token response has an invalid expires_in", error="invalid_response"
