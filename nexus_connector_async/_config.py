@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from ._errors import InvalidRequest
+from ._logging import REDACTED, is_sensitive, redact_text, redact_url
 
 __all__ = [
     "CircuitBreakerConfig",
@@ -221,6 +222,17 @@ class Endpoint(msgspec.Struct, frozen=True):
                 raise InvalidRequest(f"Endpoint.{name} must be a {kind.__name__}")
         if self.deadline is not None:
             _number("Endpoint.deadline", self.deadline, strict=True)
+
+    def __repr__(self) -> str:
+        # Endpoints carry API keys in headers or query strings: never show them.
+        headers = {
+            k: REDACTED if is_sensitive(k) else redact_text(v) for k, v in self.headers.items()
+        }
+        fields = [f"url={redact_url(self.url)!r}", f"method={self.method!r}", f"body={self.body!r}"]
+        if headers:
+            fields.append(f"headers={headers!r}")
+        fields.extend(f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__[4:])
+        return f"Endpoint({', '.join(fields)})"
 
     @classmethod
     def create(cls, url: str, method: str = "POST", **kw: Any) -> Endpoint:
