@@ -42,6 +42,7 @@ from ._events import (
 )
 from ._logging import redact_processor
 from ._models import Credentials, IdempotencyKey, Response
+from ._settings import ConfigError, Gateways, Settings, connect
 from ._transport import AiohttpTransport, Transport
 from .backends._base import Backend
 from .backends._memory import MemoryBackend
@@ -64,6 +65,7 @@ __all__ = [
     "CircuitOpenError",
     "CircuitStateChanged",
     "Clock",
+    "ConfigError",
     "ConnectionFailed",
     "Connector",
     "ConnectorError",
@@ -73,6 +75,7 @@ __all__ = [
     "Endpoint",
     "Event",
     "EventHook",
+    "Gateways",
     "HttpStatusError",
     "IdempotencyConflict",
     "IdempotencyInProgress",
@@ -90,12 +93,14 @@ __all__ = [
     "ResponseTooLarge",
     "RetryPolicy",
     "RetryScheduled",
+    "Settings",
     "ShadowWouldBlock",
     "StaticCredentialProvider",
     "SystemClock",
     "Timeouts",
     "TokenRefreshed",
     "Transport",
+    "connect",
     "redact_processor",
 ]
 
