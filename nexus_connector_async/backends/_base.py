@@ -84,7 +84,12 @@ class AdmissionStore(Protocol):
         is_retry: bool = False,
         shadow: bool = False,
     ) -> Admission:
-        """Decide whether one attempt may go, atomically taking a token and/or probe permit."""
+        """Decide whether one attempt may go, atomically taking a token and/or probe permit.
+
+        If the caller is cancelled while the decision is in flight, the implementation gives
+        back a probe permit it granted (the memory backend never suspends here; Redis hands
+        the permit of an orphaned reply back at once).
+        """
         ...
 
     async def record(

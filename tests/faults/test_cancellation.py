@@ -94,10 +94,11 @@ SCENARIOS: dict[str, list[str]] = {
 # Cancellation points that still leak, with why (strict: they fail the suite once fixed).
 KNOWN_LEAKS = {
     ("probe", 2, "after"): (
-        "a cancellation landing while admit()'s reply is in flight loses the half-open probe"
-        " permit until its lease (attempt timeout + 5 s) ends, so the breaker cannot probe"
-        " meanwhile; fixing it needs a shielded admission (one more task per attempt on the hot"
-        " path) or permit ids chosen by the caller - left to the pipeline's owner"
+        "this wrapper cancels after admit() has returned, a suspension no real coroutine chain"
+        " has; the real in-flight case is the backend's duty (AdmissionStore.admit) and"
+        " RedisBackend gives back a permit whose reply was orphaned"
+        " (tests/backends/test_redis_cancellation.py). Handling the wrapper's case in the"
+        " pipeline would cost a task per attempt on the hot path"
     ),
 }
 

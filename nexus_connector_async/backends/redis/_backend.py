@@ -188,15 +188,24 @@ class RedisBackend:
         return await self._submit(("EVALSHA", script.sha, len(keys), *keys, *args), script)
 
     async def _submit(
-        self, command: tuple[Any, ...], script: Any = None, packed: bytes | None = None
+        self,
+        command: tuple[Any, ...],
+        script: Any = None,
+        packed: bytes | None = None,
+        on_orphan: Callable[[Any], None] | None = None,
     ) -> Any:
+        """Queue a command in the next batch and await its reply.
+
+        A queued command always runs, even if the caller is cancelled meanwhile. `on_orphan`
+        then receives the reply nobody awaited, to give back what it granted (a probe permit).
+        """
         if self._closed:
             raise BackendUnavailable("the backend is closed")
         if not self._health.may_try():
             raise RedisUnreachable("redis unreachable (backing off before reconnecting)")
         if not self._ready:
             await self._ensure_ready()
-        return await self._pipe.submit(command, script, packed)
+        return await self._pipe.submit(command, script, packed, on_orphan)
 
     def bind_events(self, emit: Callable[[Event], None]) -> None:
         """Report outages as `BackendUnavailableEvent` to a connector's hooks (it calls this)."""
@@ -292,11 +301,22 @@ class RedisBackend:
         args, packed = self._admission_command(
             service, scoped, breaker, limit, probe_lease, budget, is_retry, shadow
         )
+
+        def give_back(reply: Any) -> None:
+            # Cancelled while the reply was in flight: a permit nobody will use goes back now,
+            # not when its lease ends (the breaker could not probe meanwhile).
+            if reply[2]:
+                _, probes, _ = self._admission_keys(service, None)
+                orphan = self._pipe.submit(("ZREM", probes, reply[2]))
+                orphan.add_done_callback(lambda f: f.cancelled() or f.exception())
+
         try:
             if self._test_clock:
-                r = await self._submit((*args[:6], self._now(), *args[7:]), self._scripts.admit)
+                r = await self._submit(
+                    (*args[:6], self._now(), *args[7:]), self._scripts.admit, on_orphan=give_back
+                )
             else:
-                r = await self._submit(args, self._scripts.admit, packed)
+                r = await self._submit(args, self._scripts.admit, packed, on_orphan=give_back)
         except RedisUnreachable:
             if self.on_unavailable == "fail_open":
                 return _OPEN_DOOR
