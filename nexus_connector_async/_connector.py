@@ -176,8 +176,12 @@ class Connector:
         shadow_services: frozenset[str] | set[str] = frozenset(),
         verify_ssl: bool = True,
         events: Iterable[EventHook] = (),
+        max_shared_pause: float = 300.0,
     ) -> None:
         idempotency_wait = _number("Connector.idempotency_wait", idempotency_wait)
+        #: A vendor's Retry-After pauses the service for every worker, but never longer than
+        #: this: one hostile or garbled header must not stop a fleet for years.
+        self.max_shared_pause = _number("Connector.max_shared_pause", max_shared_pause)
         idempotency_lease = _number("Connector.idempotency_lease", idempotency_lease, strict=True)
         self._clock = clock or SYSTEM_CLOCK
         self.backend: Backend = backend if backend is not None else MemoryBackend(clock=clock)
@@ -572,7 +576,8 @@ class Connector:
                 continue
             if outcome.retry_after is not None and getattr(outcome.value, "status", 0) == 429:
                 # Shared backpressure: every worker holds off this service until then.
-                await self.backend.pause(call.service, outcome.retry_after)
+                pause = min(outcome.retry_after, self.max_shared_pause)
+                await self.backend.pause(call.service, pause)
             delay = self._retry_delay(call, outcome, number)
             if delay is None:
                 return self._finish(call, outcome, number)
