@@ -68,7 +68,9 @@ class AiohttpTransport:
             or max_response_bytes < 1
         ):
             raise InvalidRequest("max_response_bytes must be an integer >= 1")
-        if not verify_ssl:
+        # A session passed in may carry its own `ssl=False`: that must not go unnoticed either.
+        given_ssl = getattr(session.connector, "_ssl", True) if session is not None else True
+        if not verify_ssl or given_ssl is False:
             warnings.warn(
                 "TLS certificate verification is DISABLED for this connector; "
                 "use this only against local test servers",

@@ -14,6 +14,7 @@ import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -129,3 +130,12 @@ def test_disabling_verification_is_an_error_where_warnings_are_errors() -> None:
     """Under `-W error` (this suite's setting) nobody turns verification off by accident."""
     with pytest.raises(RuntimeWarning, match=DISABLED):
         Connector(verify_ssl=False)
+
+
+async def test_a_session_of_yours_with_ssl_off_warns_too() -> None:
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False))
+    try:
+        with pytest.warns(RuntimeWarning, match=DISABLED):
+            AiohttpTransport(session)
+    finally:
+        await session.close()
