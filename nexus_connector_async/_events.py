@@ -125,7 +125,7 @@ Event = (
 class EventHook(Protocol):
     """Receives every event. Must be fast and must not raise (errors are swallowed)."""
 
-    def __call__(self, event: Event) -> None: ...
+    def __call__(self, event: Event, /) -> None: ...
 
 
 _LOG_EVENTS: dict[type[Any], tuple[str, str]] = {
