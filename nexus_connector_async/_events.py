@@ -70,7 +70,7 @@ class CircuitStateChanged(msgspec.Struct, frozen=True):
     """A breaker transition, reported once fleet-wide by the worker whose script made it."""
 
     service: str
-    state: str  # "open" | "half_open" | "closed"
+    state: str  # "open" | "closed" (half-open happens lazily at admission, unreported)
 
 
 class IdempotentReplay(msgspec.Struct, frozen=True):
