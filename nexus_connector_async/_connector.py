@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, NamedTuple, TypeVar
@@ -192,7 +193,13 @@ class Connector:
         # structlog's default logger is a lazy proxy that re-binds on every call; bind it once.
         self._log = logger if logger is not None else get_logger().bind()
         #: Every event goes to structlog first, then to `events` hooks (metrics, your own).
-        self.events = EventBus([StructlogHook(self._log), *events])
+        hooks = list(events)
+        self.events = EventBus([StructlogHook(self._log), *hooks])
+        # The two events of every call are built only if someone takes them: with a filtering
+        # logger and no hooks, a happy call builds no event at all (the hot path).
+        enabled = getattr(self._log, "is_enabled_for", None)
+        self._per_attempt = bool(hooks) or enabled is None or enabled(logging.DEBUG)
+        self._per_call = bool(hooks) or enabled is None or enabled(logging.INFO)
         # Parts that report their own events (token refreshes, backend outages) send them here.
         for part in (self.backend, credentials):
             bind = getattr(part, "bind_events", None)
@@ -558,17 +565,18 @@ class Connector:
                 )
                 if state is not None:
                     self.events.emit(CircuitStateChanged(call.service, state))
-            self.events.emit(
-                AttemptFinished(
-                    call.service,
-                    call.tenant,
-                    call.label,
-                    number,
-                    getattr(outcome.value, "status", None),
-                    type(outcome.error).__name__ if outcome.error else None,
-                    self._clock.monotonic() - started,
+            if self._per_attempt:
+                self.events.emit(
+                    AttemptFinished(
+                        call.service,
+                        call.tenant,
+                        call.label,
+                        number,
+                        getattr(outcome.value, "status", None),
+                        type(outcome.error).__name__ if outcome.error else None,
+                        self._clock.monotonic() - started,
+                    )
                 )
-            )
             if outcome.reauth is not None and not call.reauthed:
                 call = call._replace(reauthed=True)
                 number -= 1  # a rejected token is our problem, not a vendor attempt
@@ -607,17 +615,18 @@ class Connector:
             value.attempts = attempts
             status = value.status
         error = outcome.error
-        self.events.emit(
-            CallFinished(
-                call.service,
-                call.tenant,
-                call.label,
-                status,
-                type(error).__name__ if error is not None else None,
-                attempts,
-                self._clock.monotonic() - call.started,
+        if self._per_call or error is not None:
+            self.events.emit(
+                CallFinished(
+                    call.service,
+                    call.tenant,
+                    call.label,
+                    status,
+                    type(error).__name__ if error is not None else None,
+                    attempts,
+                    self._clock.monotonic() - call.started,
+                )
             )
-        )
         if error is not None:
             raise error
         return value

@@ -77,10 +77,18 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
         out.append((prefix, _scalar(value)))
 
 
+def _plain(text: str) -> bool:
+    """ASCII letters and digits only: nothing to percent-encode (most keys and values)."""
+    return text.isascii() and text.isalnum()
+
+
 def urlencode_pairs(pairs: Sequence[tuple[str, str]]) -> str:
     """Percent-encode pairs, keeping literal brackets in keys as Stripe's SDK does."""
     try:
-        return "&".join(f"{quote(k, safe=_SAFE)}={quote(v, safe='')}" for k, v in pairs)
+        return "&".join(
+            f"{k if _plain(k) else quote(k, safe=_SAFE)}={v if _plain(v) else quote(v, safe='')}"
+            for k, v in pairs
+        )
     except UnicodeEncodeError:
         raise InvalidRequest(
             "form keys and values must be valid Unicode text (a lone surrogate cannot be encoded)"
