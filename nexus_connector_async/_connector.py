@@ -615,7 +615,7 @@ class Connector:
             value.attempts = attempts
             status = value.status
         error = outcome.error
-        if self._per_call or error is not None:
+        if self._per_call or error is not None or (status or 0) >= 500:
             self.events.emit(
                 CallFinished(
                     call.service,

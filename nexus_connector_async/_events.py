@@ -92,6 +92,11 @@ class CallFinished(msgspec.Struct, frozen=True):
     attempts: int
     duration: float
 
+    @property
+    def failed(self) -> bool:
+        """An error, or a final 5xx: the vendor did not do its job."""
+        return self.error is not None or (self.status or 0) >= 500
+
 
 class TokenRefreshed(msgspec.Struct, frozen=True):
     """A credential provider fetched a new token for (service, tenant)."""
@@ -153,10 +158,10 @@ class StructlogHook:
         if isinstance(event, AttemptFinished | CallFinished):
             fields["duration_ms"] = round(fields.pop("duration") * 1000.0, 2)
         if isinstance(event, CallFinished):
-            if event.error is None:
-                self._log.info("nexus.call.completed", **fields)
-            else:
+            if event.failed:
                 self._log.warning("nexus.call.failed", **fields)
+            else:
+                self._log.info("nexus.call.completed", **fields)
             return
         spec = _LOG_EVENTS.get(type(event))
         if spec is not None:

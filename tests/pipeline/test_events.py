@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
+import structlog
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -108,3 +111,30 @@ async def test_a_token_refresh_reaches_the_connectors_hooks(stub: Stub) -> None:
         await c.execute("vendor", Endpoint.create(stub.url(), "GET"), tenant_id="t")
     assert TokenRefreshed("vendor", "t") in seen
     assert stub.requests[0]["headers"]["Authorization"] == "Bearer t1"
+
+
+async def test_a_quiet_logger_still_gets_failures_and_hooks_still_get_everything(
+    stub: Stub,
+) -> None:
+    lines: list[str] = []
+
+    def keep(_: object, __: str, event_dict: dict[str, object]) -> str:
+        lines.append(str(event_dict["event"]))
+        return ""
+
+    quiet = structlog.wrap_logger(
+        structlog.ReturnLogger(),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        processors=[keep],
+    )
+    seen: list[Event] = []
+    stub.queue(status(200), status(503))
+    ep = Endpoint.create(stub.url(), "GET").with_retry(RetryPolicy(max_attempts=1))
+    async with Connector(logger=quiet) as c:
+        await c.execute("vendor", ep)
+        with pytest.raises(HttpStatusError):
+            await c.execute("vendor", ep)
+    assert lines == ["nexus.call.failed"]  # info and debug dropped; the 503 is a warning
+    async with Connector(logger=quiet, events=[seen.append]) as c:
+        await c.execute("vendor", ep)
+    assert [type(e).__name__ for e in seen] == ["AttemptFinished", "CallFinished"]
