@@ -130,7 +130,10 @@ class RedisBackend:
         }
         client: Redis | RedisCluster
         if cluster:
-            client = RedisCluster.from_url(url, retry=Retry(NoBackoff(), 1), **settings)
+            # Idempotency waiters each hold a connection while blocked: room for many per node.
+            client = RedisCluster.from_url(
+                url, retry=Retry(NoBackoff(), 1), max_connections=1024, **settings
+            )
         else:
             client = Redis.from_url(url, retry=Retry(NoBackoff(), 0), **settings)
         return cls(client, prefix, on_unavailable, clock, timeout=timeout, owns_client=True)
@@ -139,6 +142,11 @@ class RedisBackend:
         kind = "cluster" if self._cluster else "redis"
         mode = self.on_unavailable
         return f"RedisBackend({kind}, prefix={self.prefix!r}, on_unavailable={mode!r})"
+
+    @property
+    def available(self) -> bool:
+        """False while Redis is believed unreachable (calls then follow `on_unavailable`)."""
+        return self._health.up
 
     @property
     def round_trips(self) -> int:
@@ -329,10 +337,12 @@ class RedisBackend:
 
     def _idem_keys(self, service: str, tenant: str | None, digest: str) -> tuple[bytes, bytes]:
         if tenant is None:
-            rec = key(self.prefix, "idem", service, digest)
+            parts: tuple[str, ...] = (digest,)
+            kind: Literal["idem", "tidem"] = "idem"
         else:
-            rec = key(self.prefix, "tidem", service, tenant, digest)
-        return rec.encode(), f"{rec}:n".encode()
+            parts, kind = (tenant, digest), "tidem"
+        rec = key(self.prefix, kind, service, *parts)
+        return rec.encode(), key(self.prefix, kind, service, *parts, "n").encode()
 
     async def claim(
         self, service: str, tenant: str | None, key: str, fingerprint: str, lease: float

@@ -45,7 +45,10 @@ class RedisUnreachable(BackendUnavailable):
 
 def is_outage(exc: BaseException) -> bool:
     """Whether `exc` says Redis is unreachable rather than that a command was wrong."""
-    return isinstance(exc, _OUTAGE) and not isinstance(exc, rex.NoScriptError)
+    # A full local pool (MaxConnectionsError) is our own congestion, not a dead server.
+    return isinstance(exc, _OUTAGE) and not isinstance(
+        exc, rex.NoScriptError | rex.MaxConnectionsError
+    )
 
 
 def as_backend_error(exc: BaseException) -> BackendUnavailable:
