@@ -77,6 +77,16 @@ def summarize_throughput(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "ratio_to_peers": _r(_median(ratios(variant, loop, conc, peer, loop)))
             if peer
             else None,
+            "stub_cpu_us_per_request": _r(
+                _median(
+                    [
+                        r["stub_cpu_us_per_request"]
+                        for r in group
+                        if r.get("stub_cpu_us_per_request")
+                    ]
+                ),
+                1,
+            ),
             "cpu_us_per_call": _r(
                 _median([r["cpu_s"] / r["calls"] * 1e6 for r in group if r["calls"]]), 1
             ),
@@ -115,6 +125,7 @@ def strip_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     keep = (
         "variant", "loop", "concurrency", "round", "calls", "elapsed", "calls_per_s", "cpu_s",
         "outcomes", "client_commands", "client_round_trips", "stub_requests",
+        "stub_cpu_us_per_request",
     )  # fmt: skip
     return [{k: run[k] for k in keep if k in run} for run in runs]
 

@@ -316,6 +316,15 @@ class _Load:
         }
 
 
+def _process_cpu(pid: int | None) -> float:
+    """User + system CPU seconds of a process (0 where /proc is not available)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _proc_stat() -> tuple[int, int] | None:
     try:
         fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
@@ -432,8 +441,10 @@ def _throughput(
         for variant, loop, conc in order:
             job = replace(_base_job(opts, variant, redis, stub), loop=loop, concurrency=conc)
             stub.reset()
+            stub_cpu = _process_cpu(stub.process.pid)
             (result,) = workers.run([job], timeout=opts.warmup + opts.duration + 120)
             stats = stub.stats()
+            stub_cpu = _process_cpu(stub.process.pid) - stub_cpu
             load.sample()
             result.update(
                 variant=variant,
@@ -441,6 +452,9 @@ def _throughput(
                 concurrency=conc,
                 round=round_no,
                 stub_requests=stats["total"],
+                stub_cpu_us_per_request=round(stub_cpu / stats["total"] * 1e6, 1)
+                if stats["total"]
+                else None,
                 stub_by_status=stats["by_status"],
             )
             runs.append(result)

@@ -60,6 +60,7 @@ class _Counters:
     first: float | None = None
     last: float | None = None
     after_fail: int = 0
+    connections: int = 0
 
 
 class _Stub:
@@ -119,6 +120,7 @@ class _Stub:
             "first": c.first,
             "last": c.last,
             "after_fail": c.after_fail,
+            "connections": c.connections,
         }
 
 
@@ -132,6 +134,7 @@ class _HttpProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.stub.counters.connections += 1
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer + data if self.buffer else data

@@ -23,6 +23,7 @@ import contextlib
 import gc
 import logging
 import os
+import sys
 import time
 import traceback
 from array import array
@@ -346,7 +347,10 @@ def _quiet_logging() -> None:
     import structlog  # noqa: PLC0415
 
     # Drop debug/info before any formatting: logging must not dominate the measurement.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
     logging.getLogger().setLevel(logging.WARNING)
 
 
