@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=500, help="calls/s for the accuracy phase")
     p.add_argument("--accuracy-duration", type=float, default=None)
     p.add_argument("--accuracy-concurrency", type=int, default=25, help="per worker")
-    p.add_argument("--breaker-concurrency", type=int, default=10, help="per worker")
+    p.add_argument("--breaker-concurrency", type=int, default=2, help="per worker")
     p.add_argument("--no-peers", action="store_true", help="skip limits+purgatory+tenacity")
     p.add_argument("--no-uvloop", action="store_true", help="skip the uvloop runs")
     p.add_argument("--no-accuracy", action="store_true", help="skip the rate-limit phase")
