@@ -1,21 +1,73 @@
-"""`python -m nexus_connector_async COMMAND` (console script: `nexus-connector`)."""
+"""`python -m nexus_connector_async COMMAND` (console script: `nexus-connector`).
+
+Commands: `demo`, `status --redis URL [SERVICE]`, `reset SERVICE --redis URL`, `bench ...`.
+Exit codes: 0 success; 1 aborted or failed; 2 bad usage; 3 unknown service; 4 Redis unreachable.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from typing import Any
+
+
+def _redis_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis", required=True, metavar="URL", help="redis://host:port/db")
+    parser.add_argument("--cluster", action="store_true", help="the URL is a cluster node")
+    parser.add_argument("--prefix", default="nexus", help="key prefix (default: nexus)")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the command; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="nexus-connector", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="nexus-connector",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run payments through a local vendor simulator")
     demo.add_argument("--payments", type=int, default=300)
     demo.add_argument("--concurrency", type=int, default=25)
-    args = parser.parse_args(argv)
+    status = commands.add_parser("status", help="show breakers, buckets and keys in Redis")
+    status.add_argument("service", nargs="?", help="one service (default: all)")
+    _redis_args(status)
+    reset = commands.add_parser("reset", help="close a breaker and refill its buckets")
+    reset.add_argument("service")
+    reset.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    _redis_args(reset)
+    commands.add_parser(
+        "bench", help="run the benchmark harness (from a source checkout)", add_help=False
+    )
+    args, rest = parser.parse_known_args(argv)
     # Imports stay lazy so that every command starts fast.
+    if args.command == "bench":
+        try:
+            import benchmarks
+        except ImportError:
+            print(
+                "error: the benchmarks live in the source checkout; run this from its root",
+                file=sys.stderr,
+            )
+            return 1
+        run_bench: Any = getattr(benchmarks, "main")  # noqa: B009 - an optional module
+        return int(run_bench(rest) or 0)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "status":
+        from .cli._ops import status as run_status
+
+        return asyncio.run(
+            run_status(args.redis, args.service, cluster=args.cluster, prefix=args.prefix)
+        )
+    if args.command == "reset":
+        from .cli._ops import reset as run_reset
+
+        return asyncio.run(
+            run_reset(
+                args.redis, args.service, cluster=args.cluster, prefix=args.prefix, yes=args.yes
+            )
+        )
     from .cli._demo import run_demo
 
     print(

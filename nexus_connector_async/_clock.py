@@ -32,12 +32,15 @@ class SystemClock:
     __slots__ = ()
 
     def time(self) -> float:
+        """`time.time()`."""
         return time.time()
 
     def monotonic(self) -> float:
+        """`time.monotonic()`."""
         return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
+        """`asyncio.sleep()` (negative means no sleep)."""
         await asyncio.sleep(max(0.0, seconds))
 
 

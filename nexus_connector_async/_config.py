@@ -121,7 +121,6 @@ class CircuitBreakerConfig(msgspec.Struct, frozen=True):
     recovery_timeout: float = 30.0
     half_open_max_calls: int = 1
     success_threshold: int = 1
-    enabled: bool = True
 
     def __post_init__(self) -> None:
         _count("CircuitBreakerConfig.failure_threshold", self.failure_threshold)

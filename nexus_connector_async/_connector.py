@@ -189,6 +189,11 @@ class Connector:
         self._log = logger if logger is not None else get_logger().bind()
         #: Every event goes to structlog first, then to `events` hooks (metrics, your own).
         self.events = EventBus([StructlogHook(self._log), *events])
+        # Parts that report their own events (token refreshes, backend outages) send them here.
+        for part in (self.backend, credentials):
+            bind = getattr(part, "bind_events", None)
+            if bind is not None:
+                bind(self.events.emit)
         self.idempotency_wait = float(idempotency_wait)
         self.idempotency_lease = float(idempotency_lease)
         self.shadow_services = frozenset(shadow_services)
@@ -237,12 +242,15 @@ class Connector:
         headers: Mapping[str, str] | None = None,
         credentials: CredentialProvider | None = None,
         deadline: float | None = None,
+        idempotent: bool | None = None,
     ) -> Response:
         """Send one request to `service` through the whole pipeline and return its response.
 
         `headers` adds per-call headers; `credentials` overrides the connector's provider for
         this call (adapters with their own OAuth client use it); `deadline` (seconds) bounds all
-        attempts, backoff sleeps and rate-limit waits together.
+        attempts, backoff sleeps and rate-limit waits together. `idempotent` overrides whether a
+        request that may have reached the vendor can be re-sent: None decides by method and
+        idempotency key; False never re-sends it, even with a key (vendors that ignore keys).
         """
         _check_names(service, tenant_id)
         key = _as_key(idempotency_key)
@@ -253,7 +261,7 @@ class Connector:
             endpoint.circuit_breaker,
             endpoint.rate_limit,
             endpoint.retry,
-            safe_to_resend(method, key is not None),
+            safe_to_resend(method, key is not None) if idempotent is None else idempotent,
             endpoint.timeout.total,
             deadline if deadline is not None else endpoint.deadline,
             f"{method} {redact_url(endpoint.url)}",
@@ -287,7 +295,7 @@ class Connector:
         circuit_breaker: CircuitBreakerConfig | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = 30.0,
-        idempotent: bool = False,
+        idempotent: bool | None = None,
         fingerprint_data: Any = None,
         result_type: Any = Any,
         deadline: float | None = None,
@@ -295,8 +303,8 @@ class Connector:
         """Guard any awaitable factory (an aioboto3 call, say) with the same policies.
 
         `fn` is called once per attempt. Exceptions with `transient=True` (timeouts, connection
-        failures, 5xx) count against the breaker and are retried when `idempotent` is set, an
-        idempotency key is given, or the error says nothing was sent; exceptions with
+        failures, 5xx) count against the breaker and are retried when `idempotent` is True (or
+        None with an idempotency key), or the error says nothing was sent; exceptions with
         `throttled=True` are retried after their `retry_after`. With an idempotency key the
         result is stored (msgpack, decoded as `result_type`) and replayed for repeats.
         """
@@ -310,7 +318,7 @@ class Connector:
             circuit_breaker or CircuitBreakerConfig(),
             rate_limit,
             retry or RetryPolicy(),
-            idempotent or key is not None,
+            key is not None if idempotent is None else idempotent,
             timeout or 30.0,
             deadline,
             operation,

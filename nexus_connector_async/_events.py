@@ -135,13 +135,15 @@ _LOG_EVENTS: dict[type[Any], tuple[str, str]] = {
     ShadowWouldBlock: ("warning", "nexus.shadow.would_block"),
     CircuitStateChanged: ("warning", "nexus.circuit.state_changed"),
     IdempotentReplay: ("info", "nexus.idempotency.replayed"),
-    TokenRefreshed: ("info", "nexus.credentials.refreshed"),
-    BackendUnavailableEvent: ("error", "nexus.backend.unavailable"),
 }
 
 
 class StructlogHook:
-    """Turns events into structlog lines named `nexus.<component>.<event>`."""
+    """Turns events into structlog lines named `nexus.<component>.<event>`.
+
+    Token refreshes and backend outages are logged by the provider and the backend themselves
+    (`nexus.oauth.*`, `nexus.redis.*`, with more detail), so this hook skips them.
+    """
 
     def __init__(self, logger: Any) -> None:
         self._log = logger
@@ -156,8 +158,9 @@ class StructlogHook:
             else:
                 self._log.warning("nexus.call.failed", **fields)
             return
-        level, name = _LOG_EVENTS[type(event)]
-        getattr(self._log, level)(name, **fields)
+        spec = _LOG_EVENTS.get(type(event))
+        if spec is not None:
+            getattr(self._log, spec[0])(spec[1], **fields)
 
 
 class EventBus:

@@ -38,9 +38,13 @@ class Transport(Protocol):
         headers: Mapping[str, str],
         body: bytes | None,
         timeout: Timeouts,
-    ) -> Response: ...
+    ) -> Response:
+        """Send one request and return the whole response (status, headers, body)."""
+        ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release pooled connections; the transport is unusable afterwards."""
+        ...
 
 
 class AiohttpTransport:
@@ -102,6 +106,7 @@ class AiohttpTransport:
         body: bytes | None,
         timeout: Timeouts,
     ) -> Response:
+        """One exchange on the pooled session; aiohttp failures become our typed errors."""
         session = self._client()
         try:
             async with session.request(
@@ -145,6 +150,7 @@ class AiohttpTransport:
         return b"".join(chunks)
 
     async def aclose(self) -> None:
+        """Close the session if we created it (a session passed in stays the caller's)."""
         if self._session is not None and self._owns_session and not self._session.closed:
             await self._session.close()
             # Let aiohttp close its transports before the loop goes away.

@@ -46,7 +46,7 @@ async def run_demo(
         throttle_rate=0.03,
         error_rate=0.04,
         retry_after=0.2,
-        outage=(1.0, 1.6),
+        outage=(1.0, 1.4),
         seed=seed,
     )
     endpoint = Endpoint(
@@ -54,9 +54,9 @@ async def run_demo(
         "POST",
         body="form",
         timeout=Timeouts(total=2.0),
-        rate_limit=RateLimitConfig.per_second(110, burst=15, max_wait=0.05),
+        rate_limit=RateLimitConfig.per_second(140, burst=20, max_wait=0.1),
         circuit_breaker=CircuitBreakerConfig(
-            failure_threshold=5, recovery_timeout=0.5, half_open_max_calls=2
+            failure_threshold=5, recovery_timeout=0.3, half_open_max_calls=2
         ),
         retry=RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.5),
         idempotency_header="Idempotency-Key",

@@ -15,11 +15,15 @@ class CredentialProvider(Protocol):
 
     async def get_credentials(
         self, service: str, tenant_id: str | None = None
-    ) -> Credentials | None: ...
+    ) -> Credentials | None:
+        """Credentials to use now for (service, tenant); None sends no Authorization."""
+        ...
 
     async def refresh_credentials(
         self, service: str, tenant_id: str | None = None
-    ) -> Credentials | None: ...
+    ) -> Credentials | None:
+        """Fetch new credentials now (after the vendor rejected the current ones)."""
+        ...
 
 
 @runtime_checkable

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import random
 import uuid
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
@@ -28,6 +28,7 @@ import msgspec
 from .._clock import SYSTEM_CLOCK, Clock
 from .._config import Timeouts
 from .._errors import ConnectorError, CredentialRefreshError, InvalidRequest
+from .._events import Event, TokenRefreshed
 from .._logging import get_logger, redact_url
 from .._models import Credentials
 from .._transport import Transport
@@ -158,6 +159,7 @@ class OAuth2CredentialProvider:
         self._backend: KeyValueStore = backend if backend is not None else MemoryBackend()
         self._clock = clock or SYSTEM_CLOCK
         self._log = logger if logger is not None else get_logger()
+        self._emit: Callable[[Event], None] | None = None
         self._client = TokenClient(
             token_url,
             client_id,
@@ -175,6 +177,10 @@ class OAuth2CredentialProvider:
         ).hexdigest()
         self._flights: dict[str, asyncio.Task[Credentials]] = {}
         self._cipher = None if encryption_key is None else _fernet(encryption_key)
+
+    def bind_events(self, emit: Callable[[Event], None]) -> None:
+        """Report `TokenRefreshed` to a connector's event hooks (the connector calls this)."""
+        self._emit = emit
 
     def __repr__(self) -> str:
         services = "all" if self._services is None else sorted(self._services)
@@ -365,6 +371,8 @@ class OAuth2CredentialProvider:
             ttl = max(1.0, new.expires_at - self._clock.time() + 60.0)
         # The token is good even if the backend just failed: the caller gets it regardless.
         await self._quietly("store_token", self._backend.set(key, self._seal(new), ttl))
+        if self._emit is not None:
+            self._emit(TokenRefreshed(service, tenant))
         self._log.info(
             "nexus.oauth.token_refreshed",
             **ctx,

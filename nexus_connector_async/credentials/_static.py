@@ -32,6 +32,7 @@ class StaticCredentialProvider:
     async def get_credentials(
         self, service: str, tenant_id: str | None = None
     ) -> Credentials | None:
+        """The tenant's credentials, else the service's, else None."""
         creds = self._creds.get((service, tenant_id))
         if creds is None and tenant_id is not None:
             creds = self._creds.get((service, None))

@@ -4,6 +4,7 @@
 - `set_testing()`: backoff sleeps become 0 s, so retries in your tests are instant.
 - `MockTransport`: answer requests with a function instead of a server.
 - `capture_logs`: structlog's context manager, re-exported for asserting on our events.
+- `VendorSimulator`, `StripeSimulator`, `PayPalSimulator`: vendor imitations on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -20,8 +21,25 @@ from structlog.testing import capture_logs
 from .._config import Timeouts
 from .._models import Response
 from .._retry import set_testing
+from ._paypal import PayPalSimulator
+from ._simulator import VendorSimulator
+from ._stripe import StripeSimulator
+from ._twilio import SimulatedMessage, TwilioSimulator
+from ._vendor_server import SimulatedRequest
 
-__all__ = ["FakeClock", "MockTransport", "RecordedRequest", "capture_logs", "set_testing"]
+__all__ = [
+    "FakeClock",
+    "MockTransport",
+    "PayPalSimulator",
+    "RecordedRequest",
+    "SimulatedMessage",
+    "SimulatedRequest",
+    "StripeSimulator",
+    "TwilioSimulator",
+    "VendorSimulator",
+    "capture_logs",
+    "set_testing",
+]
 
 
 class FakeClock:
@@ -41,12 +59,15 @@ class FakeClock:
         self._jump_scheduled = False
 
     def time(self) -> float:
+        """Fake wall-clock seconds: `start` plus the time advanced so far."""
         return self._epoch + self._now
 
     def monotonic(self) -> float:
+        """Fake monotonic seconds, starting at 0."""
         return self._now
 
     async def sleep(self, seconds: float) -> None:
+        """Wait until fake time reaches now + `seconds` (by `advance()` or autojump)."""
         if seconds <= 0:
             await asyncio.sleep(0)
             return
@@ -138,6 +159,7 @@ class MockTransport:
         body: bytes | None,
         timeout: Timeouts,
     ) -> Response:
+        """Record the request and return the handler's response (or raise its error)."""
         request = RecordedRequest(method, url, dict(headers), body, timeout)
         self.requests.append(request)
         result = self.handler(request)

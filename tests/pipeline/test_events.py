@@ -15,10 +15,13 @@ from nexus_connector_async import (
     Endpoint,
     Event,
     HttpStatusError,
+    OAuth2CredentialProvider,
+    Response,
     RetryPolicy,
+    TokenRefreshed,
 )
 from nexus_connector_async.otel import OpenTelemetryHook
-from nexus_connector_async.testing import FakeClock
+from nexus_connector_async.testing import FakeClock, MockTransport, RecordedRequest
 
 from ._stub import Stub, status
 
@@ -88,3 +91,20 @@ async def test_opentelemetry_hook_counts_calls_rejections_and_transitions(stub: 
     assert points[("nexus.rejections", (("reason", "circuit_open"), ("service", "vendor")))] == 1
     assert points[("nexus.circuit.transitions", (("service", "vendor"), ("state", "open")))] == 1
     assert points[("nexus.call.duration", (("service", "vendor"),))] == 1
+
+
+async def test_a_token_refresh_reaches_the_connectors_hooks(stub: Stub) -> None:
+    def token_endpoint(request: RecordedRequest) -> Response:
+        return Response(200, {"Content-Type": "application/json"}, b'{"access_token": "t1"}')
+
+    provider = OAuth2CredentialProvider(
+        "https://auth.example.test/token",
+        "client-1",
+        "secret-1",
+        http=MockTransport(token_endpoint),
+    )
+    seen: list[Event] = []
+    async with Connector(credentials=provider, events=[seen.append]) as c:
+        await c.execute("vendor", Endpoint.create(stub.url(), "GET"), tenant_id="t")
+    assert TokenRefreshed("vendor", "t") in seen
+    assert stub.requests[0]["headers"]["Authorization"] == "Bearer t1"

@@ -8,6 +8,8 @@ import pytest
 
 from nexus_connector_async import ConfigError, RateLimitConfig, Settings, connect
 from nexus_connector_async._settings import parse_rate
+from nexus_connector_async.adapters import Money
+from nexus_connector_async.testing import StripeSimulator
 
 SID = "AC" + "0123456789abcdef" * 2
 SECRET = "sk_live_SUPERSECRET123"
@@ -96,3 +98,15 @@ async def test_connect_without_vendors_builds_an_in_memory_connector() -> None:
         assert app.payments is None
         assert app.sms is None
         assert type(app.connector.backend).__name__ == "MemoryBackend"
+
+
+async def test_connect_builds_the_configured_payment_gateway_and_it_charges() -> None:
+    key = "sk_test_factory123"
+    async with StripeSimulator(api_key=key) as sim:
+        settings = Settings.from_env(
+            {"NEXUS_PAYMENTS": "stripe", "STRIPE_API_KEY": key, "STRIPE_BASE_URL": sim.url}
+        )
+        async with connect(settings) as app:
+            payment = await app.payments.charge(Money("12.34", "USD"), "pm_card_visa")
+    assert payment.status == "succeeded"
+    assert payment.amount == Money("12.34", "USD")

@@ -1,0 +1,25 @@
+"""PayPal: Checkout Orders v2 and Payments v2."""
+
+from ._adapter import LIVE_URL, SANDBOX_URL, PayPalPaymentAdapter
+from ._errors import (
+    PayPalAPIError,
+    PayPalAuthenticationError,
+    PayPalDeclined,
+    PayPalError,
+    PayPalInvalidRequestError,
+    PayPalPermissionError,
+    PayPalRateLimitError,
+)
+
+__all__ = [
+    "LIVE_URL",
+    "SANDBOX_URL",
+    "PayPalAPIError",
+    "PayPalAuthenticationError",
+    "PayPalDeclined",
+    "PayPalError",
+    "PayPalInvalidRequestError",
+    "PayPalPaymentAdapter",
+    "PayPalPermissionError",
+    "PayPalRateLimitError",
+]

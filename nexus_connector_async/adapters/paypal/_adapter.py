@@ -1,0 +1,553 @@
+"""`PayPalPaymentAdapter`: Orders v2 and Payments v2 over PayPal's REST API.
+
+JSON in, JSON out. Every POST carries `PayPal-Request-Id` (the caller's key or a fresh UUID
+that the pipeline reuses for its retries), `Prefer: return=representation` (so capture and
+authorization ids come back) and `Content-Type: application/json`, with `{}` as the body when
+there is nothing to send. The OAuth2 token is fetched and shared through the connector's
+backend by `OAuth2CredentialProvider` and passed per call, so no other service sees it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, Final, Literal, TypeVar
+
+import msgspec
+
+from ..._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPolicy, Timeouts
+from ..._connector import Connector
+from ..._errors import InvalidRequest
+from ..._models import Credentials, IdempotencyKey, Response
+from ...credentials._base import CredentialProvider, RefreshesRejected
+from ...credentials._oauth2 import OAuth2CredentialProvider
+from .._money import Money, from_paypal_amount, require_positive, to_paypal_amount
+from .._payments import Payment, PaymentStatus, Refund, RefundStatus, call_key, check_id
+from .._vendor import SecretHeaders, check_text, header_safe
+from ._errors import PayPalAPIError, PayPalDeclined, clean, debug_id, error_from_response
+from ._models import (
+    AmountObject,
+    AuthorizationObject,
+    CaptureObject,
+    OrderObject,
+    decode_capture,
+    decode_order,
+    decode_refund,
+)
+
+__all__ = ["LIVE_URL", "SANDBOX_URL", "PayPalPaymentAdapter"]
+
+SANDBOX_URL: Final = "https://api-m.sandbox.paypal.com"
+LIVE_URL: Final = "https://api-m.paypal.com"
+#: PayPal keeps request ids for 6 h (Orders) to 45 days (Payments): retries with the same id
+#: are safe, so 409 PREVIOUS_REQUEST_IN_PROGRESS, 429 and 5xx are retried.
+DEFAULT_RETRY: Final = RetryPolicy(
+    max_attempts=3,
+    base_delay=0.5,
+    max_delay=10.0,
+    retry_statuses=frozenset({409, 429, 500, 502, 503, 504}),
+)
+DEFAULT_TIMEOUT: Final = Timeouts(total=60.0, connect=10.0)
+_MAX_REQUEST_ID: Final = 108
+
+Intent = Literal["CAPTURE", "AUTHORIZE"]
+SourceType = Literal["card", "paypal", "venmo"]
+_SOURCES: Final = frozenset({"card", "paypal", "venmo"})
+# Order ids in the Orders v2 spec: ^[A-Z0-9]+$, at most 36 characters.
+_ORDER_ID = re.compile(r"[A-Z0-9]{1,36}")
+
+_ORDER_STATUS: Final[dict[str, PaymentStatus]] = {
+    "CREATED": "requires_action",  # the buyer must approve it first
+    "PAYER_ACTION_REQUIRED": "requires_action",
+    "SAVED": "requires_confirmation",
+    "APPROVED": "requires_confirmation",  # approved: capture_order / authorize_order next
+    "VOIDED": "canceled",
+    "COMPLETED": "succeeded",
+}
+_CAPTURE_STATUS: Final[dict[str, PaymentStatus]] = {
+    "COMPLETED": "succeeded",
+    "PARTIALLY_REFUNDED": "succeeded",
+    "REFUNDED": "refunded",
+    "PENDING": "processing",
+    "DECLINED": "failed",
+    "FAILED": "failed",
+}
+_AUTHORIZATION_STATUS: Final[dict[str, PaymentStatus]] = {
+    "CREATED": "requires_capture",
+    "PENDING": "processing",
+    "CAPTURED": "succeeded",
+    "PARTIALLY_CAPTURED": "succeeded",
+    "DENIED": "failed",
+    "VOIDED": "canceled",
+    "EXPIRED": "canceled",
+}
+_REFUND_STATUS: Final[dict[str, RefundStatus]] = {
+    "COMPLETED": "succeeded",
+    "PENDING": "pending",
+    "FAILED": "failed",
+    "CANCELLED": "canceled",
+}
+
+T = TypeVar("T")
+
+
+class _ClientToken:
+    """One token per PayPal app, whatever the tenant: tenants share the client credentials."""
+
+    def __init__(self, provider: CredentialProvider) -> None:
+        self._provider = provider
+
+    def __repr__(self) -> str:
+        return f"_ClientToken({self._provider!r})"
+
+    async def get_credentials(
+        self, service: str, tenant_id: str | None = None
+    ) -> Credentials | None:
+        return await self._provider.get_credentials(service, None)
+
+    async def refresh_credentials(
+        self, service: str, tenant_id: str | None = None
+    ) -> Credentials | None:
+        return await self._provider.refresh_credentials(service, None)
+
+    async def refresh_if_current(
+        self, service: str, tenant_id: str | None, rejected: Credentials
+    ) -> Credentials | None:
+        if isinstance(self._provider, RefreshesRejected):
+            return await self._provider.refresh_if_current(service, None, rejected)
+        return await self._provider.refresh_credentials(service, None)
+
+
+class PayPalPaymentAdapter:
+    """Payments through PayPal Checkout Orders v2 and Payments v2.
+
+    `sandbox=True` (PayPal's own SDK default) targets the sandbox; `base_url` overrides both.
+    `credentials` replaces the built-in `OAuth2CredentialProvider` (e.g. to share one).
+    `client_secret` and tokens never appear in a repr, log line or error message.
+    """
+
+    def __init__(
+        self,
+        connector: Connector,
+        client_id: str,
+        client_secret: str,
+        sandbox: bool = True,
+        base_url: str | None = None,
+        service: str = "paypal",
+        rate_limit: RateLimitConfig | None = None,
+        *,
+        credentials: CredentialProvider | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        circuit_breaker: CircuitBreakerConfig | None = None,
+        timeout: Timeouts = DEFAULT_TIMEOUT,
+    ) -> None:
+        header_safe(client_id, "client_id")
+        header_safe(client_secret, "client_secret")
+        base = base_url if base_url is not None else (SANDBOX_URL if sandbox else LIVE_URL)
+        if not isinstance(base, str) or not base.startswith(("http://", "https://")):
+            raise InvalidRequest("base_url must be an http(s) URL such as https://api-m.paypal.com")
+        self._connector = connector
+        self._base = base.rstrip("/")
+        self._service = service
+        self._secrets = (client_secret,)
+        if credentials is None:
+            credentials = OAuth2CredentialProvider(
+                f"{self._base}/v1/oauth2/token",
+                client_id,
+                client_secret,
+                backend=connector.backend,
+                services=[service],
+            )
+        self._credentials = _ClientToken(credentials)
+        policies: dict[str, Any] = {
+            "timeout": timeout,
+            "rate_limit": rate_limit,
+            "circuit_breaker": circuit_breaker or CircuitBreakerConfig(),
+            "retry": retry,
+        }
+        self._post_defaults: dict[str, Any] = {
+            **policies,
+            "headers": SecretHeaders(
+                {"Accept": "application/json", "Prefer": "return=representation"}
+            ),
+            "idempotency_header": "PayPal-Request-Id",
+        }
+        self._get_defaults: dict[str, Any] = {
+            **policies,
+            "headers": SecretHeaders({"Accept": "application/json"}),
+        }
+
+    def __repr__(self) -> str:
+        return f"PayPalPaymentAdapter(base_url={self._base!r}, service={self._service!r})"
+
+    # -- Orders v2 ------------------------------------------------------------------------------
+
+    async def create_order(
+        self,
+        amount: Money,
+        *,
+        intent: Intent = "CAPTURE",
+        reference_id: str | None = None,
+        return_url: str | None = None,
+        cancel_url: str | None = None,
+        idempotency_key: IdempotencyKey | None = None,
+        tenant_id: str | None = None,
+    ) -> Payment:
+        """Create an order for the buyer to approve; `action_url` is where to send them.
+
+        With `return_url`/`cancel_url` the order is set up for the PayPal wallet redirect
+        (`payment_source.paypal.experience_context`); without them, for PayPal's JS buttons.
+        """
+        body = self._order_body(amount, intent, reference_id)
+        if return_url is not None or cancel_url is not None:
+            context = {"return_url": _url(return_url), "cancel_url": _url(cancel_url)}
+            context = {k: v for k, v in context.items() if v is not None}
+            body["payment_source"] = {"paypal": {"experience_context": context}}
+        response = await self._post("/v2/checkout/orders", body, idempotency_key, tenant_id)
+        return self._from_order(response, raise_declined=True)
+
+    async def get_order(
+        self,
+        order_id: str,
+        *,
+        idempotency_key: IdempotencyKey | None = None,
+        tenant_id: str | None = None,
+    ) -> Payment:
+        """The order as PayPal has it now (a DECLINED capture shows as `failed`, not raised)."""
+        order_id = check_id(order_id, "order_id", _ORDER_ID)
+        response = await self._send(
+            "GET", f"/v2/checkout/orders/{order_id}", None, idempotency_key, tenant_id
+        )
+        return self._from_order(response, raise_declined=False)
+
+    async def capture_order(
+        self,
+        order_id: str,
+        *,
+        idempotency_key: IdempotencyKey | None = None,
+        tenant_id: str | None = None,
+    ) -> Payment:
+        """Capture an approved CAPTURE order; the result's `id` is the capture id."""
+        order_id = check_id(order_id, "order_id", _ORDER_ID)
+        response = await self._post(
+            f"/v2/checkout/orders/{order_id}/capture", {}, idempotency_key, tenant_id
+        )
+        return self._from_order(response, raise_declined=True)
+
+    async def authorize_order(
+        self,
+        order_id: str,
+        *,
+        idempotency_key: IdempotencyKey | None = None,
+        tenant_id: str | None = None,
+    ) -> Payment:
+        """Authorize an approved AUTHORIZE order; the result's `id` is the authorization id."""
+        order_id = check_id(order_id, "order_id", _ORDER_ID)
+        response = await self._post(
+            f"/v2/checkout/orders/{order_id}/authorize", {}, idempotency_key, tenant_id
+        )
+        return self._from_order(response, raise_declined=True)
+
+    # -- Payments v2 ----------------------------------------------------------------------------
+
+    async def capture_authorization(
+        self,
+        authorization_id: str,
+        amount: Money | None = None,
+        *,
+        final_capture: bool = True,
+        idempotency_key: IdempotencyKey | None = None,
+        tenant_id: str | None = None,
+    ) -> Payment:
+        """Capture all (or `amount`) of an authorization; `final_capture=False` keeps it open."""
+        authorization_id = check_id(authorization_id, "authorization_id")
+        if not isinstance(final_capture, bool):
+            raise InvalidRequest("final_capture must be a bool")
+        body: dict[str, Any] = {"final_capture": final_capture}
+        if amount is not None:
+            body["amount"] = to_paypal_amount(require_positive(amount, "capture amount"))
+        response = await self._post(
+            f"/v2/payments/authorizations/{authorization_id}/capture",
+            body,
+            idempotency_key,
+            tenant_id,
+        )
+        capture = self._decode(decode_capture, response)
+        return self._from_capture(capture, response, None, None, raise_declined=True)
+
+    async def refund_capture(
+        self,
+        capture_id: str,
+        amount: Money | None = None,
+        *,
+        idempotency_key: IdempotencyKey | None = None,
+        tenant_id: str | None = None,
+    ) -> Refund:
+        """Refund what is left of a capture (`{}`), or `amount` of it."""
+        capture_id = check_id(capture_id, "capture_id")
+        body: dict[str, Any] = {}
+        if amount is not None:
+            body["amount"] = to_paypal_amount(require_positive(amount, "refund amount"))
+        response = await self._post(
+            f"/v2/payments/captures/{capture_id}/refund", body, idempotency_key, tenant_id
+        )
+        refund = self._decode(decode_refund, response)
+        money = _money(refund.amount, amount, response)
+        return Refund(
+            vendor="paypal",
+            id=refund.id,
+            status=_REFUND_STATUS.get(refund.status, "pending"),
+            raw_status=refund.status,
+            amount=money,
+            payment_id=capture_id,
+            request_id=debug_id(response),
+            replayed=response.replayed,
+        )
+
+    # -- the PaymentGateway protocol -------------------------------------------------------------
+
+    async def charge(
+        self,
+        amount: Money,
+        payment_method: str,
+        *,
+        source: SourceType = "card",
+        reference_id: str | None = None,
+        idempotency_key: IdempotencyKey | None = None,
+        tenant_id: str | None = None,
+    ) -> Payment:
+        """Capture `amount` from a vaulted payment source (`payment_source.<source>.vault_id`).
+
+        One create-order call: PayPal processes a vaulted source at once, so the result's `id`
+        is the capture id (what `refund` takes); a DECLINED capture raises `PaymentDeclined`.
+        """
+        body = self._vaulted(amount, payment_method, source, "CAPTURE", reference_id)
+        response = await self._post("/v2/checkout/orders", body, idempotency_key, tenant_id)
+        return self._from_order(response, raise_declined=True)
+
+    async def authorize(
+        self,
+        amount: Money,
+        payment_method: str,
+        *,
+        source: SourceType = "card",
+        reference_id: str | None = None,
+        idempotency_key: IdempotencyKey | None = None,
+        tenant_id: str | None = None,
+    ) -> Payment:
+        """Authorize `amount` on a vaulted source; the result's `id` is what `capture` takes."""
+        body = self._vaulted(amount, payment_method, source, "AUTHORIZE", reference_id)
+        response = await self._post("/v2/checkout/orders", body, idempotency_key, tenant_id)
+        return self._from_order(response, raise_declined=True)
+
+    async def capture(
+        self,
+        payment_id: str,
+        amount: Money | None = None,
+        *,
+        idempotency_key: IdempotencyKey | None = None,
+        tenant_id: str | None = None,
+    ) -> Payment:
+        """`capture_authorization` (final capture) of an authorization id from `authorize`."""
+        return await self.capture_authorization(
+            payment_id, amount, idempotency_key=idempotency_key, tenant_id=tenant_id
+        )
+
+    async def refund(
+        self,
+        payment_id: str,
+        amount: Money | None = None,
+        *,
+        idempotency_key: IdempotencyKey | None = None,
+        tenant_id: str | None = None,
+    ) -> Refund:
+        """`refund_capture` of a capture id from `charge` / `capture` / `capture_order`."""
+        return await self.refund_capture(
+            payment_id, amount, idempotency_key=idempotency_key, tenant_id=tenant_id
+        )
+
+    # -- request building ------------------------------------------------------------------------
+
+    @staticmethod
+    def _order_body(amount: Money, intent: str, reference_id: str | None) -> dict[str, Any]:
+        if intent not in ("CAPTURE", "AUTHORIZE"):
+            raise InvalidRequest("intent must be 'CAPTURE' or 'AUTHORIZE'")
+        unit: dict[str, Any] = {"amount": to_paypal_amount(require_positive(amount))}
+        if reference_id is not None:
+            if not check_text(reference_id, "reference_id", 256):
+                raise InvalidRequest("reference_id must not be empty")
+            unit = {"reference_id": reference_id, **unit}
+        return {"intent": intent, "purchase_units": [unit]}
+
+    def _vaulted(
+        self,
+        amount: Money,
+        payment_method: str,
+        source: str,
+        intent: str,
+        reference_id: str | None,
+    ) -> dict[str, Any]:
+        if source not in _SOURCES:
+            raise InvalidRequest(f"source must be one of {sorted(_SOURCES)}")
+        vault_id = check_id(payment_method, "payment_method (a PayPal vault id)")
+        body = self._order_body(amount, intent, reference_id)
+        body["payment_source"] = {source: {"vault_id": vault_id}}
+        return body
+
+    async def _post(
+        self,
+        path: str,
+        body: dict[str, Any],
+        key: IdempotencyKey | None,
+        tenant_id: str | None,
+    ) -> Response:
+        return await self._send("POST", path, body, call_key(key, _MAX_REQUEST_ID), tenant_id)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        key: IdempotencyKey | None,
+        tenant_id: str | None,
+    ) -> Response:
+        defaults = self._post_defaults if method == "POST" else self._get_defaults
+        endpoint = Endpoint(self._base + path, method, body="json", **defaults)
+        response = await self._connector.execute(
+            self._service,
+            endpoint,
+            body,
+            idempotency_key=key,
+            tenant_id=tenant_id,
+            raise_for_status=False,
+            credentials=self._credentials,
+        )
+        if not response.ok:
+            raise error_from_response(response, self._secrets)
+        return response
+
+    # -- results -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _decode(decoder: Callable[[bytes], T], response: Response) -> T:
+        try:
+            return decoder(response.body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise PayPalAPIError(
+                response,
+                vendor="paypal",
+                message="unexpected response body",
+                request_id=debug_id(response),
+            ) from None
+
+    def _from_order(self, response: Response, *, raise_declined: bool) -> Payment:
+        order: OrderObject = self._decode(decode_order, response)
+        unit = order.purchase_units[0] if order.purchase_units else None
+        payments = unit.payments if unit is not None else None
+        unit_amount = unit.amount if unit is not None else None
+        if payments is not None and payments.captures:
+            return self._from_capture(
+                payments.captures[-1], response, order.id, unit_amount, raise_declined
+            )
+        if payments is not None and payments.authorizations:
+            return self._from_authorization(
+                payments.authorizations[-1], response, order.id, unit_amount, raise_declined
+            )
+        return Payment(
+            vendor="paypal",
+            id=order.id,
+            status=_ORDER_STATUS.get(order.status, "processing"),
+            raw_status=order.status,
+            amount=_money(unit_amount, None, response),
+            request_id=debug_id(response),
+            order_id=order.id,
+            action_url=order.link("payer-action", "approve"),
+            replayed=response.replayed,
+        )
+
+    def _from_capture(
+        self,
+        capture: CaptureObject,
+        response: Response,
+        order_id: str | None,
+        fallback: AmountObject | None,
+        raise_declined: bool,
+    ) -> Payment:
+        if raise_declined and capture.status == "DECLINED":
+            reason = capture.status_details.reason if capture.status_details else None
+            processor = capture.processor_response
+            raise PayPalDeclined(
+                response,
+                vendor="paypal",
+                code="DECLINED",
+                message=clean(f"capture {capture.id} was declined", self._secrets),
+                request_id=debug_id(response),
+                decline_code=(processor.response_code if processor else None) or reason,
+            )
+        return Payment(
+            vendor="paypal",
+            id=capture.id,
+            status=_CAPTURE_STATUS.get(capture.status, "processing"),
+            raw_status=capture.status,
+            amount=_money(capture.amount or fallback, None, response),
+            request_id=debug_id(response),
+            order_id=order_id,
+            replayed=response.replayed,
+        )
+
+    def _from_authorization(
+        self,
+        auth: AuthorizationObject,
+        response: Response,
+        order_id: str | None,
+        fallback: AmountObject | None,
+        raise_declined: bool,
+    ) -> Payment:
+        if raise_declined and auth.status == "DENIED":
+            raise PayPalDeclined(
+                response,
+                vendor="paypal",
+                code="DENIED",
+                message=f"authorization {auth.id} was denied",
+                request_id=debug_id(response),
+                decline_code=auth.status_details.reason if auth.status_details else None,
+            )
+        return Payment(
+            vendor="paypal",
+            id=auth.id,
+            status=_AUTHORIZATION_STATUS.get(auth.status, "processing"),
+            raw_status=auth.status,
+            amount=_money(auth.amount or fallback, None, response),
+            request_id=debug_id(response),
+            order_id=order_id,
+            replayed=response.replayed,
+        )
+
+
+def _url(value: str | None) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value.startswith("https://")):
+        # PayPal requires https return/cancel URLs for the buyer redirect.
+        raise InvalidRequest("return_url and cancel_url must be https:// URLs")
+    return value
+
+
+def _money(obj: AmountObject | None, asked: Money | None, response: Response) -> Money:
+    """The amount PayPal reported (else what was asked); an unreadable one is a vendor error."""
+    if obj is None:
+        if asked is not None:
+            return asked
+        raise PayPalAPIError(
+            response,
+            vendor="paypal",
+            message="response carries no amount",
+            request_id=debug_id(response),
+        )
+    try:
+        return from_paypal_amount({"currency_code": obj.currency_code, "value": obj.value})
+    except InvalidRequest:
+        raise PayPalAPIError(
+            response,
+            vendor="paypal",
+            message="response carries an unreadable amount",
+            request_id=debug_id(response),
+        ) from None

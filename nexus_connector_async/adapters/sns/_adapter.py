@@ -1,0 +1,369 @@
+"""`SnsSmsAdapter`: direct-to-phone SMS through AWS SNS (aioboto3), guarded by the pipeline.
+
+botocore's own retries are off (one attempt per call) so the pipeline alone decides: throttling
+is retried with backoff, a publish whose outcome is unknown is not re-sent (SNS does not
+de-duplicate) unless `retry_unknown=True`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any, Final
+
+from ..._clock import SYSTEM_CLOCK, Clock
+from ..._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
+from ..._connector import Connector
+from ..._errors import ConnectorError, InvalidRequest
+from ..._models import IdempotencyKey
+from .._money import Money, require_non_negative, require_positive
+from .._phone import count_segments, validate_e164, validate_sms_body
+from .._sms import PhoneNumberInfo, SmsMessage, SmsResult, run_bulk
+from ._errors import map_exception, outcome_known_unsent
+from ._models import SmsType, SpendReport, message_attributes, validate_sender_id
+from ._spend import SpendTracker
+
+__all__ = ["SnsSmsAdapter"]
+
+_MAX_BODY: Final = 1600  # SNS's per-publish budget; the developer guide says bytes
+_SMS_TYPES: Final = ("Transactional", "Promotional")
+_DEFAULT_RETRY: Final = RetryPolicy(max_attempts=4, base_delay=0.2, max_delay=5.0)
+#: An estimate (US destinations; rates vary by country): configure `price_per_segment`.
+DEFAULT_PRICE_PER_SEGMENT: Final = Money("0.00645", "USD")
+
+
+def _usd(name: str, value: Money | None, *, positive: bool = False) -> Money | None:
+    if value is None:
+        return None
+    checked = require_positive(value, name) if positive else require_non_negative(value, name)
+    if checked.currency != "USD":
+        raise InvalidRequest(f"{name} must be in USD (SNS bills SMS in USD), got {checked}")
+    return checked
+
+
+class SnsSmsAdapter:
+    """SMS to phone numbers through SNS `Publish`, with a spend guard shared by all workers.
+
+    One aioboto3 client per adapter, created on first use and closed with the connector.
+    `monthly_limit` (USD) is checked before each publish against the month-to-date spend that
+    the adapter keeps in the connector's backend (`price_per_segment` x segments); without it
+    the account's `MonthlySpendLimit` is used (read every `limit_refresh` seconds). Keep bulk
+    `concurrency` at or below `max_connections`: a wait for a pooled connection counts against
+    `timeout`, and a timed-out publish is reported as an unknown outcome.
+    """
+
+    def __init__(
+        self,
+        connector: Connector,
+        region: str = "us-east-1",
+        endpoint_url: str | None = None,
+        sender_id: str | None = None,
+        sms_type: SmsType = "Transactional",
+        session: Any = None,
+        *,
+        max_price: Money | None = None,
+        price_per_segment: Money = DEFAULT_PRICE_PER_SEGMENT,
+        monthly_limit: Money | None = None,
+        service: str = "sns",
+        rate_limit: RateLimitConfig | None = None,
+        circuit_breaker: CircuitBreakerConfig | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 15.0,
+        retry_unknown: bool = False,
+        limit_refresh: float = 60.0,
+        max_connections: int = 50,
+        clock: Clock | None = None,
+    ) -> None:
+        if not isinstance(region, str) or not region:
+            raise InvalidRequest("region must be a non-empty str such as 'us-east-1'")
+        if sms_type not in _SMS_TYPES:
+            raise InvalidRequest("sms_type must be 'Transactional' or 'Promotional'")
+        if not isinstance(timeout, int | float) or timeout <= 0:
+            raise InvalidRequest("timeout must be > 0 seconds")
+        self._connector = connector
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.sender_id = None if sender_id is None else validate_sender_id(sender_id)
+        self.sms_type: SmsType = sms_type
+        self.max_price = _usd("max_price", max_price, positive=True)
+        per_segment = _usd("price_per_segment", price_per_segment)
+        assert per_segment is not None
+        self.price_per_segment = per_segment
+        self.monthly_limit = _usd("monthly_limit", monthly_limit)
+        self.service = service
+        self.retry_unknown = bool(retry_unknown)
+        self._session = session
+        self._rate_limit = rate_limit
+        self._breaker = circuit_breaker or CircuitBreakerConfig()
+        self._retry = retry or _DEFAULT_RETRY
+        self._timeout = float(timeout)
+        self._limit_refresh = limit_refresh
+        self._max_connections = max_connections
+        self._clock = clock or SYSTEM_CLOCK
+        self._attributes = message_attributes(sms_type, self.sender_id, self.max_price)
+        self._spend = SpendTracker(connector.backend, service, self._clock)
+        self._account_limit: tuple[float, Money | None] | None = None  # (read at, value)
+        self._client: Any = None
+        self._client_lock = asyncio.Lock()
+        self._limit_lock = asyncio.Lock()
+        self._closed = False
+        self._stack = contextlib.AsyncExitStack()
+        connector.on_close(self.aclose)
+
+    def __repr__(self) -> str:
+        return (
+            f"SnsSmsAdapter(region={self.region!r}, endpoint_url={self.endpoint_url!r},"
+            f" service={self.service!r})"
+        )
+
+    async def aclose(self) -> None:
+        """Close the aioboto3 client (the connector calls this when it closes)."""
+        self._closed = True
+        self._client = None
+        await self._stack.aclose()
+
+    async def _sns(self) -> Any:
+        """The adapter's one aioboto3 SNS client, created on first use."""
+        if self._client is not None:
+            return self._client
+        async with self._client_lock:
+            if self._closed:
+                raise InvalidRequest("the SNS adapter is closed (its connector was closed)")
+            if self._client is None:
+                import aioboto3  # noqa: PLC0415 - optional extra: `nexus-connector-async[sns]`
+                from botocore.config import Config  # noqa: PLC0415
+
+                config = Config(
+                    # One attempt: retries belong to the pipeline (breaker, budget, at most once).
+                    retries={"mode": "standard", "total_max_attempts": 1},
+                    connect_timeout=min(5.0, self._timeout),
+                    read_timeout=self._timeout,
+                    max_pool_connections=self._max_connections,
+                )
+                session = self._session or aioboto3.Session()
+                self._client = await self._stack.enter_async_context(
+                    session.client(
+                        "sns",
+                        region_name=self.region,
+                        endpoint_url=self.endpoint_url,
+                        config=config,
+                    )
+                )
+        return self._client
+
+    async def _call(
+        self,
+        operation: str,
+        request: Any,
+        *,
+        idempotent: bool | None,
+        idempotency_key: IdempotencyKey | None = None,
+        tenant_id: str | None = None,
+        rate_limit: RateLimitConfig | None = None,
+        fingerprint_data: Any = None,
+        result_type: Any = Any,
+    ) -> Any:
+        return await self._connector.call(
+            self.service,
+            operation,
+            request,
+            idempotency_key=idempotency_key,
+            tenant_id=tenant_id,
+            rate_limit=rate_limit,
+            circuit_breaker=self._breaker,
+            retry=self._retry,
+            timeout=self._timeout,
+            idempotent=idempotent,
+            fingerprint_data=fingerprint_data,
+            result_type=result_type,
+        )
+
+    async def _aws(self, method: str, **params: Any) -> Any:
+        """One botocore call, its failures mapped to our errors."""
+        client = await self._sns()
+        try:
+            return await getattr(client, method)(**params)
+        except Exception as exc:
+            error = map_exception(exc)
+            if error is None:
+                raise
+            raise error from None
+
+    # -- messaging ----------------------------------------------------------------------------
+
+    async def send(
+        self,
+        to: str,
+        body: str,
+        *,
+        media_urls: Sequence[str] = (),
+        idempotency_key: IdempotencyKey | None = None,
+        tenant_id: str | None = None,
+    ) -> SmsResult:
+        """Publish one SMS to an E.164 number.
+
+        Raises `InvalidPhoneNumber`/`InvalidRequest` or `SpendLimitExceeded` before publishing;
+        after: `OptedOut`, `PhoneNumberRejected`, `AuthenticationFailed`, `SnsThrottled` (once
+        retries ran out), `SnsError`, `RequestTimeout`/`ConnectionFailed`.
+        """
+        to = validate_e164(to)
+        if media_urls:
+            raise InvalidRequest("SNS sends text SMS only: media_urls must be empty")
+        validate_sms_body(body, max_chars=_MAX_BODY)
+        size = len(body.encode("utf-8"))
+        if size > _MAX_BODY:
+            raise InvalidRequest(f"SMS body is {size} bytes in UTF-8; SNS takes {_MAX_BODY}")
+        counted = count_segments(body)
+        cost = Money(self.price_per_segment.amount * counted.segments, "USD")
+        limit = await self._effective_limit(tenant_id)
+        published = False
+
+        async def publish() -> str:
+            nonlocal published
+            month = await self._spend.reserve(cost, limit)
+            try:
+                reply = await self._aws(
+                    "publish", PhoneNumber=to, Message=body, MessageAttributes=self._attributes
+                )
+            except ConnectorError as exc:
+                # An unknown outcome keeps its reservation: the message may have gone out.
+                if outcome_known_unsent(exc):
+                    await self._spend.refund(cost, month)
+                raise
+            published = True
+            return str(reply["MessageId"])
+
+        message_id = await self._call(
+            "sns.Publish",
+            publish,
+            idempotent=self.retry_unknown,
+            idempotency_key=idempotency_key,
+            tenant_id=tenant_id,
+            rate_limit=self._rate_limit,
+            fingerprint_data={"to": to, "body": body, "attributes": self._attributes},
+            result_type=str,
+        )
+        return SmsResult(
+            to=to,
+            message_id=message_id,
+            status="accepted",
+            segments=counted.segments,
+            encoding=counted.encoding,
+            replayed=not published,
+        )
+
+    async def send_bulk(
+        self,
+        messages: Iterable[tuple[str, str] | SmsMessage],
+        *,
+        concurrency: int = 10,
+        idempotency_key: IdempotencyKey | None = None,
+        tenant_id: str | None = None,
+    ) -> list[SmsResult]:
+        """Publish many messages, at most `concurrency` at once; one `SmsResult` each, in order.
+
+        A failed message (spend limit included) is a result with `error` set. With
+        `idempotency_key`, message i uses the key `f"{key}#{i}"` unless it has its own.
+        """
+
+        async def one(message: SmsMessage, key: IdempotencyKey | None) -> SmsResult:
+            return await self.send(
+                message.to,
+                message.body,
+                media_urls=message.media_urls,
+                idempotency_key=key,
+                tenant_id=tenant_id,
+            )
+
+        return await run_bulk(
+            messages,
+            one,
+            concurrency=concurrency,
+            idempotency_key=idempotency_key,
+            service=self.service,
+        )
+
+    # -- numbers and spend ------------------------------------------------------------------------
+
+    async def validate_number(
+        self,
+        number: str,
+        *,
+        idempotency_key: IdempotencyKey | None = None,
+        tenant_id: str | None = None,
+    ) -> PhoneNumberInfo:
+        """Check the E.164 shape, then ask SNS whether the number opted out of our SMS.
+
+        SNS has no validity lookup: `valid` means well-formed E.164.
+        """
+        number = validate_e164(number)
+
+        async def check() -> bool:
+            reply = await self._aws("check_if_phone_number_is_opted_out", phoneNumber=number)
+            return bool(reply["isOptedOut"])
+
+        opted_out = await self._call(
+            "sns.CheckIfPhoneNumberIsOptedOut",
+            check,
+            idempotent=True,
+            idempotency_key=idempotency_key,
+            tenant_id=tenant_id,
+            fingerprint_data=number,
+            result_type=bool,
+        )
+        return PhoneNumberInfo(number=number, valid=True, opted_out=opted_out)
+
+    async def spend(
+        self,
+        *,
+        idempotency_key: IdempotencyKey | None = None,
+        tenant_id: str | None = None,
+    ) -> SpendReport:
+        """Month-to-date spend (our estimate, shared by all workers) and the monthly limit."""
+        account = await self._read_account_limit(idempotency_key, tenant_id)
+        month = self._spend.month()
+        return SpendReport(
+            month_to_date=await self._spend.month_to_date(month),
+            limit=self.monthly_limit if self.monthly_limit is not None else account,
+            account_limit=account,
+            month=month,
+        )
+
+    async def _effective_limit(self, tenant_id: str | None) -> Money | None:
+        if self.monthly_limit is not None:
+            return self.monthly_limit
+        async with self._limit_lock:  # one read per refresh, not one per concurrent send
+            cached = self._account_limit
+            if cached is not None and self._clock.monotonic() - cached[0] < self._limit_refresh:
+                return cached[1]
+            return await self._read_account_limit(None, tenant_id)
+
+    async def _read_account_limit(
+        self, idempotency_key: IdempotencyKey | None, tenant_id: str | None
+    ) -> Money | None:
+        async def read() -> str:
+            reply = await self._aws("get_sms_attributes", attributes=["MonthlySpendLimit"])
+            return str((reply.get("attributes") or {}).get("MonthlySpendLimit") or "")
+
+        text = await self._call(
+            "sns.GetSMSAttributes",
+            read,
+            idempotent=True,
+            idempotency_key=idempotency_key,
+            tenant_id=tenant_id,
+            fingerprint_data="MonthlySpendLimit",
+            result_type=str,
+        )
+        limit = _parse_limit(text)
+        self._account_limit = (self._clock.monotonic(), limit)
+        return limit
+
+
+def _parse_limit(text: str) -> Money | None:
+    """`MonthlySpendLimit` is a whole-dollar string; absent or unreadable means no limit known."""
+    try:
+        return Money(Decimal(text), "USD") if text else None
+    except (InvalidRequest, ArithmeticError):
+        return None

@@ -1,0 +1,124 @@
+"""Operator views of the shared state: what `nexus-connector status` and `reset` show and do.
+
+Reads are plain reads (a snapshot, computed with Redis server time); `reset` deletes a service's
+breaker, probe and bucket keys in one DEL per slot, which is exactly "closed and full" for the
+scripts (a missing key is a fresh one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ._keys import check_prefix, key
+
+__all__ = ["ServiceStatus", "list_services", "reset_service", "service_status"]
+
+
+class ServiceStatus(msgspec.Struct, frozen=True):
+    """A snapshot of one service's breaker, bucket and idempotency keys."""
+
+    service: str
+    breaker: str  # "closed", "open", "half_open"
+    failures: int
+    seconds_to_half_open: float | None  # while open: how long until probes are let through
+    probes_in_flight: int
+    paused_for: float  # shared backpressure (vendor 429) still in force, seconds
+    tokens: float | None  # tokens in the service bucket now; None without a rate limit
+    capacity: float | None
+    idempotency_in_progress: int
+    idempotency_completed: int
+
+
+def _s(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _f(value: Any, default: float = 0.0) -> float:
+    text = _s(value)
+    return default if text is None or text == "" else float(text)
+
+
+async def _now(client: Any) -> float:
+    seconds, micros = await client.time()
+    return float(seconds) + float(micros) / 1e6
+
+
+async def list_services(client: Any, prefix: str = "nexus") -> list[str]:
+    """Every service with state under `prefix` (breaker or bucket keys), sorted."""
+    check_prefix(prefix)
+    found: set[str] = set()
+    head = f"{prefix}:{{"
+    async for raw in client.scan_iter(match=f"{prefix}:{{*}}:*", count=500):
+        name = _s(raw) or ""
+        if name.startswith(head) and "}" in name:
+            found.add(name[len(head) : name.index("}", len(head))])
+    return sorted(found)
+
+
+async def service_status(client: Any, service: str, prefix: str = "nexus") -> ServiceStatus:
+    """Read one service's state (a snapshot; nothing is modified)."""
+    check_prefix(prefix)
+    now = await _now(client)
+    cb = await client.hgetall(key(prefix, "cb", service))
+    fields = {_s(k): v for k, v in cb.items()}
+    state = _s(fields.get("state")) or "closed"
+    recovery = fields.get("recovery")
+    to_half_open: float | None = None
+    if state == "open" and recovery is not None:
+        to_half_open = max(0.0, _f(fields.get("opened_at")) + _f(recovery) - now)
+        if to_half_open == 0.0:
+            state = "half_open"  # the next admission turns it half-open
+    probes = await client.zcount(key(prefix, "probes", service), f"({now}", "+inf")
+    bucket = await client.hgetall(key(prefix, "bucket", service))
+    b = {_s(k): v for k, v in bucket.items()}
+    tokens: float | None = None
+    capacity: float | None = None
+    if b.get("cap") is not None:
+        capacity = _f(b.get("cap"))
+        rate = _f(b.get("rate"))
+        tokens = min(capacity, _f(b.get("tokens")) + (now - _f(b.get("updated"))) * rate)
+    in_progress = completed = 0
+    for kind in ("idem", "tidem"):
+        pattern = key(prefix, kind, service, "*")
+        async for raw in client.scan_iter(match=pattern, count=500):
+            name = _s(raw) or ""
+            if name.endswith(":n"):
+                continue  # a waiters' notify list, not a key
+            result = await client.hexists(raw, "result")
+            if result:
+                completed += 1
+            else:
+                in_progress += 1
+    return ServiceStatus(
+        service=service,
+        breaker=state,
+        failures=int(_f(fields.get("failures"))),
+        seconds_to_half_open=to_half_open,
+        probes_in_flight=int(probes),
+        paused_for=max(0.0, _f(fields.get("paused_until")) - now),
+        tokens=tokens,
+        capacity=capacity,
+        idempotency_in_progress=in_progress,
+        idempotency_completed=completed,
+    )
+
+
+async def reset_service(client: Any, service: str, prefix: str = "nexus") -> int:
+    """Close the service's breaker and refill its buckets; returns how many keys were removed.
+
+    Idempotency records are left alone: deleting them could let a payment be sent twice.
+    """
+    check_prefix(prefix)
+    names = [
+        key(prefix, "cb", service),
+        key(prefix, "probes", service),
+        key(prefix, "bucket", service),
+    ]
+    pattern = key(prefix, "tbucket", service, "*")
+    names += [_s(raw) or "" async for raw in client.scan_iter(match=pattern, count=500)]
+    # All of them share the service's hash tag, so one DEL touches one slot.
+    return int(await client.delete(*names))

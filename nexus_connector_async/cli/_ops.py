@@ -1,0 +1,120 @@
+"""`status` and `reset`: see and operate the shared state in Redis.
+
+Exit codes: 0 success; 1 aborted or failed; 2 bad usage; 3 unknown service; 4 Redis unreachable.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+EXIT_OK, EXIT_ABORTED, EXIT_USAGE, EXIT_UNKNOWN_SERVICE, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
+
+
+async def _client(url: str, cluster: bool) -> Any:
+    from redis.asyncio import Redis, RedisCluster
+
+    kw: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
+    if cluster:
+        cluster_client = RedisCluster.from_url(url, **kw)
+        await cluster_client.initialize()
+        return cluster_client
+    client = Redis.from_url(url, **kw)
+    await client.ping()
+    return client
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    return "-" if value is None else f"{value:.1f}{unit}"
+
+
+async def status(
+    url: str, service: str | None, *, cluster: bool, prefix: str, out: TextIO = sys.stdout
+) -> int:
+    """Print each service's breaker, bucket and idempotency state."""
+    from redis.exceptions import RedisError
+
+    from ..backends.redis._inspect import list_services, service_status
+
+    try:
+        client = await _client(url, cluster)
+    except (RedisError, OSError) as exc:
+        print(f"error: cannot reach Redis at the given URL ({type(exc).__name__})", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    try:
+        services = await list_services(client, prefix)
+        if service is not None and service not in services:
+            print(
+                f"error: unknown service {service!r} (known: {', '.join(services) or 'none'})",
+                file=sys.stderr,
+            )
+            return EXIT_UNKNOWN_SERVICE
+        rows = [
+            await service_status(client, s, prefix) for s in ([service] if service else services)
+        ]
+    except (RedisError, OSError) as exc:
+        print(f"error: Redis failed while reading ({type(exc).__name__})", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    finally:
+        await client.aclose()
+    header = (
+        f"{'service':<16}{'breaker':<11}{'failures':>8}{'half-open in':>14}{'probes':>8}"
+        f"{'paused':>8}{'tokens':>14}{'idem busy':>11}{'idem done':>11}"
+    )
+    print(header, file=out)
+    for r in rows:
+        tokens = "-" if r.tokens is None else f"{r.tokens:.1f}/{r.capacity:g}"
+        print(
+            f"{r.service:<16}{r.breaker:<11}{r.failures:>8}{_fmt(r.seconds_to_half_open, 's'):>14}"
+            f"{r.probes_in_flight:>8}{_fmt(r.paused_for, 's'):>8}{tokens:>14}"
+            f"{r.idempotency_in_progress:>11}{r.idempotency_completed:>11}",
+            file=out,
+        )
+    if not rows:
+        print("(no service has state under this prefix)", file=out)
+    return EXIT_OK
+
+
+async def reset(
+    url: str,
+    service: str,
+    *,
+    cluster: bool,
+    prefix: str,
+    yes: bool,
+    stdin: TextIO = sys.stdin,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Close a service's breaker and refill its buckets, after confirmation."""
+    from redis.exceptions import RedisError
+
+    from ..backends.redis._inspect import list_services, reset_service
+
+    try:
+        client = await _client(url, cluster)
+    except (RedisError, OSError) as exc:
+        print(f"error: cannot reach Redis at the given URL ({type(exc).__name__})", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    try:
+        if service not in await list_services(client, prefix):
+            print(f"error: unknown service {service!r}", file=sys.stderr)
+            return EXIT_UNKNOWN_SERVICE
+        if not yes:
+            print(
+                f"Close the breaker and refill the buckets of {service!r} for every worker? [y/N] ",
+                end="",
+                file=out,
+                flush=True,
+            )
+            answer = stdin.readline().strip().lower()
+            if answer not in ("y", "yes"):
+                print("aborted", file=out)
+                return EXIT_ABORTED
+        removed = await reset_service(client, service, prefix)
+    except (RedisError, OSError) as exc:
+        print(f"error: Redis failed during reset ({type(exc).__name__})", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    finally:
+        await client.aclose()
+    print(f"reset {service!r}: breaker closed, buckets full ({removed} keys removed)", file=out)
+    return EXIT_OK

@@ -1,0 +1,500 @@
+"""`PayPalSimulator`: a strict imitation of PayPal's OAuth2 token, Orders v2 and Payments v2.
+
+Strict where a client goes wrong: every POST needs `Content-Type: application/json` (else 415,
+even with an empty body) and a `PayPal-Request-Id` (at most 108 characters); API calls need a
+Bearer token it issued (else 401 in the OAuth shape); amounts must be decimal strings with the
+currency's decimals (none for HUF, JPY, TWD; at most two elsewhere) and an upper-case currency.
+
+Vaulted payment sources drive outcomes: `vault_declined` gives a capture with status DECLINED
+inside a 201, `vault_instrument_declined` a 422 INSTRUMENT_DECLINED, `vault_pending` a PENDING
+capture; any other vault id succeeds. `approve(order_id)` plays the buyer approving an order;
+`expire_tokens()` makes every issued token unknown; `fail_next()` injects errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from ._vendor_server import SimulatedRequest, VendorServer, json_response, parse_brackets
+
+__all__ = ["PayPalSimulator"]
+
+_NO_DECIMALS = frozenset({"HUF", "JPY", "TWD"})
+_VALUE = re.compile(r"(-?[0-9]+)|(-?([0-9]+)?[.][0-9]+)")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_NAMES = {
+    400: (
+        "INVALID_REQUEST",
+        "Request is not well-formed, syntactically incorrect, or violates schema.",
+    ),
+    401: (
+        "AUTHENTICATION_FAILURE",
+        "Authentication failed due to invalid authentication credentials.",
+    ),
+    403: ("NOT_AUTHORIZED", "Authorization failed due to insufficient permissions."),
+    404: ("RESOURCE_NOT_FOUND", "The specified resource does not exist."),
+    409: ("RESOURCE_CONFLICT", "The server has detected a conflict while processing this request."),
+    415: (
+        "UNSUPPORTED_MEDIA_TYPE",
+        "The server does not support the request payload's media type.",
+    ),
+    422: (
+        "UNPROCESSABLE_ENTITY",
+        "The requested action could not be performed, semantically incorrect, or failed "
+        "business validation.",
+    ),
+    429: ("RATE_LIMIT_REACHED", "Too many requests. Blocked due to rate limiting."),
+    500: ("INTERNAL_SERVER_ERROR", "An internal server error has occurred."),
+    503: ("SERVICE_UNAVAILABLE", "Service Unavailable."),
+}
+
+
+def _new_id(size: int = 17) -> str:
+    alphabet = "ABCDEFGHJKLMNPRSTUVWXY0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(size))
+
+
+class _Error(Exception):
+    def __init__(
+        self, status: int, issue: str | None = None, description: str = "", field: str | None = None
+    ) -> None:
+        super().__init__(issue or str(status))
+        self.status = status
+        self.issue = issue
+        self.description = description
+        self.field = field
+
+
+def error_body(
+    status: int, issue: str | None, description: str = "", field: str | None = None
+) -> dict[str, Any]:
+    """PayPal's standard error body for `status` with one `details` entry."""
+    name, message = _NAMES.get(status, ("UNKNOWN_ERROR", "An unknown error occurred."))
+    body: dict[str, Any] = {"name": name, "message": message, "debug_id": secrets.token_hex(6)}
+    if issue is not None:
+        detail: dict[str, Any] = {"issue": issue, "description": description or issue}
+        if field is not None:
+            detail["field"] = field
+            detail["location"] = "body"
+        body["details"] = [detail]
+    return body
+
+
+class PayPalSimulator(VendorServer):
+    """A strict local PayPal (`/v1/oauth2/token`, `/v2/checkout/orders`, `/v2/payments`).
+
+    `token_requests` counts token requests; `orders`, `captures`, `authorizations` and
+    `refunds` hold what it created, by id.
+    """
+
+    def __init__(
+        self,
+        client_id: str = "nexus-client-id",
+        client_secret: str = "nexus-client-secret",  # noqa: S107 - a test double's default
+        *,
+        expires_in: int = 32400,
+        **server: Any,
+    ) -> None:
+        super().__init__(**server)
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.expires_in = expires_in
+        self.token_requests = 0
+        self.tokens: set[str] = set()
+        self.orders: dict[str, dict[str, Any]] = {}
+        self.captures: dict[str, dict[str, Any]] = {}
+        self.authorizations: dict[str, dict[str, Any]] = {}
+        self.refunds: dict[str, dict[str, Any]] = {}
+        self._request_ids: dict[tuple[str, str], tuple[int, Any]] = {}
+
+    # -- hooks ----------------------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        status: int = 500,
+        issue: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        times: int = 1,
+        body: Any = None,
+    ) -> None:
+        """Answer the next `times` well-formed API calls with this standard error (not stored)."""
+        payload = body if body is not None else error_body(status, issue)
+        debug = payload.get("debug_id", secrets.token_hex(6)) if isinstance(payload, dict) else ""
+        self.inject(status, payload, {"PayPal-Debug-Id": debug, **(headers or {})}, times=times)
+
+    def approve(self, order_id: str) -> None:
+        """The buyer approves the order (what PayPal's approval page does)."""
+        self.orders[order_id]["status"] = "APPROVED"
+
+    def expire_tokens(self) -> None:
+        """Forget every issued token: the next API call gets an OAuth-style 401."""
+        self.tokens.clear()
+
+    # -- dispatch --------------------------------------------------------------------------------
+
+    async def handle(self, request: SimulatedRequest) -> web.StreamResponse:
+        headers = {"PayPal-Debug-Id": secrets.token_hex(6)}
+        if request.path == "/v1/oauth2/token":
+            return self._token(request)
+        try:
+            self._check_auth(request)
+            body = self._check_request(request)
+            fault = self.take_fault()
+            if fault is not None:
+                return json_response(fault.status, fault.body, fault.headers)
+            request_id = request.headers.get("PayPal-Request-Id")
+            scope = (request.path, request_id or "")
+            if request_id is not None and scope in self._request_ids:
+                status, stored = self._request_ids[scope]
+                # A repeat returns the original's latest state; a create answers 200, not 201.
+                return json_response(200 if status == 201 else status, stored, headers)
+            try:
+                status, payload = self._route(request, body)
+            except _Error as exc:
+                status = exc.status
+                payload = error_body(exc.status, exc.issue, exc.description, exc.field)
+            if request_id is not None and status < 500:
+                self._request_ids[scope] = (status, payload)
+            if isinstance(payload, dict) and "debug_id" in payload:
+                headers["PayPal-Debug-Id"] = payload["debug_id"]
+            return json_response(status, payload, headers)
+        except _OAuthError:
+            oauth = {
+                "error": "invalid_token",
+                "error_description": "Access Token not found in cache",
+            }
+            return json_response(401, oauth, headers)
+        except _Error as exc:
+            payload = error_body(exc.status, exc.issue, exc.description, exc.field)
+            return json_response(exc.status, payload, {"PayPal-Debug-Id": payload["debug_id"]})
+
+    def _token(self, request: SimulatedRequest) -> web.StreamResponse:
+        self.token_requests += 1
+        if request.method != "POST":
+            return json_response(405, {"error": "invalid_request"})
+        if not request.headers.get("Content-Type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            return json_response(
+                400, {"error": "invalid_request", "error_description": "Content-Type must be form"}
+            )
+        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+        try:
+            user, _, password = base64.b64decode(credential).decode().partition(":")
+        except ValueError:
+            user = password = ""
+        if scheme != "Basic" or (user, password) != (self.client_id, self.client_secret):
+            return json_response(
+                401,
+                {"error": "invalid_client", "error_description": "Client Authentication failed"},
+            )
+        form = parse_brackets(request.body.decode())
+        if form.get("grant_type") != "client_credentials":
+            return json_response(
+                400, {"error": "unsupported_grant_type", "error_description": "Grant Type is NULL"}
+            )
+        token = "A21AA" + secrets.token_urlsafe(24)
+        self.tokens.add(token)
+        return json_response(
+            200,
+            {
+                "scope": "https://uri.paypal.com/services/payments/payment",
+                "access_token": token,
+                "token_type": "Bearer",
+                "app_id": "APP-80W284485P519543T",
+                "expires_in": self.expires_in,
+                "nonce": secrets.token_hex(8),
+            },
+        )
+
+    def _check_auth(self, request: SimulatedRequest) -> None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "Bearer" or token not in self.tokens:
+            raise _OAuthError()
+
+    def _check_request(self, request: SimulatedRequest) -> Any:
+        if request.method == "GET":
+            return None
+        if request.method != "POST":
+            raise _Error(405, "METHOD_NOT_SUPPORTED")
+        if request.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
+            raise _Error(415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json")
+        request_id = request.headers.get("PayPal-Request-Id")
+        if not request_id:
+            raise _Error(
+                400,
+                "PAYPAL_REQUEST_ID_REQUIRED",
+                "This simulator requires PayPal-Request-Id on every POST.",
+            )
+        if len(request_id) > 108:
+            raise _Error(
+                400, "INVALID_STRING_LENGTH", "PayPal-Request-Id is at most 108 characters."
+            )
+        try:
+            return msgspec.json.decode(request.body) if request.body else None
+        except msgspec.DecodeError:
+            raise _Error(400, "MALFORMED_REQUEST_JSON") from None
+
+    # -- routes ---------------------------------------------------------------------------------
+
+    def _route(self, request: SimulatedRequest, body: Any) -> tuple[int, Any]:
+        parts = request.path.strip("/").split("/")
+        method = request.method
+        if method == "POST" and parts == ["v2", "checkout", "orders"]:
+            return 201, self._create_order(_object(body))
+        if parts[:3] == ["v2", "checkout", "orders"] and len(parts) >= 4:
+            order = self.orders.get(parts[3])
+            if order is None:
+                raise _Error(404, "INVALID_RESOURCE_ID", "Specified resource ID does not exist.")
+            if method == "GET" and len(parts) == 4:
+                return 200, order
+            if method == "POST" and parts[4:] == ["capture"]:
+                return 201, self._complete(order, _object(body), "CAPTURE")
+            if method == "POST" and parts[4:] == ["authorize"]:
+                return 201, self._complete(order, _object(body), "AUTHORIZE")
+        if (
+            method == "POST"
+            and parts[:3] == ["v2", "payments", "authorizations"]
+            and parts[4:] == ["capture"]
+        ):
+            return 201, self._capture_authorization(parts[3], _object(body))
+        if (
+            method == "POST"
+            and parts[:3] == ["v2", "payments", "captures"]
+            and parts[4:] == ["refund"]
+        ):
+            return 201, self._refund(parts[3], _object(body))
+        raise _Error(404, "INVALID_RESOURCE_ID", f"No route for {method} {request.path}")
+
+    def _create_order(self, body: dict[str, Any]) -> dict[str, Any]:
+        intent = body.get("intent")
+        if intent not in ("CAPTURE", "AUTHORIZE"):
+            raise _Error(
+                400, "INVALID_PARAMETER_VALUE", "intent must be CAPTURE or AUTHORIZE", "/intent"
+            )
+        units = body.get("purchase_units")
+        if not isinstance(units, list) or not 1 <= len(units) <= 10:
+            raise _Error(400, "MISSING_REQUIRED_PARAMETER", "purchase_units", "/purchase_units")
+        out_units = []
+        for i, unit in enumerate(units):
+            amount = _amount(
+                unit.get("amount") if isinstance(unit, dict) else None,
+                f"/purchase_units/{i}/amount",
+            )
+            out_units.append(
+                {"reference_id": unit.get("reference_id", "default"), "amount": amount}
+            )
+        order_id = _new_id()
+        order: dict[str, Any] = {
+            "id": order_id,
+            "intent": intent,
+            "status": "CREATED",
+            "purchase_units": out_units,
+            "create_time": "2026-01-01T00:00:00Z",
+            "links": [
+                {
+                    "href": f"{self.url}/v2/checkout/orders/{order_id}",
+                    "rel": "self",
+                    "method": "GET",
+                },
+                {
+                    "href": f"https://www.sandbox.paypal.com/checkoutnow?token={order_id}",
+                    "rel": "approve",
+                    "method": "GET",
+                },
+            ],
+        }
+        self.orders[order_id] = order
+        source = body.get("payment_source")
+        if isinstance(source, dict):
+            vault_id = _vault_id(source)
+            if vault_id is not None:
+                order["status"] = "APPROVED"
+                self._complete(order, {}, intent, vault_id)
+            elif isinstance(source.get("paypal"), dict):
+                order["status"] = "PAYER_ACTION_REQUIRED"
+                order["links"][1] = {
+                    "href": f"https://www.sandbox.paypal.com/checkoutnow?token={order_id}",
+                    "rel": "payer-action",
+                    "method": "GET",
+                }
+        return order
+
+    def _complete(
+        self, order: dict[str, Any], body: dict[str, Any], action: str, vault_id: str | None = None
+    ) -> dict[str, Any]:
+        if order["intent"] != action:
+            raise _Error(422, "ACTION_DOES_NOT_MATCH_INTENT")
+        if order["status"] == "COMPLETED":
+            raise _Error(
+                422, "ORDER_ALREADY_CAPTURED" if action == "CAPTURE" else "ORDER_ALREADY_AUTHORIZED"
+            )
+        if order["status"] != "APPROVED":
+            raise _Error(
+                422, "ORDER_NOT_APPROVED", "Payer has not yet approved the Order for payment."
+            )
+        if vault_id == "vault_instrument_declined":
+            raise _Error(422, "INSTRUMENT_DECLINED", "The instrument presented was declined.")
+        unit = order["purchase_units"][0]
+        if action == "CAPTURE":
+            status, details = "COMPLETED", None
+            if vault_id == "vault_declined":
+                status = "DECLINED"
+            elif vault_id == "vault_pending":
+                status, details = "PENDING", {"reason": "PENDING_REVIEW"}
+            capture = self._new_capture(unit["amount"], status, details, final_capture=True)
+            unit["payments"] = {"captures": [capture]}
+        else:
+            auth: dict[str, Any] = {
+                "id": _new_id(),
+                "status": "CREATED",
+                "amount": dict(unit["amount"]),
+                "captured": Decimal(0),
+            }
+            self.authorizations[auth["id"]] = auth
+            unit["payments"] = {"authorizations": [_public(auth)]}
+        order["status"] = "COMPLETED"
+        return order
+
+    def _new_capture(
+        self, amount: dict[str, str], status: str, details: Any, *, final_capture: bool
+    ) -> dict[str, Any]:
+        capture: dict[str, Any] = {
+            "id": _new_id(),
+            "status": status,
+            "amount": dict(amount),
+            "final_capture": final_capture,
+            "refunded": Decimal(0),
+        }
+        if details is not None:
+            capture["status_details"] = details
+        if status == "DECLINED":
+            capture["processor_response"] = {"response_code": "0500"}
+        self.captures[capture["id"]] = capture
+        return _public(capture)
+
+    def _capture_authorization(self, auth_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        auth = self.authorizations.get(auth_id)
+        if auth is None:
+            raise _Error(404, "INVALID_RESOURCE_ID")
+        if auth["status"] not in ("CREATED", "PARTIALLY_CAPTURED"):
+            raise _Error(422, "AUTHORIZATION_ALREADY_CAPTURED")
+        final = body.get("final_capture", False)
+        if not isinstance(final, bool):
+            raise _Error(400, "INVALID_PARAMETER_SYNTAX", field="/final_capture")
+        left = Decimal(auth["amount"]["value"]) - auth["captured"]
+        amount = (
+            _amount(body["amount"], "/amount")
+            if "amount" in body
+            else {**auth["amount"], "value": _fmt(left, auth["amount"]["currency_code"])}
+        )
+        if amount["currency_code"] != auth["amount"]["currency_code"]:
+            raise _Error(422, "AUTH_CAPTURE_CURRENCY_MISMATCH")
+        if Decimal(amount["value"]) > left:
+            raise _Error(422, "MAX_CAPTURE_AMOUNT_EXCEEDED")
+        auth["captured"] += Decimal(amount["value"])
+        auth["status"] = (
+            "CAPTURED"
+            if final or auth["captured"] == Decimal(auth["amount"]["value"])
+            else "PARTIALLY_CAPTURED"
+        )
+        return self._new_capture(amount, "COMPLETED", None, final_capture=final)
+
+    def _refund(self, capture_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        capture = self.captures.get(capture_id)
+        if capture is None:
+            raise _Error(404, "INVALID_RESOURCE_ID")
+        if capture["status"] not in ("COMPLETED", "PARTIALLY_REFUNDED"):
+            raise _Error(
+                422,
+                "CAPTURE_FULLY_REFUNDED"
+                if capture["status"] == "REFUNDED"
+                else "REFUND_NOT_ALLOWED",
+            )
+        code = capture["amount"]["currency_code"]
+        left = Decimal(capture["amount"]["value"]) - capture["refunded"]
+        amount = (
+            _amount(body["amount"], "/amount")
+            if "amount" in body
+            else {"currency_code": code, "value": _fmt(left, code)}
+        )
+        if amount["currency_code"] != code:
+            raise _Error(422, "REFUND_CAPTURE_CURRENCY_MISMATCH")
+        if Decimal(amount["value"]) > left:
+            raise _Error(422, "REFUND_AMOUNT_EXCEEDED")
+        capture["refunded"] += Decimal(amount["value"])
+        capture["status"] = (
+            "REFUNDED"
+            if capture["refunded"] == Decimal(capture["amount"]["value"])
+            else "PARTIALLY_REFUNDED"
+        )
+        refund: dict[str, Any] = {"id": _new_id(), "status": "COMPLETED", "amount": amount}
+        self.refunds[refund["id"]] = refund
+        return refund
+
+
+class _OAuthError(_Error):
+    """401 in the OAuth shape, as PayPal answers an unknown or expired token."""
+
+    def __init__(self) -> None:
+        super().__init__(401, "invalid_token")
+
+
+def _public(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if not isinstance(v, Decimal)}
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if body is None:
+        raise _Error(400, "MALFORMED_REQUEST_JSON", "A JSON object body is required (send {}).")
+    if not isinstance(body, dict):
+        raise _Error(400, "MALFORMED_REQUEST_JSON")
+    return body
+
+
+def _vault_id(source: dict[str, Any]) -> str | None:
+    for kind in ("card", "paypal", "venmo"):
+        entry = source.get(kind)
+        if isinstance(entry, dict) and isinstance(entry.get("vault_id"), str):
+            return str(entry["vault_id"])
+    return None
+
+
+def _fmt(value: Decimal, currency: str) -> str:
+    return f"{value:.0f}" if currency in _NO_DECIMALS else f"{value:.2f}"
+
+
+def _amount(obj: Any, field: str) -> dict[str, str]:
+    if not isinstance(obj, dict):
+        raise _Error(400, "MISSING_REQUIRED_PARAMETER", field=field)
+    code, value = obj.get("currency_code"), obj.get("value")
+    if not isinstance(code, str) or not _CURRENCY.fullmatch(code):
+        raise _Error(
+            422,
+            "INVALID_CURRENCY_CODE",
+            "Currency code must be 3 upper-case letters.",
+            f"{field}/currency_code",
+        )
+    if not isinstance(value, str) or len(value) > 32 or not _VALUE.fullmatch(value):
+        raise _Error(
+            400, "INVALID_PARAMETER_SYNTAX", "value must be a decimal string.", f"{field}/value"
+        )
+    decimals = len(value.partition(".")[2])
+    if code in _NO_DECIMALS and "." in value:
+        raise _Error(
+            422, "DECIMALS_NOT_SUPPORTED", f"{code} does not support decimals.", f"{field}/value"
+        )
+    if decimals > 2:
+        raise _Error(422, "DECIMAL_PRECISION", "At most two decimal places.", f"{field}/value")
+    if Decimal(value) <= 0:
+        raise _Error(422, "CANNOT_BE_ZERO_OR_NEGATIVE", field=f"{field}/value")
+    return {"currency_code": code, "value": value}

@@ -1,0 +1,169 @@
+"""The loopback HTTP server under the vendor simulators, with request recording and fault hooks."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Self
+from urllib.parse import parse_qsl
+
+import msgspec
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+__all__ = ["Fault", "SimulatedRequest", "VendorServer", "parse_brackets"]
+
+
+class SimulatedRequest(NamedTuple):
+    """One request a simulator received, exactly as it arrived."""
+
+    method: str
+    path: str
+    query: str
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+
+class Fault(NamedTuple):
+    """An injected answer: status, JSON body and extra headers."""
+
+    status: int
+    body: Any
+    headers: Mapping[str, str]
+
+
+class VendorServer:
+    """An aiohttp server on 127.0.0.1 (a free port) that records every request.
+
+    Use `async with Simulator() as sim:` or `await sim.start()` / `await sim.close()`; `url` is
+    the base URL to give the adapter. Subclasses implement `handle`.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self._faults: deque[Fault] = deque()
+        self.requests: list[SimulatedRequest] = []
+        self.url = ""
+
+    async def start(self) -> Self:
+        """Start listening; returns the simulator so `sim = await Sim().start()` reads well."""
+        if self._runner is not None:
+            return self
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self._port)
+        await site.start()
+        self._runner = runner
+        port = runner.addresses[0][1]
+        self.url = f"http://{self._host}:{port}"
+        return self
+
+    async def close(self) -> None:
+        """Stop the server. Idempotent."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def inject(
+        self,
+        status: int,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        times: int = 1,
+    ) -> None:
+        """Answer the next `times` well-formed requests with this status and JSON body."""
+        for _ in range(times):
+            self._faults.append(Fault(status, body if body is not None else {}, headers or {}))
+
+    def count(self, method: str | None = None, path: str | None = None) -> int:
+        """How many requests arrived (optionally only those with this method and path)."""
+        return sum(
+            1
+            for r in self.requests
+            if (method is None or r.method == method) and (path is None or r.path == path)
+        )
+
+    def take_fault(self) -> Fault | None:
+        """The next injected fault, if any (called once a request passed the strict checks)."""
+        return self._faults.popleft() if self._faults else None
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        recorded = SimulatedRequest(
+            request.method,
+            request.path,
+            request.query_string,
+            CIMultiDictProxy(CIMultiDict(request.headers)),
+            body,
+        )
+        self.requests.append(recorded)
+        return await self.handle(recorded)
+
+    async def handle(self, request: SimulatedRequest) -> web.StreamResponse:
+        """Answer one recorded request (subclasses)."""
+        raise NotImplementedError
+
+
+def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> web.Response:
+    """A JSON response (msgspec-encoded)."""
+    return web.Response(
+        status=status,
+        body=msgspec.json.encode(body),
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+
+
+def new_id(prefix: str, size: int = 12) -> str:
+    """A random vendor-looking id: `prefix` + hex."""
+    return prefix + secrets.token_hex(size)
+
+
+_KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
+
+
+def parse_brackets(body: str) -> dict[str, Any]:
+    """Decode a bracket-notation form (`a[b][0]=x`) into nested dicts and lists.
+
+    Raises `ValueError` for keys that are not well-formed bracket notation.
+    """
+    root: dict[str, Any] = {}
+    for key, value in parse_qsl(body, keep_blank_values=True, strict_parsing=bool(body)):
+        match = _KEY.fullmatch(key)
+        if match is None:
+            raise ValueError(f"malformed parameter name {key!r}")
+        parts = [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
+        node = root
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"parameter {key!r} mixes a value and a hash")
+            node = child
+        if parts[-1] in node:
+            raise ValueError(f"parameter {key!r} given twice")
+        node[parts[-1]] = value
+    parsed: dict[str, Any] = _listify(root)
+    return parsed
+
+
+def _listify(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    items = {k: _listify(v) for k, v in node.items()}
+    if items and all(k.isdigit() for k in items):
+        indexes = sorted(int(k) for k in items)
+        if indexes == list(range(len(items))):
+            return [items[str(i)] for i in indexes]
+    return items
