@@ -34,7 +34,7 @@ from ..._errors import BackendUnavailable, InvalidRequest
 from ..._logging import get_logger
 from .._base import ADMITTED, Admission, Claim
 from .._memory import MemoryBackend
-from ._batch import Health, Pipeliner, RedisUnreachable, as_backend_error
+from ._batch import Health, Pipeliner, RedisUnreachable, as_backend_error, pack
 from ._keys import check_prefix, key
 from ._scripts import Scripts, register
 
@@ -51,6 +51,7 @@ _CLAIM_STATES: tuple[Literal["acquired", "completed", "in_progress", "conflict"]
     "in_progress",
     "conflict",
 )
+_CACHE_MAX = 10_000  # cached admission commands (services x tenants x settings)
 _BLOCK_CAP = 0.5  # longest single BLMOVE: below any sane socket timeout; waiters then re-check
 
 
@@ -102,7 +103,7 @@ class RedisBackend:
         self._scripts: Scripts = register(client)
         self._local = MemoryBackend(clock=clock)
         self._keys: dict[tuple[str, str | None], tuple[bytes, bytes, bytes]] = {}
-        self._argv: dict[tuple[Any, ...], tuple[bytes, ...]] = {}
+        self._commands: dict[tuple[Any, ...], tuple[tuple[Any, ...], bytes]] = {}
         self._block_cap = _block_cap(client)
         self._closed = False
 
@@ -183,14 +184,16 @@ class RedisBackend:
         """Run one script through the batcher; raises `RedisUnreachable` during an outage."""
         return await self._submit(("EVALSHA", script.sha, len(keys), *keys, *args), script)
 
-    async def _submit(self, command: tuple[Any, ...], script: Any = None) -> Any:
+    async def _submit(
+        self, command: tuple[Any, ...], script: Any = None, packed: bytes | None = None
+    ) -> Any:
         if self._closed:
             raise BackendUnavailable("the backend is closed")
         if not self._health.may_try():
             raise RedisUnreachable("redis unreachable (backing off before reconnecting)")
         if not self._ready:
             await self._ensure_ready()
-        return await self._pipe.submit(command, script)
+        return await self._pipe.submit(command, script, packed)
 
     def _health_changed(self, up: bool, exc: BaseException | None) -> None:
         if up:
@@ -223,21 +226,32 @@ class RedisBackend:
             )
         return ks
 
-    def _admission_argv(
+    def _admission_command(
         self,
+        service: str,
+        scoped: str | None,
         breaker: CircuitBreakerConfig,
         limit: RateLimitConfig | None,
         probe_lease: float,
         budget: RetryPolicy | None,
         is_retry: bool,
         shadow: bool,
-    ) -> tuple[bytes, ...]:
+    ) -> tuple[tuple[Any, ...], bytes]:
+        """The admission EVALSHA for these settings, and its wire form (cached: the hot path)."""
         ratio = None if budget is None else budget.budget_ratio
         floor = 0.0 if budget is None else budget.budget_min_per_second
-        cache_key = (breaker, limit, probe_lease, ratio, floor, is_retry, shadow)
-        argv = self._argv.get(cache_key)
-        if argv is None:
-            argv = self._argv[cache_key] = (
+        cache_key = (service, scoped, breaker, limit, probe_lease, ratio, floor, is_retry, shadow)
+        cached = self._commands.get(cache_key)
+        if cached is None:
+            if len(self._commands) > _CACHE_MAX:
+                self._commands.clear()
+            script = self._scripts.admit
+            args = (
+                "EVALSHA",
+                script.sha,
+                3,
+                *self._admission_keys(service, scoped),
+                b"",  # the time override, filled in only under a test clock
                 _num(breaker.recovery_timeout),
                 str(breaker.half_open_max_calls).encode(),
                 _num(probe_lease),
@@ -249,7 +263,8 @@ class RedisBackend:
                 b"" if limit is None else _num(limit.max_wait),
                 b"1" if shadow else b"0",
             )
-        return argv
+            cached = self._commands[cache_key] = (args, pack(args))
+        return cached
 
     async def admit(
         self,
@@ -265,10 +280,14 @@ class RedisBackend:
     ) -> Admission:
         """Breaker, probe permit, retry budget, pause and token: one script, one round trip."""
         scoped = tenant if limit is not None and limit.scope == "tenant" else None
-        keys = self._admission_keys(service, scoped)
-        argv = self._admission_argv(breaker, limit, probe_lease, budget, is_retry, shadow)
+        args, packed = self._admission_command(
+            service, scoped, breaker, limit, probe_lease, budget, is_retry, shadow
+        )
         try:
-            r = await self._eval(self._scripts.admit, keys, (self._now(), *argv))
+            if self._test_clock:
+                r = await self._submit((*args[:6], self._now(), *args[7:]), self._scripts.admit)
+            else:
+                r = await self._submit(args, self._scripts.admit, packed)
         except RedisUnreachable:
             if self.on_unavailable == "fail_open":
                 return _OPEN_DOOR
