@@ -361,7 +361,10 @@ def markdown(doc: dict[str, Any]) -> str:
             goal = "-" if t["goal"] is None else f"≥ {t['goal']}"
             if t["target"].endswith("(%)"):
                 goal = "0"
-            lines.append(f"| {t['target']} | {_fmt(t['measured'])} | {goal} | {ok} | {t['note']} |")
+            lines.append(
+                f"| {t['target']} | {_fmt(t['measured'])} | {_fmt(t['measured_cpu'])} "
+                f"| {goal} | {ok} | {t['note']} |"
+            )
     lines += [
         "",
         "### Machine",

@@ -11,9 +11,11 @@ Variants:
 - ``nexus-memory`` / ``nexus-redis`` / ``nexus-cluster``: `Connector.execute` on that backend.
 - ``peers-memory`` / ``peers-redis``: limits + purgatory + tenacity (see `_peers`).
 
-Redis accounting: redis-py's connection class is wrapped so that each packed command and each
-socket send is counted (a pipelined batch is one send: one round trip); `INFO commandstats` is
-read from every Redis node at the edges of the measured window.
+Redis accounting: redis-py's connection class is wrapped so that each socket send is counted (a
+pipelined batch is one send: one round trip) and each command redis-py packs; the library's
+batcher packs its own commands, so for the nexus variants commands come from the backend's
+`commands` counter. `INFO commandstats` is read from every Redis node at the edges of the
+measured window.
 """
 
 from __future__ import annotations
@@ -37,10 +39,8 @@ __all__ = ["Job", "worker_main"]
 
 # Commands packed and socket sends made by redis-py in this process (see install_redis_counters).
 _REDIS_COUNTS = [0, 0]
-# Harness or connection chatter that is not per-call work.
-_IGNORED_COMMANDS = frozenset(
-    {"cmdstat_info", "cmdstat_cluster", "cmdstat_command", "cmdstat_hello", "cmdstat_client"}
-)
+# The harness's own INFO reads (its client skips CLIENT SETINFO, so it adds nothing else).
+_IGNORED_COMMANDS = frozenset({"cmdstat_info"})
 
 
 @dataclass
@@ -108,7 +108,7 @@ def _commandstats(urls: list[str]) -> dict[str, int]:
 
     total: Counter[str] = Counter()
     for url in urls:
-        with redis.Redis.from_url(url, socket_timeout=2) as client:
+        with redis.Redis.from_url(url, socket_timeout=2, lib_name=None, lib_version=None) as client:
             for name, stats in client.info("commandstats").items():
                 total[name] += int(stats["calls"])
     return dict(total)
@@ -210,6 +210,7 @@ async def open_client(job: Job) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
         def nexus_call() -> Awaitable[Any]:
             return connector.execute(job.service, endpoint)
 
+        nexus_call.backend = backend if hasattr(backend, "commands") else None  # type: ignore[attr-defined]
         yield nexus_call
 
 
@@ -225,12 +226,19 @@ class _Window:
         self.first_open: float | None = None
         self._start: dict[str, Any] = {}
         self.result: dict[str, Any] = {}
+        self.backend: Any = None  # a RedisBackend, whose own counters we read
+
+    def _redis_counts(self) -> list[int]:
+        commands, sends = _REDIS_COUNTS
+        if self.backend is not None:
+            commands = self.backend.commands
+        return [commands, sends]
 
     def _snapshot(self) -> dict[str, Any]:
         return {
             "wall": time.perf_counter(),
             "cpu": time.process_time(),
-            "redis": list(_REDIS_COUNTS),
+            "redis": self._redis_counts(),
             "info": _commandstats(self.job.info_urls) if self.job.info_urls else {},
         }
 
@@ -304,6 +312,7 @@ async def _run_job(job: Job) -> dict[str, Any]:
     window = _Window(job)
     loop = asyncio.get_running_loop()
     async with open_client(job) as call:
+        window.backend = getattr(call, "backend", None)
         if job.start_at is not None:
             await asyncio.sleep(max(0.0, job.start_at - time.monotonic()))
         if job.kind == "throughput":
