@@ -7,7 +7,8 @@ and hashes, never a payload, header or token.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import importlib
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
@@ -149,18 +150,31 @@ class StructlogHook:
         self._log = logger
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, CallFinished):
+            if event.error is None:
+                method, name = self._log.info, "nexus.call.completed"
+            else:
+                method, name = self._log.warning, "nexus.call.failed"
+        else:
+            spec = _LOG_EVENTS.get(type(event))
+            if spec is None:
+                return
+            method, name = getattr(self._log, spec[0]), spec[1]
+        if _dropped(method):
+            return  # two events per call: don't build fields a filtering logger throws away
         fields = msgspec.structs.asdict(event)
         if isinstance(event, AttemptFinished | CallFinished):
             fields["duration_ms"] = round(fields.pop("duration") * 1000.0, 2)
-        if isinstance(event, CallFinished):
-            if event.error is None:
-                self._log.info("nexus.call.completed", **fields)
-            else:
-                self._log.warning("nexus.call.failed", **fields)
-            return
-        spec = _LOG_EVENTS.get(type(event))
-        if spec is not None:
-            getattr(self._log, spec[0])(spec[1], **fields)
+        method(name, **fields)
+
+
+# structlog's filtering loggers (`make_filtering_bound_logger`) bind every level below their
+# minimum to one no-op function; spotting it skips the field building for dropped lines.
+_STRUCTLOG_NOP = getattr(importlib.import_module("structlog._native"), "_nop", None)
+
+
+def _dropped(method: Callable[..., Any]) -> bool:
+    return _STRUCTLOG_NOP is not None and getattr(method, "__func__", None) is _STRUCTLOG_NOP
 
 
 class EventBus:
