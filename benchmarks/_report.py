@@ -31,32 +31,31 @@ def summarize_throughput(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from hdrh.histogram import HdrHistogram  # noqa: PLC0415
 
     by_key: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
-    rate: dict[tuple[str, str, int, int], float] = {}
+    # Ratios pair runs of one block (same round, concurrency and loop, run back to back).
+    rate: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     # Calls per CPU-second of the worker: on a CPU-bound client this is what throughput would
     # be with a whole core, so its ratios are less sensitive to other load on the machine.
-    per_cpu: dict[tuple[str, str, int, int], float] = {}
+    per_cpu: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for run in runs:
-        key = (run["variant"], run["loop"], run["concurrency"], run["round"])
-        by_key[key[:3]].append(run)
-        rate[key] = run["calls_per_s"]
+        by_key[(run["variant"], run["loop"], run["concurrency"])].append(run)
+        key = (run["variant"], run["loop"], run.get("block", str(run["round"])))
+        rate[key].append(run["calls_per_s"])
         if run["cpu_s"] > 0:
-            per_cpu[key] = run["calls"] / run["cpu_s"]
+            per_cpu[key].append(run["calls"] / run["cpu_s"])
 
     def ratios(
-        variant: str,
-        loop: str,
-        conc: int,
-        other: str,
+        group: list[dict[str, Any]],
+        other: str | None,
         other_loop: str,
-        table: dict[tuple[str, str, int, int], float] = rate,
+        table: dict[tuple[str, str, str], list[float]] = rate,
     ) -> list[float]:
         out = []
-        for (v, lp, c, rnd), value in table.items():
-            if (v, lp, c) != (variant, loop, conc):
-                continue
-            base = table.get((other, other_loop, conc, rnd))
-            if base:
-                out.append(value / base)
+        for run in group:
+            block = run.get("block", str(run["round"]))
+            mine = table.get((run["variant"], run["loop"], block))
+            base = table.get((other or "", other_loop, block))
+            if mine and base:
+                out.append(statistics.fmean(mine) / statistics.fmean(base))
         return out
 
     rows = []
@@ -85,15 +84,15 @@ def summarize_throughput(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "rounds": len(group),
             "calls_per_s_rounds": [round(r["calls_per_s"], 1) for r in group],
             "calls_per_s": _r(_median([r["calls_per_s"] for r in group]), 1),
-            "ratio_to_raw": _r(_median(ratios(variant, loop, conc, "raw", "asyncio"))),
-            "ratio_to_raw_same_loop": _r(_median(ratios(variant, loop, conc, "raw", loop))),
-            "ratio_to_peers": _r(_median(ratios(variant, loop, conc, peer, loop)))
-            if peer
-            else None,
-            "cpu_ratio_to_raw": _r(_median(ratios(variant, loop, conc, "raw", "asyncio", per_cpu))),
-            "cpu_ratio_to_peers": _r(_median(ratios(variant, loop, conc, peer, loop, per_cpu)))
-            if peer
-            else None,
+            "ratio_to_raw": _r(_median(ratios(group, "raw", "asyncio"))),
+            "ratio_to_raw_same_loop": _r(_median(ratios(group, "raw", loop))),
+            "ratio_to_peers": _r(_median(ratios(group, peer, loop))) if peer else None,
+            "cpu_ratio_to_raw": _r(_median(ratios(group, "raw", "asyncio", per_cpu))),
+            "cpu_ratio_to_peers": _r(_median(ratios(group, peer, loop, per_cpu))) if peer else None,
+            "machine_busy": _r(
+                _median([r["machine_busy"] for r in group if r.get("machine_busy") is not None]),
+                2,
+            ),
             "stub_cpu_us_per_request": _r(
                 _median(
                     [
@@ -142,7 +141,7 @@ def strip_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     keep = (
         "variant", "loop", "concurrency", "round", "calls", "elapsed", "calls_per_s", "cpu_s",
         "outcomes", "client_commands", "client_round_trips", "stub_requests",
-        "stub_cpu_us_per_request",
+        "stub_cpu_us_per_request", "block", "machine_busy", "load1",
     )  # fmt: skip
     return [{k: run[k] for k in keep if k in run} for run in runs]
 
@@ -375,6 +374,10 @@ def markdown(doc: dict[str, Any]) -> str:
         f"- 1-min load during the run: min {_fmt(load['load1_min'])}, mean "
         f"{_fmt(load['load1_mean'])}, max {_fmt(load['load1_max'])}; CPU busy (whole machine, "
         f"ours included): {_fmt(load['cpu_busy_fraction'])}",
+        f"- machine CPU busy during the throughput runs (median of runs): "
+        f"{_fmt(_median([r['machine_busy'] for r in doc['runs'] if r.get('machine_busy')]))}; "
+        "the worker, the stub and Redis use at most about 1.5 of the 2 CPUs, the rest is "
+        "other work on the machine",
         f"- versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}",
         f"- run took {meta['wall_s']} s",
     ]

@@ -298,11 +298,7 @@ class _Load:
 
     def summary(self) -> dict[str, Any]:
         stat1 = _proc_stat()
-        busy = None
-        if self._stat0 and stat1:
-            total = stat1[0] - self._stat0[0]
-            idle = stat1[1] - self._stat0[1]
-            busy = round(1 - idle / total, 3) if total else None
+        busy = _busy(self._stat0, stat1)
         return {
             "cpus": os.cpu_count(),
             "uptime_start": self.uptime_start,
@@ -323,6 +319,13 @@ def _process_cpu(pid: int | None) -> float:
     except (OSError, IndexError):
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _busy(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Fraction of the machine's CPU time that was busy between two /proc/stat readings."""
+    if not before or not after or after[0] <= before[0]:
+        return None
+    return round(1 - (after[1] - before[1]) / (after[0] - before[0]), 3)
 
 
 def _proc_stat() -> tuple[int, int] | None:
@@ -401,6 +404,24 @@ def _variants(opts: Options) -> list[str]:
     return names
 
 
+def _blocks(opts: Options) -> list[tuple[int, str, list[tuple[str, str]]]]:
+    """Runs that are compared with each other go in one block, run back to back.
+
+    A block is one concurrency and one event loop; every block also runs raw aiohttp on the
+    default loop, the floor that all ratios divide by, so each ratio compares runs made within
+    seconds of each other, not minutes (other load on the machine comes and goes).
+    """
+    loops = ["asyncio", "uvloop"] if opts.uvloop else ["asyncio"]
+    blocks = []
+    for conc in opts.concurrency:
+        for loop in loops:
+            members = [(v, loop) for v in _variants(opts)]
+            if loop != "asyncio":
+                members.append(("raw", "asyncio"))
+            blocks.append((conc, loop, members))
+    return blocks
+
+
 def _base_job(opts: Options, variant: str, redis: _Redis, stub: StubHandle) -> Job:
     redis_url = redis.cluster_url if variant == "nexus-cluster" else redis.url
     info = redis.cluster_nodes if variant == "nexus-cluster" else redis.nodes
@@ -430,35 +451,41 @@ def _throughput(
     progress: _Progress,
     load: _Load,
 ) -> list[dict[str, Any]]:
-    loops = ["asyncio", "uvloop"] if opts.uvloop else ["asyncio"]
-    combos = [(v, lp, c) for c in opts.concurrency for lp in loops for v in _variants(opts)]
     rng = random.Random(opts.seed)
     runs: list[dict[str, Any]] = []
     stub.configure(opts.faults)
     for round_no in range(opts.rounds):
-        order = combos[:]
-        rng.shuffle(order)
-        for variant, loop, conc in order:
-            job = replace(_base_job(opts, variant, redis, stub), loop=loop, concurrency=conc)
-            stub.reset()
-            stub_cpu = _process_cpu(stub.process.pid)
-            (result,) = workers.run([job], timeout=opts.warmup + opts.duration + 120)
-            stats = stub.stats()
-            stub_cpu = _process_cpu(stub.process.pid) - stub_cpu
-            load.sample()
-            result.update(
-                variant=variant,
-                loop=loop,
-                concurrency=conc,
-                round=round_no,
-                stub_requests=stats["total"],
-                stub_cpu_us_per_request=round(stub_cpu / stats["total"] * 1e6, 1)
-                if stats["total"]
-                else None,
-                stub_by_status=stats["by_status"],
-            )
-            runs.append(result)
-            progress.step(f"r{round_no + 1} {variant} {loop} c={conc}")
+        blocks = _blocks(opts)
+        rng.shuffle(blocks)
+        for conc, block_loop, members in blocks:
+            order = members[:]
+            rng.shuffle(order)
+            block = f"{round_no}:{conc}:{block_loop}"
+            for variant, loop in order:
+                job = replace(_base_job(opts, variant, redis, stub), loop=loop, concurrency=conc)
+                stub.reset()
+                stub_cpu = _process_cpu(stub.process.pid)
+                machine = _proc_stat()
+                (result,) = workers.run([job], timeout=opts.warmup + opts.duration + 120)
+                stats = stub.stats()
+                stub_cpu = _process_cpu(stub.process.pid) - stub_cpu
+                load.sample()
+                result.update(
+                    variant=variant,
+                    loop=loop,
+                    concurrency=conc,
+                    round=round_no,
+                    block=block,
+                    stub_requests=stats["total"],
+                    stub_cpu_us_per_request=round(stub_cpu / stats["total"] * 1e6, 1)
+                    if stats["total"]
+                    else None,
+                    stub_by_status=stats["by_status"],
+                    machine_busy=_busy(machine, _proc_stat()),
+                    load1=load.samples[-1] if load.samples else None,
+                )
+                runs.append(result)
+                progress.step(f"r{round_no + 1} {variant} {loop} c={conc}")
     return runs
 
 
@@ -635,8 +662,7 @@ def _versions() -> dict[str, str]:
 
 
 def _count_steps(opts: Options) -> int:
-    loops = 2 if opts.uvloop else 1
-    n = len(_variants(opts)) * loops * len(opts.concurrency) * opts.rounds
+    n = sum(len(members) for _, _, members in _blocks(opts)) * opts.rounds
     if opts.accuracy:
         n += len(_shared_variants(opts, peers=True))
     if opts.breaker:
