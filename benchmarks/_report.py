@@ -16,6 +16,15 @@ _PEER_OF = {
     "nexus-memory": "peers-memory",
 }
 _ORDER = ["raw", "nexus-memory", "peers-memory", "nexus-redis", "peers-redis", "nexus-cluster"]
+# One colour per variant; the event loop is the line style (solid asyncio, dashed uvloop).
+_COLOURS = {
+    "raw": "black",
+    "nexus-memory": "tab:green",
+    "peers-memory": "tab:olive",
+    "nexus-redis": "tab:red",
+    "peers-redis": "tab:orange",
+    "nexus-cluster": "tab:purple",
+}
 
 
 def _median(values: list[float]) -> float | None:
@@ -419,7 +428,7 @@ def _plots(doc: dict[str, Any], out: Path) -> None:
         series[(row["variant"], row["loop"])].append(row)
     keys = sorted(series, key=lambda k: (_rank(k[0]), k[1]))
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(10, 5))
     for key in keys:
         pts = sorted(series[key], key=lambda r: r["concurrency"])
         ax.plot(
@@ -427,19 +436,21 @@ def _plots(doc: dict[str, Any], out: Path) -> None:
             [p["calls_per_s"] for p in pts],
             marker="o",
             linestyle="-" if key[1] == "asyncio" else "--",
+            color=_COLOURS.get(key[0]),
             label=f"{key[0]} ({key[1]})",
         )
     ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("concurrent calls (one worker process)")
     ax.set_ylabel("calls/s")
     ax.set_title("Throughput by concurrency")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(out / "throughput.png", dpi=90)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5), sharey=False)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=False)
     for ax, pct in zip(axes, ("p50", "p99"), strict=True):
         for key in keys:
             pts = sorted(series[key], key=lambda r: r["concurrency"])
@@ -448,14 +459,16 @@ def _plots(doc: dict[str, Any], out: Path) -> None:
                 [p["latency_ms"][pct] for p in pts],
                 marker="o",
                 linestyle="-" if key[1] == "asyncio" else "--",
+                color=_COLOURS.get(key[0]),
                 label=f"{key[0]} ({key[1]})",
             )
         ax.set_xscale("log")
+        ax.set_ylim(bottom=0)
         ax.set_xlabel("concurrent calls")
         ax.set_ylabel(f"{pct} latency (ms)")
         ax.set_title(f"{pct} latency by concurrency")
         ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(out / "latency.png", dpi=90)
     plt.close(fig)
@@ -468,6 +481,7 @@ def _plots(doc: dict[str, Any], out: Path) -> None:
                 range(1, len(acc["per_second"]) + 1),
                 acc["per_second"],
                 marker="o",
+                color=_COLOURS.get(acc["variant"]),
                 label=f"{acc['variant']} ({acc['workers']} workers)",
             )
         ax.axhline(limit, color="black", linestyle=":", label=f"limit {limit}/s")
