@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from ._errors import InvalidRequest
+from ._logging import REDACTED, is_sensitive, redact_text, redact_url
 
 __all__ = [
     "CircuitBreakerConfig",
@@ -152,9 +153,19 @@ class RetryPolicy(msgspec.Struct, frozen=True):
         _number("RetryPolicy.max_delay", self.max_delay)
         if self.max_delay < self.base_delay:
             raise InvalidRequest("RetryPolicy.max_delay must be >= base_delay")
-        for status in self.retry_statuses | self.always_safe_statuses:
-            if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
-                raise InvalidRequest(f"RetryPolicy statuses must be HTTP codes, got {status!r}")
+        for name in ("retry_statuses", "always_safe_statuses"):
+            statuses = getattr(self, name)
+            if not isinstance(statuses, frozenset | set):
+                raise InvalidRequest(f"RetryPolicy.{name} must be a set of HTTP status codes")
+            if not isinstance(statuses, frozenset):
+                msgspec.structs.force_setattr(self, name, frozenset(statuses))
+            for status in statuses:
+                if (
+                    isinstance(status, bool)
+                    or not isinstance(status, int)
+                    or not 100 <= status <= 599
+                ):
+                    raise InvalidRequest(f"RetryPolicy.{name} must be HTTP codes, got {status!r}")
         if self.budget_ratio is not None:
             _number("RetryPolicy.budget_ratio", self.budget_ratio)
         _number("RetryPolicy.budget_min_per_second", self.budget_min_per_second)
@@ -193,12 +204,34 @@ class Endpoint(msgspec.Struct, frozen=True):
             msgspec.structs.force_setattr(self, "method", self.method.upper())
         if self.body not in ("json", "form"):
             raise InvalidRequest("Endpoint.body must be 'json' or 'form'")
+        if not isinstance(self.headers, Mapping):
+            raise InvalidRequest("Endpoint.headers must be a mapping of header names to values")
         for name, value in self.headers.items():
             check_header_value(name, value)
         if self.idempotency_header is not None:
-            check_header_value(self.idempotency_header, "")
+            try:
+                check_header_value(self.idempotency_header, "")
+            except InvalidRequest:
+                raise InvalidRequest(
+                    "Endpoint.idempotency_header must be a header name (a non-empty token)"
+                ) from None
+        for name, kind in _POLICY_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, kind) and not (name == "rate_limit" and value is None):
+                raise InvalidRequest(f"Endpoint.{name} must be a {kind.__name__}")
         if self.deadline is not None:
             _number("Endpoint.deadline", self.deadline, strict=True)
+
+    def __repr__(self) -> str:
+        # Endpoints carry API keys in headers or query strings: never show them.
+        headers = {
+            k: REDACTED if is_sensitive(k) else redact_text(v) for k, v in self.headers.items()
+        }
+        fields = [f"url={redact_url(self.url)!r}", f"method={self.method!r}", f"body={self.body!r}"]
+        if headers:
+            fields.append(f"headers={headers!r}")
+        fields.extend(f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__[4:])
+        return f"Endpoint({', '.join(fields)})"
 
     @classmethod
     def create(cls, url: str, method: str = "POST", **kw: Any) -> Endpoint:
@@ -228,3 +261,11 @@ class Endpoint(msgspec.Struct, frozen=True):
     def with_deadline(self, seconds: float | None) -> Endpoint:
         """A copy whose calls must finish, retries and waits included, within `seconds`."""
         return msgspec.structs.replace(self, deadline=seconds)
+
+
+_POLICY_FIELDS: tuple[tuple[str, type], ...] = (
+    ("timeout", Timeouts),
+    ("rate_limit", RateLimitConfig),
+    ("circuit_breaker", CircuitBreakerConfig),
+    ("retry", RetryPolicy),
+)

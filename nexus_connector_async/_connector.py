@@ -28,6 +28,7 @@ from ._config import (
     RateLimitConfig,
     RetryPolicy,
     Timeouts,
+    _number,
     check_header_value,
 )
 from ._encoding import encode_form, encode_json, fingerprint, form_pairs, urlencode_pairs
@@ -64,6 +65,7 @@ from .backends._base import (
     RATE_LIMITED,
     Admission,
     Backend,
+    Claim,
 )
 from .backends._memory import MemoryBackend
 from .credentials._base import CredentialProvider, RefreshesRejected
@@ -174,11 +176,13 @@ class Connector:
         shadow_services: frozenset[str] | set[str] = frozenset(),
         verify_ssl: bool = True,
         events: Iterable[EventHook] = (),
+        max_shared_pause: float = 300.0,
     ) -> None:
-        if not isinstance(idempotency_wait, int | float) or idempotency_wait < 0:
-            raise InvalidRequest("idempotency_wait must be >= 0 seconds")
-        if not isinstance(idempotency_lease, int | float) or idempotency_lease <= 0:
-            raise InvalidRequest("idempotency_lease must be > 0 seconds")
+        idempotency_wait = _number("Connector.idempotency_wait", idempotency_wait)
+        #: A vendor's Retry-After pauses the service for every worker, but never longer than
+        #: this: one hostile or garbled header must not stop a fleet for years.
+        self.max_shared_pause = _number("Connector.max_shared_pause", max_shared_pause)
+        idempotency_lease = _number("Connector.idempotency_lease", idempotency_lease, strict=True)
         self._clock = clock or SYSTEM_CLOCK
         self.backend: Backend = backend if backend is not None else MemoryBackend(clock=clock)
         self.credentials = credentials
@@ -223,7 +227,9 @@ class Connector:
         self._closed = True
         for closer in reversed(self._closers):
             await closer()
-        if self._background:
+        for _ in range(3):  # background work may spawn its own follow-up (a release)
+            if not self._background:
+                break
             await asyncio.gather(*self._background, return_exceptions=True)
         await self._transport.aclose()
         await self.backend.aclose()
@@ -424,10 +430,16 @@ class Connector:
                     self.events.emit(replayed)
                     return replay(stored)
                 continue  # the holder released the key: claim it ourselves
-            claim = await self.backend.claim(*scope, fp, self.idempotency_lease)
+            # A cancellation while a claim is in flight must not strand the key for its lease.
+            claim = await self._finish_if_cancelled(
+                self.backend.claim(*scope, fp, self.idempotency_lease), self._unclaim(scope)
+            )
             if claim.state == "in_progress":
                 remaining = deadline - self._clock.monotonic()
-                claim = await self.backend.wait(*scope, fp, self.idempotency_lease, remaining)
+                claim = await self._finish_if_cancelled(
+                    self.backend.wait(*scope, fp, self.idempotency_lease, remaining),
+                    self._unclaim(scope),
+                )
             if claim.state == "completed":
                 self.events.emit(replayed)
                 return replay(claim.stored or b"")
@@ -538,8 +550,11 @@ class Connector:
                     await self._cleanup(self.backend.release_probe(call.service, adm.probe))
                 raise
             if outcome.failure or not adm.clean or adm.probe:
-                state = await self.backend.record(
-                    call.service, call.breaker, success=not outcome.failure, probe=adm.probe
+                # Cancelled meanwhile, the record still lands (and frees a probe permit).
+                state = await self._finish_if_cancelled(
+                    self.backend.record(
+                        call.service, call.breaker, success=not outcome.failure, probe=adm.probe
+                    )
                 )
                 if state is not None:
                     self.events.emit(CircuitStateChanged(call.service, state))
@@ -561,7 +576,8 @@ class Connector:
                 continue
             if outcome.retry_after is not None and getattr(outcome.value, "status", 0) == 429:
                 # Shared backpressure: every worker holds off this service until then.
-                await self.backend.pause(call.service, outcome.retry_after)
+                pause = min(outcome.retry_after, self.max_shared_pause)
+                await self.backend.pause(call.service, pause)
             delay = self._retry_delay(call, outcome, number)
             if delay is None:
                 return self._finish(call, outcome, number)
@@ -646,7 +662,12 @@ class Connector:
                 raise RateLimitExceeded(
                     f"no token for {call.service!r} before the deadline", retry_after=adm.wait
                 )
-            await self._clock.sleep(adm.wait)
+            try:
+                await self._clock.sleep(adm.wait)
+            except BaseException:
+                if adm.probe:  # cancelled while waiting for a token: give the probe back
+                    await self._cleanup(self.backend.release_probe(call.service, adm.probe))
+                raise
         return adm
 
     async def _http_attempt(
@@ -728,6 +749,44 @@ class Connector:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _finish_if_cancelled(
+        self, coro: Awaitable[T], undo: Callable[[T], Awaitable[Any] | None] | None = None
+    ) -> T:
+        """Await a backend write; if we are cancelled meanwhile, it still completes, then `undo`.
+
+        The write runs as its own task, so a cancellation cannot cut it off halfway; whatever it
+        then took (a key, a permit) is handed back by `undo` in the background.
+        """
+        task = asyncio.ensure_future(coro)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            self._background.add(task)
+
+            def settled(done: asyncio.Future[T]) -> None:
+                self._background.discard(task)
+                if done.cancelled() or done.exception() is not None:
+                    return  # a failed write took nothing; its error was the caller's, now moot
+                if undo is not None:
+                    cleanup = undo(done.result())
+                    if cleanup is not None:
+                        self._spawn(cleanup)
+
+            task.add_done_callback(settled)
+            raise
+
+    def _unclaim(
+        self, scope: tuple[str, str | None, str]
+    ) -> Callable[[Claim], Awaitable[None] | None]:
+        """Release a key a cancelled caller acquired without ever learning it did."""
+
+        def undo(claim: Claim) -> Awaitable[None] | None:
+            if claim.state != "acquired":
+                return None
+            return self.backend.release(*scope, claim.token)
+
+        return undo
 
     async def _cleanup(self, coro: Awaitable[Any]) -> None:
         """Run a release even if we are being cancelled; a backend failure is only logged."""

@@ -19,6 +19,11 @@ _json_encode = msgspec.json.Encoder(order="sorted").encode
 _SAFE = "[]"
 
 
+def _shorten(text: str, limit: int = 40) -> str:
+    """`repr` of a key path, cut so an error message never carries a huge payload."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 def _scalar(value: Any) -> str:
     if value is True:
         return "true"
@@ -58,7 +63,13 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
         return
     if isinstance(value, Mapping):
         for key, sub in value.items():
-            _flatten(f"{prefix}[{key}]", sub, out)
+            name = str(key)
+            if not name or "[" in name or "]" in name:
+                # `a[]` and `a[x][y]` mean something else in the notation: refuse, never garble.
+                raise InvalidRequest(
+                    f"form keys inside {_shorten(prefix)} must be non-empty, without '[' or ']'"
+                )
+            _flatten(f"{prefix}[{name}]", sub, out)
     elif isinstance(value, list | tuple):
         for i, sub in enumerate(value):
             _flatten(f"{prefix}[{i}]", sub, out)
@@ -68,7 +79,12 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
 
 def urlencode_pairs(pairs: Sequence[tuple[str, str]]) -> str:
     """Percent-encode pairs, keeping literal brackets in keys as Stripe's SDK does."""
-    return "&".join(f"{quote(k, safe=_SAFE)}={quote(v, safe='')}" for k, v in pairs)
+    try:
+        return "&".join(f"{quote(k, safe=_SAFE)}={quote(v, safe='')}" for k, v in pairs)
+    except UnicodeEncodeError:
+        raise InvalidRequest(
+            "form keys and values must be valid Unicode text (a lone surrogate cannot be encoded)"
+        ) from None
 
 
 def encode_form(payload: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> bytes:
@@ -82,18 +98,22 @@ def encode_json(payload: Any) -> bytes:
         return msgspec.json.encode(payload)
     except (TypeError, msgspec.EncodeError) as exc:
         raise InvalidRequest(f"payload is not JSON-serialisable: {exc}") from None
+    except UnicodeEncodeError:
+        raise InvalidRequest(
+            "JSON payload must be valid Unicode text (a lone surrogate cannot be encoded)"
+        ) from None
 
 
 def fingerprint(method: str, url: str, payload: Any) -> str:
     """A stable hash of (method, URL, payload) to detect a key reused for another request."""
     try:
         body = _json_encode(payload)
-    except (TypeError, msgspec.EncodeError):
-        body = repr(payload).encode()
+    except (TypeError, msgspec.EncodeError, UnicodeEncodeError):
+        body = repr(payload).encode("utf-8", "backslashreplace")
     h = hashlib.blake2b(digest_size=16)
-    h.update(method.encode())
+    h.update(method.encode("utf-8", "backslashreplace"))
     h.update(b"\0")
-    h.update(url.encode())
+    h.update(url.encode("utf-8", "backslashreplace"))
     h.update(b"\0")
     h.update(body)
     return h.hexdigest()

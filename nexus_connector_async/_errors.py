@@ -21,6 +21,7 @@ __all__ = [
     "IdempotencyConflict",
     "IdempotencyInProgress",
     "InvalidRequest",
+    "InvalidResponse",
     "RateLimitExceeded",
     "RequestTimeout",
     "ResponseTooLarge",
@@ -36,6 +37,14 @@ class ConnectorError(Exception):
 
 class InvalidRequest(ConnectorError, ValueError):
     """Bad input caught before anything was sent (config, key, amount, phone number...)."""
+
+
+class InvalidResponse(ConnectorError, ValueError):
+    """The vendor's response body could not be read as expected (not JSON, invalid UTF-8...).
+
+    The message names the problem and the body's size and content type, never the body itself:
+    a vendor's error page may echo what it was sent.
+    """
 
 
 class RateLimitExceeded(ConnectorError):

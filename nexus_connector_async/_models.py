@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ._errors import InvalidRequest
+from ._errors import InvalidRequest, InvalidResponse
 
 __all__ = ["Credentials", "IdempotencyKey", "Response"]
 
@@ -80,6 +80,15 @@ class Credentials(msgspec.Struct, frozen=True, repr_omit_defaults=True):
     expires_at: float | None = None
     token_type: str = "Bearer"
 
+    def __post_init__(self) -> None:
+        # Both end up in the Authorization header: a CR or LF there would inject headers.
+        for name in ("access_token", "token_type"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value or any(c in value for c in "\r\n\0"):
+                raise InvalidRequest(
+                    f"Credentials.{name} must be a non-empty str without CR, LF or NUL"
+                )
+
     def is_expired(self, now: float | None = None) -> bool:
         """True once `expires_at` has passed."""
         if self.expires_at is None:
@@ -137,8 +146,25 @@ class Response:
         return 200 <= self.status < 300
 
     def json(self) -> Any:
-        """The body decoded as JSON (msgspec); raises `msgspec.DecodeError` on bad JSON."""
-        return msgspec.json.decode(self.body)
+        """The body decoded as JSON (msgspec).
+
+        Raises `InvalidResponse` when it is not JSON (an HTML error page, a truncated body) or
+        not valid UTF-8; the message names the problem, the status, size and content type, but
+        never echoes the body.
+        """
+        try:
+            return msgspec.json.decode(self.body)
+        except msgspec.DecodeError as exc:
+            problem = "empty" if not self.body else f"not valid JSON ({_first_clause(exc)})"
+        except UnicodeDecodeError:
+            problem = "not valid UTF-8"
+        raise InvalidResponse(f"response body is {problem}: {self._describe()}") from None
+
+    def _describe(self) -> str:
+        ctype = self.headers.get("Content-Type", "no Content-Type")
+        # The type comes from the vendor: keep it short and printable in our message.
+        ctype = "".join(c if c.isprintable() else "?" for c in ctype[:60])
+        return f"HTTP {self.status}, {len(self.body)} bytes, {ctype}"
 
     def text(self, encoding: str = "utf-8") -> str:
         """The body as text; undecodable bytes are replaced, never raised."""
@@ -149,3 +175,8 @@ class Response:
             f"Response(status={self.status}, bytes={len(self.body)}, "
             f"replayed={self.replayed}, attempts={self.attempts})"
         )
+
+
+def _first_clause(exc: Exception) -> str:
+    """msgspec's description of a decode error, which names a position, never the content."""
+    return str(exc).split(" - ")[0][:80]

@@ -62,9 +62,15 @@ class AiohttpTransport:
         limit_per_host: int = 0,
         verify_ssl: bool = True,
     ) -> None:
-        if max_response_bytes < 1:
-            raise InvalidRequest("max_response_bytes must be >= 1")
-        if not verify_ssl:
+        if (
+            isinstance(max_response_bytes, bool)
+            or not isinstance(max_response_bytes, int)
+            or max_response_bytes < 1
+        ):
+            raise InvalidRequest("max_response_bytes must be an integer >= 1")
+        # A session passed in may carry its own `ssl=False`: that must not go unnoticed either.
+        given_ssl = getattr(session.connector, "_ssl", True) if session is not None else True
+        if not verify_ssl or given_ssl is False:
             warnings.warn(
                 "TLS certificate verification is DISABLED for this connector; "
                 "use this only against local test servers",
@@ -122,9 +128,11 @@ class AiohttpTransport:
                     raise ResponseTooLarge(
                         f"response of {length} bytes exceeds max_response_bytes={self._max}"
                     )
-                if length is not None:
+                if length is not None and "Content-Encoding" not in resp.headers:
                     data = await resp.read()
                 else:
+                    # Chunked, or compressed: Content-Length counts the compressed bytes, so a
+                    # small gzip body can inflate far past the cap. Count what we decode.
                     data = await self._read_capped(resp)
                 return Response(resp.status, resp.headers, data)
         except aiohttp.ConnectionTimeoutError:

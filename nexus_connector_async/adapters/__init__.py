@@ -30,7 +30,7 @@ from .paypal import (
     PayPalPermissionError,
     PayPalRateLimitError,
 )
-from .sns import SnsError, SnsSmsAdapter, SnsThrottled, SpendCounterBusy, SpendReport
+from .sns import SnsError, SnsSmsAdapter, SnsThrottled, SpendReport
 from .stripe import (
     StripeAPIError,
     StripeAuthenticationError,
@@ -73,7 +73,6 @@ __all__ = [
     "SnsError",
     "SnsSmsAdapter",
     "SnsThrottled",
-    "SpendCounterBusy",
     "SpendLimitExceeded",
     "SpendReport",
     "StripeAPIError",

@@ -84,7 +84,12 @@ class AdmissionStore(Protocol):
         is_retry: bool = False,
         shadow: bool = False,
     ) -> Admission:
-        """Decide whether one attempt may go, atomically taking a token and/or probe permit."""
+        """Decide whether one attempt may go, atomically taking a token and/or probe permit.
+
+        If the caller is cancelled while the decision is in flight, the implementation gives
+        back a probe permit it granted (the memory backend never suspends here; Redis hands
+        the permit of an orphaned reply back at once).
+        """
         ...
 
     async def record(
@@ -148,6 +153,16 @@ class KeyValueStore(Protocol):
     async def get(self, key: str) -> bytes | None: ...
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
+
+    async def add(
+        self, key: str, amount: int, *, limit: int | None = None, ttl: float | None = None
+    ) -> tuple[bool, int]:
+        """Atomically add `amount` (may be negative) to an integer counter, never below 0.
+
+        Refused (returns `(False, total)`, nothing changed) when a positive `amount` would take
+        the total past `limit`. `ttl` applies when the counter is created. Spend guards use it.
+        """
+        ...
 
     async def delete(self, key: str) -> None: ...
 

@@ -295,6 +295,23 @@ class MemoryBackend:
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         self._kv[key] = (value, None if ttl is None else self._clock.monotonic() + ttl)
 
+    async def add(
+        self, key: str, amount: int, *, limit: int | None = None, ttl: float | None = None
+    ) -> tuple[bool, int]:
+        """Add `amount` to an integer counter unless the total would pass `limit`."""
+        item = self._kv.get(key)
+        now = self._clock.monotonic()
+        total, expires = 0, None
+        if item is not None and (item[1] is None or item[1] > now):
+            total, expires = int(item[0]), item[1]
+        new = max(0, total + amount)
+        if limit is not None and amount > 0 and new > limit:
+            return False, total
+        if expires is None and ttl is not None:
+            expires = now + ttl
+        self._kv[key] = (str(new).encode(), expires)
+        return True, new
+
     async def delete(self, key: str) -> None:
         self._kv.pop(key, None)
 

@@ -29,9 +29,10 @@ def _fmt(value: float | None, unit: str = "") -> str:
 
 
 async def status(
-    url: str, service: str | None, *, cluster: bool, prefix: str, out: TextIO = sys.stdout
+    url: str, service: str | None, *, cluster: bool, prefix: str, out: TextIO | None = None
 ) -> int:
     """Print each service's breaker, bucket and idempotency state."""
+    out = out or sys.stdout
     from redis.exceptions import RedisError
 
     from ..backends.redis._inspect import list_services, service_status
@@ -52,7 +53,7 @@ async def status(
         rows = [
             await service_status(client, s, prefix) for s in ([service] if service else services)
         ]
-    except (RedisError, OSError) as exc:
+    except RedisError as exc:
         print(f"error: Redis failed while reading ({type(exc).__name__})", file=sys.stderr)
         return EXIT_UNREACHABLE
     finally:
@@ -82,10 +83,11 @@ async def reset(
     cluster: bool,
     prefix: str,
     yes: bool,
-    stdin: TextIO = sys.stdin,
-    out: TextIO = sys.stdout,
+    stdin: TextIO | None = None,
+    out: TextIO | None = None,
 ) -> int:
     """Close a service's breaker and refill its buckets, after confirmation."""
+    stdin, out = stdin or sys.stdin, out or sys.stdout
     from redis.exceptions import RedisError
 
     from ..backends.redis._inspect import list_services, reset_service
@@ -111,7 +113,7 @@ async def reset(
                 print("aborted", file=out)
                 return EXIT_ABORTED
         removed = await reset_service(client, service, prefix)
-    except (RedisError, OSError) as exc:
+    except RedisError as exc:
         print(f"error: Redis failed during reset ({type(exc).__name__})", file=sys.stderr)
         return EXIT_UNREACHABLE
     finally:

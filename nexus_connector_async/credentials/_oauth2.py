@@ -441,7 +441,7 @@ class OAuth2CredentialProvider:
         try:
             if data is not None:
                 return _decode_entry(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             pass
         # Another key, an older layout or a corrupted write: treat it as missing.
         self._log.warning("nexus.oauth.cache_unreadable", client=self._id)
@@ -454,7 +454,7 @@ class OAuth2CredentialProvider:
             return None
         try:
             return _decode_failure(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             return None
 
 

@@ -140,13 +140,18 @@ class TokenClient:
             raise CredentialRefreshError(
                 "token response is missing a valid access_token", error="invalid_response"
             ) from None
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec raises the latter for bad UTF-8
             raise CredentialRefreshError(
                 "token response is not valid JSON", error="invalid_response"
             ) from None
         if not reply.access_token or any(c in reply.access_token for c in "\r\n\0"):
             raise CredentialRefreshError(
                 "token response is missing a valid access_token", error="invalid_response"
+            )
+        if not reply.token_type or any(c in reply.token_type for c in "\r\n\0"):
+            # It goes into the Authorization header next to the token: no header injection.
+            raise CredentialRefreshError(
+                "token response has an invalid token_type", error="invalid_response"
             )
         if reply.expires_in is not None and not 0 <= reply.expires_in < 10 * 365 * 86400:
             raise CredentialRefreshError(
@@ -167,7 +172,7 @@ def _parse_error(body: bytes, secrets: Iterable[str | None]) -> tuple[str | None
     """The OAuth error code and a scrubbed description from an error body, if it has them."""
     try:
         reply = _decode_error(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         return None, None
     error = reply.error if reply.error and _ERROR_CODE.fullmatch(reply.error) else None
     description = None

@@ -241,7 +241,7 @@ class PayPalSimulator(VendorServer):
             )
         try:
             return msgspec.json.decode(request.body) if request.body else None
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             raise _Error(400, "MALFORMED_REQUEST_JSON") from None
 
     # -- routes ---------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The shared SMS spend counter on the memory backend: exact under concurrency, per month."""
+"""The shared SMS spend counter: exact under concurrency, per month, on memory and Redis."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import asyncio
 
 import pytest
 
-from nexus_connector_async import MemoryBackend
+from nexus_connector_async import MemoryBackend, RedisBackend
 from nexus_connector_async.adapters._errors import SpendLimitExceeded
 from nexus_connector_async.adapters._money import Money
-from nexus_connector_async.adapters.sns import SpendCounterBusy
 from nexus_connector_async.adapters.sns._spend import SpendTracker
 from nexus_connector_async.testing import FakeClock
 
@@ -51,11 +50,18 @@ async def test_each_month_starts_from_zero_and_refunds_go_to_the_month_charged()
     assert await tracker.month_to_date("2024-01") == Money("0", "USD")
 
 
-async def test_a_lock_held_elsewhere_too_long_raises_spend_counter_busy() -> None:
-    backend, clock = MemoryBackend(), FakeClock(autojump=True)
-    tracker = SpendTracker(backend, "sns", clock, lock_lease=60.0, lock_wait=1.0)
-    month = tracker.month()
-    assert await backend.acquire_lock(f"sms-spend:sns:{month}:lock", "other-worker", 60.0)
-    with pytest.raises(SpendCounterBusy):
-        await tracker.reserve(CENT, None)
-    assert await tracker.month_to_date() == Money("0", "USD")
+@pytest.mark.redis
+async def test_trackers_in_many_tasks_share_one_redis_counter_exactly(redis_url: str) -> None:
+    backends = [RedisBackend.from_url(redis_url) for _ in range(2)]
+    try:
+        clock = FakeClock()
+        trackers = [SpendTracker(b, f"sns-{clock.time()}", clock) for b in backends]
+        outcomes = await asyncio.gather(
+            *(trackers[i % 2].reserve(CENT, Money("0.25", "USD")) for i in range(60)),
+            return_exceptions=True,
+        )
+        assert sum(not isinstance(o, BaseException) for o in outcomes) == 25
+        assert await trackers[0].month_to_date() == Money("0.25", "USD")
+    finally:
+        for b in backends:
+            await b.aclose()

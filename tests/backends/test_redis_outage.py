@@ -18,9 +18,11 @@ import pytest
 
 from nexus_connector_async import (
     BackendUnavailable,
+    BackendUnavailableEvent,
     CircuitBreakerConfig,
     Connector,
     Endpoint,
+    Event,
     RateLimitConfig,
     RedisBackend,
     Response,
@@ -189,3 +191,19 @@ async def test_the_connector_surfaces_backend_unavailable_not_a_redis_error(
     for _ in range(5):
         assert (await timed(opened.execute("svc", endpoint, {}))).status == 200
     await raises_unavailable(opened.execute("svc", endpoint, {}, idempotency_key="order-1"))
+
+
+async def test_an_outage_is_reported_to_the_connectors_event_hooks(
+    make: Any, restartable_redis: RedisProcess
+) -> None:
+    def ok(request: RecordedRequest) -> Response:
+        return Response(200, {}, b"{}")
+
+    seen: list[Event] = []
+    endpoint = Endpoint.create("http://127.0.0.1:9/pay").with_rate_limit(LIMIT)
+    c = Connector(backend=make("local"), http=MockTransport(ok), events=[seen.append])
+    assert (await c.execute("svc", endpoint, {})).status == 200
+    restartable_redis.kill()
+    assert (await timed(c.execute("svc", endpoint, {}))).status == 200  # local mode goes on
+    outages = [e for e in seen if isinstance(e, BackendUnavailableEvent)]
+    assert [(e.backend, e.mode) for e in outages] == [("redis", "local")]

@@ -64,6 +64,7 @@ CALLS: dict[str, Callable[[RedisBackend], Awaitable[Any]]] = {
     "extend": _extend,
     "kv_get": lambda b: b.get("k"),
     "kv_set": lambda b: b.set("k", b"v", 60.0),
+    "kv_add": lambda b: b.add("n", 1, limit=10, ttl=60.0),
     "lock_acquire": lambda b: b.acquire_lock("lock", "t", 60.0),
     "lock_release": lambda b: b.release_lock("lock", "t"),
 }

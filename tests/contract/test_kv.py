@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from nexus_connector_async.backends._base import Backend
 from nexus_connector_async.testing import FakeClock
 
@@ -59,3 +61,28 @@ async def test_keys_are_independent(backend: Backend) -> None:
     await backend.set("a", b"1")
     assert await backend.acquire_lock("b", "t", 10.0) is True
     assert await backend.get("a") == b"1"
+
+
+async def test_a_counter_adds_up_to_its_limit_and_refuses_past_it(backend: Backend) -> None:
+    assert await backend.add("spend", 600, limit=1000) == (True, 600)
+    assert await backend.add("spend", 400, limit=1000) == (True, 1000)
+    assert await backend.add("spend", 1, limit=1000) == (False, 1000)
+    assert await backend.add("spend", -300) == (True, 700)  # a refund always applies
+    assert await backend.add("spend", -5000) == (True, 0)  # never below zero
+    assert await backend.add("spend", 5) == (True, 5)  # no limit: always applies
+
+
+async def test_concurrent_additions_never_pass_the_limit(backend: Backend) -> None:
+    results = await asyncio.gather(*(backend.add("c", 3, limit=100) for _ in range(50)))
+    assert sum(applied for applied, _ in results) == 33
+    assert max(total for _, total in results) == 99
+
+
+async def test_a_counter_expires_with_the_ttl_it_was_created_with(
+    backend: Backend, clock: FakeClock
+) -> None:
+    await backend.add("month", 10, ttl=60.0)
+    clock.advance(30.0)
+    await backend.add("month", 10, ttl=60.0)  # does not extend the counter's life
+    clock.advance(30.0)
+    assert await backend.add("month", 1) == (True, 1)

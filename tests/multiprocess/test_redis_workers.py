@@ -24,12 +24,16 @@ def test_four_processes_never_exceed_a_100_per_second_bucket_and_use_98_percent_
     outcomes = run_in_processes(_workers.hammer_bucket, 4, redis_server.url, rate, 1.5, 4)
     results = [o.unwrap() for o in outcomes]
     admitted = sum(r[0] for r in results)
-    start, end = min(r[1] for r in results), max(r[2] for r in results)
-    # Server time bounds the window: a full bucket (100) plus 100 per second of it.
-    allowed = rate + rate * (end - start)
+    starts, ends = [r[1] for r in results], [r[2] for r in results]
+    # Server time bounds the window: a full bucket (100) plus 100 per second of it. Never more
+    # than that over the whole run...
+    allowed = rate + rate * (max(ends) - min(starts))
     assert admitted <= allowed
-    print(f"admitted {admitted} of {allowed:.1f}")
-    assert admitted >= 0.98 * allowed, (admitted, allowed)
+    # ...and at least 98% of it over the part of the run when all four were hammering (a
+    # process scheduled late on a busy machine must not count as an idle bucket).
+    saturated = rate + rate * (min(ends) - max(starts))
+    print(f"admitted {admitted}; at most {allowed:.1f}; saturated window {saturated:.1f}")
+    assert admitted >= 0.98 * saturated, (admitted, saturated)
 
 
 def test_a_breaker_opened_in_one_process_rejects_calls_in_all_others(

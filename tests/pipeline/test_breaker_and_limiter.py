@@ -217,3 +217,17 @@ async def test_retry_budget_caps_retries_to_its_floor_under_a_5xx_storm(stub: St
             with pytest.raises(HttpStatusError):
                 await c.execute("vendor", ep)
     assert stub.count == 10 + 2  # ten first attempts, two retries from the floor
+
+
+async def test_a_hostile_retry_after_pauses_the_service_only_up_to_the_cap(stub: Stub) -> None:
+    clock = FakeClock()
+    ep = Endpoint.create(stub.url(), "GET").with_retry(ONE_SHOT)
+    stub.queue(status(429, **{"Retry-After": "1000000000"}))
+    async with Connector(clock=clock, max_shared_pause=60.0) as c:
+        with pytest.raises(HttpStatusError):
+            await c.execute("vendor", ep)
+        with pytest.raises(RateLimitExceeded) as err:
+            await c.execute("vendor", ep)
+        assert err.value.retry_after == pytest.approx(60.0)
+        clock.advance(60.0)
+        assert (await c.execute("vendor", ep)).status == 200

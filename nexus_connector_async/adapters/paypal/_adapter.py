@@ -432,7 +432,7 @@ class PayPalPaymentAdapter:
     def _decode(decoder: Callable[[bytes], T], response: Response) -> T:
         try:
             return decoder(response.body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             raise PayPalAPIError(
                 response,
                 vendor="paypal",

@@ -83,7 +83,7 @@ def error_from_response(response: Response, secrets: tuple[str, ...] = ()) -> Pa
     """The typed error for a non-2xx PayPal response."""
     try:
         body: ErrorBody | None = decode_error(response.body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         body = None
     issues = tuple(d.issue for d in (body.details if body else []) if d.issue)
     name = body.name if body else None

@@ -18,7 +18,6 @@ __all__ = [
     "THROTTLING_CODES",
     "SnsError",
     "SnsThrottled",
-    "SpendCounterBusy",
     "map_exception",
     "outcome_known_unsent",
 ]
@@ -59,10 +58,6 @@ class SnsThrottled(VendorRateLimited):
 
     throttled = True
     retry_after: float | None = None
-
-
-class SpendCounterBusy(ConnectorError):
-    """The shared spend counter stayed locked by other workers; nothing was published."""
 
 
 def _response(status: int, headers: Any) -> Response:

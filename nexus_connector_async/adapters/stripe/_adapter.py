@@ -414,7 +414,7 @@ def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str] | None
 def _decode(decoder: Callable[[bytes], T], response: Response) -> T:
     try:
         return decoder(response.body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         raise StripeAPIError(
             response,
             vendor="stripe",

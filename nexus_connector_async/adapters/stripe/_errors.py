@@ -87,7 +87,7 @@ def error_from_response(response: Response, secrets: tuple[str, ...] = ()) -> St
     """
     try:
         body = decode_error(response.body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         body = None
     if body is not None and isinstance(body.error, ErrorObject):
         error = body.error

@@ -373,7 +373,7 @@ class TwilioSmsAdapter:
 def _decode(response: Response, decode: Callable[[bytes], _T]) -> _T:
     try:
         return decode(response.body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         raise VendorError(
             response, vendor=TWILIO, message="response body is not the expected JSON"
         ) from None

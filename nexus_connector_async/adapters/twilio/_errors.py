@@ -56,7 +56,7 @@ def error_from_response(response: Response) -> VendorError:
     text: str | None = None
     try:
         body = decode_error(response.body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         pass
     else:
         code = body.code

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any, Literal
 
 from redis.asyncio import Redis, RedisCluster
@@ -31,6 +32,7 @@ from redis.retry import Retry
 from ..._clock import SYSTEM_CLOCK, Clock
 from ..._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
 from ..._errors import BackendUnavailable, InvalidRequest
+from ..._events import BackendUnavailableEvent, Event
 from ..._logging import get_logger
 from .._base import ADMITTED, Admission, Claim
 from .._memory import MemoryBackend
@@ -98,6 +100,7 @@ class RedisBackend:
         self._ready = not self._cluster
         self._init_lock = asyncio.Lock()
         self._log = get_logger()
+        self._emit: Callable[[Event], None] | None = None
         self._health = Health(self._health_changed)
         self._pipe = Pipeliner(client, self._health, timeout=self._timeout, cluster=self._cluster)
         self._scripts: Scripts = register(client)
@@ -185,17 +188,32 @@ class RedisBackend:
         return await self._submit(("EVALSHA", script.sha, len(keys), *keys, *args), script)
 
     async def _submit(
-        self, command: tuple[Any, ...], script: Any = None, packed: bytes | None = None
+        self,
+        command: tuple[Any, ...],
+        script: Any = None,
+        packed: bytes | None = None,
+        on_orphan: Callable[[Any], None] | None = None,
     ) -> Any:
+        """Queue a command in the next batch and await its reply.
+
+        A queued command always runs, even if the caller is cancelled meanwhile. `on_orphan`
+        then receives the reply nobody awaited, to give back what it granted (a probe permit).
+        """
         if self._closed:
             raise BackendUnavailable("the backend is closed")
         if not self._health.may_try():
             raise RedisUnreachable("redis unreachable (backing off before reconnecting)")
         if not self._ready:
             await self._ensure_ready()
-        return await self._pipe.submit(command, script, packed)
+        return await self._pipe.submit(command, script, packed, on_orphan)
+
+    def bind_events(self, emit: Callable[[Event], None]) -> None:
+        """Report outages as `BackendUnavailableEvent` to a connector's hooks (it calls this)."""
+        self._emit = emit
 
     def _health_changed(self, up: bool, exc: BaseException | None) -> None:
+        if not up and self._emit is not None:
+            self._emit(BackendUnavailableEvent("redis", self.on_unavailable, type(exc).__name__))
         if up:
             self._log.warning("nexus.redis.recovered", mode=self.on_unavailable)
         elif self.on_unavailable == "fail_open":
@@ -283,11 +301,22 @@ class RedisBackend:
         args, packed = self._admission_command(
             service, scoped, breaker, limit, probe_lease, budget, is_retry, shadow
         )
+
+        def give_back(reply: Any) -> None:
+            # Cancelled while the reply was in flight: a permit nobody will use goes back now,
+            # not when its lease ends (the breaker could not probe meanwhile).
+            if reply[2]:
+                _, probes, _ = self._admission_keys(service, None)
+                orphan = self._pipe.submit(("ZREM", probes, reply[2]))
+                orphan.add_done_callback(lambda f: f.cancelled() or f.exception())
+
         try:
             if self._test_clock:
-                r = await self._submit((*args[:6], self._now(), *args[7:]), self._scripts.admit)
+                r = await self._submit(
+                    (*args[:6], self._now(), *args[7:]), self._scripts.admit, on_orphan=give_back
+                )
             else:
-                r = await self._submit(args, self._scripts.admit, packed)
+                r = await self._submit(args, self._scripts.admit, packed, on_orphan=give_back)
         except RedisUnreachable:
             if self.on_unavailable == "fail_open":
                 return _OPEN_DOOR
@@ -484,6 +513,24 @@ class RedisBackend:
             if self.on_unavailable == "fail_closed":
                 raise
             await self._local.set(key, value, ttl)
+
+    async def add(
+        self, key: str, amount: int, *, limit: int | None = None, ttl: float | None = None
+    ) -> tuple[bool, int]:
+        """Add `amount` to a shared counter unless the total would pass `limit` (one script)."""
+        args = (
+            self._now(),
+            str(int(amount)),
+            b"" if limit is None else str(int(limit)),
+            b"" if ttl is None else _num(ttl),
+        )
+        try:
+            r = await self._eval(self._scripts.kv_add, self._kv_key(key), args)
+        except RedisUnreachable:
+            if self.on_unavailable == "fail_closed":
+                raise
+            return await self._local.add(key, amount, limit=limit, ttl=ttl)
+        return bool(int(r[0])), int(r[1])
 
     async def delete(self, key: str) -> None:
         """Remove a shared value."""

@@ -11,7 +11,6 @@ is loaded and its commands re-sent, so scripts come back by themselves.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 from collections.abc import Callable
@@ -20,10 +19,11 @@ from typing import Any
 from redis import exceptions as rex
 
 from ..._errors import BackendUnavailable
+from ..._logging import get_logger
 
 __all__ = ["Health", "Pipeliner", "RedisUnreachable", "is_outage"]
 
-_log = logging.getLogger("nexus_connector_async.redis")
+_log = get_logger("nexus_connector_async.redis")
 
 # Errors that mean "Redis cannot answer right now" (as opposed to a bug in a command).
 _OUTAGE = (
@@ -109,7 +109,10 @@ class Health:
         return min(self.CAP, self.BASE * 2.0 ** min(self.failures, 16))
 
 
-Item = tuple[tuple[Any, ...], Any, bytes | None, "asyncio.Future[Any]"]
+#: (command, script, packed command, future of the reply, handler of an orphaned reply)
+Item = tuple[
+    tuple[Any, ...], Any, bytes | None, "asyncio.Future[Any]", "Callable[[Any], None] | None"
+]
 
 
 class Pipeliner:
@@ -128,15 +131,21 @@ class Pipeliner:
         self.commands = 0
 
     def submit(
-        self, args: tuple[Any, ...], script: Any = None, packed: bytes | None = None
+        self,
+        args: tuple[Any, ...],
+        script: Any = None,
+        packed: bytes | None = None,
+        on_orphan: Callable[[Any], None] | None = None,
     ) -> asyncio.Future[Any]:
         """Queue one command (`script` set for EVALSHA) and return the future of its reply.
 
         `packed` is the command already in RESP form (callers cache it for repeated commands).
+        A queued command always runs; if its caller was cancelled meanwhile, `on_orphan` gets
+        the reply nobody awaited (to give back what it granted).
         """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((args, script, packed, fut))
+        self._pending.append((args, script, packed, fut, on_orphan))
         if len(self._pending) == 1:
             loop.call_soon(self._flush, loop)
         return fut
@@ -171,6 +180,8 @@ class Pipeliner:
         for item, r in zip(batch, results, strict=True):
             fut = item[3]
             if fut.done():  # the caller was cancelled meanwhile
+                if item[4] is not None and not isinstance(r, Exception):
+                    item[4](r)
                 continue
             if isinstance(r, Exception):
                 fut.set_exception(as_backend_error(r))
@@ -230,7 +241,7 @@ class Pipeliner:
                 continue
             self.round_trips += 1
             script.sha = await self._client.script_load(script.script)
-        _log.info("nexus.redis.scripts_loaded count=%d", len(scripts))
+        _log.info("nexus.redis.scripts_loaded", count=len(scripts))
 
     async def aclose(self) -> None:
         """Wait for batches already on the wire, then give our connections back to the pool."""

@@ -110,6 +110,9 @@ async def service_status(client: Any, service: str, prefix: str = "nexus") -> Se
 async def reset_service(client: Any, service: str, prefix: str = "nexus") -> int:
     """Close the service's breaker and refill its buckets; returns how many keys were removed.
 
+    Plain writes, no read-modify-write: a worker's script running in between sees either the
+    old state or a fresh one, both valid.
+
     Idempotency records are left alone: deleting them could let a payment be sent twice.
     """
     check_prefix(prefix)
@@ -120,5 +123,9 @@ async def reset_service(client: Any, service: str, prefix: str = "nexus") -> int
     ]
     pattern = key(prefix, "tbucket", service, "*")
     names += [_s(raw) or "" async for raw in client.scan_iter(match=pattern, count=500)]
-    # All of them share the service's hash tag, so one DEL touches one slot.
-    return int(await client.delete(*names))
+    # All of them share the service's hash tag, so one DEL touches one slot. The breaker is
+    # then marked closed (for an hour, like an idle breaker) so `status` still lists it.
+    removed = int(await client.delete(*names))
+    await client.hset(names[0], mapping={"state": "closed", "failures": 0})
+    await client.expire(names[0], 3600)
+    return removed

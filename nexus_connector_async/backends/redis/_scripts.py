@@ -22,6 +22,7 @@ SCRIPT_NAMES = (
     "extend",
     "kv_get",
     "kv_set",
+    "kv_add",
     "lock_acquire",
     "lock_release",
 )
@@ -50,6 +51,7 @@ class Scripts(NamedTuple):
     extend: Any
     kv_get: Any
     kv_set: Any
+    kv_add: Any
     lock_acquire: Any
     lock_release: Any
 

@@ -2,7 +2,7 @@
 -- pause and token bucket, in one atomic step (the same decisions as MemoryBackend._decide).
 -- KEYS[1] breaker hash: state, failures, successes, opened_at, paused_until, budget, budget_at, seq
 -- KEYS[2] probe zset: permit -> lease expiry (the half-open permits held right now)
--- KEYS[3] bucket hash: tokens, updated (not touched when ARGV[8] is '')
+-- KEYS[3] bucket hash: tokens, updated, cap, rate (not touched when ARGV[8] is '')
 -- ARGV[1] time override ('' = TIME)   ARGV[2] recovery_timeout   ARGV[3] half_open_max_calls
 -- ARGV[4] probe lease seconds   ARGV[5] budget ratio ('' = no budget)   ARGV[6] budget floor/s
 -- ARGV[7] '1' if this attempt is a retry   ARGV[8] bucket capacity ('' = no rate limit)
@@ -84,7 +84,8 @@ local function decide()
       return {2, total}
     end
     local left = at_start - 1.0
-    redis.call('HSET', bucket, 'tokens', fmt(left), 'updated', fmt(start))
+    -- cap and rate ride along so operators' status views can compute the tokens left.
+    redis.call('HSET', bucket, 'tokens', fmt(left), 'updated', fmt(start), 'cap', ARGV[8], 'rate', ARGV[9])
     -- Expire once it would be full again: then "missing" and "full" are the same state.
     redis.call('PEXPIRE', bucket, math.ceil(((cap - left) / rate + wait) * 1000) + GC_MARGIN_MS)
     wait = total

@@ -1,5 +1,5 @@
 -- record.lua: feed one attempt's outcome to the breaker (MemoryBackend.record semantics).
--- KEYS[1] breaker hash   KEYS[2] probe zset
+-- KEYS[1] breaker hash (also keeps 'recovery' for operators' status views)   KEYS[2] probe zset
 -- ARGV[1] time override ('' = TIME)   ARGV[2] '1' success / '0' failure   ARGV[3] probe permit
 -- ARGV[4] failure_threshold   ARGV[5] success_threshold   ARGV[6] recovery_timeout
 -- Returns the new state ('open' or 'closed') when it changed, else nil.
@@ -19,7 +19,7 @@ if state == 'closed' then
   local failures = redis.call('HINCRBY', cb, 'failures', 1)
   keep_for(cb, idle_ms)
   if failures >= tonumber(ARGV[4]) then
-    redis.call('HSET', cb, 'state', 'open', 'opened_at', fmt(NOW))
+    redis.call('HSET', cb, 'state', 'open', 'opened_at', fmt(NOW), 'recovery', ARGV[6])
     return 'open'
   end
   return false
@@ -29,7 +29,7 @@ if state == 'half_open' and ARGV[3] ~= '' and redis.call('ZREM', probes, ARGV[3]
   keep_for(cb, idle_ms)
   if not success then
     -- A failed probe re-opens for a full recovery_timeout from now.
-    redis.call('HSET', cb, 'state', 'open', 'opened_at', fmt(NOW))
+    redis.call('HSET', cb, 'state', 'open', 'opened_at', fmt(NOW), 'recovery', ARGV[6])
     redis.call('DEL', probes)
     return 'open'
   end

@@ -1,0 +1,42 @@
+"""A caller cancelled while its admission reply is in flight gives its probe permit back."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from nexus_connector_async import CircuitBreakerConfig, RedisBackend
+from nexus_connector_async.backends._base import ADMITTED, CIRCUIT_OPEN
+from nexus_connector_async.testing import FakeClock
+from tests._redis_servers import RedisProcess
+
+pytestmark = pytest.mark.redis
+
+BREAKER = CircuitBreakerConfig(failure_threshold=1, recovery_timeout=5.0, half_open_max_calls=1)
+
+
+async def test_a_permit_granted_to_a_cancelled_caller_is_released(
+    redis_server: RedisProcess, redis_flush: None
+) -> None:
+    clock = FakeClock()
+    backend = RedisBackend.from_url(redis_server.url, clock=clock)
+    try:
+        assert await backend.record("svc", BREAKER, success=False) == "open"
+        clock.advance(5.0)
+        doomed = asyncio.create_task(backend.admit("svc", None, BREAKER, None, probe_lease=60.0))
+        await asyncio.sleep(0)  # the admission is queued in the next batch...
+        doomed.cancel()  # ...and its caller goes away before the reply arrives
+        with pytest.raises(asyncio.CancelledError):
+            await doomed
+        # The script still ran and granted the only permit; the orphaned reply hands it back.
+        async with asyncio.timeout(5.0):
+            while True:
+                adm = await backend.admit("svc", None, BREAKER, None, probe_lease=60.0)
+                if adm.reason == ADMITTED:
+                    break
+                assert adm.reason == CIRCUIT_OPEN
+                await asyncio.sleep(0.01)
+        assert adm.probe
+    finally:
+        await backend.aclose()

@@ -1,0 +1,118 @@
+"""`status` and `reset` against a real Redis: what operators see matches what workers did."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import sys
+
+import pytest
+from aiohttp import web
+
+from nexus_connector_async import (
+    CircuitBreakerConfig,
+    CircuitOpenError,
+    Connector,
+    Endpoint,
+    HttpStatusError,
+    RateLimitConfig,
+    RedisBackend,
+    RetryPolicy,
+)
+from nexus_connector_async.__main__ import main
+from nexus_connector_async.cli._ops import EXIT_UNKNOWN_SERVICE, EXIT_UNREACHABLE
+
+
+async def _make_state(url: str, *, cluster: bool = False) -> None:
+    """Open the 'vendor' breaker, spend 3 of 10 'limited' tokens, leave one key in progress."""
+
+    async def fail(request: web.Request) -> web.Response:
+        return web.Response(status=503 if request.path == "/fail" else 200)
+
+    app = web.Application()
+    app.router.add_route("*", "/{p:.*}", fail)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    breaker = CircuitBreakerConfig(failure_threshold=2, recovery_timeout=60.0)
+    failing = (
+        Endpoint.create(f"{base}/fail", "GET")
+        .with_circuit_breaker(breaker)
+        .with_retry(RetryPolicy(max_attempts=1))
+    )
+    limited = Endpoint.create(f"{base}/ok", "GET").with_rate_limit(RateLimitConfig.per_minute(10))
+    backend = RedisBackend.from_url(url, cluster=cluster)
+    try:
+        async with Connector(backend=backend) as c:
+            for _ in range(2):
+                with pytest.raises(HttpStatusError):
+                    await c.execute("vendor", failing)
+            with pytest.raises(CircuitOpenError):
+                await c.execute("vendor", failing)
+            for _ in range(3):
+                await c.execute("limited", limited)
+            await backend.claim("limited", None, "digest-1", "fp", 60.0)
+    finally:
+        await runner.cleanup()
+
+
+def run(argv: list[str], stdin: str = "") -> tuple[int, str]:
+    out = io.StringIO()
+    old_stdin = sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stdout(out):
+            code = main(argv)
+    finally:
+        sys.stdin = old_stdin
+    return code, out.getvalue()
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["redis", "cluster"])
+def test_status_shows_open_breakers_tokens_and_keys_in_progress(
+    cluster: bool, request: pytest.FixtureRequest
+) -> None:
+    if cluster:
+        request.getfixturevalue("redis_cluster_flush")
+        url = request.getfixturevalue("redis_cluster_url")
+    else:
+        request.getfixturevalue("redis_flush")
+        url = request.getfixturevalue("redis_url")
+    asyncio.run(_make_state(url, cluster=cluster))
+    code, text = run(["status", "--redis", url, *(["--cluster"] if cluster else [])])
+    assert code == 0
+    lines = {line.split()[0]: line.split() for line in text.splitlines()[1:]}
+    vendor, limited = lines["vendor"], lines["limited"]
+    assert vendor[1] == "open"
+    assert vendor[2] == "2"  # consecutive failures
+    assert 55.0 < float(vendor[3].rstrip("s")) <= 60.0  # seconds to half-open
+    tokens, capacity = limited[6].split("/")
+    assert 7.0 <= float(tokens) < 7.5
+    assert capacity == "10"
+    assert limited[7] == "1"  # one idempotency key in progress
+
+
+@pytest.mark.usefixtures("redis_flush")
+def test_reset_closes_the_breaker_for_every_worker_after_confirmation(redis_url: str) -> None:
+    asyncio.run(_make_state(redis_url))
+    code, text = run(["reset", "vendor", "--redis", redis_url], stdin="n\n")
+    assert (code, "aborted" in text) == (1, True)
+    code, text = run(["reset", "vendor", "--redis", redis_url], stdin="y\n")
+    assert code == 0
+    assert "breaker closed" in text
+    code, text = run(["status", "vendor", "--redis", redis_url])
+    assert text.splitlines()[1].split()[1] == "closed"
+
+
+@pytest.mark.usefixtures("redis_flush")
+def test_an_unknown_service_and_an_unreachable_redis_have_their_exit_codes(
+    redis_url: str, unused_tcp_port: int
+) -> None:
+    asyncio.run(_make_state(redis_url))
+    assert run(["status", "nope", "--redis", redis_url])[0] == EXIT_UNKNOWN_SERVICE
+    assert run(["reset", "nope", "--redis", redis_url, "--yes"])[0] == EXIT_UNKNOWN_SERVICE
+    dead = f"redis://127.0.0.1:{unused_tcp_port}/0"
+    assert run(["status", "--redis", dead])[0] == EXIT_UNREACHABLE
