@@ -86,7 +86,7 @@ def summarize_throughput(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return n / calls if calls else 0.0
 
         peer = _PEER_OF.get(variant)
-        row = {
+        row: dict[str, Any] = {
             "variant": variant,
             "loop": loop,
             "concurrency": conc,
@@ -156,11 +156,13 @@ def strip_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _row(doc: dict[str, Any], variant: str, loop: str = "asyncio") -> dict[str, Any] | None:
-    rows = [r for r in doc["throughput"] if r["variant"] == variant and r["loop"] == loop]
+    rows: list[dict[str, Any]] = [
+        r for r in doc["throughput"] if r["variant"] == variant and r["loop"] == loop
+    ]
     if not rows:
         return None
     at_100 = [r for r in rows if r["concurrency"] == 100]
-    return at_100[0] if at_100 else max(rows, key=lambda r: r["concurrency"])
+    return at_100[0] if at_100 else max(rows, key=lambda r: int(r["concurrency"]))
 
 
 def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
