@@ -24,8 +24,7 @@ def _python() -> str | None:
 def tests(session: nox.Session) -> None:
     """The whole test suite: unit, real Redis and Redis Cluster, multi-process, adapters."""
     session.install(".[test]")
-    # asyncio debug mode: never-awaited coroutines and unclosed resources surface as errors.
-    session.run("pytest", *session.posargs, env={"PYTHONASYNCIODEBUG": "1"})
+    session.run("pytest", *session.posargs)
 
 
 @nox.session(python=_python())

@@ -71,7 +71,7 @@ class CircuitStateChanged(msgspec.Struct, frozen=True):
     """A breaker transition, reported once fleet-wide by the worker whose script made it."""
 
     service: str
-    state: str  # "open" | "half_open" | "closed"
+    state: str  # "open" | "closed" (half-open happens lazily at admission, unreported)
 
 
 class IdempotentReplay(msgspec.Struct, frozen=True):
@@ -126,7 +126,7 @@ Event = (
 class EventHook(Protocol):
     """Receives every event. Must be fast and must not raise (errors are swallowed)."""
 
-    def __call__(self, event: Event) -> None: ...
+    def __call__(self, event: Event, /) -> None: ...
 
 
 _LOG_EVENTS: dict[type[Any], tuple[str, str]] = {

@@ -147,7 +147,8 @@ class SmsGateway(Protocol):
         ...
 
 
-SendOne = Callable[[SmsMessage, IdempotencyKey | None], Awaitable[SmsResult]]
+#: An adapter's `send(to, body, *, media_urls, idempotency_key, tenant_id)`.
+Send = Callable[..., Awaitable[SmsResult]]
 
 
 def _as_message(item: object) -> SmsMessage:
@@ -174,13 +175,14 @@ def _message_key(
 
 async def run_bulk(
     messages: Iterable[tuple[str, str] | SmsMessage],
-    send_one: SendOne,
+    send: Send,
     *,
     concurrency: int,
     idempotency_key: IdempotencyKey | None,
+    tenant_id: str | None,
     service: str,
 ) -> list[SmsResult]:
-    """Send `messages` through `send_one` with a fixed pool of `concurrency` workers.
+    """Send `messages` through the adapter's `send` with a fixed pool of `concurrency` workers.
 
     Workers pull from one iterator, so the input is consumed lazily (100k messages never become
     100k tasks); each result lands at its input position. A `ConnectorError` becomes a failed
@@ -211,7 +213,13 @@ async def run_bulk(
                 continue
             try:
                 key = _message_key(message, idempotency_key, index)
-                results[index] = await send_one(message, key)
+                results[index] = await send(
+                    message.to,
+                    message.body,
+                    media_urls=message.media_urls,
+                    idempotency_key=key,
+                    tenant_id=tenant_id,
+                )
             except ConnectorError as exc:
                 to = message.to if isinstance(message.to, str) else ""
                 results[index] = SmsResult.failed(to, exc)

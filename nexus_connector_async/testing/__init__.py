@@ -47,10 +47,16 @@ class FakeClock:
 
     With `autojump=True`, whenever the event loop has nothing else to run for a few iterations,
     time jumps to the earliest pending `sleep()` deadline (like trio's `MockClock`), so code that
-    waits for tokens or backoff runs instantly and deterministically.
+    waits for tokens or backoff runs instantly and deterministically. With `instant=True`, every
+    `sleep()` moves time by its own duration and returns at once. Either way `slept` lists every
+    duration asked for, so tests can assert on backoff and Retry-After delays.
     """
 
-    def __init__(self, start: float = 1_700_000_000.0, *, autojump: bool = False) -> None:
+    def __init__(
+        self, start: float = 1_700_000_000.0, *, autojump: bool = False, instant: bool = False
+    ) -> None:
+        self.instant = instant
+        self.slept: list[float] = []
         self._now = 0.0
         self._epoch = start
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
@@ -68,6 +74,11 @@ class FakeClock:
 
     async def sleep(self, seconds: float) -> None:
         """Wait until fake time reaches now + `seconds` (by `advance()` or autojump)."""
+        self.slept.append(seconds)
+        if self.instant:
+            self.advance(max(0.0, seconds))
+            await asyncio.sleep(0)
+            return
         if seconds <= 0:
             await asyncio.sleep(0)
             return

@@ -56,19 +56,6 @@ def breaker_state(c: Connector, service: str) -> str:
     return c.backend.breaker_state(service)
 
 
-class SleepRecorder(FakeClock):
-    """A fake clock whose sleeps return at once, remembering how long they asked for."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.slept: list[float] = []
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.advance(max(0.0, seconds))
-        await asyncio.sleep(0)
-
-
 # -- 5xx storm -----------------------------------------------------------------------------------
 
 
@@ -121,7 +108,7 @@ async def test_a_5xx_storm_never_resends_an_unkeyed_post(stub: Stub, clock: Fake
 
 
 async def test_a_429_with_retry_after_is_waited_out_then_retried_once(stub: Stub) -> None:
-    clock = SleepRecorder()
+    clock = FakeClock(instant=True)
     stub.queue(status(429, **{"Retry-After": "2"}), status(200, b'{"id":"ch_1"}'))
     ep = Endpoint(
         stub.url(),

@@ -28,19 +28,6 @@ from ._stub import Stub, held, status
 FAST = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0)
 
 
-class SleepRecorder(FakeClock):
-    """A fake clock whose sleeps return at once, remembering how long they asked for."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.slept: list[float] = []
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.advance(max(0.0, seconds))
-        await asyncio.sleep(0)
-
-
 async def test_a_slow_vendor_raises_request_timeout_and_is_not_resent(
     connector: Connector, stub: Stub
 ) -> None:
@@ -130,7 +117,7 @@ async def test_a_refused_connection_is_retried_even_for_a_post_because_nothing_w
 
 
 async def test_retry_after_seconds_is_honoured_and_capped_by_max_delay(stub: Stub) -> None:
-    clock = SleepRecorder()
+    clock = FakeClock(instant=True)
     stub.queue(
         status(429, **{"Retry-After": "2"}), status(503, **{"Retry-After": "120"}), status(200)
     )
@@ -186,7 +173,7 @@ async def test_stripe_should_retry_false_stops_a_retry_and_true_forces_one(
 
 
 async def test_a_deadline_stops_retries_that_could_not_finish_in_time(stub: Stub) -> None:
-    clock = SleepRecorder()
+    clock = FakeClock(instant=True)
     stub.queue(status(503, **{"Retry-After": "3"}), status(200))
     ep = Endpoint.create(stub.url(), "GET").with_retry(RetryPolicy(max_attempts=3, max_delay=10))
     async with Connector(clock=clock) as c:

@@ -268,20 +268,12 @@ class SnsSmsAdapter:
         `idempotency_key`, message i uses the key `f"{key}#{i}"` unless it has its own.
         """
 
-        async def one(message: SmsMessage, key: IdempotencyKey | None) -> SmsResult:
-            return await self.send(
-                message.to,
-                message.body,
-                media_urls=message.media_urls,
-                idempotency_key=key,
-                tenant_id=tenant_id,
-            )
-
         return await run_bulk(
             messages,
-            one,
+            self.send,
             concurrency=concurrency,
             idempotency_key=idempotency_key,
+            tenant_id=tenant_id,
             service=self.service,
         )
 

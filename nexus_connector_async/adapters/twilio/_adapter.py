@@ -266,20 +266,12 @@ class TwilioSmsAdapter:
         re-running the same batch replays what was already sent instead of sending it again.
         """
 
-        async def one(message: SmsMessage, key: IdempotencyKey | None) -> SmsResult:
-            return await self.send(
-                message.to,
-                message.body,
-                media_urls=message.media_urls,
-                idempotency_key=key,
-                tenant_id=tenant_id,
-            )
-
         return await run_bulk(
             messages,
-            one,
+            self.send,
             concurrency=concurrency,
             idempotency_key=idempotency_key,
+            tenant_id=tenant_id,
             service=self.service,
         )
 
