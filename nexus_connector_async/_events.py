@@ -7,6 +7,7 @@ and hashes, never a payload, header or token.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
@@ -143,6 +144,9 @@ _LOG_EVENTS: dict[type[Any], tuple[str, str]] = {
 }
 
 
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+
+
 class StructlogHook:
     """Turns events into structlog lines named `nexus.<component>.<event>`.
 
@@ -152,20 +156,26 @@ class StructlogHook:
 
     def __init__(self, logger: Any) -> None:
         self._log = logger
+        self._enabled = getattr(logger, "is_enabled_for", None)
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, CallFinished):
+            level, name = (
+                ("warning", "nexus.call.failed")
+                if event.failed
+                else ("info", "nexus.call.completed")
+            )
+        else:
+            spec = _LOG_EVENTS.get(type(event))
+            if spec is None:
+                return
+            level, name = spec
+        if self._enabled is not None and not self._enabled(_LEVELS[level]):
+            return  # don't build fields a filtering logger throws away
         fields = msgspec.structs.asdict(event)
         if isinstance(event, AttemptFinished | CallFinished):
             fields["duration_ms"] = round(fields.pop("duration") * 1000.0, 2)
-        if isinstance(event, CallFinished):
-            if event.failed:
-                self._log.warning("nexus.call.failed", **fields)
-            else:
-                self._log.info("nexus.call.completed", **fields)
-            return
-        spec = _LOG_EVENTS.get(type(event))
-        if spec is not None:
-            getattr(self._log, spec[0])(spec[1], **fields)
+        getattr(self._log, level)(name, **fields)
 
 
 class EventBus:
