@@ -473,6 +473,8 @@ class RedisBackend:
         finally:
             sleeper.cancel()
             waiter.cancel()
+            # Let a cancelled BLMOVE drop its connection now, not when the loop is gone.
+            await asyncio.wait((waiter, sleeper))
         if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
             raise waiter.exception()  # type: ignore[misc]
 
