@@ -709,6 +709,8 @@ class Connector:
             transient = exc.transient
             return _Outcome(None, exc, transient, transient, not getattr(exc, "sent", True))
         status = response.status
+        if status < 300:
+            return _Outcome(response, None, False, False, False)  # the happy path: no header reads
         if status == 401 and creds is not None and provider is not None and not call.reauthed:
             fresh = await _refresh(provider, call, creds)
             if fresh is not None and fresh.access_token != creds.access_token:
