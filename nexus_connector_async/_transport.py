@@ -90,9 +90,7 @@ class AiohttpTransport:
             connector = aiohttp.TCPConnector(
                 limit=self._limit, limit_per_host=self._limit_per_host, ssl=self._ssl
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
-            )
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
             self._owns_session = True
         return self._session
 
