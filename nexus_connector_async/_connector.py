@@ -337,9 +337,7 @@ class Connector:
             operation,
         )
 
-        async def attempt(call: _Call) -> _Outcome:
-            return await self._fn_attempt(call, fn, timeout)
-
+        attempt = functools.partial(self._fn_attempt, fn, timeout)
         if key is None:
             result: T = await self._attempts(call, attempt)
             return result
@@ -735,7 +733,7 @@ class Connector:
         )
 
     async def _fn_attempt(
-        self, call: _Call, fn: Callable[[], Awaitable[Any]], timeout: float | None
+        self, fn: Callable[[], Awaitable[Any]], timeout: float | None, call: _Call
     ) -> _Outcome:
         try:
             if timeout is None:
