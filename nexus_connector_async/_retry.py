@@ -20,11 +20,6 @@ def set_testing(enabled: bool = True) -> None:
     _testing = enabled
 
 
-def is_testing() -> bool:
-    """Whether `set_testing` turned backoff off."""
-    return _testing
-
-
 def backoff(policy: RetryPolicy, retry_number: int) -> float:
     """Delay before retry `retry_number` (1-based): exponential, capped, with full jitter."""
     if _testing:
