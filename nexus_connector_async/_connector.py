@@ -650,6 +650,8 @@ class Connector:
             is_retry=is_retry,
             shadow=call.service in self.shadow_services,
         )
+        if adm.half_opened:  # reported once fleet-wide: only one admission makes the move
+            self.events.emit(CircuitStateChanged(call.service, "half_open"))
         if adm.would_block != ADMITTED:
             self.events.emit(ShadowWouldBlock(call.service, _REASONS[adm.would_block]))
         if adm.reason != ADMITTED:

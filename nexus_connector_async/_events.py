@@ -71,7 +71,7 @@ class CircuitStateChanged(msgspec.Struct, frozen=True):
     """A breaker transition, reported once fleet-wide by the worker whose script made it."""
 
     service: str
-    state: str  # "open" | "closed" (half-open happens lazily at admission, unreported)
+    state: str  # "open" | "half_open" | "closed"
 
 
 class IdempotentReplay(msgspec.Struct, frozen=True):

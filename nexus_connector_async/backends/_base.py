@@ -38,7 +38,8 @@ class Admission(NamedTuple):
     reserved within `max_wait`); when refused, it is the retry-after in seconds. `probe` is the
     half-open permit this attempt holds ("" if none). `clean` means the breaker is closed with no
     failures on record, so a success needs no `record()` round trip. `would_block` is the reason
-    a shadow-mode admission would have refused (ADMITTED otherwise).
+    a shadow-mode admission would have refused (ADMITTED otherwise). `half_opened` is True for
+    the one admission, fleet-wide, that moved the breaker from open to half-open.
     """
 
     reason: int
@@ -46,6 +47,7 @@ class Admission(NamedTuple):
     probe: str = ""
     clean: bool = False
     would_block: int = ADMITTED
+    half_opened: bool = False
 
     @property
     def admitted(self) -> bool:

@@ -89,11 +89,14 @@ class MemoryBackend:
     ) -> Admission:
         now = self._clock.monotonic()
         b = self._breaker(service)
+        was_open = b.state == OPEN
         would = self._decide(b, service, tenant, breaker, limit, budget, is_retry, now, probe_lease)
+        if was_open and b.state == HALF_OPEN:
+            would = would._replace(half_opened=True)
         if would.reason == ADMITTED or not shadow:
             return would
         # Shadow mode: report what would have happened, block nothing, take nothing.
-        return Admission(ADMITTED, 0.0, "", False, would.reason)
+        return Admission(ADMITTED, 0.0, "", False, would.reason, would.half_opened)
 
     def _decide(
         self,

@@ -201,3 +201,26 @@ async def test_shadow_mode_reports_an_open_circuit_but_blocks_nothing(backend: B
     assert adm.would_block == CIRCUIT_OPEN
     assert adm.probe == ""
     assert adm.clean is False
+
+
+async def test_exactly_one_admission_reports_the_move_to_half_open(
+    backend: Backend, clock: FakeClock
+) -> None:
+    cfg = CircuitBreakerConfig(failure_threshold=3, recovery_timeout=10.0, half_open_max_calls=2)
+    await fail(backend, 3, cfg)
+    assert (await admit(backend, cfg)).half_opened is False  # still open
+    clock.advance(10.0)
+    first, second, third = [await admit(backend, cfg) for _ in range(3)]
+    assert (first.half_opened, second.half_opened, third.half_opened) == (True, False, False)
+    assert (first.reason, second.reason, third.reason) == (ADMITTED, ADMITTED, CIRCUIT_OPEN)
+    assert await backend.record("svc", cfg, success=True, probe=first.probe) == "closed"
+    assert (await admit(backend, cfg)).half_opened is False  # closed again: nothing to report
+
+
+async def test_shadow_mode_still_reports_the_move_to_half_open(
+    backend: Backend, clock: FakeClock
+) -> None:
+    await fail(backend, 3)
+    clock.advance(10.0)
+    adm = await backend.admit("svc", None, CB, None, probe_lease=LEASE, shadow=True)
+    assert (adm.reason, adm.half_opened) == (ADMITTED, True)

@@ -115,9 +115,10 @@ def _check_breaker_fleet(
     assert storm.count("CircuitOpenError") == PROCESSES * calls - failures
     # After healing: one probe closed the breaker, then one call per process; 4 requests in all.
     assert statuses == [503] * failures + [200] * PROCESSES
-    # Fleet-wide, one "open" and one "closed", each reported by the process that made it.
+    # Fleet-wide, one "open", one "half_open" and one "closed", each reported by the process
+    # whose script made the move.
     transitions = [t for r in results for t in r[1]]
-    assert sorted(transitions) == ["closed", "open"]
+    assert sorted(transitions) == ["closed", "half_open", "open"]
 
 
 async def _breaker_fleet(url: str, *, cluster: bool) -> None:

@@ -138,3 +138,16 @@ async def test_a_quiet_logger_still_gets_failures_and_hooks_still_get_everything
     async with Connector(logger=quiet, events=[seen.append]) as c:
         await c.execute("vendor", ep)
     assert [type(e).__name__ for e in seen] == ["AttemptFinished", "CallFinished"]
+
+
+async def test_every_breaker_transition_is_an_event_open_half_open_closed(stub: Stub) -> None:
+    clock = FakeClock()
+    seen: list[Event] = []
+    stub.queue(status(500), status(500))
+    async with Connector(clock=clock, events=[seen.append]) as c:
+        with pytest.raises(HttpStatusError):
+            await c.execute("vendor", endpoint(stub))  # two failures open it
+        clock.advance(30.0)
+        assert (await c.execute("vendor", endpoint(stub))).status == 200  # the probe closes it
+    transitions = [e.state for e in seen if isinstance(e, CircuitStateChanged)]
+    assert transitions == ["open", "half_open", "closed"]

@@ -332,7 +332,9 @@ class RedisBackend:
                     shadow=shadow,
                 )
             raise
-        return Admission(r[0], float(r[1]), r[2].decode() if r[2] else "", r[3] == 1, r[4])
+        return Admission(
+            r[0], float(r[1]), r[2].decode() if r[2] else "", r[3] == 1, r[4], r[5] == 1
+        )
 
     async def record(
         self, service: str, breaker: CircuitBreakerConfig, *, success: bool, probe: str = ""

@@ -7,7 +7,8 @@
 -- ARGV[4] probe lease seconds   ARGV[5] budget ratio ('' = no budget)   ARGV[6] budget floor/s
 -- ARGV[7] '1' if this attempt is a retry   ARGV[8] bucket capacity ('' = no rate limit)
 -- ARGV[9] refill tokens/s   ARGV[10] max_wait seconds   ARGV[11] '1' for shadow mode
--- Returns {reason, wait (string seconds), probe permit ('' = none), clean 0/1, would_block}:
+-- Returns {reason, wait (string seconds), probe permit ('' = none), clean 0/1, would_block,
+-- half_opened 0/1 (this call moved the breaker from open to half-open)}:
 -- reason 0 admitted (wait = sleep first), 1 circuit open, 2 rate limited, 3 budget exhausted.
 local cb, probes, bucket = KEYS[1], KEYS[2], KEYS[3]
 local f = redis.call('HMGET', cb, 'state', 'failures', 'opened_at', 'paused_until', 'budget',
@@ -16,6 +17,7 @@ local state = f[1] or 'closed'
 local failures = tonumber(f[2]) or 0
 local recovery = tonumber(ARGV[2])
 local touched = false
+local half_opened = 0
 
 local function decide()
   local probe = false
@@ -25,6 +27,7 @@ local function decide()
       return {1, reopen_at - NOW}
     end
     state = 'half_open'
+    half_opened = 1
     redis.call('HSET', cb, 'state', 'half_open', 'successes', 0)
     redis.call('DEL', probes)
     touched = true
@@ -114,6 +117,6 @@ if touched then
 end
 if r[1] ~= 0 and ARGV[11] == '1' then
   -- Shadow mode: report what would have happened, block nothing, take nothing.
-  return {0, '0', '', 0, r[1]}
+  return {0, '0', '', 0, r[1], half_opened}
 end
-return {r[1], fmt(r[2]), r[3] or '', r[4] or 0, 0}
+return {r[1], fmt(r[2]), r[3] or '', r[4] or 0, 0, half_opened}
