@@ -23,7 +23,8 @@ def _python() -> str | None:
 @nox.session(python=_python())
 def tests(session: nox.Session) -> None:
     """The whole test suite: unit, real Redis and Redis Cluster, multi-process, adapters."""
-    session.install(".[test]")
+    # The bench extra too, so the smoke test runs the benchmark harness end to end.
+    session.install(".[test,bench]")
     session.run("pytest", *session.posargs)
 
 
