@@ -46,3 +46,18 @@ local function notify(list)
   redis.call('PEXPIRE', list, 10000)
 end
 
+-- An idempotency record still in force, as {fp, token, expires, result}; nil when there is none
+-- or its lease (or stored result's TTL) has ended, in which case it is deleted and its waiters
+-- are woken. claim, complete and extend all start here.
+local function live_record(rec, list)
+  local r = redis.call('HMGET', rec, 'fp', 'token', 'expires', 'result')
+  if not r[1] then
+    return nil
+  end
+  if tonumber(r[3]) <= NOW then
+    redis.call('DEL', rec)
+    notify(list)
+    return nil
+  end
+  return r
+end

@@ -5,13 +5,8 @@
 -- Returns {0, token} acquired | {1, '', result} completed | {2, '', '', lease left} in progress
 -- | {3} conflict (the key belongs to a different fingerprint).
 local rec, list = KEYS[1], KEYS[2]
-local r = redis.call('HMGET', rec, 'fp', 'token', 'expires', 'result')
-if r[1] and tonumber(r[3]) <= NOW then
-  redis.call('DEL', rec)  -- the owner's lease (or the stored result's TTL) has ended
-  notify(list)
-  r = {false, false, false, false}
-end
-if not r[1] then
+local r = live_record(rec, list)
+if not r then
   -- The fencing token: server time to the microsecond, never reused for this key.
   local t = redis.call('TIME')
   local token = t[1] .. string.format('%06d', tonumber(t[2]))

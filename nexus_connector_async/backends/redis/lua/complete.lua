@@ -4,14 +4,9 @@
 -- ARGV[4] TTL seconds
 -- Returns 1 if stored, 0 if the caller no longer owns the key (lease lost, fenced off).
 local rec, list = KEYS[1], KEYS[2]
-local r = redis.call('HMGET', rec, 'token', 'expires', 'result')
-if r[1] and tonumber(r[2]) <= NOW then
-  redis.call('DEL', rec)
-  notify(list)
-  return 0
-end
-if r[1] ~= ARGV[2] or r[3] then
-  return 0
+local r = live_record(rec, list)
+if not r or r[2] ~= ARGV[2] or r[4] then
+  return 0  -- gone, lease ended, fenced off by a newer owner, or already completed
 end
 local ttl = tonumber(ARGV[4])
 redis.call('HSET', rec, 'result', ARGV[3], 'expires', fmt(NOW + ttl))

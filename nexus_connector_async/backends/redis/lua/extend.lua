@@ -3,14 +3,9 @@
 -- ARGV[1] time override ('' = TIME)   ARGV[2] owner's token   ARGV[3] lease seconds
 -- Returns 1 if extended, 0 if the caller no longer owns the key.
 local rec, list = KEYS[1], KEYS[2]
-local r = redis.call('HMGET', rec, 'token', 'expires', 'result')
-if r[1] and tonumber(r[2]) <= NOW then
-  redis.call('DEL', rec)
-  notify(list)
-  return 0
-end
-if r[1] ~= ARGV[2] or r[3] then
-  return 0
+local r = live_record(rec, list)
+if not r or r[2] ~= ARGV[2] or r[4] then
+  return 0  -- gone, lease ended, fenced off by a newer owner, or already completed
 end
 local lease = tonumber(ARGV[3])
 redis.call('HSET', rec, 'expires', fmt(NOW + lease))
