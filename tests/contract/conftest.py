@@ -1,7 +1,9 @@
 """The backend contract: one `backend` fixture over memory, Redis and Redis Cluster.
 
-Every test in this directory runs against all three with a `FakeClock` driving time (the Redis
-scripts take it as their time override), so the same assertions prove the same semantics.
+Every test in this directory runs against memory and, for each server kind of the matrix
+(Redis 6.2, Redis 7, Valkey 9), a single server and a 3-master cluster, with a `FakeClock`
+driving time (the Redis scripts take it as their time override), so the same assertions prove
+the same semantics everywhere.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ import pytest
 from nexus_connector_async import MemoryBackend, RedisBackend
 from nexus_connector_async.backends._base import Backend
 from nexus_connector_async.testing import FakeClock
+from tests.conftest import ServerPool, matrix_kinds
 
 BACKENDS = [
-    "memory",
-    pytest.param("redis", marks=pytest.mark.redis),
-    pytest.param("cluster", marks=pytest.mark.cluster),
+    pytest.param(("memory", ""), id="memory"),
+    *(
+        pytest.param((shape, kind), id=f"{shape}-{kind}", marks=getattr(pytest.mark, shape))
+        for shape in ("redis", "cluster")
+        for kind in matrix_kinds()
+    ),
 ]
 
 
@@ -31,14 +37,16 @@ def clock() -> FakeClock:
 async def backend(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Backend]:
     """A fresh, empty backend of each kind, on the test's fake clock."""
     b: Backend
-    if request.param == "memory":
+    shape, kind = request.param
+    pool: ServerPool = request.getfixturevalue("server_pool")
+    if shape == "memory":
         b = MemoryBackend(clock=clock)
-    elif request.param == "redis":
-        server = request.getfixturevalue("redis_server")
+    elif shape == "redis":
+        server = pool.single(kind)
         server.flush()
         b = RedisBackend.from_url(server.url, clock=clock)
     else:
-        cluster = request.getfixturevalue("redis_cluster")
+        cluster = pool.cluster(kind)
         cluster.flushall()
         b = RedisBackend.from_url(cluster.url, cluster=True, clock=clock)
     yield b

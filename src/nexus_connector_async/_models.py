@@ -154,10 +154,10 @@ class Response:
         """
         try:
             return msgspec.json.decode(self.body)
-        except msgspec.DecodeError as exc:
-            problem = "empty" if not self.body else f"not valid JSON ({_first_clause(exc)})"
-        except UnicodeDecodeError:
-            problem = "not valid UTF-8"
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            # msgspec < 0.23 raises UnicodeDecodeError for invalid UTF-8, later releases a
+            # DecodeError: tell the cases apart ourselves, on the error path only.
+            problem = _decode_problem(self.body, exc)
         raise InvalidResponse(f"response body is {problem}: {self._describe()}") from None
 
     def _describe(self) -> str:
@@ -175,6 +175,17 @@ class Response:
             f"Response(status={self.status}, bytes={len(self.body)}, "
             f"replayed={self.replayed}, attempts={self.attempts})"
         )
+
+
+def _decode_problem(body: bytes, exc: Exception) -> str:
+    """What is wrong with a body msgspec refused, in the same words on every msgspec version."""
+    if not body:
+        return "empty"
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not valid UTF-8"
+    return f"not valid JSON ({_first_clause(exc)})"
 
 
 def _first_clause(exc: Exception) -> str:
