@@ -89,7 +89,7 @@ def _ensure_redis7(session: nox.Session) -> None:
 
 def _run_tests(session: nox.Session, *, lowest: bool) -> None:
     wheel = _build_wheel(session)
-    args = [f"{wheel}[test,bench]"]
+    args = [f"{wheel}[test,bench]" if lowest else f"{wheel}[test,bench,examples]"]
     if lowest:
         constraints = Path(session.create_tmp()) / "lowest.txt"
         constraints.write_text("\n".join(lowest_constraints()) + "\n", encoding="utf-8")

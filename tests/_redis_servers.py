@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from functools import cache, partial
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
@@ -84,6 +85,7 @@ def _packaged_binary(package: str, *relative: str) -> str | None:
     return None
 
 
+@cache
 def server_version(executable: str) -> str:
     """``7.0.15`` from ``redis-server --version`` (Redis and Valkey print the same shape)."""
     out = subprocess.run(
@@ -297,6 +299,7 @@ class RedisProcess:
             "--dir", str(self.dir),
             "--logfile", str(self.log_path),
             "--daemonize", "no",
+            *self._version_args(),
             *self._extra_args,
         ]  # fmt: skip
         # Output goes to the log file; stdin/stdout never become pipes that could fill up.
@@ -309,6 +312,12 @@ class RedisProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def _version_args(self) -> list[str]:
+        """Redis 7+ / Valkey refuse DEBUG unless enabled (the fault tests use DEBUG SLEEP)."""
+        if int(server_version(self._executable).split(".")[0]) >= 7:
+            return ["--enable-debug-command", "yes"]
+        return []
 
     def _wait_ready(self) -> None:
         with self.client(socket_connect_timeout=1, socket_timeout=1) as client:
@@ -363,6 +372,12 @@ RedisServer = RedisProcess | ExternalRedis
 """What the single-server fixture yields: both have ``url`` and ``flush()``."""
 
 
+def _knows(node: RedisProcess, node_id: str) -> bool | None:
+    """Whether `node` lists `node_id` in CLUSTER NODES (None to keep polling)."""
+    with node.client(decode_responses=True) as client:
+        return True if node_id in str(client.execute_command("CLUSTER NODES")) else None
+
+
 class RedisCluster3:
     """Three Redis Cluster masters on 127.0.0.1, each owning a third of the 16384 slots.
 
@@ -377,8 +392,11 @@ class RedisCluster3:
         node_timeout_ms: int = 2000,
         ready_timeout: float = 30.0,
         executable: str | None = None,
+        replicas: int = 0,
     ) -> None:
         self._executable = executable
+        self._replicas = replicas
+        self.replicas: list[RedisProcess] = []
         self._node_timeout_ms = node_timeout_ms
         self._ready_timeout = ready_timeout
         self.nodes: list[RedisProcess] = []
@@ -394,7 +412,11 @@ class RedisCluster3:
         return self.urls[0]
 
     def start(self) -> Self:
-        """Start the three nodes, assign slots, join them and wait until the cluster is ok."""
+        """Start the three nodes, assign slots, join them and wait until the cluster is ok.
+
+        With ``replicas``, each master then gets that many replicas (``CLUSTER REPLICATE``),
+        and start() returns once every replica is in sync.
+        """
         try:
             for _ in range(3):
                 self.nodes.append(self._new_node())
@@ -407,6 +429,8 @@ class RedisCluster3:
                 what="cluster_state:ok on 3 nodes",
                 interval=0.05,
             )
+            if self._replicas:
+                self._add_replicas()
         except BaseException:
             self.stop()
             raise
@@ -415,20 +439,22 @@ class RedisCluster3:
     def stop(self) -> None:
         """Stop every node and delete their temp dirs."""
         errors: list[BaseException] = []
-        for node in self.nodes:
+        for node in [*self.nodes, *self.replicas]:
             try:
                 node.close()
             except Exception as exc:  # keep stopping the other nodes
                 errors.append(exc)
         self.nodes.clear()
+        self.replicas.clear()
         if errors:
             raise RedisServerError(f"could not stop every cluster node: {errors!r}")
 
     def flushall(self) -> None:
-        """FLUSHALL on every master."""
-        for node in self.nodes:
-            with node.client() as client:
-                client.flushall()
+        """FLUSHALL on every master (after a failover, a replica may be one)."""
+        for node in [*self.nodes, *self.replicas]:
+            with node.client(decode_responses=True) as client:
+                if client.info("replication")["role"] == "master":
+                    client.flushall()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -470,12 +496,45 @@ class RedisCluster3:
                 for other in self.nodes[index + 1 :]:
                     client.execute_command("CLUSTER MEET", HOST, other.port)
 
+    def node_id(self, node: RedisProcess) -> str:
+        """The cluster node id of `node` (``CLUSTER MYID``)."""
+        with node.client(decode_responses=True) as client:
+            return str(client.execute_command("CLUSTER MYID"))
+
+    def _add_replicas(self) -> None:
+        for master in list(self.nodes):
+            master_id = self.node_id(master)
+            for _ in range(self._replicas):
+                replica = self._new_node().start()
+                self.replicas.append(replica)
+                with replica.client() as client:
+                    client.execute_command("CLUSTER MEET", HOST, master.port)
+
+                wait_until(
+                    partial(_knows, replica, master_id),
+                    timeout=self._ready_timeout,
+                    what="replica meets master",
+                )
+                with replica.client() as client:
+                    client.execute_command("CLUSTER REPLICATE", master_id)
+        wait_until(self._replicas_synced, timeout=self._ready_timeout, what="replicas in sync")
+        wait_until(self._converged, timeout=self._ready_timeout, what="cluster_state:ok")
+
+    def _replicas_synced(self) -> bool | None:
+        for replica in self.replicas:
+            with replica.client(decode_responses=True) as client:
+                info = client.info("replication")
+                if info.get("role") != "slave" or info.get("master_link_status") != "up":
+                    return None
+        return True
+
     def _converged(self) -> bool | None:
         slot_maps = []
+        known = len(self.nodes) + len(self.replicas)
         for node in self.nodes:
             with node.client(decode_responses=True) as client:
                 info = client.execute_command("CLUSTER INFO")  # parsed into a dict
-                if info["cluster_state"] != "ok" or int(info["cluster_known_nodes"]) != 3:
+                if info["cluster_state"] != "ok" or int(info["cluster_known_nodes"]) != known:
                     return None
                 slots = client.execute_command("CLUSTER SLOTS")
             slot_maps.append(sorted((start, end, tuple(m[:2])) for start, end, m, *_ in slots))

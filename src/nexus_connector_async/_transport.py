@@ -137,6 +137,11 @@ class AiohttpTransport:
             raise RequestTimeout("timed out connecting", sent=False) from None
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise RequestTimeout(f"no complete response within {timeout.total:g}s") from None
+        except aiohttp.ClientConnectorCertificateError:
+            # Its own branch: aiohttp 3.10.0's certificate error has no `os_error`.
+            raise ConnectionFailed(
+                "could not connect: certificate verification failed", sent=False
+            ) from None
         except aiohttp.ClientConnectorError as exc:
             raise ConnectionFailed(f"could not connect: {exc.os_error}", sent=False) from None
         except aiohttp.InvalidURL:

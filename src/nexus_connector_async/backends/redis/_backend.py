@@ -43,6 +43,7 @@ from ._scripts import Scripts, register
 __all__ = ["DEFAULT_ON_UNAVAILABLE", "OnUnavailable", "RedisBackend"]
 
 OnUnavailable = Literal["fail_closed", "fail_open", "local"]
+Durability = Literal["primary", "replica"]
 DEFAULT_ON_UNAVAILABLE: OnUnavailable = "fail_closed"
 _MODES = ("fail_closed", "fail_open", "local")
 
@@ -69,6 +70,12 @@ class RedisBackend:
     while Redis is unreachable (see the module docstring; default ``"fail_closed"``). `clock` is
     for tests only: scripts then take their time from it instead of Redis `TIME`. `timeout` bounds
     every round trip, whatever the client's own socket settings.
+
+    `durability="replica"` makes idempotency claims and stored results wait (up to
+    `replica_timeout` seconds) until one replica acknowledged them (`WAIT 1`, in the same round
+    trip as the script), so a failover right after cannot lose them; a write no replica took in
+    time raises `BackendUnavailable` (a claim then sends nothing). The default ``"primary"``
+    answers as soon as the master has the write (asynchronous replication).
     """
 
     def __init__(
@@ -80,6 +87,8 @@ class RedisBackend:
         *,
         timeout: float = 1.0,
         owns_client: bool = False,
+        durability: Durability = "primary",
+        replica_timeout: float = 0.25,
     ) -> None:
         if not isinstance(client, Redis | RedisCluster):
             raise InvalidRequest("client must be a redis.asyncio.Redis or RedisCluster")
@@ -89,6 +98,11 @@ class RedisBackend:
             raise InvalidRequest(f"on_unavailable must be one of {_MODES}")
         if not isinstance(timeout, int | float) or timeout <= 0:
             raise InvalidRequest("timeout must be > 0 seconds")
+        if durability not in ("primary", "replica"):
+            raise InvalidRequest("durability must be 'primary' or 'replica'")
+        if not isinstance(replica_timeout, int | float) or not 0 < replica_timeout < timeout:
+            raise InvalidRequest("replica_timeout must be > 0 and below timeout")
+        self.durability: Durability = durability
         self.client = client
         self.prefix = check_prefix(prefix)
         self.on_unavailable: OnUnavailable = on_unavailable
@@ -102,7 +116,13 @@ class RedisBackend:
         self._log = get_logger()
         self._emit: Callable[[Event], None] | None = None
         self._health = Health(self._health_changed)
-        self._pipe = Pipeliner(client, self._health, timeout=self._timeout, cluster=self._cluster)
+        self._pipe = Pipeliner(
+            client,
+            self._health,
+            timeout=self._timeout,
+            cluster=self._cluster,
+            replica_wait_ms=max(1, round(replica_timeout * 1000)) if durability == "replica" else 0,
+        )
         self._scripts: Scripts = register(client)
         self._local = MemoryBackend(clock=clock)
         self._keys: dict[tuple[str, str | None], tuple[bytes, bytes, bytes]] = {}
@@ -120,6 +140,8 @@ class RedisBackend:
         on_unavailable: OnUnavailable = DEFAULT_ON_UNAVAILABLE,
         clock: Clock | None = None,
         timeout: float = 1.0,
+        durability: Durability = "primary",
+        replica_timeout: float = 0.25,
     ) -> RedisBackend:
         """A backend with its own client for `url` (with `cluster=True`: one node's URL).
 
@@ -140,12 +162,22 @@ class RedisBackend:
             )
         else:
             client = Redis.from_url(url, retry=Retry(NoBackoff(), 0), **settings)
-        return cls(client, prefix, on_unavailable, clock, timeout=timeout, owns_client=True)
+        return cls(
+            client,
+            prefix,
+            on_unavailable,
+            clock,
+            timeout=timeout,
+            owns_client=True,
+            durability=durability,
+            replica_timeout=replica_timeout,
+        )
 
     def __repr__(self) -> str:
         kind = "cluster" if self._cluster else "redis"
         mode = self.on_unavailable
-        return f"RedisBackend({kind}, prefix={self.prefix!r}, on_unavailable={mode!r})"
+        durable = ", durability='replica'" if self.durability == "replica" else ""
+        return f"RedisBackend({kind}, prefix={self.prefix!r}, on_unavailable={mode!r}{durable})"
 
     @property
     def available(self) -> bool:
@@ -183,9 +215,17 @@ class RedisBackend:
                 raise as_backend_error(exc) from None
             self._ready = True
 
-    async def _eval(self, script: Any, keys: tuple[bytes, ...], args: tuple[Any, ...]) -> Any:
+    async def _eval(
+        self,
+        script: Any,
+        keys: tuple[bytes, ...],
+        args: tuple[Any, ...],
+        *,
+        durable: bool = False,
+    ) -> Any:
         """Run one script through the batcher; raises `RedisUnreachable` during an outage."""
-        return await self._submit(("EVALSHA", script.sha, len(keys), *keys, *args), script)
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        return await self._submit(command, script, durable=durable)
 
     async def _submit(
         self,
@@ -193,6 +233,8 @@ class RedisBackend:
         script: Any = None,
         packed: bytes | None = None,
         on_orphan: Callable[[Any], None] | None = None,
+        *,
+        durable: bool = False,
     ) -> Any:
         """Queue a command in the next batch and await its reply.
 
@@ -205,7 +247,7 @@ class RedisBackend:
             raise RedisUnreachable("redis unreachable (backing off before reconnecting)")
         if not self._ready:
             await self._ensure_ready()
-        return await self._pipe.submit(command, script, packed, on_orphan)
+        return await self._pipe.submit(command, script, packed, on_orphan, durable=durable)
 
     def bind_events(self, emit: Callable[[Event], None]) -> None:
         """Report outages as `BackendUnavailableEvent` to a connector's hooks (it calls this)."""
@@ -404,7 +446,8 @@ class RedisBackend:
     async def _claim(
         self, keys: tuple[bytes, bytes], fingerprint: str, lease: float
     ) -> tuple[Claim, float]:
-        r = await self._eval(self._scripts.claim, keys, (self._now(), fingerprint, _num(lease)))
+        args = (self._now(), fingerprint, _num(lease))
+        r = await self._eval(self._scripts.claim, keys, args, durable=True)
         state = _CLAIM_STATES[r[0]]
         if state == "acquired":
             return Claim(state, r[1].decode()), 0.0
@@ -420,7 +463,7 @@ class RedisBackend:
         """Store the final result for `ttl` seconds if `token` still owns the key."""
         keys = self._idem_keys(service, tenant, key)
         args = (self._now(), token, result, _num(ttl))
-        return bool(await self._eval(self._scripts.complete, keys, args) == 1)
+        return bool(await self._eval(self._scripts.complete, keys, args, durable=True) == 1)
 
     async def release(self, service: str, tenant: str | None, key: str, token: str) -> None:
         """Free the key after a transient failure (owner only), waking its waiters."""

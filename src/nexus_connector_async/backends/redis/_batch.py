@@ -11,6 +11,7 @@ is loaded and its commands re-sent, so scripts come back by themselves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -118,11 +119,22 @@ Item = tuple[
 class Pipeliner:
     """Sends the commands of one event-loop tick as one pipeline; counts round trips."""
 
-    def __init__(self, client: Any, health: Health, *, timeout: float, cluster: bool) -> None:
+    def __init__(
+        self,
+        client: Any,
+        health: Health,
+        *,
+        timeout: float,
+        cluster: bool,
+        replica_wait_ms: int = 0,
+    ) -> None:
         self._client = client
         self._health = health
         self._timeout = timeout
         self._cluster = cluster
+        # durability="replica": durable commands are followed by WAIT 1 <ms> on their connection
+        self._wait = pack(("WAIT", b"1", str(replica_wait_ms).encode())) if replica_wait_ms else b""
+        self._durable: set[asyncio.Future[Any]] = set()
         self._pending: list[Item] = []
         self._idle: list[Any] = []  # connections kept between batches (non-cluster)
         self._closed = False
@@ -136,15 +148,21 @@ class Pipeliner:
         script: Any = None,
         packed: bytes | None = None,
         on_orphan: Callable[[Any], None] | None = None,
+        *,
+        durable: bool = False,
     ) -> asyncio.Future[Any]:
         """Queue one command (`script` set for EVALSHA) and return the future of its reply.
 
         `packed` is the command already in RESP form (callers cache it for repeated commands).
         A queued command always runs; if its caller was cancelled meanwhile, `on_orphan` gets
-        the reply nobody awaited (to give back what it granted).
+        the reply nobody awaited (to give back what it granted). A `durable` command's reply
+        is only given once a replica acknowledged it (when the backend asks for replicas).
         """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
+        if durable and self._wait:
+            self._durable.add(fut)
+            fut.add_done_callback(self._durable.discard)
         self._pending.append((args, script, packed, fut, on_orphan))
         if len(self._pending) == 1:
             loop.call_soon(self._flush, loop)
@@ -191,9 +209,59 @@ class Pipeliner:
     async def _execute(self, batch: list[Item]) -> list[Any]:
         self.round_trips += 1
         self.commands += len(batch)
+        durable = [i for i, item in enumerate(batch) if item[3] in self._durable]
+        if durable and self._cluster:
+            return await self._execute_cluster_durable(batch, durable)
         if self._cluster:
             return await self._execute_cluster([item[0] for item in batch])
-        return await self._execute_direct([item[2] or pack(item[0]) for item in batch])
+        packed = [item[2] or pack(item[0]) for item in batch]
+        if not durable:
+            return await self._execute_direct(packed)
+        # WAIT in the same write, on the same connection: it covers every write before it.
+        results = await self._execute_direct([*packed, self._wait])
+        return _acknowledged(results[:-1], durable, results[-1])
+
+    async def _execute_cluster_durable(self, batch: list[Item], durable: list[int]) -> list[Any]:
+        """Durable commands go to their slot's master with a WAIT behind them, one write per
+        node (WAIT only counts the writes of its own connection); the rest as usual."""
+        results: list[Any] = [None] * len(batch)
+        by_node: dict[Any, list[int]] = {}
+        for i in durable:
+            # EVALSHA sha numkeys key ...: every key of one call shares its hash tag.
+            node = self._client.get_node_from_key(batch[i][0][3])
+            by_node.setdefault(node, []).append(i)
+        plain = [i for i in range(len(batch)) if i not in set(durable)]
+
+        async def on_node(node: Any, indexes: list[int]) -> None:
+            conn = node.acquire_connection()
+            try:
+                await conn.send_packed_command(
+                    [*(batch[i][2] or pack(batch[i][0]) for i in indexes), self._wait],
+                    check_health=False,
+                )
+                replies = [await _reply(conn) for _ in range(len(indexes) + 1)]
+            except BaseException as exc:
+                await conn.disconnect(nowait=True)
+                node.release(conn)
+                if is_outage(exc):
+                    await self._refresh_topology()  # the master may have failed over
+                raise
+            node.release(conn)
+            if any(isinstance(r, rex.MovedError | rex.AskError) for r in replies):
+                # The topology moved (a failover): nothing ran there; learn the new one.
+                await self._refresh_topology()
+            acked = _acknowledged(replies[:-1], list(range(len(indexes))), replies[-1])
+            for i, r in zip(indexes, acked, strict=True):
+                results[i] = r
+
+        async def plain_commands() -> None:
+            if plain:
+                replies = await self._execute_cluster([batch[i][0] for i in plain])
+                for i, r in zip(plain, replies, strict=True):
+                    results[i] = r
+
+        await asyncio.gather(plain_commands(), *(on_node(n, ix) for n, ix in by_node.items()))
+        return results
 
     async def _execute_direct(self, packed: list[bytes]) -> list[Any]:
         """One write of every packed command, then one read per reply, on a pooled connection.
@@ -234,6 +302,11 @@ class Pipeliner:
                 raise r
         return results
 
+    async def _refresh_topology(self) -> None:
+        """Ask the cluster for its slot map again (after a failover); best effort."""
+        with contextlib.suppress(Exception):
+            await self._client.nodes_manager.initialize()
+
     async def _load(self, scripts: dict[int, Any]) -> None:
         """SCRIPT LOAD (in a cluster: on every primary) the scripts the server did not know."""
         for script in scripts.values():
@@ -250,6 +323,29 @@ class Pipeliner:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         while self._idle:
             await self._client.connection_pool.release(self._idle.pop())
+
+
+async def _reply(conn: Any) -> Any:
+    """One reply; an error reply is returned (a bad command), a dead connection raised."""
+    try:
+        return await conn.read_response(timeout=math.inf)
+    except rex.ResponseError as exc:
+        if is_outage(exc):
+            raise
+        return exc
+
+
+def _acknowledged(results: list[Any], durable: list[int], replicas: Any) -> list[Any]:
+    """The replies of a batch, the durable ones replaced by an error if no replica has them."""
+    if isinstance(replicas, int) and replicas >= 1:
+        return results
+    # An error reply wrote nothing (NOSCRIPT is re-sent): only real writes need the replica.
+    err = BackendUnavailable("redis: no replica acknowledged the write in time")
+    durable_set = set(durable)
+    return [
+        err if i in durable_set and not isinstance(r, Exception) else r
+        for i, r in enumerate(results)
+    ]
 
 
 def pack(args: tuple[Any, ...]) -> bytes:
