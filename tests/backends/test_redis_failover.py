@@ -35,7 +35,7 @@ from tests.backends import _failover_workers
 pytestmark = [pytest.mark.cluster, pytest.mark.multiprocess, pytest.mark.slow]
 
 WORKERS = 4
-SECONDS = 8.0
+SECONDS = 14.0
 DEADLINE = 20.0
 
 
@@ -127,7 +127,7 @@ async def test_a_master_killed_under_load_fails_over_and_the_library_follows(
             timeout=60,
         )
     )
-    await until("the workers are paying", lambda: sum(vendor.posts.values()) >= 50)
+    await until("the workers are paying", lambda: sum(vendor.posts.values()) >= 50, 60.0)
     replica = replica_of(cluster, victim)
     assert replica.pid is not None
     os.kill(replica.pid, signal.SIGSTOP)  # it stops taking the master's writes

@@ -36,7 +36,15 @@ from ..._events import BackendUnavailableEvent, Event
 from ..._logging import get_logger
 from .._base import ADMITTED, Admission, Claim
 from .._memory import MemoryBackend
-from ._batch import Health, Pipeliner, RedisUnreachable, as_backend_error, pack
+from ._batch import (
+    Health,
+    NotReplicated,
+    Pipeliner,
+    RedisUnreachable,
+    as_backend_error,
+    pack,
+)
+from ._cluster import NodeSender
 from ._keys import check_prefix, key
 from ._scripts import Scripts, register
 
@@ -116,12 +124,17 @@ class RedisBackend:
         self._log = get_logger()
         self._emit: Callable[[Event], None] | None = None
         self._health = Health(self._health_changed)
+        # Redis Cluster: health per master, so one dead node fails over only its own slots.
+        self._node_health: dict[str, Health] = {}
+        wait_ms = max(1, round(replica_timeout * 1000))
+        wait = pack(("WAIT", b"1", str(wait_ms).encode())) if durability == "replica" else b""
+        self._nodes = (
+            NodeSender(client, self._health_of_node, wait, timeout=self._timeout)
+            if self._cluster
+            else None
+        )
         self._pipe = Pipeliner(
-            client,
-            self._health,
-            timeout=self._timeout,
-            cluster=self._cluster,
-            replica_wait_ms=max(1, round(replica_timeout * 1000)) if durability == "replica" else 0,
+            client, self._health, timeout=self._timeout, wait=wait, nodes=self._nodes
         )
         self._scripts: Scripts = register(client)
         self._local = MemoryBackend(clock=clock)
@@ -181,8 +194,23 @@ class RedisBackend:
 
     @property
     def available(self) -> bool:
-        """False while Redis is believed unreachable (calls then follow `on_unavailable`)."""
-        return self._health.up
+        """False while Redis (in a cluster: any master) is believed unreachable."""
+        return self._health.up and all(h.up for h in self._node_health.values())
+
+    def _health_of_node(self, name: str) -> Health:
+        health = self._node_health.get(name)
+        if health is None:
+            health = self._node_health[name] = Health(self._health_changed)
+        return health
+
+    def _health_of(self, command: tuple[Any, ...]) -> Health:
+        """The health that decides whether `command` may go out: its slot's master's."""
+        if self._nodes is None or not self._ready:
+            return self._health
+        try:
+            return self._health_of_node(self._nodes.node_of(command).name)
+        except Exception:  # no topology for the slot: the backend-wide health decides
+            return self._health
 
     @property
     def round_trips(self) -> int:
@@ -243,7 +271,7 @@ class RedisBackend:
         """
         if self._closed:
             raise BackendUnavailable("the backend is closed")
-        if not self._health.may_try():
+        if not self._health.may_try() or not self._health_of(command).may_try():
             raise RedisUnreachable("redis unreachable (backing off before reconnecting)")
         if not self._ready:
             await self._ensure_ready()
@@ -447,7 +475,15 @@ class RedisBackend:
         self, keys: tuple[bytes, bytes], fingerprint: str, lease: float
     ) -> tuple[Claim, float]:
         args = (self._now(), fingerprint, _num(lease))
-        r = await self._eval(self._scripts.claim, keys, args, durable=True)
+        try:
+            r = await self._eval(self._scripts.claim, keys, args, durable=True)
+        except NotReplicated as exc:
+            # Nothing is sent on a claim a failover could lose: give the key back now rather
+            # than leave it taken for a whole lease (best effort; the lease ends it anyway).
+            if exc.reply[0] == 0:
+                with contextlib.suppress(BackendUnavailable):
+                    await self._eval(self._scripts.release, keys, (self._now(), exc.reply[1]))
+            raise BackendUnavailable(str(exc)) from None
         state = _CLAIM_STATES[r[0]]
         if state == "acquired":
             return Claim(state, r[1].decode()), 0.0
@@ -524,7 +560,8 @@ class RedisBackend:
             raise waiter.exception()  # type: ignore[misc]
 
     async def _blocking(self, notify: bytes, block: float) -> None:
-        if self._closed or not self._health.may_try():
+        health = self._health_of(("BLMOVE", notify))
+        if self._closed or not health.may_try():
             raise RedisUnreachable("redis unreachable (backing off before reconnecting)")
         self._pipe.round_trips += 1
         try:
@@ -533,7 +570,7 @@ class RedisBackend:
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            self._health.failed(exc)
+            health.failed(exc)
             raise as_backend_error(exc) from None
 
     # -- key-value --------------------------------------------------------------------------------

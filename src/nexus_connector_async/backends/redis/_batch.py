@@ -11,18 +11,28 @@ is loaded and its commands re-sent, so scripts come back by themselves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rex
 
 from ..._errors import BackendUnavailable
 from ..._logging import get_logger
 
-__all__ = ["Health", "Pipeliner", "RedisUnreachable", "is_outage"]
+if TYPE_CHECKING:
+    from ._cluster import NodeSender
+
+__all__ = [
+    "Health",
+    "NotReplicated",
+    "Pipeliner",
+    "RedisUnreachable",
+    "acknowledged",
+    "is_outage",
+    "pack",
+]
 
 _log = get_logger("nexus_connector_async.redis")
 
@@ -125,15 +135,16 @@ class Pipeliner:
         health: Health,
         *,
         timeout: float,
-        cluster: bool,
-        replica_wait_ms: int = 0,
+        wait: bytes = b"",
+        nodes: NodeSender | None = None,
     ) -> None:
         self._client = client
         self._health = health
         self._timeout = timeout
-        self._cluster = cluster
-        # durability="replica": durable commands are followed by WAIT 1 <ms> on their connection
-        self._wait = pack(("WAIT", b"1", str(replica_wait_ms).encode())) if replica_wait_ms else b""
+        # durability="replica": durable commands are followed by `wait` (WAIT 1 <ms>) on their
+        # connection. `nodes` sends cluster batches per master (its own health per node).
+        self._wait = wait
+        self._nodes = nodes
         self._durable: set[asyncio.Future[Any]] = set()
         self._pending: list[Item] = []
         self._idle: list[Any] = []  # connections kept between batches (non-cluster)
@@ -176,7 +187,9 @@ class Pipeliner:
 
     async def _send(self, batch: list[Item]) -> None:
         try:
-            async with asyncio.timeout(self._timeout):
+            # A cluster's NodeSender bounds each node's round trip itself (one hung master
+            # must not time out the others' commands).
+            async with asyncio.timeout(self._timeout if self._nodes is None else None):
                 results = await self._execute(batch)
                 missing = [i for i, r in enumerate(results) if isinstance(r, rex.NoScriptError)]
                 if missing:
@@ -210,58 +223,19 @@ class Pipeliner:
         self.round_trips += 1
         self.commands += len(batch)
         durable = [i for i, item in enumerate(batch) if item[3] in self._durable]
-        if durable and self._cluster:
-            return await self._execute_cluster_durable(batch, durable)
-        if self._cluster:
-            return await self._execute_cluster([item[0] for item in batch])
+        if self._nodes is not None:
+            return await self._nodes.execute(
+                [item[0] for item in batch],
+                [item[2] for item in batch],
+                [item[1] for item in batch],
+                set(durable),
+            )
         packed = [item[2] or pack(item[0]) for item in batch]
         if not durable:
             return await self._execute_direct(packed)
         # WAIT in the same write, on the same connection: it covers every write before it.
         results = await self._execute_direct([*packed, self._wait])
-        return _acknowledged(results[:-1], durable, results[-1])
-
-    async def _execute_cluster_durable(self, batch: list[Item], durable: list[int]) -> list[Any]:
-        """Durable commands go to their slot's master with a WAIT behind them, one write per
-        node (WAIT only counts the writes of its own connection); the rest as usual."""
-        results: list[Any] = [None] * len(batch)
-        by_node: dict[Any, list[int]] = {}
-        for i in durable:
-            # EVALSHA sha numkeys key ...: every key of one call shares its hash tag.
-            node = self._client.get_node_from_key(batch[i][0][3])
-            by_node.setdefault(node, []).append(i)
-        plain = [i for i in range(len(batch)) if i not in set(durable)]
-
-        async def on_node(node: Any, indexes: list[int]) -> None:
-            conn = node.acquire_connection()
-            try:
-                await conn.send_packed_command(
-                    [*(batch[i][2] or pack(batch[i][0]) for i in indexes), self._wait],
-                    check_health=False,
-                )
-                replies = [await _reply(conn) for _ in range(len(indexes) + 1)]
-            except BaseException as exc:
-                await conn.disconnect(nowait=True)
-                node.release(conn)
-                if is_outage(exc):
-                    await self._refresh_topology()  # the master may have failed over
-                raise
-            node.release(conn)
-            if any(isinstance(r, rex.MovedError | rex.AskError) for r in replies):
-                # The topology moved (a failover): nothing ran there; learn the new one.
-                await self._refresh_topology()
-            acked = _acknowledged(replies[:-1], list(range(len(indexes))), replies[-1])
-            for i, r in zip(indexes, acked, strict=True):
-                results[i] = r
-
-        async def plain_commands() -> None:
-            if plain:
-                replies = await self._execute_cluster([batch[i][0] for i in plain])
-                for i, r in zip(plain, replies, strict=True):
-                    results[i] = r
-
-        await asyncio.gather(plain_commands(), *(on_node(n, ix) for n, ix in by_node.items()))
-        return results
+        return acknowledged(results[:-1], durable, results[-1])
 
     async def _execute_direct(self, packed: list[bytes]) -> list[Any]:
         """One write of every packed command, then one read per reply, on a pooled connection.
@@ -292,21 +266,6 @@ class Pipeliner:
             self._idle.append(conn)
         return results
 
-    async def _execute_cluster(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
-        for r in results:
-            if isinstance(r, Exception) and is_outage(r):
-                raise r
-        return results
-
-    async def _refresh_topology(self) -> None:
-        """Ask the cluster for its slot map again (after a failover); best effort."""
-        with contextlib.suppress(Exception):
-            await self._client.nodes_manager.initialize()
-
     async def _load(self, scripts: dict[int, Any]) -> None:
         """SCRIPT LOAD (in a cluster: on every primary) the scripts the server did not know."""
         for script in scripts.values():
@@ -325,27 +284,27 @@ class Pipeliner:
             await self._client.connection_pool.release(self._idle.pop())
 
 
-async def _reply(conn: Any) -> Any:
-    """One reply; an error reply is returned (a bad command), a dead connection raised."""
-    try:
-        return await conn.read_response(timeout=math.inf)
-    except rex.ResponseError as exc:
-        if is_outage(exc):
-            raise
-        return exc
-
-
-def _acknowledged(results: list[Any], durable: list[int], replicas: Any) -> list[Any]:
+def acknowledged(results: list[Any], durable: list[int], replicas: Any) -> list[Any]:
     """The replies of a batch, the durable ones replaced by an error if no replica has them."""
     if isinstance(replicas, int) and replicas >= 1:
         return results
     # An error reply wrote nothing (NOSCRIPT is re-sent): only real writes need the replica.
-    err = BackendUnavailable("redis: no replica acknowledged the write in time")
     durable_set = set(durable)
     return [
-        err if i in durable_set and not isinstance(r, Exception) else r
+        NotReplicated(r) if i in durable_set and not isinstance(r, Exception) else r
         for i, r in enumerate(results)
     ]
+
+
+class NotReplicated(BackendUnavailable):
+    """The master ran a durable write but no replica acknowledged it in time.
+
+    `reply` is what the master answered, so the caller can undo what it took (a claim).
+    """
+
+    def __init__(self, reply: Any) -> None:
+        super().__init__("redis: no replica acknowledged the write in time")
+        self.reply = reply
 
 
 def pack(args: tuple[Any, ...]) -> bytes:
