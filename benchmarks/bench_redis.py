@@ -8,7 +8,9 @@ is started. Each round runs every scenario once, interleaved, so they share the 
 the best round of each is reported, as calls/s, p50/p99 latency and the ratio to raw aiohttp.
 For the Redis scenarios: Redis commands per call (INFO commandstats deltas: EVALSHA calls, and
 all commands including the ones run inside scripts) and round trips per call (counted by the
-backend's batcher).
+backend's batcher). "redis, idempotent, durable" is the idempotent call with
+`durability="replica"` (claims and results wait for a replica's WAIT acknowledgement): the
+private server gets a replica for it; with --redis-url pass --durable when yours has one.
 """
 
 from __future__ import annotations
@@ -143,9 +145,20 @@ async def pipeline(
 
 
 async def redis_pipeline(
-    name: str, redis_url: str, url: str, calls: int, conc: int, *, idempotent: bool = False
+    name: str,
+    redis_url: str,
+    url: str,
+    calls: int,
+    conc: int,
+    *,
+    idempotent: bool = False,
+    durable: bool = False,
 ) -> Result:
-    backend = RedisBackend.from_url(redis_url, prefix=f"bench{time.monotonic_ns()}")
+    backend = RedisBackend.from_url(
+        redis_url,
+        prefix=f"bench{time.monotonic_ns()}",
+        durability="replica" if durable else "primary",
+    )
     before = commandstats(redis_url)
     result = await pipeline(name, backend, url, calls, conc, idempotent=idempotent)
     after = commandstats(redis_url)
@@ -177,20 +190,35 @@ async def run(args: argparse.Namespace, vendor: str, redis_url: str) -> None:
             ),
         ),
     ]
+    if args.durable:
+        scenarios.append(
+            (
+                "redis, idempotent, durable",
+                lambda: redis_pipeline(
+                    "redis, idempotent, durable",
+                    redis_url,
+                    vendor,
+                    args.calls,
+                    args.concurrency,
+                    idempotent=True,
+                    durable=True,
+                ),
+            )
+        )
     for round_no in range(args.rounds):
         for name, scenario in scenarios:
             r = await scenario()
-            print(f"round {round_no + 1}: {name:<18} {r.calls_per_s:8.0f} calls/s", flush=True)
+            print(f"round {round_no + 1}: {name:<26} {r.calls_per_s:8.0f} calls/s", flush=True)
             if name not in best or r.calls_per_s > best[name].calls_per_s:
                 best[name] = r
     base = best["raw aiohttp"].calls_per_s
     print()
     print(f"{args.calls} calls, {args.concurrency} concurrent, best of {args.rounds} rounds")
-    print(f"{'scenario':<20}{'calls/s':>10}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}  redis per call")
+    print(f"{'scenario':<28}{'calls/s':>10}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}  redis per call")
     for r in best.values():
         extra = ", ".join(f"{k} {v:.2f}" for k, v in r.extra.items())
         print(
-            f"{r.name:<20}{r.calls_per_s:>10.0f}{r.calls_per_s / base:>8.2f}"
+            f"{r.name:<28}{r.calls_per_s:>10.0f}{r.calls_per_s / base:>8.2f}"
             f"{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}  {extra}"
         )
 
@@ -201,6 +229,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--redis-url", default=None)
+    parser.add_argument("--durable", action="store_true", help="--redis-url has a replica")
     args = parser.parse_args()
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
@@ -212,17 +241,21 @@ def main() -> None:
     vendor_proc = ctx.Process(target=_serve_vendor, args=(sender,), daemon=True)
     vendor_proc.start()
     vendor = f"http://127.0.0.1:{receiver.recv()}/pay"
-    server = None
+    servers = []
     try:
         redis_url = args.redis_url
         if redis_url is None:
             from tests._redis_servers import RedisProcess  # noqa: PLC0415
 
             server = RedisProcess().start()
+            servers.append(server)
+            replica_args = ["--replicaof", "127.0.0.1", str(server.port)]
+            servers.append(RedisProcess(extra_args=replica_args).start())
             redis_url = server.url
+            args.durable = True
         asyncio.run(run(args, vendor, redis_url))
     finally:
-        if server is not None:
+        for server in servers:
             server.close()
         vendor_proc.terminate()
         vendor_proc.join()
