@@ -190,16 +190,16 @@ class Connector:
         self._transport: Transport = http or AiohttpTransport(
             max_response_bytes=max_response_bytes, verify_ssl=verify_ssl
         )
-        # structlog's default logger is a lazy proxy that re-binds on every call; bind it once.
-        self._log = logger if logger is not None else get_logger().bind()
-        #: Every event goes to structlog first, then to `events` hooks (metrics, your own).
+        # The library's logger picks stdlib logging or structlog per line (structlog once the
+        # app configured it, even after this point); a `logger` given here is used as it is.
+        self._log = logger if logger is not None else get_logger()
+        #: Every event goes to the logger first, then to `events` hooks (metrics, your own).
         hooks = list(events)
         self.events = EventBus([StructlogHook(self._log), *hooks])
-        # The two events of every call are built only if someone takes them: with a filtering
-        # logger and no hooks, a happy call builds no event at all (the hot path).
-        enabled = getattr(self._log, "is_enabled_for", None)
-        self._per_attempt = bool(hooks) or enabled is None or enabled(logging.DEBUG)
-        self._per_call = bool(hooks) or enabled is None or enabled(logging.INFO)
+        # The two events of every call are built only if someone takes them: with a silent or
+        # filtering logger and no hooks, a happy call builds no event at all (the hot path).
+        self._hooked = bool(hooks)
+        self._enabled: Callable[[int], bool] | None = getattr(self._log, "is_enabled_for", None)
         # Parts that report their own events (token refreshes, backend outages) send them here.
         for part in (self.backend, credentials):
             bind = getattr(part, "bind_events", None)
@@ -216,6 +216,18 @@ class Connector:
 
     def __repr__(self) -> str:
         return f"Connector(backend={self.backend!r})"
+
+    @property
+    def _per_attempt(self) -> bool:
+        """Whether anyone takes the per-attempt event (asked per call: logging may change)."""
+        enabled = self._enabled
+        return self._hooked or enabled is None or enabled(logging.DEBUG)
+
+    @property
+    def _per_call(self) -> bool:
+        """Whether anyone takes the audit event of a finished call."""
+        enabled = self._enabled
+        return self._hooked or enabled is None or enabled(logging.INFO)
 
     async def __aenter__(self) -> Connector:
         return self

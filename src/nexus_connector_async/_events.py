@@ -136,8 +136,8 @@ class EventHook(Protocol):
 
 _LOG_EVENTS: dict[type[Any], tuple[str, str]] = {
     AttemptFinished: ("debug", "nexus.http.attempt"),
-    RetryScheduled: ("info", "nexus.http.retry"),
-    AdmissionRejected: ("info", "nexus.admission.rejected"),
+    RetryScheduled: ("warning", "nexus.http.retry"),
+    AdmissionRejected: ("warning", "nexus.admission.rejected"),
     ShadowWouldBlock: ("warning", "nexus.shadow.would_block"),
     CircuitStateChanged: ("warning", "nexus.circuit.state_changed"),
     IdempotentReplay: ("info", "nexus.idempotency.replayed"),

@@ -144,3 +144,36 @@ def test_the_worker_script_reads_jobs_from_stdin_and_prints_outcomes(stub: StubV
     )
     assert done.stdout.split("\n")[:2] == ["paid      2", "replayed  1"]
     assert len(stub.charge_posts) == 2
+
+
+async def test_the_json_audit_log_recipe_writes_one_json_line_per_call_without_secrets(
+    stub: StubVendor,
+) -> None:
+    """docs/operations.md's recipe: configured after the Connector, one JSON line per call."""
+    import io  # noqa: PLC0415
+
+    import msgspec  # noqa: PLC0415
+    import structlog  # noqa: PLC0415
+
+    from nexus_connector_async import Connector, Endpoint, StaticCredentialProvider  # noqa: PLC0415
+
+    out = io.BytesIO()
+    endpoint = Endpoint.create(f"{stub.base_url}/v1/charges", body="form")
+    try:
+        async with Connector(credentials=StaticCredentialProvider({"stripe": API_KEY})) as c:
+            load("json_audit_log").configure_json_audit_log(out)
+            for n in range(20):
+                payload = {"amount": 500, "currency": "usd", "source": "tok_visa"}
+                await c.execute("stripe", endpoint, payload, idempotency_key=f"order-{n}")
+    finally:
+        structlog.reset_defaults()
+    text = out.getvalue()
+    assert API_KEY.encode() not in text
+    lines = [msgspec.json.decode(line) for line in text.splitlines()]
+    assert len(lines) == 20
+    assert {line["event"] for line in lines} == {"nexus.call.completed"}
+    assert {line["level"] for line in lines} == {"info"}
+    assert lines[0]["call"] == f"POST {stub.base_url}/v1/charges"
+    assert lines[0]["status"] == 200
+    assert lines[0]["timestamp"].endswith("Z")
+    assert len(stub.charge_posts) == 20
