@@ -54,6 +54,16 @@ def main(argv: list[str] | None = None) -> int:
         return int(run_bench(rest) or 0)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command in ("status", "reset"):
+        from ._extras import has_module
+
+        if not has_module("redis"):
+            print(
+                f"error: 'nexus-connector {args.command}' needs the 'cli' extra: "
+                "pip install 'nexus-connector-async[cli]'",
+                file=sys.stderr,
+            )
+            return 1
     if args.command == "status":
         from .cli._ops import status as run_status
 

@@ -178,12 +178,21 @@ class Connector:
         verify_ssl: bool = True,
         events: Iterable[EventHook] = (),
         max_shared_pause: float = 300.0,
+        default_deadline: float | None = 30.0,
     ) -> None:
         idempotency_wait = _number("Connector.idempotency_wait", idempotency_wait)
         #: A vendor's Retry-After pauses the service for every worker, but never longer than
         #: this: one hostile or garbled header must not stop a fleet for years.
         self.max_shared_pause = _number("Connector.max_shared_pause", max_shared_pause)
         idempotency_lease = _number("Connector.idempotency_lease", idempotency_lease, strict=True)
+        #: The deadline of a call whose endpoint and caller give none: all attempts, backoff and
+        #: rate-limit waits together. 30 s fits a web request; None lets a call run as long as
+        #: its attempts take (max_attempts x Timeouts.total, plus backoff).
+        self.default_deadline = (
+            None
+            if default_deadline is None
+            else _number("Connector.default_deadline", default_deadline, strict=True)
+        )
         self._clock = clock or SYSTEM_CLOCK
         self.backend: Backend = backend if backend is not None else MemoryBackend(clock=clock)
         self.credentials = credentials
@@ -380,6 +389,8 @@ class Connector:
     ) -> _Call:
         if deadline is not None and (not isinstance(deadline, int | float) or deadline <= 0):
             raise InvalidRequest("deadline must be > 0 seconds")
+        if deadline is None:
+            deadline = self.default_deadline
         now = self._clock.monotonic()
         return _Call(
             service,
@@ -643,6 +654,9 @@ class Connector:
                 )
             )
         if error is not None:
+            if isinstance(error, RequestTimeout):  # say what the caller waited for, in all
+                error.attempts = attempts
+                error.elapsed = self._clock.monotonic() - call.started
             raise error
         return value
 
