@@ -190,11 +190,7 @@ def test_every_option_and_argument_has_plain_text_help() -> None:
         with pytest.raises(SystemExit):
             main([])
     (top,) = parsers
-    subparsers = next(
-        a
-        for a in top._actions
-        if isinstance(a, argparse._SubParsersAction)
-    )
+    subparsers = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
     assert "`" not in top.format_help()
     for name, sub in subparsers.choices.items():
         if name == "bench":
