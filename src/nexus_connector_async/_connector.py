@@ -575,7 +575,8 @@ class Connector:
             if adm is None:  # a retry refused by breaker, limiter or budget: last one stands
                 assert last is not None
                 return self._finish(call, last, number - 1)
-            started = self._clock.monotonic() if self._per_attempt else 0.0
+            per_attempt = self._per_attempt  # asked once: logging may be configured meanwhile
+            started = self._clock.monotonic() if per_attempt else 0.0
             try:
                 outcome = await attempt(call)
             except BaseException:
@@ -591,7 +592,7 @@ class Connector:
                 )
                 if state is not None:
                     self.events.emit(CircuitStateChanged(call.service, state))
-            if self._per_attempt:
+            if per_attempt:
                 self.events.emit(
                     AttemptFinished(
                         call.service,

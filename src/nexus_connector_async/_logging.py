@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -138,6 +138,24 @@ class LibraryLogger:
             return True if check is None else bool(check(level))
         return self._std.isEnabledFor(level)
 
+    def emitter(self, level: int, method: str) -> Callable[..., Any] | None:
+        """What to call with `(event, **fields)` for a line at `level`, or None if it is off.
+
+        One check and one call for hot callers (the event hook), instead of a check and then
+        `info(...)`, which would route the line a second time.
+        """
+        if _structlog_configured():
+            bound = self._structlog()
+            check = getattr(bound, "is_enabled_for", None)
+            if check is not None and not check(level):
+                return None
+            emit: Callable[..., Any] = getattr(bound, method)
+            return emit
+        if not self._std.isEnabledFor(level):
+            return None
+        fallback: Callable[..., Any] = getattr(self, method)
+        return fallback
+
     def _emit(self, level: int, method: str, event: str, fields: dict[str, Any]) -> None:
         if _structlog_configured():
             getattr(self._structlog(), method)(event, **fields)
@@ -226,17 +244,36 @@ def redact_processor(
 
     It changes values in place (no copy of the event), and leaves clean strings as they are.
     """
+    keys, clean = _KEYS, _CLEAN
     for key, value in event_dict.items():  # replacing values never resizes the dict
-        if is_sensitive(key):
+        secret = keys.get(key)
+        if secret is None:
+            secret = _remember_key(key)
+        if secret:
             event_dict[key] = REDACTED
+        elif value.__class__ is str:  # the common case first: one dict lookup when clean
+            if value not in clean:
+                event_dict[key] = redact_text(value)
         elif value.__class__ in _SCALARS:
             continue
         elif isinstance(value, str):
-            if value not in _CLEAN:
-                event_dict[key] = redact_text(value)
+            event_dict[key] = redact_text(value)
         elif isinstance(value, Mapping | list | tuple):
             event_dict[key] = redact(value)
     return event_dict
+
+
+# Field names seen by `redact_processor` and whether they look secret (a plain dict: cheaper to
+# ask than the lru_cache of `is_sensitive`). Bounded like `_CLEAN`.
+_KEYS: dict[Any, bool] = {}
+
+
+def _remember_key(key: Any) -> bool:
+    secret = isinstance(key, str) and is_sensitive(key)
+    if len(_KEYS) >= _CLEAN_MAX:
+        _KEYS.clear()
+    _KEYS[key] = secret
+    return secret
 
 
 _SCALARS = frozenset({int, float, bool, type(None)})
