@@ -138,3 +138,26 @@ def test_a_silent_logger_is_asked_once_and_builds_nothing() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
     assert log.is_enabled_for(logging.INFO)
     assert not log.is_enabled_for(logging.DEBUG)
+
+
+def test_redact_processor_masks_in_place_including_str_subclasses_and_nested_values() -> None:
+    from nexus_connector_async import redact_processor  # noqa: PLC0415
+
+    class Text(str):
+        pass
+
+    clean = "GET https://api.stripe.com/v1/charges"
+    event = {
+        "call": clean,
+        "note": Text("key sk_live_abcdef123"),
+        "client_secret": "pi_1_secret_x",
+        "body": {"card": {"number": "4242424242424242"}, "items": ["Bearer abc.def"]},
+        "status": 200,
+    }
+    for _ in range(2):  # the second pass goes through the caches of clean strings and names
+        out = redact_processor(None, "info", dict(event))
+        assert out["call"] is clean
+        assert out["note"] == "key ***"
+        assert out["client_secret"] == "***"
+        assert out["body"] == {"card": "***", "items": ["Bearer ***"]}
+        assert out["status"] == 200
