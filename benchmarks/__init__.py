@@ -2,7 +2,7 @@
 
 A stub vendor runs in its own process; worker processes run `Connector.execute` on the memory,
 Redis and Redis Cluster backends, raw aiohttp (the floor) and limits + purgatory + tenacity (the
-stack users assemble today), interleaved in rounds. Results go to `benchmarks/results/`
+stack users assemble today), interleaved in rounds. Results go to `benchmarks/results/latest/`
 (JSON, markdown, PNGs). `main(argv)` is the entry point the CLI calls.
 """
 

@@ -85,7 +85,7 @@ def summarize_throughput(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         def per_call(n: float, calls: int = calls) -> float:
             return n / calls if calls else 0.0
 
-        peer = _PEER_OF.get(variant)
+        peer = _PEER_OF.get(_base(variant))
         row: dict[str, Any] = {
             "variant": variant,
             "loop": loop,
@@ -141,8 +141,26 @@ def summarize_throughput(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _rank(variant: str) -> int:
-    return _ORDER.index(variant) if variant in _ORDER else len(_ORDER)
+def _base(variant: str) -> str:
+    """`nexus-redis+json` -> `nexus-redis`: the backend variant without its logging set-up."""
+    return variant.partition("+")[0]
+
+
+def _mode(variant: str) -> str:
+    """The logging set-up of a nexus variant: default (nothing configured), warn or json."""
+    return variant.partition("+")[2] or "default"
+
+
+_MODES = ["default", "warn", "json"]
+_MARKERS = {"default": "o", "warn": "s", "json": "^"}
+
+
+def _rank(variant: str) -> tuple[int, int]:
+    base, mode = _base(variant), _mode(variant)
+    return (
+        _ORDER.index(base) if base in _ORDER else len(_ORDER),
+        _MODES.index(mode) if mode in _MODES else len(_MODES),
+    )
 
 
 def strip_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -210,6 +228,20 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
             "",
             memory["cpu_ratio_to_raw"],
         )
+    # Issue 14: each logging set-up beside raw aiohttp (100 coroutines, one process).
+    for variant, goal, note in (
+        ("nexus-memory", 0.90, "logging not configured (default)"),
+        ("nexus-redis", 0.80, "logging not configured (default)"),
+        ("nexus-memory+warn", None, "structlog filtered at WARNING"),
+        ("nexus-redis+warn", None, "structlog filtered at WARNING"),
+        ("nexus-memory+json", 0.80, "JSON audit-log recipe"),
+        ("nexus-redis+json", 0.70, "JSON audit-log recipe"),
+    ):
+        row = _row(doc, variant)
+        if row:
+            check(
+                f"{variant} / raw ({note})", row["ratio_to_raw"], goal, "", row["cpu_ratio_to_raw"]
+            )
     if cluster:
         check(
             "nexus-cluster / raw aiohttp",
@@ -295,7 +327,10 @@ def markdown(doc: dict[str, Any]) -> str:
         "reach with a whole core to itself), which other load on the machine disturbs less. "
         "Redis: *server* counts every command Redis executed (including `redis.call()` inside "
         "scripts, from INFO commandstats), *sent* the commands the client wrote, *round trips* "
-        "its socket writes (a pipelined batch is one).",
+        "its socket writes (a pipelined batch is one). Logging: `nexus-memory` and "
+        "`nexus-redis` run as a new user gets them (nothing configured: stdlib logging, "
+        "silent), `+warn` with structlog filtered at WARNING, `+json` with the JSON audit-log "
+        "recipe of docs/operations.md (one line per call, to /dev/null).",
         "",
         "| variant | loop | conc | calls/s | x raw | x peers | CPU µs/call | x raw (CPU) "
         "| x peers (CPU) | p50 ms | p99 ms "
@@ -368,11 +403,12 @@ def markdown(doc: dict[str, Any]) -> str:
         ]
         for t in doc["targets"]:
             ok = {True: "yes", False: "**no**", None: "-"}[t["ok"]]
-            goal = "-" if t["goal"] is None else f"≥ {t['goal']}"
+            goal = "-" if t["goal"] is None else f"≥ {t['goal']:.2f}"
+            spec = ".2f"
             if t["target"].endswith("(%)"):
-                goal = "0"
+                goal, spec = "0", ".1f"
             lines.append(
-                f"| {t['target']} | {_fmt(t['measured'])} | {_fmt(t['measured_cpu'])} "
+                f"| {t['target']} | {_fmt(t['measured'], spec)} | {_fmt(t['measured_cpu'], spec)} "
                 f"| {goal} | {ok} | {t['note']} |"
             )
     lines += [
@@ -382,9 +418,9 @@ def markdown(doc: dict[str, Any]) -> str:
         f"- {load['cpus']} CPUs; {meta['platform']}; Python {meta['versions'].get('python')}",
         f"- load before: `{load['uptime_start']}`",
         f"- load after: `{load['uptime_end']}`",
-        f"- 1-min load during the run: min {_fmt(load['load1_min'])}, mean "
-        f"{_fmt(load['load1_mean'])}, max {_fmt(load['load1_max'])}; CPU busy (whole machine, "
-        f"ours included): {_fmt(load['cpu_busy_fraction'])}",
+        f"- 1-min load during the run: min {_fmt(load['load1_min'], '.2f')}, mean "
+        f"{_fmt(load['load1_mean'], '.2f')}, max {_fmt(load['load1_max'], '.2f')}; CPU busy "
+        f"(whole machine, ours included): {_fmt(load['cpu_busy_fraction'], '.2f')}",
         f"- machine CPU busy during the throughput runs (median of runs): "
         f"{_fmt(_median([r['machine_busy'] for r in doc['runs'] if r.get('machine_busy')]))}; "
         "the worker, the stub and Redis use at most about 1.5 of the 2 CPUs, the rest is "
@@ -425,55 +461,11 @@ def _plots(doc: dict[str, Any], out: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     rows = doc["throughput"]
-    series: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        series[(row["variant"], row["loop"])].append(row)
-    keys = sorted(series, key=lambda k: (_rank(k[0]), k[1]))
-
-    fig, ax = plt.subplots(figsize=(10, 5))
-    for key in keys:
-        pts = sorted(series[key], key=lambda r: r["concurrency"])
-        ax.plot(
-            [p["concurrency"] for p in pts],
-            [p["calls_per_s"] for p in pts],
-            marker="o",
-            linestyle="-" if key[1] == "asyncio" else "--",
-            color=_COLOURS.get(key[0]),
-            label=f"{key[0]} ({key[1]})",
-        )
-    ax.set_xscale("log")
-    ax.set_ylim(bottom=0)
-    ax.set_xlabel("concurrent calls (one worker process)")
-    ax.set_ylabel("calls/s")
-    ax.set_title("Throughput by concurrency")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    fig.savefig(out / "throughput.png", dpi=90)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=False)
-    for ax, pct in zip(axes, ("p50", "p99"), strict=True):
-        for key in keys:
-            pts = sorted(series[key], key=lambda r: r["concurrency"])
-            ax.plot(
-                [p["concurrency"] for p in pts],
-                [p["latency_ms"][pct] for p in pts],
-                marker="o",
-                linestyle="-" if key[1] == "asyncio" else "--",
-                color=_COLOURS.get(key[0]),
-                label=f"{key[0]} ({key[1]})",
-            )
-        ax.set_xscale("log")
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel("concurrent calls")
-        ax.set_ylabel(f"{pct} latency (ms)")
-        ax.set_title(f"{pct} latency by concurrency")
-        ax.grid(True, alpha=0.3)
-    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    fig.savefig(out / "latency.png", dpi=90)
-    plt.close(fig)
+    if len({row["concurrency"] for row in rows}) == 1:
+        # One concurrency (a --quick run): lines of one point each say nothing; bars do.
+        _bar_plots(plt, rows, out)
+    else:
+        _line_plots(plt, rows, out)
 
     if doc["rate_limit"]:
         fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -496,3 +488,112 @@ def _plots(doc: dict[str, Any], out: Path) -> None:
         fig.tight_layout()
         fig.savefig(out / "rate_limit.png", dpi=90)
         plt.close(fig)
+
+
+def _label(variant: str, loop: str) -> str:
+    return f"{variant} ({loop})"
+
+
+def _style(variant: str, loop: str) -> dict[str, Any]:
+    return {
+        "color": _COLOURS.get(_base(variant)),
+        "marker": _MARKERS.get(_mode(variant), "o"),
+        "linestyle": "-" if loop == "asyncio" else "--",
+    }
+
+
+def _line_plots(plt: Any, rows: list[dict[str, Any]], out: Path) -> None:
+    """Throughput and latency against concurrency, one line per variant and loop."""
+    series: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        series[(row["variant"], row["loop"])].append(row)
+    keys = sorted(series, key=lambda k: (_rank(k[0]), k[1]))
+
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for key in keys:
+        pts = sorted(series[key], key=lambda r: r["concurrency"])
+        ax.plot(
+            [p["concurrency"] for p in pts],
+            [p["calls_per_s"] for p in pts],
+            label=_label(*key),
+            **_style(*key),
+        )
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("concurrent calls (one worker process)")
+    ax.set_ylabel("calls/s")
+    ax.set_title("Throughput by concurrency")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(out / "throughput.png", dpi=90)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=False)
+    for ax, pct in zip(axes, ("p50", "p99"), strict=True):
+        for key in keys:
+            pts = sorted(series[key], key=lambda r: r["concurrency"])
+            ax.plot(
+                [p["concurrency"] for p in pts],
+                [p["latency_ms"][pct] for p in pts],
+                label=_label(*key),
+                **_style(*key),
+            )
+        ax.set_xscale("log")
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("concurrent calls")
+        ax.set_ylabel(f"{pct} latency (ms)")
+        ax.set_title(f"{pct} latency by concurrency")
+        ax.grid(True, alpha=0.3)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(out / "latency.png", dpi=90)
+    plt.close(fig)
+
+
+def _bar_plots(plt: Any, rows: list[dict[str, Any]], out: Path) -> None:
+    """Throughput and latency of each variant at the one concurrency measured, as bars."""
+    rows = sorted(rows, key=lambda r: (_rank(r["variant"]), r["loop"]))
+    labels = [_label(r["variant"], r["loop"]) for r in rows]
+    colours = [_COLOURS.get(_base(r["variant"]), "grey") for r in rows]
+    hatches = ["" if r["loop"] == "asyncio" else "//" for r in rows]
+    conc = rows[0]["concurrency"] if rows else 0
+    height = max(3.0, 0.45 * len(rows) + 1.5)
+
+    def bars(ax: Any, values: list[float], xlabel: str, title: str, digits: str) -> None:
+        ys = range(len(rows))
+        drawn = ax.barh(ys, values, color=colours, edgecolor="black", linewidth=0.5)
+        for bar, hatch in zip(drawn, hatches, strict=True):
+            bar.set_hatch(hatch)
+        ax.set_yticks(list(ys), labels, fontsize=8)
+        ax.invert_yaxis()  # the first variant (raw) on top
+        ax.bar_label(drawn, fmt=digits, fontsize=7, padding=2)
+        ax.set_xlim(0, max(values, default=1) * 1.18)
+        ax.set_xlabel(xlabel)
+        ax.set_title(title)
+        ax.grid(True, axis="x", alpha=0.3)
+
+    fig, ax = plt.subplots(figsize=(9, height))
+    bars(
+        ax,
+        [r["calls_per_s"] or 0.0 for r in rows],
+        "calls/s (one worker process)",
+        f"Throughput at concurrency {conc}",
+        "%.0f",
+    )
+    fig.tight_layout()
+    fig.savefig(out / "throughput.png", dpi=90)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, height))
+    for ax, pct in zip(axes, ("p50", "p99"), strict=True):
+        bars(
+            ax,
+            [r["latency_ms"][pct] or 0.0 for r in rows],
+            f"{pct} latency (ms)",
+            f"{pct} latency at concurrency {conc}",
+            "%.1f",
+        )
+    fig.tight_layout()
+    fig.savefig(out / "latency.png", dpi=90)
+    plt.close(fig)

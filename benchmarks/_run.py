@@ -37,6 +37,12 @@ __all__ = ["Options", "main", "parse_args"]
 
 BACKENDS = ("memory", "redis", "redis-cluster")
 _ROOT = Path(__file__).resolve().parent.parent
+#: How the nexus variants log: nothing configured (the default a new user gets), structlog
+#: filtered at WARNING, and the JSON audit-log recipe of docs/operations.md (to /dev/null).
+LOGGING_MODES = ("default", "warn", "json")
+#: The committed results (`--save`) and the folder every other run writes to.
+SAVED = _ROOT / "benchmarks" / "results"
+LATEST = SAVED / "latest"
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ class Options:
     out: Path
     seed: int
     quick: bool
+    logging: tuple[str, ...] = LOGGING_MODES
 
 
 def _parse_seconds(text: str) -> float:
@@ -133,9 +140,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     p.add_argument("--redis-url", default=None, help="use this Redis instead of starting one")
     p.add_argument("--cluster-url", default=None, help="one node of an existing cluster")
-    p.add_argument("--out", type=Path, default=_ROOT / "benchmarks" / "results")
+    p.add_argument(
+        "--logging",
+        default=None,
+        help="logging set-ups of the nexus variants: default,warn,json (default: all)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write the results (default: benchmarks/results/latest/)",
+    )
+    p.add_argument(
+        "--save",
+        action="store_true",
+        help="write to benchmarks/results/, replacing the committed results and plots",
+    )
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="a ~45 s run (memory, redis; c=100)")
+    p.add_argument("--quick", action="store_true", help="a ~1 min run (memory, redis; c=100)")
     return p
 
 
@@ -147,6 +169,15 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     for b in backends:
         if b not in BACKENDS:
             raise SystemExit(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
+    modes = tuple(_csv(a.logging)) if a.logging else LOGGING_MODES
+    for m in modes:
+        if m not in LOGGING_MODES:
+            raise SystemExit(
+                f"unknown logging set-up {m!r}; choose from {', '.join(LOGGING_MODES)}"
+            )
+    if a.out is not None and a.save:
+        raise SystemExit("--out and --save: choose one")
+    out = a.out if a.out is not None else (SAVED if a.save else LATEST)
     concurrency = (
         tuple(int(c) for c in _csv(a.concurrency))
         if a.concurrency
@@ -173,9 +204,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         plots=not a.no_plots,
         redis_url=a.redis_url,
         cluster_url=a.cluster_url,
-        out=a.out,
+        out=out,
         seed=a.seed,
         quick=quick,
+        logging=modes,
     )
 
 
@@ -389,14 +421,19 @@ class _Progress:
 # -- phases ----------------------------------------------------------------------------------------
 
 
+def _with_logging(opts: Options, variant: str) -> list[str]:
+    """`variant` once per logging set-up: `nexus-memory` (nothing configured), `+warn`, `+json`."""
+    return [variant if m == "default" else f"{variant}+{m}" for m in opts.logging]
+
+
 def _variants(opts: Options) -> list[str]:
     names = ["raw"]
     if "memory" in opts.backends:
-        names.append("nexus-memory")
+        names.extend(_with_logging(opts, "nexus-memory"))
         if opts.peers:
             names.append("peers-memory")
     if "redis" in opts.backends:
-        names.append("nexus-redis")
+        names.extend(_with_logging(opts, "nexus-redis"))
         if opts.peers:
             names.append("peers-redis")
     if "redis-cluster" in opts.backends:
@@ -423,9 +460,10 @@ def _blocks(opts: Options) -> list[tuple[int, str, list[tuple[str, str]]]]:
 
 
 def _base_job(opts: Options, variant: str, redis: _Redis, stub: StubHandle) -> Job:
-    redis_url = redis.cluster_url if variant == "nexus-cluster" else redis.url
-    info = redis.cluster_nodes if variant == "nexus-cluster" else redis.nodes
-    uses_redis = variant in ("nexus-redis", "nexus-cluster", "peers-redis")
+    base = variant.partition("+")[0]
+    redis_url = redis.cluster_url if base == "nexus-cluster" else redis.url
+    info = redis.cluster_nodes if base == "nexus-cluster" else redis.nodes
+    uses_redis = base in ("nexus-redis", "nexus-cluster", "peers-redis")
     tag = uuid.uuid4().hex[:8]
     return Job(
         kind="throughput",
@@ -436,7 +474,7 @@ def _base_job(opts: Options, variant: str, redis: _Redis, stub: StubHandle) -> J
         service=f"vendor{tag}",
         prefix=f"bench{tag}",
         redis_url=redis_url if uses_redis else None,
-        cluster=variant == "nexus-cluster",
+        cluster=base == "nexus-cluster",
         info_urls=list(info) if uses_redis else [],
         warmup=opts.warmup,
         duration=opts.duration,

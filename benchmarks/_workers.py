@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib.util
 import logging
 import os
 import sys
@@ -33,6 +34,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 __all__ = ["Job", "worker_main"]
@@ -137,6 +139,8 @@ def _classify(exc: BaseException) -> str:
 @contextlib.asynccontextmanager
 async def open_client(job: Job) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
     """The variant's "make one call" function, built fresh for this job."""
+    base, _, mode = job.variant.partition("+")
+    set_up_logging(mode or "default")
     if job.variant == "raw":
         import aiohttp  # noqa: PLC0415
 
@@ -183,14 +187,14 @@ async def open_client(job: Job) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
     )
 
     backend: Any
-    if job.variant == "nexus-memory":
+    if base == "nexus-memory":
         backend = MemoryBackend()
-    elif job.variant in ("nexus-redis", "nexus-cluster"):
+    elif base in ("nexus-redis", "nexus-cluster"):
         from nexus_connector_async.backends.redis import RedisBackend  # noqa: PLC0415
 
         assert job.redis_url is not None
         backend = RedisBackend.from_url(
-            job.redis_url, cluster=job.variant == "nexus-cluster", prefix=job.prefix
+            job.redis_url, cluster=base == "nexus-cluster", prefix=job.prefix
         )
     else:
         raise ValueError(f"unknown variant {job.variant!r}")
@@ -352,20 +356,47 @@ def run_job(job: Job) -> dict[str, Any]:
         return runner.run(_run_job(job))
 
 
-def _quiet_logging() -> None:
+_DEVNULL: list[Any] = []
+
+
+def _json_recipe() -> Any:
+    """docs/operations.md's JSON audit-log recipe, imported from the file the docs include."""
+    path = Path(__file__).resolve().parent.parent / "docs" / "examples" / "json_audit_log.py"
+    spec = importlib.util.spec_from_file_location("bench_json_audit_log", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def set_up_logging(mode: str) -> None:
+    """One of the benchmarked logging set-ups, for everything this process logs from now on.
+
+    default: what a new user gets (structlog not configured: stdlib logging, silent);
+    warn: structlog filtered at WARNING; json: the JSON audit-log recipe, one line per call,
+    written to /dev/null (the encoding is measured, not the disk).
+    """
     import structlog  # noqa: PLC0415
 
-    # Drop debug/info before any formatting: logging must not dominate the measurement.
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    structlog.reset_defaults()
     logging.getLogger().setLevel(logging.WARNING)
+    if mode == "warn":
+        structlog.configure(
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+            logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        )
+    elif mode == "json":
+        if not _DEVNULL:
+            _DEVNULL.append(open(os.devnull, "wb"))  # noqa: SIM115 - lives as long as the worker
+        _json_recipe().configure_json_audit_log(_DEVNULL[0])
+    elif mode != "default":
+        raise ValueError(f"unknown logging set-up {mode!r}")
 
 
 def worker_main(conn: Connection, index: int) -> None:
     """Process entry point: take jobs until None, answer each with its result (or error)."""
-    _quiet_logging()
+    set_up_logging("default")
     install_redis_counters()
     # Import what every variant needs up front, so the first job does not pay for it.
     import aiohttp  # noqa: F401, PLC0415

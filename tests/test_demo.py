@@ -25,3 +25,18 @@ def test_the_cli_rejects_an_unknown_command() -> None:
     with pytest.raises(SystemExit) as err:
         main(["nope"])
     assert err.value.code == 2
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_the_demo_draws_its_progress_bar_only_on_a_terminal() -> None:
+    piped, terminal = io.StringIO(), _Terminal()
+    await run_demo(payments=40, concurrency=10, out=piped)
+    await run_demo(payments=40, concurrency=10, out=terminal)
+    assert "\r" not in piped.getvalue()
+    assert "\r  [" in terminal.getvalue()
+    assert "40 payments in " in piped.getvalue()
+    assert " 1 requests" not in piped.getvalue()

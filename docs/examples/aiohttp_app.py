@@ -37,6 +37,9 @@ def charges_endpoint(base_url: str) -> Endpoint:
         f"{base_url.rstrip('/')}/v1/charges",
         "POST",
         body="form",
+        # Pin the API version: without it Stripe uses the account's default, which changes
+        # when someone upgrades it in the dashboard (and the library's simulator refuses it).
+        headers={"Stripe-Version": "2026-06-24.dahlia"},
         idempotency_header="Idempotency-Key",
         timeout=Timeouts(total=10.0, connect=3.0),
         rate_limit=RateLimitConfig.per_second(25, max_wait=0.5),

@@ -106,6 +106,14 @@ __all__ = [
 
 __version__ = "0.1.0"
 
+# Tracebacks and reprs name the public path (`nexus_connector_async.ConnectionFailed`), not the
+# private module the class happens to live in; pickle finds the classes there too.
+for _name in __all__:
+    _obj = globals().get(_name)
+    if isinstance(_obj, type) and issubclass(_obj, BaseException):
+        _obj.__module__ = __name__
+del _name, _obj
+
 
 def __getattr__(name: str) -> Any:
     # Redis is an optional extra: import its backend only when asked for.

@@ -1,6 +1,7 @@
-"""`python -m nexus_connector_async COMMAND` (console script: `nexus-connector`).
+"""python -m nexus_connector_async COMMAND (console script: nexus-connector).
 
-Commands: `demo`, `status --redis URL [SERVICE]`, `reset SERVICE --redis URL`, `bench ...`.
+Commands: demo, status [SERVICE], reset SERVICE, bench. status and reset read the Redis URL
+from --redis or the NEXUS_REDIS_URL environment variable.
 Exit codes: 0 success; 1 aborted or failed; 2 bad usage; 3 unknown service; 4 Redis unreachable.
 """
 
@@ -8,32 +9,64 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import Any
 
+_DESCRIPTION = __doc__
+
 
 def _redis_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis", required=True, metavar="URL", help="redis://host:port/db")
-    parser.add_argument("--cluster", action="store_true", help="the URL is a cluster node")
-    parser.add_argument("--prefix", default="nexus", help="key prefix (default: nexus)")
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get("NEXUS_REDIS_URL") or None,
+        metavar="URL",
+        help="the Redis the workers share, e.g. redis://host:6379/0 "
+        "(default: the NEXUS_REDIS_URL environment variable)",
+    )
+    parser.add_argument(
+        "--cluster", action="store_true", help="the URL is one node of a Redis Cluster"
+    )
+    parser.add_argument(
+        "--prefix", default="nexus", help="the key prefix the workers use (default: nexus)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the command; returns the exit code."""
     parser = argparse.ArgumentParser(
         prog="nexus-connector",
-        description=__doc__,
+        description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run payments through a local vendor simulator")
-    demo.add_argument("--payments", type=int, default=300)
-    demo.add_argument("--concurrency", type=int, default=25)
-    status = commands.add_parser("status", help="show breakers, buckets and keys in Redis")
-    status.add_argument("service", nargs="?", help="one service (default: all)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        help="run payments through a local vendor simulator",
+        description="Run payments through a local vendor simulator (in-memory backend) and "
+        "print what each policy did.",
+    )
+    demo.add_argument(
+        "--payments", type=int, default=300, help="how many payments to make (default: 300)"
+    )
+    demo.add_argument(
+        "--concurrency", type=int, default=25, help="payments in flight at once (default: 25)"
+    )
+    status = commands.add_parser(
+        "status",
+        help="show breakers, buckets and keys in Redis",
+        description="Show each service's breaker, rate-limit bucket and idempotency keys.",
+    )
+    status.add_argument(
+        "service", nargs="?", help="the service to show, e.g. stripe (default: every service)"
+    )
     _redis_args(status)
-    reset = commands.add_parser("reset", help="close a breaker and refill its buckets")
-    reset.add_argument("service")
+    reset = commands.add_parser(
+        "reset",
+        help="close a breaker and refill its buckets",
+        description="Close a service's breaker and refill its buckets, for every worker.",
+    )
+    reset.add_argument("service", help="the service to reset, e.g. stripe")
     reset.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     _redis_args(reset)
     commands.add_parser(
@@ -54,6 +87,18 @@ def main(argv: list[str] | None = None) -> int:
         return int(run_bench(rest) or 0)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command in ("status", "reset"):
+        if not args.redis:
+            parser.error(f"{args.command}: give --redis URL or set NEXUS_REDIS_URL")
+        from ._extras import has_module
+
+        if not has_module("redis"):
+            print(
+                f"error: 'nexus-connector {args.command}' needs the 'cli' extra: "
+                "pip install 'nexus-connector-async[cli]'",
+                file=sys.stderr,
+            )
+            return 1
     if args.command == "status":
         from .cli._ops import status as run_status
 

@@ -178,28 +178,37 @@ class Connector:
         verify_ssl: bool = True,
         events: Iterable[EventHook] = (),
         max_shared_pause: float = 300.0,
+        default_deadline: float | None = 30.0,
     ) -> None:
         idempotency_wait = _number("Connector.idempotency_wait", idempotency_wait)
         #: A vendor's Retry-After pauses the service for every worker, but never longer than
         #: this: one hostile or garbled header must not stop a fleet for years.
         self.max_shared_pause = _number("Connector.max_shared_pause", max_shared_pause)
         idempotency_lease = _number("Connector.idempotency_lease", idempotency_lease, strict=True)
+        #: The deadline of a call whose endpoint and caller give none: all attempts, backoff and
+        #: rate-limit waits together. 30 s fits a web request; None lets a call run as long as
+        #: its attempts take (max_attempts x Timeouts.total, plus backoff).
+        self.default_deadline = (
+            None
+            if default_deadline is None
+            else _number("Connector.default_deadline", default_deadline, strict=True)
+        )
         self._clock = clock or SYSTEM_CLOCK
         self.backend: Backend = backend if backend is not None else MemoryBackend(clock=clock)
         self.credentials = credentials
         self._transport: Transport = http or AiohttpTransport(
             max_response_bytes=max_response_bytes, verify_ssl=verify_ssl
         )
-        # structlog's default logger is a lazy proxy that re-binds on every call; bind it once.
-        self._log = logger if logger is not None else get_logger().bind()
-        #: Every event goes to structlog first, then to `events` hooks (metrics, your own).
+        # The library's logger picks stdlib logging or structlog per line (structlog once the
+        # app configured it, even after this point); a `logger` given here is used as it is.
+        self._log = logger if logger is not None else get_logger()
+        #: Every event goes to the logger first, then to `events` hooks (metrics, your own).
         hooks = list(events)
         self.events = EventBus([StructlogHook(self._log), *hooks])
-        # The two events of every call are built only if someone takes them: with a filtering
-        # logger and no hooks, a happy call builds no event at all (the hot path).
-        enabled = getattr(self._log, "is_enabled_for", None)
-        self._per_attempt = bool(hooks) or enabled is None or enabled(logging.DEBUG)
-        self._per_call = bool(hooks) or enabled is None or enabled(logging.INFO)
+        # The two events of every call are built only if someone takes them: with a silent or
+        # filtering logger and no hooks, a happy call builds no event at all (the hot path).
+        self._hooked = bool(hooks)
+        self._enabled: Callable[[int], bool] | None = getattr(self._log, "is_enabled_for", None)
         # Parts that report their own events (token refreshes, backend outages) send them here.
         for part in (self.backend, credentials):
             bind = getattr(part, "bind_events", None)
@@ -216,6 +225,18 @@ class Connector:
 
     def __repr__(self) -> str:
         return f"Connector(backend={self.backend!r})"
+
+    @property
+    def _per_attempt(self) -> bool:
+        """Whether anyone takes the per-attempt event (asked per call: logging may change)."""
+        enabled = self._enabled
+        return self._hooked or enabled is None or enabled(logging.DEBUG)
+
+    @property
+    def _per_call(self) -> bool:
+        """Whether anyone takes the audit event of a finished call."""
+        enabled = self._enabled
+        return self._hooked or enabled is None or enabled(logging.INFO)
 
     async def __aenter__(self) -> Connector:
         return self
@@ -368,6 +389,8 @@ class Connector:
     ) -> _Call:
         if deadline is not None and (not isinstance(deadline, int | float) or deadline <= 0):
             raise InvalidRequest("deadline must be > 0 seconds")
+        if deadline is None:
+            deadline = self.default_deadline
         now = self._clock.monotonic()
         return _Call(
             service,
@@ -552,7 +575,8 @@ class Connector:
             if adm is None:  # a retry refused by breaker, limiter or budget: last one stands
                 assert last is not None
                 return self._finish(call, last, number - 1)
-            started = self._clock.monotonic() if self._per_attempt else 0.0
+            per_attempt = self._per_attempt  # asked once: logging may be configured meanwhile
+            started = self._clock.monotonic() if per_attempt else 0.0
             try:
                 outcome = await attempt(call)
             except BaseException:
@@ -568,7 +592,7 @@ class Connector:
                 )
                 if state is not None:
                     self.events.emit(CircuitStateChanged(call.service, state))
-            if self._per_attempt:
+            if per_attempt:
                 self.events.emit(
                     AttemptFinished(
                         call.service,
@@ -631,6 +655,9 @@ class Connector:
                 )
             )
         if error is not None:
+            if isinstance(error, RequestTimeout):  # say what the caller waited for, in all
+                error.attempts = attempts
+                error.elapsed = self._clock.monotonic() - call.started
             raise error
         return value
 

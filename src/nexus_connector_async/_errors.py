@@ -47,12 +47,27 @@ class InvalidResponse(ConnectorError, ValueError):
     """
 
 
+def _seconds(value: float) -> str:
+    """A duration for a message: `0.25s`, `1.5s`, `92s` (rounded, never `0.30000000004`)."""
+    if value >= 10:
+        return f"{value:.0f}s"
+    return f"{value:.2g}s" if value < 1 else f"{value:.1f}s"
+
+
+def plural(n: int, word: str) -> str:
+    """`1 attempt`, `3 attempts`."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 class RateLimitExceeded(ConnectorError):
     """No token was available in the service's bucket within the allowed wait."""
 
     def __init__(self, message: str = "rate limit exceeded", *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = float(retry_after)
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} (retry after {_seconds(self.retry_after)})"
 
 
 class CircuitOpenError(ConnectorError):
@@ -62,9 +77,16 @@ class CircuitOpenError(ConnectorError):
         super().__init__(message)
         self.retry_after = float(retry_after)
 
+    def __str__(self) -> str:
+        return f"{super().__str__()} (retry after {_seconds(self.retry_after)})"
+
 
 class RequestTimeout(ConnectorError):
-    """An attempt did not finish within its timeout. The vendor may have processed it."""
+    """An attempt did not finish within its timeout. The vendor may have processed it.
+
+    Raised by a call, it also says how many attempts were made (`attempts`) and how long the
+    whole call took (`elapsed`, seconds), all attempts and backoff sleeps included.
+    """
 
     transient = True
 
@@ -72,6 +94,15 @@ class RequestTimeout(ConnectorError):
         super().__init__(message)
         #: False only when we know no byte of the request reached the vendor (connect timeout).
         self.sent = sent
+        #: Attempts the call made, and the seconds it took in all (set when the call gives up).
+        self.attempts: int | None = None
+        self.elapsed: float | None = None
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.attempts is None or self.elapsed is None:
+            return text
+        return f"{text} ({plural(self.attempts, 'attempt')} in {_seconds(self.elapsed)})"
 
 
 class ConnectionFailed(ConnectorError):

@@ -136,8 +136,8 @@ class EventHook(Protocol):
 
 _LOG_EVENTS: dict[type[Any], tuple[str, str]] = {
     AttemptFinished: ("debug", "nexus.http.attempt"),
-    RetryScheduled: ("info", "nexus.http.retry"),
-    AdmissionRejected: ("info", "nexus.admission.rejected"),
+    RetryScheduled: ("warning", "nexus.http.retry"),
+    AdmissionRejected: ("warning", "nexus.admission.rejected"),
     ShadowWouldBlock: ("warning", "nexus.shadow.would_block"),
     CircuitStateChanged: ("warning", "nexus.circuit.state_changed"),
     IdempotentReplay: ("info", "nexus.idempotency.replayed"),
@@ -157,6 +157,8 @@ class StructlogHook:
     def __init__(self, logger: Any) -> None:
         self._log = logger
         self._enabled = getattr(logger, "is_enabled_for", None)
+        # The library's own logger answers "where does this line go" in one call.
+        self._emitter = getattr(logger, "emitter", None)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, CallFinished):
@@ -170,12 +172,18 @@ class StructlogHook:
             if spec is None:
                 return
             level, name = spec
-        if self._enabled is not None and not self._enabled(_LEVELS[level]):
-            return  # don't build fields a filtering logger throws away
+        if self._emitter is not None:
+            emit = self._emitter(_LEVELS[level], level)
+            if emit is None:
+                return  # don't build fields a silent or filtering logger throws away
+        elif self._enabled is not None and not self._enabled(_LEVELS[level]):
+            return
+        else:
+            emit = getattr(self._log, level)
         fields = msgspec.structs.asdict(event)
         if isinstance(event, AttemptFinished | CallFinished):
             fields["duration_ms"] = round(fields.pop("duration") * 1000.0, 2)
-        getattr(self._log, level)(name, **fields)
+        emit(name, **fields)
 
 
 class EventBus:

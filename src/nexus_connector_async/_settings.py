@@ -68,6 +68,14 @@ _PERIODS = {
 }
 
 
+_NOTHING_CONFIGURED = [
+    "no gateway configured: set NEXUS_PAYMENTS=stripe (with STRIPE_API_KEY) or "
+    "NEXUS_PAYMENTS=paypal (with PAYPAL_CLIENT_ID and PAYPAL_CLIENT_SECRET), and/or "
+    "NEXUS_SMS=twilio (with TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER) or "
+    "NEXUS_SMS=sns (with AWS_REGION); NEXUS_REDIS_URL shares state between workers"
+]
+
+
 class ConfigError(InvalidRequest):
     """Missing or malformed settings; `problems` lists every one of them."""
 
@@ -310,8 +318,15 @@ async def connect(settings: Settings | None = None, **connector_kw: Any) -> Asyn
     async with connect() as app:
         await app.payments.charge(Money("10.00", "USD"), "pm_card_visa")
     ```
+
+    Read from the environment, settings that name no gateway raise `ConfigError` saying which
+    variables to set (a forgotten environment, not an app that wants a bare connector: pass
+    `Settings()` for that).
     """
-    settings = settings or Settings.from_env()
+    if settings is None:
+        settings = Settings.from_env()
+        if settings.payments is None and settings.sms is None:
+            raise ConfigError(_NOTHING_CONFIGURED)
     connector = Connector(backend=build_backend(settings), **connector_kw)
     try:
         yield Gateways(

@@ -145,3 +145,147 @@ def test_the_worker_script_reads_jobs_from_stdin_and_prints_outcomes(stub: StubV
     )
     assert done.stdout.split("\n")[:2] == ["paid      2", "replayed  1"]
     assert len(stub.charge_posts) == 2
+
+
+async def test_the_json_audit_log_recipe_writes_one_json_line_per_call_without_secrets(
+    stub: StubVendor,
+) -> None:
+    """docs/operations.md's recipe: configured after the Connector, one JSON line per call."""
+    import io  # noqa: PLC0415
+
+    import msgspec  # noqa: PLC0415
+    import structlog  # noqa: PLC0415
+
+    from nexus_connector_async import Connector, Endpoint, StaticCredentialProvider  # noqa: PLC0415
+
+    out = io.BytesIO()
+    endpoint = Endpoint.create(f"{stub.base_url}/v1/charges", body="form")
+    try:
+        async with Connector(credentials=StaticCredentialProvider({"stripe": API_KEY})) as c:
+            load("json_audit_log").configure_json_audit_log(out)
+            for n in range(20):
+                payload = {"amount": 500, "currency": "usd", "source": "tok_visa"}
+                await c.execute("stripe", endpoint, payload, idempotency_key=f"order-{n}")
+    finally:
+        structlog.reset_defaults()
+    text = out.getvalue()
+    assert API_KEY.encode() not in text
+    lines = [msgspec.json.decode(line) for line in text.splitlines()]
+    assert len(lines) == 20
+    assert {line["event"] for line in lines} == {"nexus.call.completed"}
+    assert {line["level"] for line in lines} == {"info"}
+    assert lines[0]["call"] == f"POST {stub.base_url}/v1/charges"
+    assert lines[0]["status"] == 200
+    assert lines[0]["timestamp"].endswith("Z")
+    assert len(stub.charge_posts) == 20
+
+
+async def test_the_aiohttp_app_runs_as_written_against_the_stripe_simulator() -> None:
+    """The library's own simulator is stricter than the test stub: it wants Stripe-Version."""
+    from nexus_connector_async.testing import StripeSimulator  # noqa: PLC0415
+
+    async with StripeSimulator(api_key=API_KEY) as sim:
+        app = load("aiohttp_app").create_app(sim.url, API_KEY)
+        async with AiohttpClient(TestServer(app, host="127.0.0.1")) as client:
+            first = await client.post("/orders/42/pay", json={"amount": 500})
+            assert first.status == 200, await first.text()
+            body = await first.json()
+            assert body["paid"] is True
+            assert body["replayed"] is False
+            again = await client.post("/orders/42/pay", json={"amount": 500})
+            assert (await again.json())["replayed"] is True
+            declined = await client.post(
+                "/orders/43/pay", json={"amount": 500, "source": "tok_chargeDeclined"}
+            )
+            assert declined.status == 402
+    charges = [r for r in sim.requests if r.path == "/v1/charges"]
+    assert len(charges) == 2
+    assert all(r.headers.get("Stripe-Version") for r in charges)
+
+
+async def test_a_simulator_rejection_says_why_in_the_response_and_the_log_line() -> None:
+    import aiohttp  # noqa: PLC0415
+    from structlog.testing import capture_logs  # noqa: PLC0415
+
+    from nexus_connector_async.testing import StripeSimulator  # noqa: PLC0415
+
+    async with StripeSimulator(api_key=API_KEY) as sim, aiohttp.ClientSession() as http:
+        with capture_logs() as logs:
+            async with http.post(
+                f"{sim.url}/v1/charges",
+                data={"amount": "500", "currency": "usd", "source": "tok_visa"},
+                headers={"Authorization": f"Bearer {API_KEY}", "Idempotency-Key": "k1"},
+            ) as resp:
+                status, body = resp.status, await resp.json()
+    assert status == 400
+    assert "Stripe-Version" in body["error"]["message"]
+    (line,) = [e for e in logs if e["event"] == "nexus.simulator.rejected"]
+    assert line["status"] == 400
+    assert line["log_level"] == "warning"
+    assert "Stripe-Version" in line["reason"]
+    assert line["simulator"] == "StripeSimulator"
+
+
+async def test_the_worker_runs_as_written_against_the_stripe_simulator() -> None:
+    from nexus_connector_async.testing import StripeSimulator  # noqa: PLC0415
+
+    worker = load("worker")
+    async with StripeSimulator(api_key=API_KEY) as sim:
+        jobs = [worker.PaymentJob(f"o{n}", 100 + n) for n in range(3)]
+        jobs.append(worker.PaymentJob("o1", 101))
+        outcomes = await worker.run_worker(jobs, base_url=sim.url, api_key=API_KEY)
+    assert outcomes == {"paid": 3, "replayed": 1}
+
+
+def test_the_fastapi_app_runs_as_written_against_the_stripe_simulator() -> None:
+    import asyncio  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from fastapi.testclient import TestClient  # noqa: PLC0415 - the docs extra
+
+    from nexus_connector_async.testing import StripeSimulator  # noqa: PLC0415
+
+    # The simulator runs on its own loop in a thread: TestClient drives the app on another.
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    sim = StripeSimulator(api_key=API_KEY)
+    asyncio.run_coroutine_threadsafe(sim.start(), loop).result(10)
+    try:
+        app = load("fastapi_app").create_app(sim.url, API_KEY)
+        with TestClient(app) as client:
+            first = client.post("/orders/42/pay", json={"amount": 500})
+            assert first.status_code == 200, first.text
+            assert first.json()["replayed"] is False
+            assert client.post("/orders/42/pay", json={"amount": 500}).json()["replayed"] is True
+    finally:
+        asyncio.run_coroutine_threadsafe(sim.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+def test_the_examples_extra_installs_every_package_the_examples_import() -> None:
+    import ast  # noqa: PLC0415
+    import tomllib  # noqa: PLC0415
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = {"aiohttp", "msgspec", "structlog", "anyio", "nexus_connector_async"}
+    extra = {
+        req.split(">")[0].split("[")[0] for req in project["optional-dependencies"]["examples"]
+    }
+    provides = {"fastapi": {"fastapi", "pydantic", "starlette"}, "uvicorn": {"uvicorn"}}
+    installable = core | set().union(*(provides.get(name, {name}) for name in extra))
+    imported: set[str] = set()
+    for path in EXAMPLES.glob("*.py"):
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+        if "uvicorn " in source:
+            imported.add("uvicorn")  # run by the command its docstring gives
+    third_party = {m for m in imported if m not in sys.stdlib_module_names}
+    assert third_party <= installable, third_party - installable
+    assert "uvicorn" in extra

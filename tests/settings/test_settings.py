@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from nexus_connector_async import ConfigError, RateLimitConfig, Settings, connect
-from nexus_connector_async._settings import parse_rate
+from nexus_connector_async._settings import _ENV, parse_rate
 from nexus_connector_async.adapters import Money
 from nexus_connector_async.testing import StripeSimulator
 
@@ -110,3 +110,18 @@ async def test_connect_builds_the_configured_payment_gateway_and_it_charges() ->
             payment = await app.payments.charge(Money("12.34", "USD"), "pm_card_visa")
     assert payment.status == "succeeded"
     assert payment.amount == Money("12.34", "USD")
+
+
+async def test_connect_from_an_empty_environment_says_which_variables_to_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not `AttributeError: 'NoneType' object has no attribute 'charge'` on first use."""
+
+    for var in [*_ENV.values(), "NEXUS_CONFIG", "AWS_DEFAULT_REGION"]:
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(ConfigError) as caught:
+        async with connect():
+            pass
+    message = str(caught.value)
+    for var in ("NEXUS_PAYMENTS", "STRIPE_API_KEY", "NEXUS_SMS", "NEXUS_REDIS_URL"):
+        assert var in message

@@ -92,3 +92,15 @@ __all__ = [
     "count_segments",
     "validate_e164",
 ]
+
+# Tracebacks name the public path (`nexus_connector_async.adapters.StripeCardError`), not the
+# private module the class lives in. Errors re-exported from the core keep their own path.
+for _name in __all__:
+    _obj = globals()[_name]
+    if (
+        isinstance(_obj, type)
+        and issubclass(_obj, BaseException)
+        and _obj.__module__.startswith(__name__ + ".")
+    ):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -61,6 +61,14 @@ class PaymentDeclined(VendorError):
         super().__init__(response, vendor=vendor, code=code, message=message, request_id=request_id)
         self.decline_code = decline_code
 
+    def __str__(self) -> str:
+        text = super().__str__()
+        code = self.decline_code
+        # Only a plain code: the field comes from the vendor and ends up in logs.
+        if code and len(code) <= 64 and code.replace("_", "").isalnum() and code.isascii():
+            return f"{text} (decline code {code})"
+        return text
+
 
 class AuthenticationFailed(VendorError):
     """The vendor rejected our credentials or their permissions (401/403)."""

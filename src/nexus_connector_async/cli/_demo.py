@@ -8,7 +8,6 @@ its rate limit and replays repeated idempotency keys. Ends with a table of what 
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import sys
 import time
@@ -16,11 +15,16 @@ from collections import Counter
 from typing import TextIO
 
 import msgspec
-import structlog
 
 from .._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPolicy, Timeouts
 from .._connector import Connector
-from .._errors import CircuitOpenError, ConnectorError, HttpStatusError, RateLimitExceeded
+from .._errors import (
+    CircuitOpenError,
+    ConnectorError,
+    HttpStatusError,
+    RateLimitExceeded,
+    plural,
+)
 from .._models import IdempotencyKey
 from ..testing._simulator import VendorSimulator
 
@@ -37,8 +41,12 @@ ROWS = (
 async def run_demo(
     payments: int = 300, concurrency: int = 25, seed: int = 7, out: TextIO = sys.stdout
 ) -> Counter[str]:
-    """Run the demo and return the outcome counts."""
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    """Run the demo and return the outcome counts.
+
+    The progress bar is drawn only on a terminal; into a file or pipe the demo writes the
+    final table alone. The library logs nothing here: logging is not configured.
+    """
+    live = bool(getattr(out, "isatty", lambda: False)())
     rng = random.Random(seed)
     counts: Counter[str] = Counter()
     sim = VendorSimulator(
@@ -93,6 +101,8 @@ async def run_demo(
                         keys.append(key)
 
         async def progress() -> None:
+            if not live:  # carriage-return frames would pile up in a log file
+                return
             while True:
                 done = sum(counts.values())
                 bar = "#" * (30 * done // payments)
@@ -116,8 +126,8 @@ async def run_demo(
         elapsed = time.monotonic() - started
 
     out.write(
-        f"\n  {payments} payments in {elapsed:.1f}s; the vendor saw {sim.requests} "
-        f"requests and made {sim.charges} charges.\n\n"
+        f"\n  {plural(payments, 'payment')} in {elapsed:.1f}s; the vendor saw "
+        f"{plural(sim.requests, 'request')} and made {plural(sim.charges, 'charge')}.\n\n"
     )
     out.write(f"  {'outcome':<14}{'count':>6}  meaning\n  {'-' * 72}\n")
     for key, meaning in ROWS:

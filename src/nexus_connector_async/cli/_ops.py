@@ -8,6 +8,8 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from .._errors import plural
+
 EXIT_OK, EXIT_ABORTED, EXIT_USAGE, EXIT_UNKNOWN_SERVICE, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 
 
@@ -26,6 +28,17 @@ async def _client(url: str, cluster: bool) -> Any:
 
 def _fmt(value: float | None, unit: str = "") -> str:
     return "-" if value is None else f"{value:.1f}{unit}"
+
+
+def _tokens(tokens: float | None, capacity: float | None) -> str:
+    """`full` for a full bucket, else `7.3/10`.
+
+    A bucket that was not used for a while has expired from Redis: missing and full are the
+    same state (the next call finds it full), so both read `full`, never `-` ("no limit").
+    """
+    if tokens is None or capacity is None or round(tokens, 1) >= capacity:
+        return "full"
+    return f"{tokens:.1f}/{capacity:g}"
 
 
 async def status(
@@ -64,7 +77,7 @@ async def status(
     )
     print(header, file=out)
     for r in rows:
-        tokens = "-" if r.tokens is None else f"{r.tokens:.1f}/{r.capacity:g}"
+        tokens = _tokens(r.tokens, r.capacity)
         print(
             f"{r.service:<16}{r.breaker:<11}{r.failures:>8}{_fmt(r.seconds_to_half_open, 's'):>14}"
             f"{r.probes_in_flight:>8}{_fmt(r.paused_for, 's'):>8}{tokens:>14}"
@@ -118,5 +131,8 @@ async def reset(
         return EXIT_UNREACHABLE
     finally:
         await client.aclose()
-    print(f"reset {service!r}: breaker closed, buckets full ({removed} keys removed)", file=out)
+    print(
+        f"reset {service!r}: breaker closed, buckets full ({plural(removed, 'key')} removed)",
+        file=out,
+    )
     return EXIT_OK

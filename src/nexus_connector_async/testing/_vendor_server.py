@@ -13,7 +13,14 @@ import msgspec
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-__all__ = ["Fault", "SimulatedRequest", "VendorServer", "parse_brackets"]
+from .._logging import get_logger, redact_text
+
+__all__ = ["Fault", "SimulatedRequest", "VendorServer", "parse_brackets", "rejection_reason"]
+
+_log = get_logger("nexus_connector_async.testing")
+# Answers that are a normal outcome of a well-formed request (a declined card, a throttle, an
+# injected outage): logged at INFO. Any other 4xx means the request itself was refused.
+_OUTCOMES = frozenset({402, 429})
 
 
 class SimulatedRequest(NamedTuple):
@@ -110,11 +117,50 @@ class VendorServer:
             body,
         )
         self.requests.append(recorded)
-        return await self.handle(recorded)
+        response = await self.handle(recorded)
+        if response.status >= 400:
+            self._log_rejection(recorded, response)
+        return response
+
+    def _log_rejection(self, request: SimulatedRequest, response: web.StreamResponse) -> None:
+        """Say why the simulator refused a request, where the test's logs will show it."""
+        refused = response.status < 500 and response.status not in _OUTCOMES
+        log = _log.warning if refused else _log.info
+        body = response.body if isinstance(response, web.Response) else None
+        log(
+            "nexus.simulator.rejected",
+            simulator=type(self).__name__,
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            reason=rejection_reason(body if isinstance(body, bytes) else b""),
+        )
 
     async def handle(self, request: SimulatedRequest) -> web.StreamResponse:
         """Answer one recorded request (subclasses)."""
         raise NotImplementedError
+
+
+def rejection_reason(body: bytes) -> str | None:
+    """The vendor-style reason in an error body (Stripe, PayPal, Twilio shapes), shortened."""
+    try:
+        data = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    error = data.get("error")
+    found: Any = None
+    if isinstance(error, dict):  # Stripe: {"error": {"message": ..., "code": ...}}
+        found = error.get("message") or error.get("code")
+    if not found:  # PayPal and Twilio: a top-level message; OAuth: error_description
+        details = data.get("details")
+        issue = details[0].get("issue") if isinstance(details, list) and details else None
+        found = data.get("message") or data.get("error_description") or issue or error
+    if not isinstance(found, str | int) or isinstance(found, bool):
+        return None
+    text = redact_text(str(found))
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> web.Response:

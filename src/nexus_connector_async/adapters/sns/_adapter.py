@@ -17,6 +17,7 @@ from ..._clock import SYSTEM_CLOCK, Clock
 from ..._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
 from ..._connector import Connector
 from ..._errors import ConnectorError, InvalidRequest
+from ..._extras import require_extra
 from ..._models import IdempotencyKey
 from .._money import Money, require_non_negative, require_positive
 from .._phone import count_segments, validate_e164, validate_sms_body
@@ -132,6 +133,7 @@ class SnsSmsAdapter:
             if self._closed:
                 raise InvalidRequest("the SNS adapter is closed (its connector was closed)")
             if self._client is None:
+                require_extra("SnsSmsAdapter", "sns", "aioboto3")
                 import aioboto3  # noqa: PLC0415 - optional extra: `nexus-connector-async[sns]`
                 from botocore.config import Config  # noqa: PLC0415
 
