@@ -271,7 +271,9 @@ class RedisBackend:
         """
         if self._closed:
             raise BackendUnavailable("the backend is closed")
-        if not self._health.may_try() or not self._health_of(command).may_try():
+        health = self._health_of(command)
+        # (one may_try() per Health: each call may use up the backoff window's one trial)
+        if not health.may_try() or (health is not self._health and not self._health.may_try()):
             raise RedisUnreachable("redis unreachable (backing off before reconnecting)")
         if not self._ready:
             await self._ensure_ready()
