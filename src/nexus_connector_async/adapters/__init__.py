@@ -9,6 +9,7 @@ from ._errors import (
     SpendLimitExceeded,
     VendorError,
     VendorRateLimited,
+    VendorResponseError,
 )
 from ._money import Money
 from ._payments import Payment, PaymentGateway, PaymentStatus, Refund, RefundStatus
@@ -26,9 +27,11 @@ from .paypal import (
     PayPalDeclined,
     PayPalError,
     PayPalInvalidRequestError,
+    PayPalPayerActionRequired,
     PayPalPaymentAdapter,
     PayPalPermissionError,
     PayPalRateLimitError,
+    PayPalResponseError,
 )
 from .sns import SnsError, SnsSmsAdapter, SnsThrottled, SpendReport
 from .stripe import (
@@ -41,6 +44,7 @@ from .stripe import (
     StripePaymentAdapter,
     StripePermissionError,
     StripeRateLimitError,
+    StripeResponseError,
 )
 from .twilio import TwilioError, TwilioSmsAdapter, TwilioThrottled
 
@@ -54,9 +58,11 @@ __all__ = [
     "PayPalDeclined",
     "PayPalError",
     "PayPalInvalidRequestError",
+    "PayPalPayerActionRequired",
     "PayPalPaymentAdapter",
     "PayPalPermissionError",
     "PayPalRateLimitError",
+    "PayPalResponseError",
     "Payment",
     "PaymentDeclined",
     "PaymentGateway",
@@ -84,11 +90,13 @@ __all__ = [
     "StripePaymentAdapter",
     "StripePermissionError",
     "StripeRateLimitError",
+    "StripeResponseError",
     "TwilioError",
     "TwilioSmsAdapter",
     "TwilioThrottled",
     "VendorError",
     "VendorRateLimited",
+    "VendorResponseError",
     "count_segments",
     "validate_e164",
 ]
