@@ -15,6 +15,7 @@ from ._money import Money
 from ._payments import Payment, PaymentGateway, PaymentStatus, Refund, RefundStatus
 from ._phone import SmsSegments, count_segments, validate_e164
 from ._sms import (
+    BulkSendInterrupted,
     PhoneNumberInfo,
     PhoneNumberRejected,
     SmsGateway,
@@ -33,7 +34,7 @@ from .paypal import (
     PayPalRateLimitError,
     PayPalResponseError,
 )
-from .sns import SnsError, SnsSmsAdapter, SnsThrottled, SpendReport
+from .sns import SnsClientError, SnsError, SnsSmsAdapter, SnsThrottled, SpendReport
 from .stripe import (
     StripeAPIError,
     StripeAuthenticationError,
@@ -50,6 +51,7 @@ from .twilio import TwilioError, TwilioSmsAdapter, TwilioThrottled
 
 __all__ = [
     "AuthenticationFailed",
+    "BulkSendInterrupted",
     "InvalidPhoneNumber",
     "Money",
     "OptedOut",
@@ -76,6 +78,7 @@ __all__ = [
     "SmsMessage",
     "SmsResult",
     "SmsSegments",
+    "SnsClientError",
     "SnsError",
     "SnsSmsAdapter",
     "SnsThrottled",
