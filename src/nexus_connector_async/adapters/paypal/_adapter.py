@@ -454,7 +454,7 @@ class PayPalPaymentAdapter:
 
     @staticmethod
     def _order_body(amount: Money, intent: str, reference_id: str | None) -> dict[str, Any]:
-        if intent not in ("CAPTURE", "AUTHORIZE"):
+        if not isinstance(intent, str) or intent not in ("CAPTURE", "AUTHORIZE"):
             raise InvalidRequest("intent must be 'CAPTURE' or 'AUTHORIZE'")
         unit: dict[str, Any] = {"amount": to_paypal_amount(require_positive(amount))}
         if reference_id is not None:
@@ -471,7 +471,7 @@ class PayPalPaymentAdapter:
         intent: str,
         reference_id: str | None,
     ) -> dict[str, Any]:
-        if source not in _SOURCES:
+        if not isinstance(source, str) or source not in _SOURCES:
             raise InvalidRequest(f"source must be one of {sorted(_SOURCES)}")
         vault_id = check_id(payment_method, "payment_method (a PayPal vault id)")
         body = self._order_body(amount, intent, reference_id)

@@ -1,0 +1,131 @@
+"""The Twilio simulator rejects what Twilio rejects and counts segments on its own (rule 40);
+wrong-typed adapter inputs are `InvalidRequest`, never a raw `TypeError`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nexus_connector_async import Connector, Endpoint, InvalidRequest
+from nexus_connector_async.adapters import Money, PayPalPaymentAdapter
+from nexus_connector_async.adapters._phone import count_segments
+from nexus_connector_async.adapters.twilio import TwilioSmsAdapter
+from nexus_connector_async.testing._paypal import PayPalSimulator
+from nexus_connector_async.testing._twilio import (
+    DEFAULT_AUTH_TOKEN,
+    TwilioSimulator,
+    simulated_segments,
+)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[TwilioSimulator]:
+    async with TwilioSimulator() as s:
+        yield s
+
+
+@pytest.fixture
+async def connector() -> AsyncIterator[Connector]:
+    async with Connector() as c:
+        yield c
+
+
+async def _raw_send(connector: Connector, sim: TwilioSimulator, **extra: str) -> Any:
+    import base64  # noqa: PLC0415
+
+    auth = base64.b64encode(f"{sim.account_sid}:{DEFAULT_AUTH_TOKEN}".encode()).decode()
+    endpoint = Endpoint(
+        f"{sim.base_url}/2010-04-01/Accounts/{sim.account_sid}/Messages.json",
+        body="form",
+        headers={"Authorization": f"Basic {auth}"},
+    )
+    form = [("To", "+14155550100"), ("From", "+15005550006"), ("Body", "hi"), *extra.items()]
+    return await connector.execute("raw-twilio", endpoint, form, raise_for_status=False)
+
+
+@pytest.mark.parametrize(
+    ("callback", "ok"),
+    [
+        ("https://hooks.example.com/sms", True),
+        ("https://my_hooks.example.com/sms", False),  # Twilio refuses underscores in the host
+        ("ftp://hooks.example.com/sms", False),
+        ("/relative/path", False),
+    ],
+)
+async def test_the_twilio_simulator_validates_callback_hosts(
+    connector: Connector, sim: TwilioSimulator, callback: str, ok: bool
+) -> None:
+    response = await _raw_send(connector, sim, StatusCallback=callback)
+    assert (response.status == 201) is ok
+    if not ok:
+        assert response.json()["code"] == 21609
+        assert sim.messages == []
+
+
+async def test_the_adapter_refuses_an_underscore_callback_before_sending(
+    connector: Connector, sim: TwilioSimulator
+) -> None:
+    twilio = TwilioSmsAdapter(
+        connector, sim.account_sid, DEFAULT_AUTH_TOKEN, "+15005550006", base_url=sim.base_url
+    )
+    with pytest.raises(InvalidRequest, match="underscore"):
+        await twilio.send("+14155550100", "hi", status_callback="https://a_b.example/cb")
+    assert sim.requests == []
+
+
+@pytest.mark.parametrize(
+    ("body", "segments"),
+    [
+        ("", 0),
+        ("a" * 160, 1),
+        ("a" * 161, 2),
+        ("a" * 306, 2),
+        ("a" * 307, 3),
+        ("€" * 80, 1),  # extension characters take two septets
+        ("€" * 81, 2),
+        ("a" * 152 + "€" + "a" * 10, 2),  # the escape pair is not split across parts
+        ("ç" * 70, 1),  # ç is not in GSM 03.38 (Ç is): UCS-2
+        ("ç" * 71, 2),
+        ("😀" * 35, 1),  # a surrogate pair is two UTF-16 units
+        ("😀" * 36, 2),
+        ("a" * 66 + "😀" + "ç" * 3, 2),  # 71 units: the pair moves whole to part 2
+    ],
+)
+def test_the_simulator_counts_segments_on_its_own(body: str, segments: int) -> None:
+    assert simulated_segments(body) == segments
+
+
+@given(st.text(alphabet=st.sampled_from(list("aZ0 @£€[]{}^~|\\\nçé😀ΩΔ_ß\u00a0")), max_size=500))
+def test_the_library_and_the_simulator_agree_on_segments(body: str) -> None:
+    assert count_segments(body).segments == simulated_segments(body)
+
+
+async def test_the_twilio_simulator_reports_its_own_count(
+    connector: Connector, sim: TwilioSimulator
+) -> None:
+    twilio = TwilioSmsAdapter(
+        connector, sim.account_sid, DEFAULT_AUTH_TOKEN, "+15005550006", base_url=sim.base_url
+    )
+    result = await twilio.send("+14155550100", "€" * 81)
+    assert result.segments == 2
+
+
+async def test_wrong_typed_paypal_options_are_invalid_requests() -> None:
+    async with PayPalSimulator() as paypal_sim, Connector() as connector:
+        paypal = PayPalPaymentAdapter(connector, "id", "secret", base_url=paypal_sim.url)
+        with pytest.raises(InvalidRequest, match="source"):
+            await paypal.charge(
+                Money("1.00", "USD"),
+                "vault_ok",
+                source=["card"],  # type: ignore[arg-type]
+            )
+        with pytest.raises(InvalidRequest, match="intent"):
+            await paypal.create_order(
+                Money("1.00", "USD"),
+                intent=["CAPTURE"],  # type: ignore[arg-type]
+            )
+        assert paypal_sim.requests == []
