@@ -172,3 +172,14 @@ async def test_an_opted_out_number_is_not_accepted_and_not_published(
     assert [m["phone_number"] for m in await published(moto.url)] == [TO]
     # The answer is reused: one check per number, not one per message.
     assert len(proxy.actions("CheckIfPhoneNumberIsOptedOut")) == 2
+
+
+async def test_the_spend_estimate_splits_at_word_boundaries_like_sns(
+    connector: Connector, proxy: FaultProxy, aws_session: Any
+) -> None:
+    price = Money("0.01", "USD")
+    sns = make(connector, proxy, aws_session, price_per_segment=price, check_opt_out=False)
+    words = "x" * 100 + " " + "y" * 100 + " " + "z" * 100  # 302 septets: 2 full parts of 153
+    result = await sns.send(TO, words)
+    assert result.segments == 3  # but no part can hold two of these words
+    assert (await sns.spend()).month_to_date == Money("0.03", "USD")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
@@ -28,7 +29,7 @@ from ._errors import SNS, map_exception, outcome_known_unsent
 from ._models import SmsType, SpendReport, message_attributes, validate_sender_id
 from ._spend import SpendTracker
 
-__all__ = ["SnsSmsAdapter"]
+__all__ = ["SnsSmsAdapter", "sns_segments"]
 
 _MAX_BODY: Final = 1600  # SNS's per-publish budget; the developer guide says bytes
 _SMS_TYPES: Final = ("Transactional", "Promotional")
@@ -245,7 +246,8 @@ class SnsSmsAdapter:
         if size > _MAX_BODY:
             raise InvalidRequest(f"SMS body is {size} bytes in UTF-8; SNS takes {_MAX_BODY}")
         counted = count_segments(body)
-        cost = Money(self.price_per_segment.amount * counted.segments, "USD")
+        segments = sns_segments(body)
+        cost = Money(self.price_per_segment.amount * segments, "USD")
         limit = await self._effective_limit(tenant_id)
         if self.check_opt_out and await self._is_opted_out(to, tenant_id):
             raise _opted_out()
@@ -280,7 +282,7 @@ class SnsSmsAdapter:
             to=to,
             message_id=message_id,
             status="accepted",
-            segments=counted.segments,
+            segments=segments,
             encoding=counted.encoding,
             replayed=not published,
         )
@@ -432,6 +434,40 @@ class SnsSmsAdapter:
         limit = _parse_limit(text)
         self._account_limit = (self._clock.monotonic(), limit)
         return limit
+
+
+_WORD = re.compile(r"\S*\s*")
+
+
+def sns_segments(body: str) -> int:
+    """The parts SNS bills for `body`: it splits long messages at word boundaries.
+
+    One SMS holds 160 GSM-7 septets or 70 UCS-2 units (vendor-facts 4.7); a longer message is
+    cut into parts of 153 / 67 between words, a word longer than a part being cut inside. That
+    can take more parts than packing every part full (`count_segments`), so the spend estimate
+    uses this count.
+    """
+    counted = count_segments(body)
+    if counted.segments <= 1:
+        return counted.segments
+    per_part = 153 if counted.encoding == "GSM-7" else 67
+    parts, room = 1, per_part
+    for match in _WORD.finditer(body):
+        word = match.group()
+        if not word:
+            continue
+        width = count_segments(word).units if counted.encoding == "GSM-7" else _utf16(word)
+        if width > room and room < per_part:
+            parts, room = parts + 1, per_part  # the word moves whole to a new part
+        while width > room:  # longer than a part: cut inside it
+            width -= room
+            parts, room = parts + 1, per_part
+        room -= width
+    return parts
+
+
+def _utf16(text: str) -> int:
+    return sum(2 if ord(ch) > 0xFFFF else 1 for ch in text)
 
 
 def _opted_out() -> OptedOut:
