@@ -129,3 +129,16 @@ async def test_wrong_typed_paypal_options_are_invalid_requests() -> None:
                 intent=["CAPTURE"],  # type: ignore[arg-type]
             )
         assert paypal_sim.requests == []
+
+
+async def test_twilio_reads_a_balance_in_a_retired_currency_and_refuses_media_none(
+    connector: Connector,
+) -> None:
+    async with TwilioSimulator(currency="HRK") as hrk:
+        twilio = TwilioSmsAdapter(
+            connector, hrk.account_sid, DEFAULT_AUTH_TOKEN, "+15005550006", base_url=hrk.base_url
+        )
+        assert await twilio.balance() == Money.from_vendor("25.00", "HRK")
+        with pytest.raises(InvalidRequest, match="media_urls"):
+            await twilio.send("+14155550100", "hi", media_urls=None)  # type: ignore[arg-type]
+        assert hrk.messages == []
