@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nexus_connector_async import Connector, Endpoint, InvalidRequest
+from nexus_connector_async import Connector, Endpoint, IdempotencyKey, InvalidRequest
 from nexus_connector_async.adapters import Money, PayPalPaymentAdapter
 from nexus_connector_async.adapters._phone import count_segments
 from nexus_connector_async.adapters.twilio import TwilioSmsAdapter
 from nexus_connector_async.testing._paypal import PayPalSimulator
+from nexus_connector_async.testing._stripe import StripeSimulator
 from nexus_connector_async.testing._twilio import (
     DEFAULT_AUTH_TOKEN,
     TwilioSimulator,
@@ -142,3 +143,67 @@ async def test_twilio_reads_a_balance_in_a_retired_currency_and_refuses_media_no
         with pytest.raises(InvalidRequest, match="media_urls"):
             await twilio.send("+14155550100", "hi", media_urls=None)  # type: ignore[arg-type]
         assert hrk.messages == []
+
+
+async def test_the_stripe_simulator_enforces_metadata_limits(connector: Connector) -> None:
+    async with StripeSimulator(api_key="sk_test_meta") as stripe_sim:
+        endpoint = Endpoint(
+            stripe_sim.url + "/v1/payment_intents",
+            body="form",
+            headers={"Authorization": "Bearer sk_test_meta", "Stripe-Version": "2026-06-24.dahlia"},
+            idempotency_header="Idempotency-Key",
+        )
+        base = {"amount": "100", "currency": "usd"}
+        cases = [
+            ({f"k{i}": "v" for i in range(51)}, 400),
+            ({"k" * 41: "v"}, 400),
+            ({"k": "v" * 501}, 400),
+            ({"k" * 40: "v" * 500}, 200),
+        ]
+        for i, (metadata, status) in enumerate(cases):
+            response = await connector.execute(
+                "raw-meta",
+                endpoint,
+                {**base, "metadata": metadata},
+                idempotency_key=IdempotencyKey(f"meta-{i}"),
+                raise_for_status=False,
+            )
+            assert response.status == status, (i, response.json())
+
+
+@pytest.mark.parametrize(
+    ("units", "issue"),
+    [
+        (
+            [
+                {"reference_id": "a", "amount": {"currency_code": "USD", "value": "1.00"}},
+                {"reference_id": "b", "amount": {"currency_code": "EUR", "value": "1.00"}},
+            ],
+            "MULTI_CURRENCY_ORDER",
+        ),
+        (
+            [
+                {"reference_id": "a", "amount": {"currency_code": "USD", "value": "1.00"}},
+                {"reference_id": "a", "amount": {"currency_code": "USD", "value": "2.00"}},
+            ],
+            "DUPLICATE_REFERENCE_ID",
+        ),
+    ],
+)
+async def test_the_paypal_simulator_refuses_inconsistent_purchase_units(
+    connector: Connector, units: list[dict[str, Any]], issue: str
+) -> None:
+    async with PayPalSimulator() as paypal_sim:
+        paypal_sim.tokens.add("tok")
+        endpoint = Endpoint(
+            paypal_sim.url + "/v2/checkout/orders",
+            headers={"Authorization": "Bearer tok", "PayPal-Request-Id": f"units-{issue}"},
+        )
+        response = await connector.execute(
+            "raw-pp",
+            endpoint,
+            {"intent": "CAPTURE", "purchase_units": units},
+            raise_for_status=False,
+        )
+        assert response.status == 422
+        assert response.json()["details"][0]["issue"] == issue

@@ -331,6 +331,10 @@ class PayPalSimulator(VendorServer):
             out_units.append(
                 {"reference_id": unit.get("reference_id", "default"), "amount": amount}
             )
+        if len({u["amount"]["currency_code"] for u in out_units}) > 1:
+            raise _Error(422, "MULTI_CURRENCY_ORDER", "All units must share one currency.")
+        if len(out_units) > 1 and len({u["reference_id"] for u in out_units}) < len(out_units):
+            raise _Error(422, "DUPLICATE_REFERENCE_ID", "reference_id must be unique per unit.")
         order_id = _new_id()
         order: dict[str, Any] = {
             "id": order_id,

@@ -593,6 +593,16 @@ def _metadata(params: Mapping[str, Any]) -> dict[str, str]:
         return {}
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise _Invalid(400, "Invalid metadata: must be a hash of strings.", param="metadata")
+    # Stripe's metadata limits: 50 keys, keys up to 40 characters, values up to 500.
+    if len(value) > 50:
+        raise _Invalid(400, "Metadata can have up to 50 keys.", param="metadata")
+    for key, item in value.items():
+        if len(key) > 40 or len(item) > 500:
+            raise _Invalid(
+                400,
+                "Metadata keys can be up to 40 characters and values up to 500 characters.",
+                param=f"metadata[{key[:40]}]",
+            )
     return value
 
 
