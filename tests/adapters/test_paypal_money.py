@@ -292,3 +292,18 @@ async def test_every_capture_currency_mismatch_is_refused(
     with pytest.raises(InvalidRequest, match=rf"{asked}.*{paid}"):
         await paypal.capture(held.id, Money(1, asked))
     assert len(api_posts(sim)) == posts
+
+
+async def test_a_minimal_capture_answer_is_read_back(
+    paypal: PayPalPaymentAdapter, sim: PayPalSimulator
+) -> None:
+    held = await paypal.authorize(Money("20.00", "EUR"), "vault_ok")
+    sim.inject(201, {"id": "CAPMIN", "status": "COMPLETED", "links": []})
+    sim.captures["CAPMIN"] = {
+        "id": "CAPMIN",
+        "status": "COMPLETED",
+        "amount": {"currency_code": "EUR", "value": "20.00"},
+    }
+    captured = await paypal.capture(held.id)
+    assert captured.amount == Money("20.00", "EUR")
+    assert sim.count("GET", "/v2/payments/captures/CAPMIN") == 1
