@@ -17,7 +17,6 @@ import msgspec
 from .._errors import (
     BackendUnavailable,
     CircuitOpenError,
-    ConnectionFailed,
     ConnectorError,
     CredentialRefreshError,
     HttpStatusError,
@@ -25,7 +24,6 @@ from .._errors import (
     IdempotencyInProgress,
     InvalidRequest,
     RateLimitExceeded,
-    RequestTimeout,
 )
 from .._logging import get_logger
 from .._models import IdempotencyKey, Response
@@ -129,7 +127,7 @@ def may_have_been_sent(error: ConnectorError) -> bool:
     if isinstance(error, HttpStatusError):
         # The vendor answered: a 4xx refused the message (nothing sent); a 5xx may hide a send.
         return error.response.status >= 500
-    return not isinstance(error, RequestTimeout | ConnectionFailed)
+    return True  # anything else (an unreadable answer...) may hide a send
 
 
 class BulkSendInterrupted(ConnectorError):
@@ -137,8 +135,9 @@ class BulkSendInterrupted(ConnectorError):
 
     `results` holds one result for every message taken before the failure, in input order
     (each in-flight send was allowed to finish); `position` is the index of the input item
-    that could not be produced. The input's own exception is the `__cause__`. Re-running the
-    same batch key replays the messages already sent instead of sending them again.
+    that could not be produced (or, for a bug inside one send, of that message). The
+    exception is the `__cause__`. Re-running the same batch key replays the messages already
+    sent instead of sending them again.
     """
 
     def __init__(self, message: str, *, results: list[SmsResult], position: int) -> None:
