@@ -365,10 +365,8 @@ class PayPalPaymentAdapter:
                 None,
                 tenant_id,
             )
-        except (InvalidRequest, ConnectorError):
-            raise _unreadable(
-                response, f"refund {refund.id} was made but its amount is unknown"
-            ) from None
+        except ConnectorError:  # InvalidRequest included (an id unsafe in a path)
+            raise _unreadable(response, "the refund was made but its amount is unknown") from None
         return self._decode(decode_refund, fetched)
 
     async def _fetch_capture(
@@ -384,8 +382,8 @@ class PayPalPaymentAdapter:
                 None,
                 tenant_id,
             )
-        except (InvalidRequest, ConnectorError):
-            return capture
+        except ConnectorError:
+            return capture  # _money then reports the missing amount as a vendor error
         return self._decode(decode_capture, fetched)
 
     # -- the PaymentGateway protocol -------------------------------------------------------------
