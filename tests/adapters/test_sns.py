@@ -413,11 +413,15 @@ async def test_bulk_results_are_in_order_with_failures_in_place(
         proxy.reject_number(n, "OptedOut", "Phone number is opted out")
     results = await make().send_bulk([(n, f"to {n}") for n in numbers], concurrency=10)
     assert [r.to for r in results] == numbers
-    assert [r.ok for r in results] == [i % 5 != 0 for i in range(120)]
-    assert all(isinstance(r.error, OptedOut) for r in results[::5])
+    # moto reports numbers ending in 99 as opted out: the adapter checks and does not publish.
+    accepted = [i % 5 != 0 and not n.endswith("99") for i, n in enumerate(numbers)]
+    assert [r.ok for r in results] == accepted
+    assert all(
+        isinstance(r.error, OptedOut) for r, ok in zip(results, accepted, strict=True) if not ok
+    )
     sent = await published(moto.url)
     assert sorted(m["phone_number"] for m in sent) == sorted(
-        n for i, n in enumerate(numbers) if i % 5
+        n for n, ok in zip(numbers, accepted, strict=True) if ok
     )
     assert all(m["message"] == f"to {m['phone_number']}" for m in sent)
 

@@ -157,12 +157,17 @@ async def test_authorize_holds_funds_and_capture_collects_part_of_them(
 async def test_requires_action_is_a_visible_result_not_a_success(
     stripe: StripePaymentAdapter,
 ) -> None:
-    payment = await stripe.charge(usd("10.00"), "pm_card_authenticationRequired")
+    payment = await stripe.charge(
+        usd("10.00"), "pm_card_authenticationRequired", return_url="https://shop.example/done"
+    )
     assert payment.requires_action
     assert not payment.succeeded
     assert payment.status == "requires_action"
+    assert payment.next_action == "redirect_to_url"
     assert payment.action_url
     assert payment.action_url.startswith("https://")
+    assert payment.client_secret
+    assert payment.client_secret.startswith(payment.id + "_secret_")
 
 
 async def test_create_payment_intent_without_confirm_sends_only_what_was_asked(

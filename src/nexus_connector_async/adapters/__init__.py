@@ -9,11 +9,13 @@ from ._errors import (
     SpendLimitExceeded,
     VendorError,
     VendorRateLimited,
+    VendorResponseError,
 )
 from ._money import Money
 from ._payments import Payment, PaymentGateway, PaymentStatus, Refund, RefundStatus
 from ._phone import SmsSegments, count_segments, validate_e164
 from ._sms import (
+    BulkSendInterrupted,
     PhoneNumberInfo,
     PhoneNumberRejected,
     SmsGateway,
@@ -26,11 +28,13 @@ from .paypal import (
     PayPalDeclined,
     PayPalError,
     PayPalInvalidRequestError,
+    PayPalPayerActionRequired,
     PayPalPaymentAdapter,
     PayPalPermissionError,
     PayPalRateLimitError,
+    PayPalResponseError,
 )
-from .sns import SnsError, SnsSmsAdapter, SnsThrottled, SpendReport
+from .sns import SnsClientError, SnsError, SnsSmsAdapter, SnsThrottled, SpendReport
 from .stripe import (
     StripeAPIError,
     StripeAuthenticationError,
@@ -41,11 +45,13 @@ from .stripe import (
     StripePaymentAdapter,
     StripePermissionError,
     StripeRateLimitError,
+    StripeResponseError,
 )
 from .twilio import TwilioError, TwilioSmsAdapter, TwilioThrottled
 
 __all__ = [
     "AuthenticationFailed",
+    "BulkSendInterrupted",
     "InvalidPhoneNumber",
     "Money",
     "OptedOut",
@@ -54,9 +60,11 @@ __all__ = [
     "PayPalDeclined",
     "PayPalError",
     "PayPalInvalidRequestError",
+    "PayPalPayerActionRequired",
     "PayPalPaymentAdapter",
     "PayPalPermissionError",
     "PayPalRateLimitError",
+    "PayPalResponseError",
     "Payment",
     "PaymentDeclined",
     "PaymentGateway",
@@ -70,6 +78,7 @@ __all__ = [
     "SmsMessage",
     "SmsResult",
     "SmsSegments",
+    "SnsClientError",
     "SnsError",
     "SnsSmsAdapter",
     "SnsThrottled",
@@ -84,11 +93,13 @@ __all__ = [
     "StripePaymentAdapter",
     "StripePermissionError",
     "StripeRateLimitError",
+    "StripeResponseError",
     "TwilioError",
     "TwilioSmsAdapter",
     "TwilioThrottled",
     "VendorError",
     "VendorRateLimited",
+    "VendorResponseError",
     "count_segments",
     "validate_e164",
 ]

@@ -14,6 +14,7 @@ __all__ = [
     "SpendLimitExceeded",
     "VendorError",
     "VendorRateLimited",
+    "VendorResponseError",
 ]
 
 
@@ -43,6 +44,15 @@ class VendorError(HttpStatusError):
         self.code = code
         self.vendor_message = message
         self.request_id = request_id
+
+
+class VendorResponseError(VendorError):
+    """The vendor answered 2xx but the answer could not be read (api.md rule 34).
+
+    The operation may well have happened (a refund made, a charge taken), so this is never an
+    `InvalidRequest` and must not be resent blindly: reconcile with the vendor first.
+    `response` holds the raw answer (status, headers, body) for that.
+    """
 
 
 class PaymentDeclined(VendorError):

@@ -10,13 +10,14 @@ import decimal
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .._errors import InvalidRequest
 
 __all__ = [
     "ISO_4217_EXPONENTS",
     "PAYPAL_CURRENCIES",
+    "RETIRED_EXPONENTS",
     "Money",
     "from_paypal_amount",
     "from_stripe_minor",
@@ -66,6 +67,16 @@ ISO_4217_EXPONENTS: Final[Mapping[str, int | None]] = {
     "YER": 2,
     "ZAR": 2, "ZMW": 2, "ZWG": 2,
 }
+
+#: Codes withdrawn from ISO 4217 that vendors still report for older payments (BGN and HRK
+#: after the euro, ANG after XCG...), with the exponent they had. Only read-back uses them.
+RETIRED_EXPONENTS: Final[Mapping[str, int]] = {
+    "ANG": 2, "BGN": 2, "CUC": 2, "HRK": 2, "SLL": 2, "ZWL": 2,
+}
+# fmt: on
+_VENDOR_CODE = re.compile(r"[A-Za-z]{3}")
+#: The exponent assumed for a code we do not know at all (Stripe's and ISO's usual two).
+_DEFAULT_EXPONENT: Final = 2
 
 # Stripe's exceptions to the ISO exponent (vendor-facts 1.9). MGA is ISO two-decimal but
 # zero-decimal on Stripe; ISK and UGX are ISO zero-decimal but sent x100 with "00" at the end.
@@ -174,8 +185,26 @@ class Money:
         def __delattr__(self, name: str) -> None:
             raise AttributeError(f"Money is immutable: cannot delete {name!r}")
 
-    def __reduce__(self) -> tuple[type[Money], tuple[str, str]]:
-        # Pickle and copy rebuild through __init__, which re-validates.
+    @classmethod
+    def from_vendor(cls, amount: Decimal | str | int, currency: str) -> Money:
+        """A `Money` read back from a vendor: any 3-letter currency code is accepted.
+
+        Vendors report amounts in currencies that left ISO 4217 (a BGN payment made before
+        2026, HRK, ANG) or that this table does not know yet; refusing them after the vendor
+        acted would hide a done payment or refund. The amount is checked as strictly as ever.
+        Such a `Money` can be passed back to the vendor (a refund of that BGN payment).
+        """
+        if not isinstance(currency, str) or not _VENDOR_CODE.fullmatch(currency):
+            raise InvalidRequest(f"currency {_shorten(str(currency))} is not a 3-letter code")
+        money = object.__new__(cls)
+        object.__setattr__(money, "_amount", _parse_amount(amount))
+        object.__setattr__(money, "_currency", currency.upper())
+        return money
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        # Pickle and copy rebuild through a constructor, which re-validates.
+        if ISO_4217_EXPONENTS.get(self._currency) is None:
+            return Money.from_vendor, (f"{self._amount:f}", self._currency)
         return Money, (f"{self._amount:f}", self._currency)
 
     @property
@@ -190,10 +219,13 @@ class Money:
 
     @property
     def exponent(self) -> int:
-        """The currency's ISO 4217 minor-unit digits (2 for USD, 0 for JPY, 3 for KWD)."""
-        exponent = ISO_4217_EXPONENTS[self._currency]
-        assert exponent is not None  # _parse_currency refuses codes without a minor unit
-        return exponent
+        """The currency's ISO 4217 minor-unit digits (2 for USD, 0 for JPY, 3 for KWD).
+
+        A retired code has its former exponent; a code read back from a vendor that no table
+        knows is assumed to have 2.
+        """
+        exponent = _known_exponent(self._currency)
+        return _DEFAULT_EXPONENT if exponent is None else exponent
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Money):
@@ -208,6 +240,12 @@ class Money:
 
     def __str__(self) -> str:
         return f"{self._amount:f} {self._currency}"
+
+
+def _known_exponent(code: str) -> int | None:
+    """The exponent of an active or retired code with a minor unit, else None."""
+    exponent = ISO_4217_EXPONENTS.get(code)
+    return RETIRED_EXPONENTS.get(code) if exponent is None else exponent
 
 
 def _require_money(money: object, what: str) -> Money:
@@ -250,9 +288,8 @@ def _stripe_scale(currency: str) -> tuple[int, int]:
         return 2, 100
     if currency in _STRIPE_THREE_DECIMAL_LAST_ZERO:
         return 3, 10
-    exponent = ISO_4217_EXPONENTS[currency]
-    assert exponent is not None  # only codes that passed _parse_currency get here
-    return exponent, 1
+    exponent = _known_exponent(currency)
+    return (_DEFAULT_EXPONENT if exponent is None else exponent), 1
 
 
 def to_stripe_minor(money: Money) -> int:
@@ -268,15 +305,20 @@ def to_stripe_minor(money: Money) -> int:
 def from_stripe_minor(amount: int, currency: str) -> Money:
     """The `Money` for a Stripe `amount` and (lower-case) `currency`: 1000, "usd" -> 10.00 USD.
 
-    Lenient on purpose: it reads what Stripe sent, so it does not re-check Stripe's input rules.
+    Lenient on purpose (api.md rule 34): it reads what Stripe sent, so it does not re-check
+    Stripe's input rules and takes any 3-letter code (retired BGN or HRK included). Raises
+    `InvalidRequest` only for a value that is not an amount at all; adapters turn that into a
+    vendor error carrying the response.
     """
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise InvalidRequest(f"Stripe amount must be an int, not {type(amount).__name__}")
-    code = _parse_currency(currency)
+    if not isinstance(currency, str) or not _VENDOR_CODE.fullmatch(currency):
+        raise InvalidRequest(f"Stripe currency {_shorten(str(currency))} is not a 3-letter code")
+    code = currency.upper()
     digits, _ = _stripe_scale(code)
     # Built from the tuple, not by arithmetic: exact for any int, and Money bounds its size.
     sign, coefficient, _ = Decimal(amount).as_tuple()
-    return Money(Decimal((sign, coefficient, -digits)), code)
+    return Money.from_vendor(Decimal((sign, coefficient, -digits)), code)
 
 
 def stripe_currency(money: Money) -> str:
@@ -305,8 +347,8 @@ def to_paypal_amount(money: Money) -> dict[str, str]:
 def from_paypal_amount(obj: Mapping[str, str]) -> Money:
     """The `Money` for a PayPal amount object such as `{"currency_code": "USD", "value": "1.5"}`.
 
-    The value must match PayPal's own pattern; any ISO 4217 currency is accepted, since this
-    reads what PayPal sent.
+    The value must match PayPal's own pattern; any 3-letter currency is accepted (rule 34),
+    since this reads what PayPal sent.
     """
     try:
         code, value = obj["currency_code"], obj["value"]
@@ -316,4 +358,4 @@ def from_paypal_amount(obj: Mapping[str, str]) -> Money:
         raise InvalidRequest(f"PayPal amount value must be a str, not {type(value).__name__}")
     if len(value) > _PAYPAL_MAX_LEN or not _PAYPAL_VALUE.fullmatch(value):
         raise InvalidRequest(f"PayPal amount value {_shorten(value)} is not a decimal string")
-    return Money(value, code)
+    return Money.from_vendor(value, code)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 
@@ -36,6 +36,12 @@ class Payment(msgspec.Struct, frozen=True, kw_only=True):
     what `capture` / `refund` take next: a Stripe PaymentIntent or Charge id, a PayPal capture
     or authorization id (`order_id` names the PayPal order). `action_url` is where the buyer
     must go when `requires_action` (3-D Secure redirect, PayPal approval link).
+
+    `amount` is what the payment is worth now: the captured amount once captured (a partial
+    capture of 60 of 100 is 60), else the authorized or asked amount. `authorized_amount` is
+    what was authorized, when the vendor says so. For a Stripe `requires_action` result,
+    `next_action` is Stripe's `next_action.type` (`use_stripe_sdk`, `redirect_to_url`...) and
+    `client_secret` is what Stripe.js needs to finish it; it is masked in the repr.
     """
 
     vendor: str
@@ -47,6 +53,20 @@ class Payment(msgspec.Struct, frozen=True, kw_only=True):
     order_id: str | None = None
     action_url: str | None = None
     replayed: bool = False
+    authorized_amount: Money | None = None
+    client_secret: str | None = None
+    next_action: str | None = None
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return [
+            (name, "***" if name == "client_secret" and value else value)
+            for name in self.__struct_fields__
+            for value in (getattr(self, name),)
+        ]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value!r}" for name, value in self.__rich_repr__())
+        return f"Payment({fields})"
 
     @property
     def succeeded(self) -> bool:

@@ -7,19 +7,31 @@ unless the adapter was built with `retry_unknown=True`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence, Sized
+import hashlib
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence, Sized
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import anyio
 import msgspec
 
-from .._errors import ConnectorError, InvalidRequest
+from .._errors import (
+    BackendUnavailable,
+    CircuitOpenError,
+    ConnectorError,
+    CredentialRefreshError,
+    HttpStatusError,
+    IdempotencyConflict,
+    IdempotencyInProgress,
+    InvalidRequest,
+    RateLimitExceeded,
+)
 from .._logging import get_logger
 from .._models import IdempotencyKey, Response
-from ._errors import VendorError
+from ._errors import SpendLimitExceeded, VendorError
 from ._money import Money
 
 __all__ = [
+    "BulkSendInterrupted",
     "PhoneNumberInfo",
     "PhoneNumberRejected",
     "SmsGateway",
@@ -65,6 +77,9 @@ class SmsResult(msgspec.Struct, frozen=True):
     vendor's count when it reports one, else ours; `price` is the cost when the vendor states it
     (Twilio only, usually not yet at creation). In `send_bulk` a failed message is a result
     whose `error` is set and whose `status` is "error" (not sent) or "unknown" (may have been).
+    `sent` is False only when the message certainly did not reach the vendor (refused by our
+    checks, by admission: rate limit, open circuit, `BackendUnavailable`, spend guard; or a
+    claim failure on its idempotency key), so resending it cannot make a duplicate.
     """
 
     to: str
@@ -75,6 +90,7 @@ class SmsResult(msgspec.Struct, frozen=True):
     encoding: Literal["GSM-7", "UCS-2"] | None = None
     replayed: bool = False
     error: ConnectorError | None = None
+    sent: bool = True
 
     @property
     def ok(self) -> bool:
@@ -84,8 +100,50 @@ class SmsResult(msgspec.Struct, frozen=True):
     @classmethod
     def failed(cls, to: str, error: ConnectorError) -> SmsResult:
         """A result for a message that raised `error`."""
-        unknown = error.transient and getattr(error, "sent", True)
-        return cls(to, None, "unknown" if unknown else "error", 0, error=error)
+        sent = may_have_been_sent(error)
+        return cls(to, None, "unknown" if sent else "error", 0, error=error, sent=sent)
+
+
+#: Errors raised before the request left: input checks, admission and key claims.
+_NEVER_SENT: tuple[type[ConnectorError], ...] = (
+    InvalidRequest,
+    RateLimitExceeded,
+    CircuitOpenError,
+    BackendUnavailable,
+    IdempotencyConflict,
+    IdempotencyInProgress,
+    CredentialRefreshError,
+    SpendLimitExceeded,
+)
+
+
+def may_have_been_sent(error: ConnectorError) -> bool:
+    """False when `error` proves the message never reached the vendor, else True."""
+    sent = getattr(error, "sent", None)
+    if isinstance(sent, bool):
+        return sent  # RequestTimeout/ConnectionFailed know; adapters may set it too
+    if isinstance(error, _NEVER_SENT):
+        return False
+    if isinstance(error, HttpStatusError):
+        # The vendor answered: a 4xx refused the message (nothing sent); a 5xx may hide a send.
+        return error.response.status >= 500
+    return True  # anything else (an unreadable answer...) may hide a send
+
+
+class BulkSendInterrupted(ConnectorError):
+    """`send_bulk` stopped because its input raised; nothing that was started is lost.
+
+    `results` holds one result for every message taken before the failure, in input order
+    (each in-flight send was allowed to finish); `position` is the index of the input item
+    that could not be produced (or, for a bug inside one send, of that message). The
+    exception is the `__cause__`. Re-running the same batch key replays the messages already
+    sent instead of sending them again.
+    """
+
+    def __init__(self, message: str, *, results: list[SmsResult], position: int) -> None:
+        super().__init__(message)
+        self.results = results
+        self.position = position
 
 
 class PhoneNumberInfo(msgspec.Struct, frozen=True):
@@ -153,23 +211,48 @@ Send = Callable[..., Awaitable[SmsResult]]
 
 def _as_message(item: object) -> SmsMessage:
     if isinstance(item, SmsMessage):
-        return item
-    if isinstance(item, tuple) and len(item) == 2:
+        message = item
+    elif isinstance(item, tuple) and len(item) == 2:
         to, body = item
-        return SmsMessage(to, body)
-    raise InvalidRequest(
-        f"send_bulk takes (to, body) pairs or SmsMessage values, not {type(item).__name__}"
-    )
+        message = SmsMessage(to, body)
+    else:
+        raise InvalidRequest(
+            f"send_bulk takes (to, body) pairs or SmsMessage values, not {type(item).__name__}"
+        )
+    # msgspec does not check field types on construction: check them here, so one malformed
+    # item is a failed result instead of a TypeError that would abort the whole batch.
+    if not isinstance(message.to, str):
+        raise InvalidRequest(f"message 'to' must be a str, not {type(message.to).__name__}")
+    if not isinstance(message.body, str):
+        raise InvalidRequest(f"message body must be a str, not {type(message.body).__name__}")
+    media = message.media_urls
+    if not isinstance(media, tuple | list) or not all(isinstance(u, str) for u in media):
+        raise InvalidRequest("media_urls must be a tuple of str")
+    key = message.idempotency_key
+    if key is not None and not isinstance(key, str):
+        raise InvalidRequest("a message's idempotency_key must be a str")
+    return message
+
+
+_MAX_KEY: int = 255
 
 
 def _message_key(
     message: SmsMessage, batch: IdempotencyKey | None, index: int
 ) -> IdempotencyKey | None:
-    """The message's own key, else the batch key with the message's position appended."""
+    """The message's own key, else the batch key with the message's position appended.
+
+    When `batch#index` would pass the 255-character key limit, the batch part is replaced by
+    a SHA-256 of it: still one stable key per (batch, position), and still valid.
+    """
     if message.idempotency_key is not None:
         return IdempotencyKey(message.idempotency_key, batch.ttl if batch else 86400.0)
     if batch is not None:
-        return IdempotencyKey(f"{batch.value}#{index}", batch.ttl)
+        derived = f"{batch.value}#{index}"
+        if len(derived) > _MAX_KEY:
+            digest = hashlib.sha256(batch.value.encode()).hexdigest()
+            derived = f"{batch.value[:120]}~{digest}#{index}"
+        return IdempotencyKey(derived, batch.ttl)
     return None
 
 
@@ -185,23 +268,39 @@ async def run_bulk(
     """Send `messages` through the adapter's `send` with a fixed pool of `concurrency` workers.
 
     Workers pull from one iterator, so the input is consumed lazily (100k messages never become
-    100k tasks); each result lands at its input position. A `ConnectorError` becomes a failed
-    result; anything else is a bug and propagates.
+    100k tasks); each result lands at its input position. A `ConnectorError` or a malformed
+    item becomes a failed result. When the input itself raises, no new item is taken, the
+    sends in flight finish, and `BulkSendInterrupted` carries every result so far (rule 38);
+    an unexpected exception from a send (a bug) is handled the same way, the message being
+    reported as possibly sent. In-flight sends are never cancelled by another message's failure.
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise InvalidRequest(f"concurrency must be an integer >= 1, got {concurrency!r}")
     if idempotency_key is not None and not isinstance(idempotency_key, IdempotencyKey):
         raise InvalidRequest("idempotency_key must be an IdempotencyKey")
+    given: object = messages  # callers may pass anything (None, a str) despite the types
+    if isinstance(given, str | bytes) or not isinstance(given, Iterable):
+        raise InvalidRequest(
+            f"messages must be an iterable of (to, body) pairs, not {type(given).__name__}"
+        )
     workers = min(concurrency, len(messages)) if isinstance(messages, Sized) else concurrency
-    source = iter(messages)
+    source: Iterator[object] = iter(messages)
     results: list[SmsResult | None] = []
+    failure: list[tuple[int, BaseException]] = []
 
     def take() -> tuple[int, object] | None:
         # No await between next() and append(): positions stay consistent across workers.
-        for item in source:
-            results.append(None)
-            return len(results) - 1, item
-        return None
+        if failure:
+            return None
+        try:
+            item = next(source)
+        except StopIteration:
+            return None
+        except Exception as exc:  # the caller's iterator failed: stop taking, keep results
+            failure.append((len(results), exc))
+            return None
+        results.append(None)
+        return len(results) - 1, item
 
     async def worker() -> None:
         while (job := take()) is not None:
@@ -209,31 +308,47 @@ async def run_bulk(
             try:
                 message = _as_message(item)
             except InvalidRequest as exc:
-                results[index] = SmsResult.failed("", exc)
+                to = getattr(item, "to", None)
+                results[index] = SmsResult.failed(to if isinstance(to, str) else "", exc)
                 continue
             try:
                 key = _message_key(message, idempotency_key, index)
                 results[index] = await send(
                     message.to,
                     message.body,
-                    media_urls=message.media_urls,
+                    media_urls=tuple(message.media_urls),
                     idempotency_key=key,
                     tenant_id=tenant_id,
                 )
             except ConnectorError as exc:
-                to = message.to if isinstance(message.to, str) else ""
-                results[index] = SmsResult.failed(to, exc)
+                results[index] = SmsResult.failed(message.to, exc)
+            except Exception as exc:  # a bug: report it, but never lose the other results
+                error = ConnectorError(f"unexpected {type(exc).__name__} while sending")
+                error.__cause__ = exc
+                results[index] = SmsResult(message.to, None, "unknown", 0, error=error, sent=True)
+                failure.append((index, exc))
 
-    try:
-        async with anyio.create_task_group() as group:
-            for _ in range(workers):
-                group.start_soon(worker)
-    except BaseExceptionGroup as group_error:
-        if len(group_error.exceptions) == 1:
-            raise group_error.exceptions[0] from None
-        raise
+    async with anyio.create_task_group() as group:
+        for _ in range(workers):
+            group.start_soon(worker)
     done: list[SmsResult] = [r for r in results if r is not None]
     assert len(done) == len(results)
     failed = sum(1 for r in done if r.error is not None)
+    if failure:
+        position, cause = min(failure, key=lambda f: f[0])
+        _log.warning(
+            "nexus.sms.bulk_interrupted",
+            service=service,
+            messages=len(done),
+            failed=failed,
+            position=position,
+            error=type(cause).__name__,
+        )
+        raise BulkSendInterrupted(
+            f"send_bulk stopped at input item {position} ({type(cause).__name__}); "
+            f"{len(done)} results kept",
+            results=done,
+            position=position,
+        ) from cause
     _log.info("nexus.sms.bulk_completed", service=service, messages=len(done), failed=failed)
     return done

@@ -157,12 +157,21 @@ class KeyValueStore(Protocol):
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
 
     async def add(
-        self, key: str, amount: int, *, limit: int | None = None, ttl: float | None = None
+        self,
+        key: str,
+        amount: int,
+        *,
+        limit: int | None = None,
+        ttl: float | None = None,
+        strict: bool = False,
     ) -> tuple[bool, int]:
         """Atomically add `amount` (may be negative) to an integer counter, never below 0.
 
         Refused (returns `(False, total)`, nothing changed) when a positive `amount` would take
         the total past `limit`. `ttl` applies when the counter is created. Spend guards use it.
+        With `strict=True` a backend that cannot reach its shared store raises
+        `BackendUnavailable` whatever its `on_unavailable` mode: a local or fail-open count
+        would restart from zero and let a spend guard pass its limit.
         """
         ...
 

@@ -299,9 +299,18 @@ class MemoryBackend:
         self._kv[key] = (value, None if ttl is None else self._clock.monotonic() + ttl)
 
     async def add(
-        self, key: str, amount: int, *, limit: int | None = None, ttl: float | None = None
+        self,
+        key: str,
+        amount: int,
+        *,
+        limit: int | None = None,
+        ttl: float | None = None,
+        strict: bool = False,
     ) -> tuple[bool, int]:
-        """Add `amount` to an integer counter unless the total would pass `limit`."""
+        """Add `amount` to an integer counter unless the total would pass `limit`.
+
+        `strict` changes nothing here: memory is always reachable.
+        """
         item = self._kv.get(key)
         now = self._clock.monotonic()
         total, expires = 0, None

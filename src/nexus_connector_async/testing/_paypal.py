@@ -5,10 +5,16 @@ even with an empty body) and a `PayPal-Request-Id` (at most 108 characters); API
 Bearer token it issued (else 401 in the OAuth shape); amounts must be decimal strings with the
 currency's decimals (none for HUF, JPY, TWD; at most two elsewhere) and an upper-case currency.
 
+Currencies are PayPal's REST list only (vendor-facts 2.6: no KWD, no BGN) and values above
+999999999999999.99 are refused (`MAX_VALUE_EXCEEDED`). `Prefer: return=minimal` (PayPal's
+default when no `Prefer` is sent) answers POSTs with only `id`, `status` and `links`.
+
 Vaulted payment sources drive outcomes: `vault_declined` gives a capture with status DECLINED
-inside a 201, `vault_instrument_declined` a 422 INSTRUMENT_DECLINED, `vault_pending` a PENDING
-capture; any other vault id succeeds. `approve(order_id)` plays the buyer approving an order;
-`expire_tokens()` makes every issued token unknown; `fail_next()` injects errors.
+inside a 201, `vault_failed` one with status FAILED, `vault_instrument_declined` a 422
+INSTRUMENT_DECLINED, `vault_payer_action` a 422 PAYER_ACTION_REQUIRED with a `payer-action`
+link, `vault_pending` a PENDING capture; any other vault id succeeds. `approve(order_id)`
+plays the buyer approving an order; `expire_tokens()` makes every issued token unknown;
+`fail_next()` injects errors.
 """
 
 from __future__ import annotations
@@ -30,6 +36,15 @@ __all__ = ["PayPalSimulator"]
 _NO_DECIMALS = frozenset({"HUF", "JPY", "TWD"})
 _VALUE = re.compile(r"(-?[0-9]+)|(-?([0-9]+)?[.][0-9]+)")
 _CURRENCY = re.compile(r"[A-Z]{3}")
+#: PayPal's REST currency list (vendor-facts 2.6); BRL, CNY and MYR are in-country only.
+_CURRENCIES = frozenset(
+    {
+        *("AUD", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "HUF", "ILS"),
+        *("JPY", "MXN", "MYR", "NOK", "NZD", "PHP", "PLN", "RUB", "SEK", "SGD", "THB", "TWD"),
+        "USD",
+    }
+)
+_MAX_VALUE = Decimal("999999999999999.99")
 _NAMES = {
     400: (
         "INVALID_REQUEST",
@@ -64,19 +79,29 @@ def _new_id(size: int = 17) -> str:
 
 class _Error(Exception):
     def __init__(
-        self, status: int, issue: str | None = None, description: str = "", field: str | None = None
+        self,
+        status: int,
+        issue: str | None = None,
+        description: str = "",
+        field: str | None = None,
+        links: list[dict[str, str]] | None = None,
     ) -> None:
         super().__init__(issue or str(status))
         self.status = status
         self.issue = issue
         self.description = description
         self.field = field
+        self.links = links
 
 
 def error_body(
-    status: int, issue: str | None, description: str = "", field: str | None = None
+    status: int,
+    issue: str | None,
+    description: str = "",
+    field: str | None = None,
+    links: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """PayPal's standard error body for `status` with one `details` entry."""
+    """PayPal's standard error body for `status` with one `details` entry (and `links`)."""
     name, message = _NAMES.get(status, ("UNKNOWN_ERROR", "An unknown error occurred."))
     body: dict[str, Any] = {"name": name, "message": message, "debug_id": secrets.token_hex(6)}
     if issue is not None:
@@ -85,6 +110,8 @@ def error_body(
             detail["field"] = field
             detail["location"] = "body"
         body["details"] = [detail]
+    if links:
+        body["links"] = links
     return body
 
 
@@ -156,17 +183,19 @@ class PayPalSimulator(VendorServer):
             if request_id is not None and scope in self._request_ids:
                 status, stored = self._request_ids[scope]
                 # A repeat returns the original's latest state; a create answers 200, not 201.
-                return json_response(200 if status == 201 else status, stored, headers)
+                return json_response(
+                    200 if status == 201 else status, _prefer(request, status, stored), headers
+                )
             try:
                 status, payload = self._route(request, body)
             except _Error as exc:
                 status = exc.status
-                payload = error_body(exc.status, exc.issue, exc.description, exc.field)
+                payload = error_body(exc.status, exc.issue, exc.description, exc.field, exc.links)
             if request_id is not None and status < 500:
                 self._request_ids[scope] = (status, payload)
             if isinstance(payload, dict) and "debug_id" in payload:
                 headers["PayPal-Debug-Id"] = payload["debug_id"]
-            return json_response(status, payload, headers)
+            return json_response(status, _prefer(request, status, payload), headers)
         except _OAuthError:
             oauth = {
                 "error": "invalid_token",
@@ -174,7 +203,7 @@ class PayPalSimulator(VendorServer):
             }
             return json_response(401, oauth, headers)
         except _Error as exc:
-            payload = error_body(exc.status, exc.issue, exc.description, exc.field)
+            payload = error_body(exc.status, exc.issue, exc.description, exc.field, exc.links)
             return json_response(exc.status, payload, {"PayPal-Debug-Id": payload["debug_id"]})
 
     def _token(self, request: SimulatedRequest) -> web.StreamResponse:
@@ -261,6 +290,15 @@ class PayPalSimulator(VendorServer):
                 return 201, self._complete(order, _object(body), "CAPTURE")
             if method == "POST" and parts[4:] == ["authorize"]:
                 return 201, self._complete(order, _object(body), "AUTHORIZE")
+        if method == "GET" and len(parts) == 4 and parts[:2] == ["v2", "payments"]:
+            store = {
+                "authorizations": self.authorizations,
+                "captures": self.captures,
+                "refunds": self.refunds,
+            }.get(parts[2])
+            if store is not None and parts[3] in store:
+                return 200, _public(store[parts[3]])
+            raise _Error(404, "INVALID_RESOURCE_ID", "Specified resource ID does not exist.")
         if (
             method == "POST"
             and parts[:3] == ["v2", "payments", "authorizations"]
@@ -293,6 +331,10 @@ class PayPalSimulator(VendorServer):
             out_units.append(
                 {"reference_id": unit.get("reference_id", "default"), "amount": amount}
             )
+        if len({u["amount"]["currency_code"] for u in out_units}) > 1:
+            raise _Error(422, "MULTI_CURRENCY_ORDER", "All units must share one currency.")
+        if len(out_units) > 1 and len({u["reference_id"] for u in out_units}) < len(out_units):
+            raise _Error(422, "DUPLICATE_REFERENCE_ID", "reference_id must be unique per unit.")
         order_id = _new_id()
         order: dict[str, Any] = {
             "id": order_id,
@@ -344,11 +386,26 @@ class PayPalSimulator(VendorServer):
             )
         if vault_id == "vault_instrument_declined":
             raise _Error(422, "INSTRUMENT_DECLINED", "The instrument presented was declined.")
+        if vault_id == "vault_payer_action":
+            raise _Error(
+                422,
+                "PAYER_ACTION_REQUIRED",
+                "The payer must complete an action (3-D Secure) before the payment.",
+                links=[
+                    {
+                        "href": f"https://www.sandbox.paypal.com/checkoutnow?token={order['id']}",
+                        "rel": "payer-action",
+                        "method": "GET",
+                    }
+                ],
+            )
         unit = order["purchase_units"][0]
         if action == "CAPTURE":
             status, details = "COMPLETED", None
             if vault_id == "vault_declined":
                 status = "DECLINED"
+            elif vault_id == "vault_failed":
+                status = "FAILED"
             elif vault_id == "vault_pending":
                 status, details = "PENDING", {"reason": "PENDING_REVIEW"}
             capture = self._new_capture(unit["amount"], status, details, final_capture=True)
@@ -377,7 +434,7 @@ class PayPalSimulator(VendorServer):
         }
         if details is not None:
             capture["status_details"] = details
-        if status == "DECLINED":
+        if status in ("DECLINED", "FAILED"):
             capture["processor_response"] = {"response_code": "0500"}
         self.captures[capture["id"]] = capture
         return _public(capture)
@@ -449,6 +506,16 @@ class _OAuthError(_Error):
         super().__init__(401, "invalid_token")
 
 
+def _prefer(request: SimulatedRequest, status: int, payload: Any) -> Any:
+    """The body `Prefer` asks for: PayPal's default `return=minimal` keeps id, status, links."""
+    if request.method != "POST" or not 200 <= status < 300 or not isinstance(payload, dict):
+        return payload
+    prefer = request.headers.get("Prefer", "return=minimal").replace(" ", "")
+    if "return=representation" in prefer.split(","):
+        return payload
+    return {k: payload[k] for k in ("id", "status", "links") if k in payload}
+
+
 def _public(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if not isinstance(v, Decimal)}
 
@@ -484,6 +551,13 @@ def _amount(obj: Any, field: str) -> dict[str, str]:
             "Currency code must be 3 upper-case letters.",
             f"{field}/currency_code",
         )
+    if code not in _CURRENCIES:
+        raise _Error(
+            422,
+            "CURRENCY_NOT_SUPPORTED",
+            f"Currency code {code} is not currently supported.",
+            f"{field}/currency_code",
+        )
     if not isinstance(value, str) or len(value) > 32 or not _VALUE.fullmatch(value):
         raise _Error(
             400, "INVALID_PARAMETER_SYNTAX", "value must be a decimal string.", f"{field}/value"
@@ -497,4 +571,8 @@ def _amount(obj: Any, field: str) -> dict[str, str]:
         raise _Error(422, "DECIMAL_PRECISION", "At most two decimal places.", f"{field}/value")
     if Decimal(value) <= 0:
         raise _Error(422, "CANNOT_BE_ZERO_OR_NEGATIVE", field=f"{field}/value")
+    if Decimal(value) > _MAX_VALUE:
+        raise _Error(
+            422, "MAX_VALUE_EXCEEDED", "Value exceeds 999999999999999.99.", f"{field}/value"
+        )
     return {"currency_code": code, "value": value}

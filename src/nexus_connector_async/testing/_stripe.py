@@ -8,7 +8,14 @@ amounts and upper-case currencies. Stripe's test payment methods drive the outco
 - `pm_card_chargeDeclined`, `tok_chargeDeclined`: 402 `card_declined` / `generic_decline`;
 - `pm_card_chargeDeclinedInsufficientFunds`, `tok_chargeDeclinedInsufficientFunds`:
   402 `card_declined` / `insufficient_funds`;
-- `pm_card_authenticationRequired`: `requires_action` with a 3-D Secure redirect.
+- `pm_card_authenticationRequired`: `requires_action`; with a `return_url` the next action is a
+  3-D Secure `redirect_to_url`, without one `use_stripe_sdk` (Stripe.js finishes it with the
+  PaymentIntent's `client_secret`), as Stripe answers.
+
+Amounts follow Stripe's currency rules (vendor-facts 1.9): three-decimal currencies (BHD, JOD,
+KWD, OMR, TND) must end in 0, ISK and UGX in 00. A request that fails validation is not stored
+under its idempotency key (Stripe stores only requests whose execution started), so the same
+key can be used again once the request is fixed.
 
 Faults: `fail_next()` answers before the idempotency layer (like a proxy's 503 or Stripe's
 429), `decline_next()` declines the next confirmation like a real card failure (stored for its
@@ -41,6 +48,11 @@ _NEEDS_3DS = frozenset({"pm_card_authenticationRequired", "pm_card_threeDSecure2
 _VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(\.[a-z]+)?")
 _INTEGER = re.compile(r"[0-9]+")
 _CURRENCY = re.compile(r"[a-z]{3}")
+#: Stripe's amount steps in minor units (vendor-facts 1.9): the last digit(s) must be zero.
+_STEPS = {
+    **dict.fromkeys(("bhd", "jod", "kwd", "omr", "tnd"), 10),
+    **dict.fromkeys(("isk", "ugx"), 100),
+}
 
 _PI_PARAMS = frozenset(
     {
@@ -96,6 +108,10 @@ class _Error(Exception):
         error.update(extra or {})
         self.status = status
         self.body = {"error": error}
+
+
+class _Invalid(_Error):
+    """A request that fails validation before execution: Stripe does not store it."""
 
 
 class StripeSimulator(VendorServer):
@@ -172,6 +188,8 @@ class StripeSimulator(VendorServer):
                     return replay
             try:
                 status, body = self._route(request.method, request.path, params)
+            except _Invalid as exc:
+                return json_response(exc.status, exc.body, headers)
             except _Error as exc:
                 status, body = exc.status, exc.body
             if key is not None:
@@ -265,12 +283,15 @@ class StripeSimulator(VendorServer):
 
     def _create_intent(self, params: dict[str, Any]) -> dict[str, Any]:
         _allowed(params, _PI_PARAMS)
-        amount, currency = _amount(params, "amount", required=True), _currency(params)
+        currency = _currency(params)
+        amount = _amount(params, "amount", required=True, currency=currency)
         capture_method = params.get("capture_method", "automatic_async")
         if capture_method not in ("automatic", "automatic_async", "manual"):
-            raise _Error(400, f"Invalid capture_method: {capture_method}", param="capture_method")
+            raise _Invalid(400, f"Invalid capture_method: {capture_method}", param="capture_method")
+        intent_id = new_id("pi_")
         pi: dict[str, Any] = {
-            "id": new_id("pi_"),
+            "id": intent_id,
+            "client_secret": f"{intent_id}_secret_{new_id('', 24)}",
             "object": "payment_intent",
             "amount": amount,
             "amount_capturable": 0,
@@ -311,7 +332,7 @@ class StripeSimulator(VendorServer):
             and not _boolean(params, "off_session")
         ):
             # API 2023-08-16+: automatic payment methods are on, so redirects are possible.
-            raise _Error(
+            raise _Invalid(
                 400,
                 "This PaymentIntent is configured to accept payment methods enabled in your "
                 "Dashboard, some of which may require a full page redirect. Provide a "
@@ -321,13 +342,20 @@ class StripeSimulator(VendorServer):
         self._charge_outcome(method, {"payment_intent": pi})
         if method in _NEEDS_3DS:
             pi["status"] = "requires_action"
-            pi["next_action"] = {
-                "type": "redirect_to_url",
-                "redirect_to_url": {
-                    "url": f"https://hooks.stripe.com/3d_secure_2/hosted?pi={pi['id']}",
-                    "return_url": params.get("return_url"),
-                },
-            }
+            if "return_url" in params:
+                pi["next_action"] = {
+                    "type": "redirect_to_url",
+                    "redirect_to_url": {
+                        "url": f"https://hooks.stripe.com/3d_secure_2/hosted?pi={pi['id']}",
+                        "return_url": params["return_url"],
+                    },
+                }
+            else:
+                # No return_url: Stripe.js must handle the challenge in the page.
+                pi["next_action"] = {
+                    "type": "use_stripe_sdk",
+                    "use_stripe_sdk": {"type": "three_d_secure_redirect", "source": new_id("src_")},
+                }
             return
         pi["latest_charge"] = new_id("ch_")
         if pi["capture_method"] == "manual":
@@ -353,6 +381,9 @@ class StripeSimulator(VendorServer):
         pi = extra.get("payment_intent")
         if pi is not None:
             pi["status"] = "requires_payment_method"
+        # Stripe attaches the failed charge and, for card networks that give one, advice.
+        advice = "try_again_later" if decline[1] == "insufficient_funds" else "do_not_try_again"
+        extra = {**extra, "charge": new_id("ch_"), "advice_code": advice}
         raise _Error(
             402,
             "Your card was declined.",
@@ -384,7 +415,9 @@ class StripeSimulator(VendorServer):
                 "be captured: requires_capture.",
                 code="payment_intent_unexpected_state",
             )
-        amount = _amount(params, "amount_to_capture") or pi["amount_capturable"]
+        amount = (
+            _amount(params, "amount_to_capture", currency=pi["currency"]) or pi["amount_capturable"]
+        )
         if amount > pi["amount_capturable"]:
             raise _Error(
                 400,
@@ -398,14 +431,14 @@ class StripeSimulator(VendorServer):
     def _create_refund(self, params: dict[str, Any]) -> dict[str, Any]:
         _allowed(params, _REFUND_PARAMS)
         if ("payment_intent" in params) == ("charge" in params):
-            raise _Error(400, "One of `payment_intent` or `charge` is required.")
+            raise _Invalid(400, "One of `payment_intent` or `charge` is required.")
         reason = params.get("reason")
         if reason is not None and reason not in (
             "duplicate",
             "fraudulent",
             "requested_by_customer",
         ):
-            raise _Error(400, f"Invalid reason: {reason}", param="reason")
+            raise _Invalid(400, f"Invalid reason: {reason}", param="reason")
         if "payment_intent" in params:
             target = self._intent(params["payment_intent"])
             paid, currency = target["amount_received"], target["currency"]
@@ -416,7 +449,7 @@ class StripeSimulator(VendorServer):
         if paid == 0:
             raise _Error(400, "This payment has not been captured yet.", code="charge_not_captured")
         refunded = target.get("amount_refunded", 0)
-        amount = _amount(params, "amount") or paid - refunded
+        amount = _amount(params, "amount", currency=currency) or paid - refunded
         if amount > paid - refunded:
             raise _Error(
                 400,
@@ -442,10 +475,11 @@ class StripeSimulator(VendorServer):
 
     def _create_charge(self, params: dict[str, Any]) -> dict[str, Any]:
         _allowed(params, _CHARGE_PARAMS)
-        amount, currency = _amount(params, "amount", required=True), _currency(params)
+        currency = _currency(params)
+        amount = _amount(params, "amount", required=True, currency=currency)
         source = params.get("source")
         if not isinstance(source, str):
-            raise _Error(400, "Must provide source or customer.", param="source")
+            raise _Invalid(400, "Must provide source or customer.", param="source")
         capture = _boolean(params, "capture", default=True)
         self._charge_outcome(source, {})
         charge: dict[str, Any] = {
@@ -480,7 +514,7 @@ class StripeSimulator(VendorServer):
         charge = self._charge(charge_id)
         if charge["captured"]:
             raise _Error(400, "Charge has already been captured.", code="charge_already_captured")
-        amount = _amount(params, "amount") or charge["amount"]
+        amount = _amount(params, "amount", currency=charge["currency"]) or charge["amount"]
         if amount > charge["amount"]:
             raise _Error(400, "Amount exceeds the authorized amount.", code="amount_too_large")
         charge.update(captured=True, amount_captured=amount)
@@ -494,7 +528,7 @@ def _parse(text: str) -> dict[str, Any]:
     try:
         return parse_brackets(text)
     except ValueError as exc:
-        raise _Error(400, f"Invalid request: {exc}") from None
+        raise _Invalid(400, f"Invalid request: {exc}") from None
 
 
 def _fingerprint(request: SimulatedRequest, params: dict[str, Any]) -> str:
@@ -504,32 +538,43 @@ def _fingerprint(request: SimulatedRequest, params: dict[str, Any]) -> str:
 def _allowed(params: Mapping[str, Any], names: frozenset[str]) -> None:
     for name in params:
         if name not in names:
-            raise _Error(400, f"Received unknown parameter: {name}", param=name)
+            raise _Invalid(400, f"Received unknown parameter: {name}", param=name)
 
 
-def _amount(params: Mapping[str, Any], name: str, *, required: bool = False) -> int:
+def _amount(
+    params: Mapping[str, Any], name: str, *, required: bool = False, currency: str = "usd"
+) -> int:
     value = params.get(name)
     if value is None:
         if required:
-            raise _Error(400, f"Missing required param: {name}.", param=name)
+            raise _Invalid(400, f"Missing required param: {name}.", param=name)
         return 0
     if not isinstance(value, str) or not _INTEGER.fullmatch(value):
-        raise _Error(400, f"Invalid integer: {value}", param=name)
+        raise _Invalid(400, f"Invalid integer: {value}", param=name)
     amount = int(value)
     if amount < 1:
-        raise _Error(400, "Amount must be at least 1.", code="amount_too_small", param=name)
+        raise _Invalid(400, "Amount must be at least 1.", code="amount_too_small", param=name)
     if amount > 99_999_999:
-        raise _Error(400, "Amount must be no more than 99999999.", param=name)
+        raise _Invalid(400, "Amount must be no more than 99999999.", param=name)
+    step = _STEPS.get(currency, 1)
+    if amount % step:
+        raise _Invalid(
+            400,
+            f"Invalid {name} for {currency}: the last {len(str(step)) - 1} digit(s) of an"
+            f" amount in {currency} must be 0.",
+            code="invalid_amount",
+            param=name,
+        )
     return amount
 
 
 def _currency(params: Mapping[str, Any]) -> str:
     value = params.get("currency")
     if value is None:
-        raise _Error(400, "Missing required param: currency.", param="currency")
+        raise _Invalid(400, "Missing required param: currency.", param="currency")
     if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
         # Stripe documents currencies as lower-case ISO codes; be strict about it.
-        raise _Error(400, f"Invalid currency: {value}. Use a lower-case code.", param="currency")
+        raise _Invalid(400, f"Invalid currency: {value}. Use a lower-case code.", param="currency")
     return value
 
 
@@ -538,7 +583,7 @@ def _boolean(params: Mapping[str, Any], name: str, *, default: bool = False) -> 
     if value is None:
         return default
     if value not in ("true", "false"):
-        raise _Error(400, f"Invalid boolean: {value}", param=name)
+        raise _Invalid(400, f"Invalid boolean: {value}", param=name)
     return bool(value == "true")
 
 
@@ -547,7 +592,17 @@ def _metadata(params: Mapping[str, Any]) -> dict[str, str]:
     if value == "":
         return {}
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise _Error(400, "Invalid metadata: must be a hash of strings.", param="metadata")
+        raise _Invalid(400, "Invalid metadata: must be a hash of strings.", param="metadata")
+    # Stripe's metadata limits: 50 keys, keys up to 40 characters, values up to 500.
+    if len(value) > 50:
+        raise _Invalid(400, "Metadata can have up to 50 keys.", param="metadata")
+    for key, item in value.items():
+        if len(key) > 40 or len(item) > 500:
+            raise _Invalid(
+                400,
+                "Metadata keys can be up to 40 characters and values up to 500 characters.",
+                param=f"metadata[{key[:40]}]",
+            )
     return value
 
 

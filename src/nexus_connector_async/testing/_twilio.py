@@ -3,7 +3,10 @@
 It checks what real Twilio would (HTTP Basic auth, the account in the path, the `To` number,
 the body length) and what a correct client must get right but Twilio would silently tolerate
 (form encoding, PascalCase parameter names, plain repeated `MediaUrl` keys). Such client
-mistakes answer HTTP 400 with code 0 and are listed in `violations`.
+mistakes answer HTTP 400 with code 0 and are listed in `violations`. A `StatusCallback` must
+be an absolute http(s) URL whose host has no underscore (vendor-facts 3.2; 400, code 21609).
+`num_segments` comes from the simulator's own GSM 03.38 / UTF-16 counter
+(`simulated_segments`), not from the library's, so the two check each other.
 """
 
 from __future__ import annotations
@@ -16,14 +19,54 @@ import itertools
 import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 from aiohttp import web
 
-from ..adapters._phone import count_segments
+__all__ = ["SimulatedMessage", "SimulatedRequest", "TwilioSimulator", "simulated_segments"]
 
-__all__ = ["SimulatedMessage", "SimulatedRequest", "TwilioSimulator"]
+# GSM 03.38 default alphabet in code order 0x00-0x7F (0x1B, the escape, is not a character),
+# and the extension table reached through that escape (two septets each).
+_GSM_TABLE = (
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM_SEPTETS = {ch: 1 for i, ch in enumerate(_GSM_TABLE) if i != 0x1B}
+_GSM_SEPTETS.update(dict.fromkeys("\x0c^{}\\[~]|€", 2))
+
+
+def simulated_segments(body: str) -> int:
+    """Segments Twilio bills for `body`, counted independently of the library.
+
+    GSM-7 when every character is in the GSM 03.38 tables: 160 septets in one SMS, else parts
+    of 153 (a 7-septet header each) with no escape pair split. Otherwise UCS-2 over UTF-16
+    code units: 70 in one SMS, else parts of 67 with no surrogate pair split.
+    """
+    if not body:
+        return 0
+    if all(ch in _GSM_SEPTETS for ch in body):
+        units = [_GSM_SEPTETS[ch] for ch in body]
+        single, part = 160, 153
+    else:
+        raw = body.encode("utf-16-le", "surrogatepass")
+        units = [len(ch.encode("utf-16-le", "surrogatepass")) // 2 for ch in body]
+        assert sum(units) * 2 == len(raw)
+        single, part = 70, 67
+    if sum(units) <= single:
+        return 1
+    segments, room = 0, 0
+    for width in units:
+        if width > room:
+            segments, room = segments + 1, part
+        room -= width
+    return segments
+
+
+def _bad_callback(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme not in ("http", "https") or not parts.hostname or "_" in parts.hostname
+
 
 DEFAULT_ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 DEFAULT_AUTH_TOKEN = "sim_auth_token_0123456789abcdef"
@@ -303,6 +346,9 @@ class TwilioSimulator:
             return self._violation(f"{len(media)} MediaUrl values; Twilio takes at most 10")
         if not _E164.fullmatch(to):
             return _error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        callback = params.get("StatusCallback")
+        if callback is not None and _bad_callback(callback):
+            return _error(400, 21609, f"The StatusCallback URL {callback} is not valid.")
         if self._faults:
             fault = self._faults.pop(0)
             if fault.processed:
@@ -351,7 +397,7 @@ class TwilioSimulator:
             "from": m.from_,
             "messaging_service_sid": m.messaging_service_sid,
             "num_media": str(len(m.media_urls)),
-            "num_segments": "0" if pooled else str(count_segments(m.body).segments),
+            "num_segments": "0" if pooled else str(simulated_segments(m.body)),
             "price": None,
             "price_unit": "USD",
             "sid": m.sid,

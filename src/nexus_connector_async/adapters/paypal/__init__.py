@@ -7,8 +7,10 @@ from ._errors import (
     PayPalDeclined,
     PayPalError,
     PayPalInvalidRequestError,
+    PayPalPayerActionRequired,
     PayPalPermissionError,
     PayPalRateLimitError,
+    PayPalResponseError,
 )
 
 __all__ = [
@@ -19,7 +21,9 @@ __all__ = [
     "PayPalDeclined",
     "PayPalError",
     "PayPalInvalidRequestError",
+    "PayPalPayerActionRequired",
     "PayPalPaymentAdapter",
     "PayPalPermissionError",
     "PayPalRateLimitError",
+    "PayPalResponseError",
 ]

@@ -10,6 +10,7 @@ backend by `OAuth2CredentialProvider` and passed per call, so no other service s
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final, Literal, TypeVar
 
@@ -17,19 +18,20 @@ import msgspec
 
 from ..._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPolicy, Timeouts
 from ..._connector import Connector
-from ..._errors import InvalidRequest
+from ..._errors import ConnectorError, InvalidRequest
 from ..._models import Credentials, IdempotencyKey, Response
 from ...credentials._base import CredentialProvider, RefreshesRejected
 from ...credentials._oauth2 import OAuth2CredentialProvider
 from .._money import Money, from_paypal_amount, require_positive, to_paypal_amount
 from .._payments import Payment, PaymentStatus, Refund, RefundStatus, call_key, check_id
 from .._vendor import SecretHeaders, check_text, header_safe
-from ._errors import PayPalAPIError, PayPalDeclined, clean, debug_id, error_from_response
+from ._errors import PayPalDeclined, PayPalResponseError, clean, debug_id, error_from_response
 from ._models import (
     AmountObject,
     AuthorizationObject,
     CaptureObject,
     OrderObject,
+    RefundObject,
     decode_capture,
     decode_order,
     decode_refund,
@@ -49,6 +51,9 @@ DEFAULT_RETRY: Final = RetryPolicy(
 )
 DEFAULT_TIMEOUT: Final = Timeouts(total=60.0, connect=10.0)
 _MAX_REQUEST_ID: Final = 108
+#: Currencies of authorizations and captures this adapter has seen, so a capture or refund in
+#: another currency is refused before sending without a GET (rule 33).
+_CURRENCY_CACHE: Final = 4096
 
 Intent = Literal["CAPTURE", "AUTHORIZE"]
 SourceType = Literal["card", "paypal", "venmo"]
@@ -72,6 +77,8 @@ _CAPTURE_STATUS: Final[dict[str, PaymentStatus]] = {
     "DECLINED": "failed",
     "FAILED": "failed",
 }
+#: Capture statuses that mean no money moved although PayPal answered 2xx (rule 36).
+_FAILED_CAPTURES: Final = frozenset({"DECLINED", "FAILED"})
 _AUTHORIZATION_STATUS: Final[dict[str, PaymentStatus]] = {
     "CREATED": "requires_capture",
     "PENDING": "processing",
@@ -122,7 +129,10 @@ class PayPalPaymentAdapter:
     """Payments through PayPal Checkout Orders v2 and Payments v2.
 
     `sandbox=True` (PayPal's own SDK default) targets the sandbox; `base_url` overrides both.
-    `credentials` replaces the built-in `OAuth2CredentialProvider` (e.g. to share one).
+    `credentials` replaces the built-in `OAuth2CredentialProvider`: it is asked for
+    (service, tenant) on every call, so each tenant's calls go out with that tenant's token
+    (its own merchant account, api.md rule 37). The built-in provider serves one token for
+    the app whatever the tenant.
     `client_secret` and tokens never appear in a repr, log line or error message.
     """
 
@@ -150,15 +160,21 @@ class PayPalPaymentAdapter:
         self._base = base.rstrip("/")
         self._service = service
         self._secrets = (client_secret,)
+        self._currencies: OrderedDict[tuple[str | None, str], str] = OrderedDict()
+        self._credentials: CredentialProvider
         if credentials is None:
-            credentials = OAuth2CredentialProvider(
-                f"{self._base}/v1/oauth2/token",
-                client_id,
-                client_secret,
-                backend=connector.backend,
-                services=[service],
+            # The platform's own app: one token whatever the tenant.
+            self._credentials = _ClientToken(
+                OAuth2CredentialProvider(
+                    f"{self._base}/v1/oauth2/token",
+                    client_id,
+                    client_secret,
+                    backend=connector.backend,
+                    services=[service],
+                )
             )
-        self._credentials = _ClientToken(credentials)
+        else:
+            self._credentials = credentials
         policies: dict[str, Any] = {
             "timeout": timeout,
             "rate_limit": rate_limit,
@@ -232,7 +248,7 @@ class PayPalPaymentAdapter:
         response = await self._post(
             f"/v2/checkout/orders/{order_id}/capture", {}, idempotency_key, tenant_id
         )
-        return self._from_order(response, raise_declined=True)
+        return self._remember(self._from_order(response, raise_declined=True), tenant_id)
 
     async def authorize_order(
         self,
@@ -246,7 +262,7 @@ class PayPalPaymentAdapter:
         response = await self._post(
             f"/v2/checkout/orders/{order_id}/authorize", {}, idempotency_key, tenant_id
         )
-        return self._from_order(response, raise_declined=True)
+        return self._remember(self._from_order(response, raise_declined=True), tenant_id)
 
     # -- Payments v2 ----------------------------------------------------------------------------
 
@@ -266,6 +282,7 @@ class PayPalPaymentAdapter:
         body: dict[str, Any] = {"final_capture": final_capture}
         if amount is not None:
             body["amount"] = to_paypal_amount(require_positive(amount, "capture amount"))
+            await self._check_currency("authorizations", authorization_id, amount, tenant_id)
         response = await self._post(
             f"/v2/payments/authorizations/{authorization_id}/capture",
             body,
@@ -273,7 +290,10 @@ class PayPalPaymentAdapter:
             tenant_id,
         )
         capture = self._decode(decode_capture, response)
-        return self._from_capture(capture, response, None, None, raise_declined=True)
+        if capture.amount is None:
+            capture = await self._fetch_capture(capture, amount, tenant_id)
+        payment = self._from_capture(capture, response, None, None, raise_declined=True)
+        return self._remember(payment, tenant_id)
 
     async def refund_capture(
         self,
@@ -288,10 +308,15 @@ class PayPalPaymentAdapter:
         body: dict[str, Any] = {}
         if amount is not None:
             body["amount"] = to_paypal_amount(require_positive(amount, "refund amount"))
+            await self._check_currency("captures", capture_id, amount, tenant_id)
         response = await self._post(
             f"/v2/payments/captures/{capture_id}/refund", body, idempotency_key, tenant_id
         )
         refund = self._decode(decode_refund, response)
+        if refund.amount is None and amount is None:
+            # A minimal answer (id, status, links) after the refund was made: read the refund
+            # back instead of failing a refund that happened.
+            refund = await self._fetch_refund(refund, response, tenant_id)
         money = _money(refund.amount, amount, response)
         return Refund(
             vendor="paypal",
@@ -303,6 +328,63 @@ class PayPalPaymentAdapter:
             request_id=debug_id(response),
             replayed=response.replayed,
         )
+
+    def _remember(self, payment: Payment, tenant_id: str | None) -> Payment:
+        cache = self._currencies
+        cache[(tenant_id, payment.id)] = payment.amount.currency
+        cache.move_to_end((tenant_id, payment.id))
+        while len(cache) > _CURRENCY_CACHE:
+            cache.popitem(last=False)
+        return payment
+
+    async def _check_currency(
+        self, kind: str, payment_id: str, amount: Money, tenant_id: str | None
+    ) -> None:
+        """`InvalidRequest` unless `amount` is in the currency of the authorization/capture."""
+        currency = self._currencies.get((tenant_id, payment_id))
+        if currency is None:
+            response = await self._send(
+                "GET", f"/v2/payments/{kind}/{payment_id}", None, None, tenant_id
+            )
+            found = self._decode(decode_capture, response)
+            currency = _money(found.amount, None, response).currency
+        if amount.currency != currency:
+            raise InvalidRequest(
+                f"amount is in {amount.currency} but {payment_id} is in {currency};"
+                " nothing was sent"
+            )
+
+    async def _fetch_refund(
+        self, refund: RefundObject, response: Response, tenant_id: str | None
+    ) -> RefundObject:
+        try:
+            fetched = await self._send(
+                "GET",
+                f"/v2/payments/refunds/{check_id(refund.id, 'refund id')}",
+                None,
+                None,
+                tenant_id,
+            )
+        except ConnectorError:  # InvalidRequest included (an id unsafe in a path)
+            raise _unreadable(response, "the refund was made but its amount is unknown") from None
+        return self._decode(decode_refund, fetched)
+
+    async def _fetch_capture(
+        self, capture: CaptureObject, asked: Money | None, tenant_id: str | None
+    ) -> CaptureObject:
+        if asked is not None:
+            return capture  # _money falls back to what was asked
+        try:
+            fetched = await self._send(
+                "GET",
+                f"/v2/payments/captures/{check_id(capture.id, 'capture id')}",
+                None,
+                None,
+                tenant_id,
+            )
+        except ConnectorError:
+            return capture  # _money then reports the missing amount as a vendor error
+        return self._decode(decode_capture, fetched)
 
     # -- the PaymentGateway protocol -------------------------------------------------------------
 
@@ -323,7 +405,7 @@ class PayPalPaymentAdapter:
         """
         body = self._vaulted(amount, payment_method, source, "CAPTURE", reference_id)
         response = await self._post("/v2/checkout/orders", body, idempotency_key, tenant_id)
-        return self._from_order(response, raise_declined=True)
+        return self._remember(self._from_order(response, raise_declined=True), tenant_id)
 
     async def authorize(
         self,
@@ -338,7 +420,7 @@ class PayPalPaymentAdapter:
         """Authorize `amount` on a vaulted source; the result's `id` is what `capture` takes."""
         body = self._vaulted(amount, payment_method, source, "AUTHORIZE", reference_id)
         response = await self._post("/v2/checkout/orders", body, idempotency_key, tenant_id)
-        return self._from_order(response, raise_declined=True)
+        return self._remember(self._from_order(response, raise_declined=True), tenant_id)
 
     async def capture(
         self,
@@ -370,7 +452,7 @@ class PayPalPaymentAdapter:
 
     @staticmethod
     def _order_body(amount: Money, intent: str, reference_id: str | None) -> dict[str, Any]:
-        if intent not in ("CAPTURE", "AUTHORIZE"):
+        if not isinstance(intent, str) or intent not in ("CAPTURE", "AUTHORIZE"):
             raise InvalidRequest("intent must be 'CAPTURE' or 'AUTHORIZE'")
         unit: dict[str, Any] = {"amount": to_paypal_amount(require_positive(amount))}
         if reference_id is not None:
@@ -387,7 +469,7 @@ class PayPalPaymentAdapter:
         intent: str,
         reference_id: str | None,
     ) -> dict[str, Any]:
-        if source not in _SOURCES:
+        if not isinstance(source, str) or source not in _SOURCES:
             raise InvalidRequest(f"source must be one of {sorted(_SOURCES)}")
         vault_id = check_id(payment_method, "payment_method (a PayPal vault id)")
         body = self._order_body(amount, intent, reference_id)
@@ -433,12 +515,7 @@ class PayPalPaymentAdapter:
         try:
             return decoder(response.body)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-            raise PayPalAPIError(
-                response,
-                vendor="paypal",
-                message="unexpected response body",
-                request_id=debug_id(response),
-            ) from None
+            raise _unreadable(response, "unexpected response body") from None
 
     def _from_order(self, response: Response, *, raise_declined: bool) -> Payment:
         order: OrderObject = self._decode(decode_order, response)
@@ -446,9 +523,13 @@ class PayPalPaymentAdapter:
         payments = unit.payments if unit is not None else None
         unit_amount = unit.amount if unit is not None else None
         if payments is not None and payments.captures:
-            return self._from_capture(
+            payment = self._from_capture(
                 payments.captures[-1], response, order.id, unit_amount, raise_declined
             )
+            if unit_amount is not None:
+                authorized = _money(unit_amount, None, response)
+                payment = msgspec.structs.replace(payment, authorized_amount=authorized)
+            return payment
         if payments is not None and payments.authorizations:
             return self._from_authorization(
                 payments.authorizations[-1], response, order.id, unit_amount, raise_declined
@@ -473,14 +554,15 @@ class PayPalPaymentAdapter:
         fallback: AmountObject | None,
         raise_declined: bool,
     ) -> Payment:
-        if raise_declined and capture.status == "DECLINED":
+        if raise_declined and capture.status in _FAILED_CAPTURES:
+            # A 2xx does not prove money moved (vendor-facts 2.5): DECLINED and FAILED raise.
             reason = capture.status_details.reason if capture.status_details else None
             processor = capture.processor_response
             raise PayPalDeclined(
                 response,
                 vendor="paypal",
-                code="DECLINED",
-                message=clean(f"capture {capture.id} was declined", self._secrets),
+                code=capture.status,
+                message=clean(f"capture {capture.id} was {capture.status.lower()}", self._secrets),
                 request_id=debug_id(response),
                 decline_code=(processor.response_code if processor else None) or reason,
             )
@@ -518,6 +600,7 @@ class PayPalPaymentAdapter:
             status=_AUTHORIZATION_STATUS.get(auth.status, "processing"),
             raw_status=auth.status,
             amount=_money(auth.amount or fallback, None, response),
+            authorized_amount=_money(auth.amount or fallback, None, response),
             request_id=debug_id(response),
             order_id=order_id,
             replayed=response.replayed,
@@ -531,23 +614,25 @@ def _url(value: str | None) -> str | None:
     return value
 
 
+def _unreadable(response: Response, message: str) -> PayPalResponseError:
+    return PayPalResponseError(
+        response,
+        vendor="paypal",
+        message=f"{message} (HTTP {response.status}: PayPal may have acted; do not resend)",
+        request_id=debug_id(response),
+    )
+
+
 def _money(obj: AmountObject | None, asked: Money | None, response: Response) -> Money:
-    """The amount PayPal reported (else what was asked); an unreadable one is a vendor error."""
+    """The amount PayPal reported (else what was asked); an unreadable one is a vendor error.
+
+    Read leniently (rule 34): any 3-letter currency, retired ones included.
+    """
     if obj is None:
         if asked is not None:
             return asked
-        raise PayPalAPIError(
-            response,
-            vendor="paypal",
-            message="response carries no amount",
-            request_id=debug_id(response),
-        )
+        raise _unreadable(response, "response carries no amount")
     try:
         return from_paypal_amount({"currency_code": obj.currency_code, "value": obj.value})
     except InvalidRequest:
-        raise PayPalAPIError(
-            response,
-            vendor="paypal",
-            message="response carries an unreadable amount",
-            request_id=debug_id(response),
-        ) from None
+        raise _unreadable(response, "response carries an unreadable amount") from None

@@ -11,7 +11,13 @@ import msgspec
 
 from ..._logging import redact_text
 from ..._models import Response
-from .._errors import AuthenticationFailed, PaymentDeclined, VendorError, VendorRateLimited
+from .._errors import (
+    AuthenticationFailed,
+    PaymentDeclined,
+    VendorError,
+    VendorRateLimited,
+    VendorResponseError,
+)
 from ._models import ErrorBody, decode_error
 
 __all__ = [
@@ -20,8 +26,10 @@ __all__ = [
     "PayPalDeclined",
     "PayPalError",
     "PayPalInvalidRequestError",
+    "PayPalPayerActionRequired",
     "PayPalPermissionError",
     "PayPalRateLimitError",
+    "PayPalResponseError",
     "error_from_response",
 ]
 
@@ -63,6 +71,20 @@ class PayPalAPIError(PayPalError):
     """409 PREVIOUS_REQUEST_IN_PROGRESS, 5xx and unreadable answers."""
 
 
+class PayPalResponseError(PayPalAPIError, VendorResponseError):
+    """A 2xx that could not be read: PayPal may have acted; do not resend blindly."""
+
+
+class PayPalPayerActionRequired(PayPalInvalidRequestError):
+    """422 PAYER_ACTION_REQUIRED: the buyer must act (3-D Secure, approval) at `action_url`.
+
+    Nothing was paid; send the buyer to `action_url` (PayPal's `payer-action` link), then
+    capture or authorize the order again.
+    """
+
+    action_url: str | None = None
+
+
 def debug_id(response: Response, body: ErrorBody | None = None) -> str | None:
     """PayPal's trace id: the body's `debug_id`, else the `PayPal-Debug-Id` header."""
     if body is not None and body.debug_id:
@@ -101,6 +123,8 @@ def error_from_response(response: Response, secrets: tuple[str, ...] = ()) -> Pa
         cls = PayPalAPIError
     elif status == 422 and _DECLINE_ISSUES.intersection(issues):
         cls = PayPalDeclined
+    elif status == 422 and "PAYER_ACTION_REQUIRED" in issues:
+        cls = PayPalPayerActionRequired
     elif 400 <= status < 500:
         cls = PayPalInvalidRequestError
     else:
@@ -121,4 +145,8 @@ def error_from_response(response: Response, secrets: tuple[str, ...] = ()) -> Pa
         exc = cls(response, vendor="paypal", code=code, message=message, request_id=request_id)
     exc.name = name
     exc.issues = issues
+    if isinstance(exc, PayPalPayerActionRequired) and body is not None:
+        exc.action_url = next(
+            (link.href for link in body.links if link.rel in ("payer-action", "approve")), None
+        )
     return exc

@@ -107,6 +107,7 @@ class ErrorBody(msgspec.Struct, frozen=True):
     message: str | None = None
     debug_id: str | None = None
     details: list[ErrorDetail] = []
+    links: list[_Link] = []
     error: str | None = None
     error_description: str | None = None
 

@@ -1,7 +1,7 @@
 """AWS SNS: direct-to-phone SMS through aioboto3 (the `sns` extra)."""
 
 from ._adapter import SnsSmsAdapter
-from ._errors import SnsError, SnsThrottled
+from ._errors import SnsClientError, SnsError, SnsThrottled
 from ._models import SpendReport
 
-__all__ = ["SnsError", "SnsSmsAdapter", "SnsThrottled", "SpendReport"]
+__all__ = ["SnsClientError", "SnsError", "SnsSmsAdapter", "SnsThrottled", "SpendReport"]

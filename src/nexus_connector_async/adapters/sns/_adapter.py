@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any, Final
@@ -18,21 +20,28 @@ from ..._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
 from ..._connector import Connector
 from ..._errors import ConnectorError, InvalidRequest
 from ..._extras import require_extra
-from ..._models import IdempotencyKey
+from ..._logging import get_logger
+from ..._models import IdempotencyKey, Response
+from .._errors import OptedOut
 from .._money import Money, require_non_negative, require_positive
 from .._phone import count_segments, validate_e164, validate_sms_body
 from .._sms import PhoneNumberInfo, SmsMessage, SmsResult, run_bulk
-from ._errors import map_exception, outcome_known_unsent
+from ._errors import SNS, map_exception, outcome_known_unsent
 from ._models import SmsType, SpendReport, message_attributes, validate_sender_id
 from ._spend import SpendTracker
 
-__all__ = ["SnsSmsAdapter"]
+__all__ = ["SnsSmsAdapter", "sns_segments"]
 
 _MAX_BODY: Final = 1600  # SNS's per-publish budget; the developer guide says bytes
 _SMS_TYPES: Final = ("Transactional", "Promotional")
 _DEFAULT_RETRY: Final = RetryPolicy(max_attempts=4, base_delay=0.2, max_delay=5.0)
 #: An estimate (US destinations; rates vary by country): configure `price_per_segment`.
 DEFAULT_PRICE_PER_SEGMENT: Final = Money("0.00645", "USD")
+#: How long an opt-out answer is reused, and for how many numbers.
+_OPT_OUT_TTL: Final = 300.0
+_OPT_OUT_CACHE: Final = 10_000
+
+_log = get_logger()
 
 
 def _usd(name: str, value: Money | None, *, positive: bool = False) -> Money | None:
@@ -53,6 +62,14 @@ class SnsSmsAdapter:
     the account's `MonthlySpendLimit` is used (read every `limit_refresh` seconds). Keep bulk
     `concurrency` at or below `max_connections`: a wait for a pooled connection counts against
     `timeout`, and a timed-out publish is reported as an unknown outcome.
+
+    The spend guard fails closed: while the backend cannot count, sends raise
+    `BackendUnavailable` (nothing published) whatever its `on_unavailable` mode. An account
+    limit that cannot be read (a role without `sns:GetSMSAttributes`) is unknown: a warning is
+    logged and sends go on against `monthly_limit` only. SNS accepts a Publish to a number that
+    opted out and silently drops it, so with `check_opt_out` (the default) each number is
+    checked first (answers reused for 5 minutes) and an opted-out one raises `OptedOut`
+    without publishing.
     """
 
     def __init__(
@@ -76,6 +93,7 @@ class SnsSmsAdapter:
         limit_refresh: float = 60.0,
         max_connections: int = 50,
         clock: Clock | None = None,
+        check_opt_out: bool = True,
     ) -> None:
         if not isinstance(region, str) or not region:
             raise InvalidRequest("region must be a non-empty str such as 'us-east-1'")
@@ -95,6 +113,8 @@ class SnsSmsAdapter:
         self.monthly_limit = _usd("monthly_limit", monthly_limit)
         self.service = service
         self.retry_unknown = bool(retry_unknown)
+        self.check_opt_out = bool(check_opt_out)
+        self._opt_outs: OrderedDict[str, tuple[float, bool]] = OrderedDict()
         self._session = session
         self._rate_limit = rate_limit
         self._breaker = circuit_breaker or CircuitBreakerConfig()
@@ -183,8 +203,18 @@ class SnsSmsAdapter:
         )
 
     async def _aws(self, method: str, **params: Any) -> Any:
-        """One botocore call, its failures mapped to our errors."""
-        client = await self._sns()
+        """One botocore call, its failures (client creation included) mapped to our errors."""
+        try:
+            client = await self._sns()
+        except ImportError:
+            raise InvalidRequest(
+                "the SNS adapter needs aioboto3: install nexus-connector-async[sns]"
+            ) from None
+        except Exception as exc:
+            error = map_exception(exc)
+            if error is None:
+                raise
+            raise error from None
         try:
             return await getattr(client, method)(**params)
         except Exception as exc:
@@ -218,8 +248,11 @@ class SnsSmsAdapter:
         if size > _MAX_BODY:
             raise InvalidRequest(f"SMS body is {size} bytes in UTF-8; SNS takes {_MAX_BODY}")
         counted = count_segments(body)
-        cost = Money(self.price_per_segment.amount * counted.segments, "USD")
+        segments = sns_segments(body)
+        cost = Money(self.price_per_segment.amount * segments, "USD")
         limit = await self._effective_limit(tenant_id)
+        if self.check_opt_out and await self._is_opted_out(to, tenant_id):
+            raise _opted_out()
         published = False
 
         async def publish() -> str:
@@ -232,7 +265,7 @@ class SnsSmsAdapter:
             except ConnectorError as exc:
                 # An unknown outcome keeps its reservation: the message may have gone out.
                 if outcome_known_unsent(exc):
-                    await self._spend.refund(cost, month)
+                    await self._refund(cost, month)
                 raise
             published = True
             return str(reply["MessageId"])
@@ -251,7 +284,7 @@ class SnsSmsAdapter:
             to=to,
             message_id=message_id,
             status="accepted",
-            segments=counted.segments,
+            segments=segments,
             encoding=counted.encoding,
             replayed=not published,
         )
@@ -315,8 +348,17 @@ class SnsSmsAdapter:
         idempotency_key: IdempotencyKey | None = None,
         tenant_id: str | None = None,
     ) -> SpendReport:
-        """Month-to-date spend (our estimate, shared by all workers) and the monthly limit."""
-        account = await self._read_account_limit(idempotency_key, tenant_id)
+        """Month-to-date spend (our estimate, shared by all workers) and the monthly limit.
+
+        An account limit that cannot be read is reported as None (with a warning).
+        """
+        try:
+            account = await self._read_account_limit(idempotency_key, tenant_id)
+        except ConnectorError as exc:
+            _log.warning(
+                "nexus.sns.account_limit_unknown", service=self.service, error=type(exc).__name__
+            )
+            account = None
         month = self._spend.month()
         return SpendReport(
             month_to_date=await self._spend.month_to_date(month),
@@ -325,6 +367,35 @@ class SnsSmsAdapter:
             month=month,
         )
 
+    async def _refund(self, cost: Money, month: str) -> None:
+        """Give a reservation back; a backend that cannot take it is logged, never raised."""
+        try:
+            await self._spend.refund(cost, month)
+        except ConnectorError as exc:
+            # The send's own error matters more; the counter errs on the safe (high) side.
+            _log.warning(
+                "nexus.sns.spend_refund_failed", service=self.service, error=type(exc).__name__
+            )
+
+    async def _is_opted_out(self, number: str, tenant_id: str | None) -> bool:
+        now = self._clock.monotonic()
+        cached = self._opt_outs.get(number)
+        if cached is not None and now - cached[0] < _OPT_OUT_TTL:
+            return cached[1]
+        try:
+            opted_out = (await self.validate_number(number, tenant_id=tenant_id)).opted_out
+        except ConnectorError as exc:
+            # Cannot tell (no sns:CheckIfPhoneNumberIsOptedOut, throttled...): send anyway.
+            _log.warning(
+                "nexus.sns.opt_out_unknown", service=self.service, error=type(exc).__name__
+            )
+            return False
+        self._opt_outs[number] = (now, bool(opted_out))
+        self._opt_outs.move_to_end(number)
+        while len(self._opt_outs) > _OPT_OUT_CACHE:
+            self._opt_outs.popitem(last=False)
+        return bool(opted_out)
+
     async def _effective_limit(self, tenant_id: str | None) -> Money | None:
         if self.monthly_limit is not None:
             return self.monthly_limit
@@ -332,7 +403,19 @@ class SnsSmsAdapter:
             cached = self._account_limit
             if cached is not None and self._clock.monotonic() - cached[0] < self._limit_refresh:
                 return cached[1]
-            return await self._read_account_limit(None, tenant_id)
+            try:
+                return await self._read_account_limit(None, tenant_id)
+            except ConnectorError as exc:
+                # A Publish-only role cannot read MonthlySpendLimit: the limit is unknown, which
+                # must not stop every send (rule 39). Asked again after `limit_refresh`.
+                _log.warning(
+                    "nexus.sns.account_limit_unknown",
+                    service=self.service,
+                    error=type(exc).__name__,
+                    code=getattr(exc, "code", None),
+                )
+                self._account_limit = (self._clock.monotonic(), None)
+                return None
 
     async def _read_account_limit(
         self, idempotency_key: IdempotencyKey | None, tenant_id: str | None
@@ -353,6 +436,51 @@ class SnsSmsAdapter:
         limit = _parse_limit(text)
         self._account_limit = (self._clock.monotonic(), limit)
         return limit
+
+
+_WORD = re.compile(r"\S*\s*")
+
+
+def sns_segments(body: str) -> int:
+    """The parts SNS bills for `body`: it splits long messages at word boundaries.
+
+    One SMS holds 160 GSM-7 septets or 70 UCS-2 units (vendor-facts 4.7); a longer message is
+    cut into parts of 153 / 67 between words, a word longer than a part being cut inside. That
+    can take more parts than packing every part full (`count_segments`), so the spend estimate
+    uses this count.
+    """
+    counted = count_segments(body)
+    if counted.segments <= 1:
+        return counted.segments
+    per_part = 153 if counted.encoding == "GSM-7" else 67
+    parts, room = 1, per_part
+    for match in _WORD.finditer(body):
+        word = match.group()
+        if not word:
+            continue
+        width = count_segments(word).units if counted.encoding == "GSM-7" else _utf16(word)
+        if width > room and room < per_part:
+            parts, room = parts + 1, per_part  # the word moves whole to a new part
+        while width > room:  # longer than a part: cut inside it
+            width -= room
+            parts, room = parts + 1, per_part
+        room -= width
+    return parts
+
+
+def _utf16(text: str) -> int:
+    return sum(2 if ord(ch) > 0xFFFF else 1 for ch in text)
+
+
+def _opted_out() -> OptedOut:
+    error = OptedOut(
+        Response(200, [], b""),
+        vendor=SNS,
+        code="OptedOut",
+        message="the number opted out of SMS from this account; nothing was published",
+    )
+    error.sent = False  # type: ignore[attr-defined]
+    return error
 
 
 def _parse_limit(text: str) -> Money | None:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ..._errors import ConnectionFailed, ConnectorError, InvalidRequest, RequestTimeout
+from ..._errors import (
+    ConnectionFailed,
+    ConnectorError,
+    CredentialRefreshError,
+    InvalidRequest,
+    RequestTimeout,
+)
 from ..._models import Response
 from .._errors import AuthenticationFailed, OptedOut, VendorError, VendorRateLimited
 from .._sms import PhoneNumberRejected
@@ -16,6 +22,7 @@ from .._sms import PhoneNumberRejected
 __all__ = [
     "SNS",
     "THROTTLING_CODES",
+    "SnsClientError",
     "SnsError",
     "SnsThrottled",
     "map_exception",
@@ -51,6 +58,18 @@ _INVALID_PARAMETER: Final = frozenset({"InvalidParameter", "ParameterValueInvali
 
 class SnsError(VendorError):
     """Any other SNS error; `code` is the AWS error code (e.g. "InvalidParameter")."""
+
+
+class SnsClientError(ConnectorError):
+    """botocore failed without an SNS answer (client creation, configuration, parsing...).
+
+    `sent` is False when the failure came before the request could leave (no region, a bad
+    configuration, unsigned...), True when SNS may have received it (an unparsable answer).
+    """
+
+    def __init__(self, message: str, *, sent: bool = False) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class SnsThrottled(VendorRateLimited):
@@ -92,6 +111,7 @@ def _from_client_error(error: Any) -> ConnectorError:
 def map_exception(exc: BaseException) -> ConnectorError | None:
     """Our error for a botocore/aiobotocore failure, or None when it is not one of theirs."""
     from botocore import exceptions as bx  # noqa: PLC0415 - aioboto3 is an optional extra
+    from botocore.parsers import ResponseParserError  # noqa: PLC0415
 
     if isinstance(exc, ConnectorError):
         return exc
@@ -105,10 +125,28 @@ def map_exception(exc: BaseException) -> ConnectorError | None:
         return RequestTimeout("no response from SNS in time")
     if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
         return InvalidRequest("no usable AWS credentials found for SNS")
+    if isinstance(
+        exc,
+        bx.CredentialRetrievalError
+        | bx.TokenRetrievalError
+        | bx.SSOError
+        | bx.MetadataRetrievalError
+        | bx.RefreshWithMFAUnsupportedError,
+    ):
+        # A credential provider (assume-role, SSO, IMDS...) failed: nothing was sent.
+        return CredentialRefreshError(
+            f"AWS credentials could not be obtained: {type(exc).__name__}"
+        )
     if isinstance(exc, bx.HTTPClientError | bx.ConnectionError):
         return ConnectionFailed(f"connection to SNS failed: {type(exc).__name__}")
     if isinstance(exc, bx.ParamValidationError):
         return InvalidRequest("SNS refused the parameters before sending (botocore validation)")
+    if isinstance(exc, bx.IncompleteReadError | ResponseParserError):
+        return SnsClientError(f"SNS answer could not be read: {type(exc).__name__}", sent=True)
+    if isinstance(exc, bx.BotoCoreError):
+        # Everything else botocore raises happens before a request leaves (region, endpoint,
+        # configuration, signing). The class name only: botocore messages may name profiles.
+        return SnsClientError(f"botocore could not send to SNS: {type(exc).__name__}")
     return None
 
 

@@ -3,7 +3,9 @@
 A send reserves its estimated cost before publishing (refused with `SpendLimitExceeded` if that
 would pass the limit) and gives it back only when SNS certainly did not publish. Each update is
 one atomic `add` on the backend (a Lua script on Redis): no lock, no read-modify-write, so any
-number of workers can never reserve past the limit together.
+number of workers can never reserve past the limit together. Every update is `strict`: while
+Redis cannot be reached the guard fails closed (`BackendUnavailable`, nothing sent) whatever the
+backend's `on_unavailable` mode, since a local count would start again from zero (rule 39).
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ class SpendTracker:
 
     async def month_to_date(self, month: str | None = None) -> Money:
         """What was reserved so far in `month` (default: this month)."""
-        _, total = await self._store.add(self._key(month or self.month()), 0, ttl=_KEEP)
+        _, total = await self._store.add(
+            self._key(month or self.month()), 0, ttl=_KEEP, strict=True
+        )
         return _dollars(total)
 
     async def reserve(self, cost: Money, limit: Money | None) -> str:
@@ -60,7 +64,9 @@ class SpendTracker:
         month = self.month()
         amount = _nanos(cost.amount)
         ceiling = None if limit is None else int(limit.amount * _NANO)
-        applied, total = await self._store.add(self._key(month), amount, limit=ceiling, ttl=_KEEP)
+        applied, total = await self._store.add(
+            self._key(month), amount, limit=ceiling, ttl=_KEEP, strict=True
+        )
         if not applied:
             spent = _dollars(total).amount
             raise SpendLimitExceeded(
@@ -72,4 +78,4 @@ class SpendTracker:
 
     async def refund(self, cost: Money, month: str) -> None:
         """Give back a reservation for a message SNS certainly did not publish."""
-        await self._store.add(self._key(month), -_nanos(cost.amount), ttl=_KEEP)
+        await self._store.add(self._key(month), -_nanos(cost.amount), ttl=_KEEP, strict=True)

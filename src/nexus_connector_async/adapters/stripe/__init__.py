@@ -10,6 +10,7 @@ from ._errors import (
     StripeInvalidRequestError,
     StripePermissionError,
     StripeRateLimitError,
+    StripeResponseError,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "StripePaymentAdapter",
     "StripePermissionError",
     "StripeRateLimitError",
+    "StripeResponseError",
 ]

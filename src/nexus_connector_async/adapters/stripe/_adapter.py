@@ -8,6 +8,7 @@ pipeline does retries, `Stripe-Should-Retry`, breaker and rate limits.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal, TypeVar, cast
 
@@ -20,7 +21,7 @@ from ..._models import IdempotencyKey, Response
 from .._money import Money, from_stripe_minor, require_positive, stripe_currency, to_stripe_minor
 from .._payments import Payment, PaymentStatus, Refund, RefundStatus, call_key, check_id, luhn_like
 from .._vendor import SecretHeaders, check_text, header_safe
-from ._errors import StripeAPIError, error_from_response
+from ._errors import StripeCardError, StripeResponseError, error_from_response
 from ._models import (
     ChargeObject,
     PaymentIntentObject,
@@ -66,6 +67,9 @@ _CHARGE_PREFIXES: Final = ("ch_", "py_")
 _METADATA_KEYS: Final = 50
 _METADATA_KEY_LEN: Final = 40
 _METADATA_VALUE_LEN: Final = 500
+#: How many payment currencies the adapter remembers, so a capture or refund of a payment it
+#: has seen needs no GET to check the currency (rule 33).
+_CURRENCY_CACHE: Final = 4096
 
 T = TypeVar("T")
 
@@ -105,6 +109,7 @@ class StripePaymentAdapter:
             headers["Stripe-Account"] = check_id(stripe_account, "stripe_account")
         self._headers = SecretHeaders(headers)
         self._secrets = (api_key,)
+        self._currencies: OrderedDict[tuple[str | None, str], str] = OrderedDict()
         self._policies: dict[str, Any] = {
             "timeout": timeout,
             "rate_limit": rate_limit,
@@ -142,7 +147,7 @@ class StripePaymentAdapter:
         """
         if not isinstance(confirm, bool):
             raise InvalidRequest("confirm must be a bool")
-        if capture_method not in _CAPTURE_METHODS:
+        if not isinstance(capture_method, str) or capture_method not in _CAPTURE_METHODS:
             raise InvalidRequest(f"capture_method must be one of {sorted(_CAPTURE_METHODS)}")
         params: dict[str, Any] = {
             **_amount_params(amount),
@@ -159,7 +164,7 @@ class StripePaymentAdapter:
         _optional(params, "description", check_text(description, "description", 1000))
         _optional(params, "metadata", _check_metadata(metadata))
         response = await self._post("/v1/payment_intents", params, idempotency_key, tenant_id)
-        return _payment_from_intent(response)
+        return self._remember(_payment_from_intent(response), tenant_id)
 
     async def charge(
         self,
@@ -168,10 +173,16 @@ class StripePaymentAdapter:
         *,
         metadata: Mapping[str, str] | None = None,
         description: str | None = None,
+        return_url: str | None = None,
         idempotency_key: IdempotencyKey | None = None,
         tenant_id: str | None = None,
     ) -> Payment:
-        """Create and confirm a PaymentIntent that captures at once (no redirects)."""
+        """Create and confirm a PaymentIntent that captures at once.
+
+        Without `return_url` no redirect-based method is offered; a card that needs 3-D Secure
+        then comes back `requires_action` with `next_action="use_stripe_sdk"` and the
+        `client_secret` for Stripe.js. With `return_url`, `action_url` is the redirect.
+        """
         return await self.create_payment_intent(
             amount,
             payment_method=_required_id(payment_method, "payment_method"),
@@ -179,6 +190,7 @@ class StripePaymentAdapter:
             capture_method="automatic",
             metadata=metadata,
             description=description,
+            return_url=return_url,
             idempotency_key=idempotency_key,
             tenant_id=tenant_id,
         )
@@ -190,10 +202,14 @@ class StripePaymentAdapter:
         *,
         metadata: Mapping[str, str] | None = None,
         description: str | None = None,
+        return_url: str | None = None,
         idempotency_key: IdempotencyKey | None = None,
         tenant_id: str | None = None,
     ) -> Payment:
-        """Confirm with `capture_method=manual`: funds held (`requires_capture`) until `capture`."""
+        """Confirm with `capture_method=manual`: funds held (`requires_capture`) until `capture`.
+
+        `return_url` as for `charge`.
+        """
         return await self.create_payment_intent(
             amount,
             payment_method=_required_id(payment_method, "payment_method"),
@@ -201,6 +217,7 @@ class StripePaymentAdapter:
             capture_method="manual",
             metadata=metadata,
             description=description,
+            return_url=return_url,
             idempotency_key=idempotency_key,
             tenant_id=tenant_id,
         )
@@ -213,19 +230,28 @@ class StripePaymentAdapter:
         idempotency_key: IdempotencyKey | None = None,
         tenant_id: str | None = None,
     ) -> Payment:
-        """Capture an authorized PaymentIntent (or legacy `ch_` charge), all or `amount` of it."""
+        """Capture an authorized PaymentIntent (or legacy `ch_` charge), all or `amount` of it.
+
+        Stripe takes no currency here, so an `amount` in another currency than the payment's is
+        refused with `InvalidRequest` before anything is sent (one GET learns the payment's
+        currency when this adapter has not seen it). The result's `amount` is what was captured.
+        """
         payment_id = check_id(payment_id, "payment_id")
+        minor = None
+        if amount is not None:
+            minor = _minor(amount, "capture amount")
+            await self._check_currency(payment_id, amount, "capture", tenant_id)
         if payment_id.startswith(_CHARGE_PREFIXES):
-            params = {} if amount is None else {"amount": _minor(amount, "capture amount")}
+            params = {} if minor is None else {"amount": minor}
             response = await self._post(
                 f"/v1/charges/{payment_id}/capture", params, idempotency_key, tenant_id
             )
-            return _payment_from_charge(response)
-        params = {} if amount is None else {"amount_to_capture": _minor(amount, "capture amount")}
+            return self._remember(_payment_from_charge(response, raise_failed=True), tenant_id)
+        params = {} if minor is None else {"amount_to_capture": minor}
         response = await self._post(
             f"/v1/payment_intents/{payment_id}/capture", params, idempotency_key, tenant_id
         )
-        return _payment_from_intent(response)
+        return self._remember(_payment_from_intent(response), tenant_id)
 
     async def retrieve(
         self,
@@ -244,11 +270,11 @@ class StripePaymentAdapter:
             response = await self._send(
                 "GET", f"/v1/charges/{payment_id}", None, idempotency_key, tenant_id
             )
-            return _payment_from_charge(response)
+            return self._remember(_payment_from_charge(response), tenant_id)
         response = await self._send(
             "GET", f"/v1/payment_intents/{payment_id}", None, idempotency_key, tenant_id
         )
-        return _payment_from_intent(response)
+        return self._remember(_payment_from_intent(response), tenant_id)
 
     # -- Refunds ----------------------------------------------------------------------------
 
@@ -262,9 +288,14 @@ class StripePaymentAdapter:
         idempotency_key: IdempotencyKey | None = None,
         tenant_id: str | None = None,
     ) -> Refund:
-        """Refund a PaymentIntent (or a `ch_`/`py_` charge): everything left, or `amount`."""
+        """Refund a PaymentIntent (or a `ch_`/`py_` charge): everything left, or `amount`.
+
+        An `amount` in another currency than the payment's is refused before sending, as in
+        `capture`. The answer is read leniently (a payment in BGN or HRK refunds fine); an
+        unreadable 2xx raises `StripeResponseError` (the refund may be made: do not resend).
+        """
         payment_id = check_id(payment_id, "payment_id")
-        if reason is not None and reason not in _REFUND_REASONS:
+        if reason is not None and (not isinstance(reason, str) or reason not in _REFUND_REASONS):
             raise InvalidRequest(f"reason must be one of {sorted(_REFUND_REASONS)}")
         target = "charge" if payment_id.startswith(_CHARGE_PREFIXES) else "payment_intent"
         params: dict[str, Any] = {target: payment_id}
@@ -272,6 +303,8 @@ class StripePaymentAdapter:
             params["amount"] = _minor(amount, "refund amount")
         _optional(params, "reason", reason)
         _optional(params, "metadata", _check_metadata(metadata))
+        if amount is not None:
+            await self._check_currency(payment_id, amount, "refund", tenant_id)
         response = await self._post("/v1/refunds", params, idempotency_key, tenant_id)
         obj = _decode(decode_refund, response)
         raw = obj.status or "pending"
@@ -281,7 +314,7 @@ class StripePaymentAdapter:
             id=obj.id,
             status=status,
             raw_status=raw,
-            amount=from_stripe_minor(obj.amount, obj.currency),
+            amount=_read_money(obj.amount, obj.currency, response),
             payment_id=obj.payment_intent or obj.charge,
             request_id=response.headers.get("Request-Id"),
             replayed=response.replayed,
@@ -311,7 +344,31 @@ class StripePaymentAdapter:
         _optional(params, "description", check_text(description, "description", 1000))
         _optional(params, "metadata", _check_metadata(metadata))
         response = await self._post("/v1/charges", params, idempotency_key, tenant_id)
-        return _payment_from_charge(response)
+        return self._remember(_payment_from_charge(response, raise_failed=True), tenant_id)
+
+    # -- currencies (rule 33) ------------------------------------------------------------------
+
+    def _remember(self, payment: Payment, tenant_id: str | None) -> Payment:
+        """Note the payment's currency so a later capture/refund can be checked without a GET."""
+        cache = self._currencies
+        cache[(tenant_id, payment.id)] = payment.amount.currency
+        cache.move_to_end((tenant_id, payment.id))
+        while len(cache) > _CURRENCY_CACHE:
+            cache.popitem(last=False)
+        return payment
+
+    async def _check_currency(
+        self, payment_id: str, amount: Money, what: str, tenant_id: str | None
+    ) -> None:
+        """`InvalidRequest` unless `amount` is in the payment's currency; nothing is sent."""
+        currency = self._currencies.get((tenant_id, payment_id))
+        if currency is None:
+            currency = (await self.retrieve(payment_id, tenant_id=tenant_id)).amount.currency
+        if amount.currency != currency:
+            raise InvalidRequest(
+                f"{what} amount is in {amount.currency} but payment {payment_id} is in"
+                f" {currency}; Stripe takes no currency here, so nothing was sent"
+            )
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -415,12 +472,24 @@ def _decode(decoder: Callable[[bytes], T], response: Response) -> T:
     try:
         return decoder(response.body)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-        raise StripeAPIError(
-            response,
-            vendor="stripe",
-            message="unexpected response body",
-            request_id=response.headers.get("Request-Id"),
-        ) from None
+        raise _unreadable(response, "unexpected response body") from None
+
+
+def _unreadable(response: Response, message: str) -> StripeResponseError:
+    return StripeResponseError(
+        response,
+        vendor="stripe",
+        message=f"{message} (HTTP {response.status}: Stripe may have acted; do not resend)",
+        request_id=response.headers.get("Request-Id"),
+    )
+
+
+def _read_money(amount: int, currency: str, response: Response) -> Money:
+    """Stripe's amount read leniently (rule 34); a value that is no amount is a vendor error."""
+    try:
+        return from_stripe_minor(amount, currency)
+    except InvalidRequest:
+        raise _unreadable(response, "unreadable amount") from None
 
 
 def _payment_from_intent(response: Response) -> Payment:
@@ -428,20 +497,41 @@ def _payment_from_intent(response: Response) -> Payment:
     status = cast("PaymentStatus", pi.status if pi.status in _PI_STATUSES else "processing")
     action = pi.next_action
     url = action.redirect_to_url.url if action and action.redirect_to_url else None
+    authorized = _read_money(pi.amount, pi.currency, response)
+    amount = authorized
+    if status == "succeeded" and pi.amount_received:
+        # After a partial capture Stripe keeps `amount` (asked) and reports the collected
+        # part in `amount_received` (rule 35).
+        amount = _read_money(pi.amount_received, pi.currency, response)
     return Payment(
         vendor="stripe",
         id=pi.id,
         status=status,
         raw_status=pi.status,
-        amount=from_stripe_minor(pi.amount, pi.currency),
+        amount=amount,
+        authorized_amount=authorized,
         request_id=response.headers.get("Request-Id"),
         action_url=url,
+        client_secret=pi.client_secret,
+        next_action=action.type if action else None,
         replayed=response.replayed,
     )
 
 
-def _payment_from_charge(response: Response) -> Payment:
+def _payment_from_charge(response: Response, *, raise_failed: bool = False) -> Payment:
     ch: ChargeObject = _decode(decode_charge, response)
+    if raise_failed and ch.status == "failed":
+        # A 2xx carrying a failed charge is a decline, not a result (rule 36).
+        exc = StripeCardError(
+            response,
+            vendor="stripe",
+            code=ch.failure_code or "card_declined",
+            message=ch.failure_message,
+            request_id=response.headers.get("Request-Id"),
+            decline_code=ch.outcome.reason if ch.outcome else None,
+        )
+        exc.charge_id = ch.id
+        raise exc
     status: PaymentStatus
     if ch.refunded:
         status = "refunded"
@@ -451,12 +541,17 @@ def _payment_from_charge(response: Response) -> Payment:
         status = "failed"
     else:
         status = "processing"
+    authorized = _read_money(ch.amount, ch.currency, response)
+    amount = authorized
+    if ch.captured and ch.amount_captured:
+        amount = _read_money(ch.amount_captured, ch.currency, response)
     return Payment(
         vendor="stripe",
         id=ch.id,
         status=status,
         raw_status=ch.status,
-        amount=from_stripe_minor(ch.amount, ch.currency),
+        amount=amount,
+        authorized_amount=authorized,
         request_id=response.headers.get("Request-Id"),
         replayed=response.replayed,
     )

@@ -10,7 +10,13 @@ import msgspec
 
 from ..._logging import redact_text
 from ..._models import Response
-from .._errors import AuthenticationFailed, PaymentDeclined, VendorError, VendorRateLimited
+from .._errors import (
+    AuthenticationFailed,
+    PaymentDeclined,
+    VendorError,
+    VendorRateLimited,
+    VendorResponseError,
+)
 from ._models import ErrorObject, decode_error
 
 __all__ = [
@@ -22,6 +28,7 @@ __all__ = [
     "StripeInvalidRequestError",
     "StripePermissionError",
     "StripeRateLimitError",
+    "StripeResponseError",
     "error_from_response",
 ]
 
@@ -35,7 +42,18 @@ class StripeError(VendorError):
 
 
 class StripeCardError(StripeError, PaymentDeclined):
-    """402: the parameters were valid but the payment failed (`code`, `decline_code`)."""
+    """402: the parameters were valid but the payment failed (`code`, `decline_code`).
+
+    `payment_intent_id` and `charge_id` name the objects Stripe attached to the error (the
+    PaymentIntent goes back to `requires_payment_method`); `advice_code` and
+    `network_decline_code` say whether and how to retry (e.g. `do_not_try_again`).
+    """
+
+    payment_intent_id: str | None = None
+    payment_intent_status: str | None = None
+    charge_id: str | None = None
+    advice_code: str | None = None
+    network_decline_code: str | None = None
 
 
 class StripeAuthenticationError(StripeError, AuthenticationFailed):
@@ -60,6 +78,10 @@ class StripeRateLimitError(StripeError, VendorRateLimited):
 
 class StripeAPIError(StripeError):
     """409 conflicts, 424 upstream failures, 5xx and unreadable answers."""
+
+
+class StripeResponseError(StripeAPIError, VendorResponseError):
+    """A 2xx whose body could not be read: Stripe may have acted; do not resend blindly."""
 
 
 def _class_for(status: int, error: ErrorObject) -> type[StripeError]:
@@ -119,4 +141,15 @@ def error_from_response(response: Response, secrets: tuple[str, ...] = ()) -> St
     exc.error_type = error.type
     exc.param = error.param
     exc.doc_url = error.doc_url
+    if isinstance(exc, StripeCardError):
+        intent = error.payment_intent
+        if isinstance(intent, str):
+            exc.payment_intent_id = intent
+        elif intent is not None:
+            exc.payment_intent_id = intent.id
+            exc.payment_intent_status = intent.status
+        charge = error.charge
+        exc.charge_id = charge if isinstance(charge, str) else (charge.id if charge else None)
+        exc.advice_code = error.advice_code
+        exc.network_decline_code = error.network_decline_code
     return exc

@@ -26,13 +26,24 @@ class _NextAction(msgspec.Struct, frozen=True):
 
 
 class PaymentIntentObject(msgspec.Struct, frozen=True):
-    """`payment_intent`: id, amount (minor units), lower-case currency and status."""
+    """`payment_intent`: id, amounts (minor units), lower-case currency and status.
+
+    `amount` is what was asked (authorized); `amount_received` what was collected (the captured
+    amount after a partial capture); `client_secret` is what Stripe.js needs for `next_action`.
+    """
 
     id: str
     amount: int
     currency: str
     status: str
+    amount_received: int | None = None
+    amount_capturable: int | None = None
+    client_secret: str | None = None
     next_action: _NextAction | None = None
+
+
+class _Outcome(msgspec.Struct, frozen=True):
+    reason: str | None = None
 
 
 class ChargeObject(msgspec.Struct, frozen=True):
@@ -44,6 +55,10 @@ class ChargeObject(msgspec.Struct, frozen=True):
     status: str
     captured: bool = False
     refunded: bool = False
+    amount_captured: int | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    outcome: _Outcome | None = None
 
 
 class RefundObject(msgspec.Struct, frozen=True):
@@ -57,10 +72,26 @@ class RefundObject(msgspec.Struct, frozen=True):
     charge: str | None = None
 
 
+class _ErrorIntent(msgspec.Struct, frozen=True):
+    id: str | None = None
+    status: str | None = None
+
+
+class _ErrorCharge(msgspec.Struct, frozen=True):
+    id: str | None = None
+
+
 class ErrorObject(msgspec.Struct, frozen=True):
-    """`error` in Stripe's error body (all optional: Stripe adds fields over time)."""
+    """`error` in Stripe's error body (all optional: Stripe adds fields over time).
+
+    `payment_intent` is the whole PaymentIntent on a 402; `charge` the charge id.
+    """
 
     type: str | None = None
+    payment_intent: _ErrorIntent | str | None = None
+    charge: _ErrorCharge | str | None = None
+    advice_code: str | None = None
+    network_decline_code: str | None = None
     code: str | None = None
     decline_code: str | None = None
     message: str | None = None

@@ -346,7 +346,8 @@ class TwilioSmsAdapter:
                 response, vendor=TWILIO, message="no balance information (a subaccount?)"
             )
         try:
-            return Money(found.balance, found.currency)
+            # Read leniently (api.md rule 34): any 3-letter account currency.
+            return Money.from_vendor(found.balance, found.currency)
         except InvalidRequest:
             raise TwilioError(response, vendor=TWILIO, message="unreadable balance") from None
 
@@ -356,6 +357,8 @@ class TwilioSmsAdapter:
     def _check_media(media_urls: Sequence[str]) -> list[str]:
         if isinstance(media_urls, str):
             raise InvalidRequest("media_urls must be a sequence of URLs, not one str")
+        if not isinstance(media_urls, Sequence):
+            raise InvalidRequest("media_urls must be a sequence of URLs (a tuple or list)")
         media = [_check_url("media URL", url) for url in media_urls]
         if len(media) > _MAX_MEDIA:
             raise InvalidRequest(f"Twilio takes at most {_MAX_MEDIA} media URLs, got {len(media)}")
@@ -380,6 +383,6 @@ def _price(price: str | None, unit: str | None) -> Money | None:
     if not price or not unit:
         return None
     try:
-        return Money(-Decimal(price), unit)
+        return Money.from_vendor(-Decimal(price), unit)
     except (InvalidRequest, ArithmeticError, ValueError):
         return None

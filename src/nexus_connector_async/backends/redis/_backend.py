@@ -601,9 +601,19 @@ class RedisBackend:
             await self._local.set(key, value, ttl)
 
     async def add(
-        self, key: str, amount: int, *, limit: int | None = None, ttl: float | None = None
+        self,
+        key: str,
+        amount: int,
+        *,
+        limit: int | None = None,
+        ttl: float | None = None,
+        strict: bool = False,
     ) -> tuple[bool, int]:
-        """Add `amount` to a shared counter unless the total would pass `limit` (one script)."""
+        """Add `amount` to a shared counter unless the total would pass `limit` (one script).
+
+        `strict=True` (spend guards) raises `BackendUnavailable` while Redis is unreachable,
+        whatever `on_unavailable` says: a local count would restart from zero.
+        """
         args = (
             self._now(),
             str(int(amount)),
@@ -613,7 +623,7 @@ class RedisBackend:
         try:
             r = await self._eval(self._scripts.kv_add, self._kv_key(key), args)
         except RedisUnreachable:
-            if self.on_unavailable == "fail_closed":
+            if strict or self.on_unavailable == "fail_closed":
                 raise
             return await self._local.add(key, amount, limit=limit, ttl=ttl)
         return bool(int(r[0])), int(r[1])
