@@ -34,6 +34,7 @@ from .._models import Credentials
 from .._transport import Transport
 from ..backends._base import KeyValueStore
 from ..backends._memory import MemoryBackend
+from ..backends._names import escape_name
 from ._oauth2_wire import ClientAuth, GrantType, TokenClient, TokenReply
 
 if TYPE_CHECKING:
@@ -170,11 +171,12 @@ class OAuth2CredentialProvider:
             timeout=timeout,
             http=http,
         )
-        # Names this client's tokens in the backend without revealing the client id.
-        self._id = hashlib.blake2b(
-            "\0".join((token_url, client_id, grant_type, scope_str or "")).encode(),
-            digest_size=8,
-        ).hexdigest()
+        identity = "\0".join((token_url, client_id, grant_type, scope_str or "")).encode()
+        # Names the client in logs and reprs without revealing the client id.
+        self._id = hashlib.blake2b(identity, digest_size=8).hexdigest()
+        # Names its tokens, lock and failure record in the backend: keyed by the secret, so a
+        # provider that knows only the (public) client id never finds another's cached token.
+        self._cache_id = hmac.new(client_secret.encode(), identity, hashlib.sha256).hexdigest()[:32]
         self._flights: dict[str, asyncio.Task[Credentials]] = {}
         self._cipher = None if encryption_key is None else _fernet(encryption_key)
 
@@ -406,18 +408,21 @@ class OAuth2CredentialProvider:
             )
 
     def _key(self, service: str, tenant: str | None) -> str:
-        """The cache key: service hash tag, hashed client identity, tenant; never a secret.
+        """The cache key: service hash tag, secret-bound client hash, tenant; never a secret.
 
-        A refresh-token grant is one chain of tokens whatever the service: with rotation, two
-        keys holding copies of it would invalidate each other, so the chain has a single key.
+        Service and tenant are escaped (`escape_name`), so no tenant name reaches another
+        tenant's `:lock` or `:failed` key. A refresh-token grant is one chain of tokens whatever
+        the service: with rotation, two keys holding copies of it would invalidate each other,
+        so the chain has a single key.
         """
         if not isinstance(service, str) or not service:
             raise InvalidRequest("service must be a non-empty str")
         if tenant is not None and (not isinstance(tenant, str) or not tenant):
             raise InvalidRequest("tenant_id must be a non-empty str or None")
         if self._grant_type == "refresh_token":
-            return f"oauth2:{{{self._id}}}:chain"
-        return f"oauth2:{{{service}}}:{self._id}:{'-' if tenant is None else 't.' + tenant}"
+            return f"oauth2:{{{self._cache_id}}}:chain"
+        scope = "-" if tenant is None else "t." + escape_name(tenant)
+        return f"oauth2:{{{escape_name(service)}}}:{self._cache_id}:{scope}"
 
     def _seal(self, value: _Entry | _Failure) -> bytes:
         data = _encode(value)
