@@ -11,16 +11,22 @@ names (`stripe`, `tenant-42`) are unchanged, so existing keys keep their names.
 from __future__ import annotations
 
 import functools
+import re
 from urllib.parse import quote, unquote
 
 __all__ = ["escape_name", "unescape_name"]
 
 _SAFE = "._~-"  # with letters and digits: what quote() never encodes besides these
+_PLAIN = re.compile(r"[A-Za-z0-9._~-]*").fullmatch
 
 
-@functools.lru_cache(maxsize=8192)
 def escape_name(name: str) -> str:
     """The form of a service or tenant name inside a key: percent-encoded, no separators."""
+    return name if _PLAIN(name) else _quote(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _quote(name: str) -> str:
     return quote(name, safe=_SAFE, errors="surrogateescape")
 
 
