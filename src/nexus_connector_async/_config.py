@@ -7,6 +7,7 @@ naming the field before anything is sent.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -15,6 +16,7 @@ import msgspec
 
 from ._errors import InvalidRequest
 from ._logging import REDACTED, is_sensitive, redact_text, redact_url
+from ._scrub import has_control
 
 __all__ = [
     "CircuitBreakerConfig",
@@ -44,12 +46,21 @@ def _count(name: str, value: object, *, minimum: int = 1) -> int:
     return value
 
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+").fullmatch  # RFC 9110 field names
+
+
 def check_header_value(name: str, value: object) -> None:
-    """Refuse header names/values that could inject another header (CR, LF, NUL)."""
-    if not isinstance(name, str) or not name or any(c in name for c in "\r\n\0: "):
+    """Refuse header names that are not tokens and values with any control character.
+
+    Checked before anything is sent: a CR or LF would inject a header, and any other control
+    character would make the HTTP client raise its own error mid-call.
+    """
+    if not isinstance(name, str) or not _TOKEN(name):
         raise InvalidRequest("header names must be non-empty tokens without ':', CR, LF or spaces")
-    if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
-        raise InvalidRequest(f"header {name!r} must be a str without CR, LF or NUL")
+    if not isinstance(value, str) or has_control(value):
+        raise InvalidRequest(
+            f"header {name!r} must be a str without CR, LF or other control characters"
+        )
 
 
 class Timeouts(msgspec.Struct, frozen=True):
@@ -196,8 +207,8 @@ class Endpoint(msgspec.Struct, frozen=True):
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidRequest("Endpoint.url must be an absolute http(s) URL")
-        if any(c in self.url for c in "\r\n\0 "):
-            raise InvalidRequest("Endpoint.url must not contain spaces, CR, LF or NUL")
+        if " " in self.url or has_control(self.url):
+            raise InvalidRequest("Endpoint.url must not contain spaces or control characters")
         if not isinstance(self.method, str) or self.method.upper() not in _METHODS:
             raise InvalidRequest(f"Endpoint.method must be one of {sorted(_METHODS)}")
         if self.method != self.method.upper():

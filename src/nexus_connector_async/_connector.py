@@ -150,6 +150,13 @@ def _check_names(service: str, tenant: str | None) -> None:
         _check_name("tenant_id", tenant, 200)
 
 
+def _has_authorization(headers: Mapping[str, str]) -> bool:
+    """Whether the application set its own Authorization header, in any case of the name."""
+    if "Authorization" in headers or "authorization" in headers:
+        return True
+    return any(name.lower() == "authorization" for name in headers)
+
+
 def _as_key(key: IdempotencyKey | str | None) -> IdempotencyKey | None:
     if key is None or isinstance(key, IdempotencyKey):
         return key
@@ -696,11 +703,7 @@ class Connector:
     ) -> _Outcome:
         """Credentials, then one HTTP exchange, classified for the retry loop."""
         creds: Credentials | None = None
-        if (
-            provider is not None
-            and "Authorization" not in headers
-            and ("authorization" not in headers)
-        ):
+        if provider is not None and not _has_authorization(headers):
             creds = await provider.get_credentials(call.service, call.tenant)
             if creds is not None:
                 headers = {**headers, "Authorization": creds.authorization}

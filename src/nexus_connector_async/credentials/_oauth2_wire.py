@@ -17,6 +17,7 @@ import msgspec
 from .._config import Timeouts
 from .._errors import ConnectorError, CredentialRefreshError
 from .._logging import REDACTED, redact_text
+from .._scrub import has_control
 from .._transport import AiohttpTransport, Transport
 
 __all__ = ["GrantType", "ClientAuth", "TokenClient", "TokenReply"]
@@ -144,11 +145,11 @@ class TokenClient:
             raise CredentialRefreshError(
                 "token response is not valid JSON", error="invalid_response"
             ) from None
-        if not reply.access_token or any(c in reply.access_token for c in "\r\n\0"):
+        if not reply.access_token or has_control(reply.access_token):
             raise CredentialRefreshError(
                 "token response is missing a valid access_token", error="invalid_response"
             )
-        if not reply.token_type or any(c in reply.token_type for c in "\r\n\0"):
+        if not reply.token_type or has_control(reply.token_type):
             # It goes into the Authorization header next to the token: no header injection.
             raise CredentialRefreshError(
                 "token response has an invalid token_type", error="invalid_response"
