@@ -16,8 +16,7 @@ import msgspec
 
 from .._config import Timeouts
 from .._errors import ConnectorError, CredentialRefreshError
-from .._logging import REDACTED, redact_text
-from .._scrub import has_control
+from .._scrub import Scrubber, has_control
 from .._transport import AiohttpTransport, Transport
 
 __all__ = ["GrantType", "ClientAuth", "TokenClient", "TokenReply"]
@@ -28,10 +27,9 @@ ClientAuth = Literal["basic", "body"]
 # A token reply is small; anything bigger is not a token endpoint talking.
 _MAX_REPLY_BYTES = 64 * 1024
 _MAX_TEXT = 200
-# RFC 6749 5.2: error codes are %x20-21 / %x23-5B / %x5D-7E.
-_ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
-# Long runs of token characters mixing letters and digits look like a credential.
-_TOKENISH = re.compile(r"[A-Za-z0-9._~+/=-]{24,}")
+# Error codes are shown only in the shape of the registered ones (`invalid_grant`...): RFC 6749
+# allows more, but a code is then free text in which a server could echo a secret.
+_ERROR_CODE = re.compile(r"[a-z_]{1,64}")
 
 
 class TokenReply(msgspec.Struct):
@@ -183,20 +181,9 @@ def _parse_error(body: bytes, secrets: Iterable[str | None]) -> tuple[str | None
 
 
 def scrub(text: str, secrets: Iterable[str | None]) -> str:
-    """`text` with our secrets, bearer/basic values and control characters masked, shortened.
+    """`text` with our secrets (also percent-, plus- and base64-encoded), bearer/basic values,
+    token-like runs and control characters masked, shortened.
 
     Token endpoints sometimes echo what they were sent; an error message must not.
     """
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    text = redact_text(text)
-    text = _TOKENISH.sub(
-        lambda m: REDACTED if _has_letter_and_digit(m.group()) else m.group(), text
-    )
-    text = "".join(c if c.isprintable() else " " for c in text)
-    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 3] + "..."
-
-
-def _has_letter_and_digit(text: str) -> bool:
-    return any(c.isdigit() for c in text) and any(c.isalpha() for c in text)
+    return Scrubber(secrets, max_length=_MAX_TEXT, tokenish=True)(text)

@@ -19,6 +19,7 @@ from ..._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPol
 from ..._connector import Connector
 from ..._errors import InvalidRequest
 from ..._models import Credentials, IdempotencyKey, Response
+from ..._scrub import Scrubber
 from ...credentials._base import CredentialProvider, RefreshesRejected
 from ...credentials._oauth2 import OAuth2CredentialProvider
 from .._money import Money, from_paypal_amount, require_positive, to_paypal_amount
@@ -149,7 +150,7 @@ class PayPalPaymentAdapter:
         self._connector = connector
         self._base = base.rstrip("/")
         self._service = service
-        self._secrets = (client_secret,)
+        self._secrets = Scrubber((client_secret,), tokenish=True)
         if credentials is None:
             credentials = OAuth2CredentialProvider(
                 f"{self._base}/v1/oauth2/token",

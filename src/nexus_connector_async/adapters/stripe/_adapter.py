@@ -17,6 +17,7 @@ from ..._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPol
 from ..._connector import Connector
 from ..._errors import InvalidRequest
 from ..._models import IdempotencyKey, Response
+from ..._scrub import Scrubber
 from .._money import Money, from_stripe_minor, require_positive, stripe_currency, to_stripe_minor
 from .._payments import Payment, PaymentStatus, Refund, RefundStatus, call_key, check_id, luhn_like
 from .._vendor import SecretHeaders, check_text, header_safe
@@ -104,7 +105,7 @@ class StripePaymentAdapter:
         if stripe_account is not None:
             headers["Stripe-Account"] = check_id(stripe_account, "stripe_account")
         self._headers = SecretHeaders(headers)
-        self._secrets = (api_key,)
+        self._secrets = Scrubber((api_key,))
         self._policies: dict[str, Any] = {
             "timeout": timeout,
             "rate_limit": rate_limit,

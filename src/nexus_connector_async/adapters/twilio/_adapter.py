@@ -20,6 +20,7 @@ from ..._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPol
 from ..._connector import Connector
 from ..._errors import InvalidRequest
 from ..._models import IdempotencyKey, Response
+from ..._scrub import Scrubber
 from .._errors import VendorError
 from .._money import Money
 from .._phone import count_segments, validate_e164, validate_sms_body
@@ -150,6 +151,7 @@ class TwilioSmsAdapter:
         user = api_key_sid or account_sid
         token = base64.b64encode(f"{user}:{auth_token}".encode()).decode("ascii")
         self._auth = _Secret(f"Basic {token}")
+        self._scrub = Scrubber((auth_token, token))
         api = _root_url("base_url", base_url)
         self._lookups_root = _root_url("lookups_base_url", lookups_base_url) + "/v2/PhoneNumbers/"
         policy = retry or _DEFAULT_RETRY
@@ -238,7 +240,7 @@ class TwilioSmsAdapter:
             idempotent=self.retry_unknown,
         )
         if not response.ok:
-            raise error_from_response(response)
+            raise error_from_response(response, self._scrub)
         message = _decode(response, decode_message)
         vendor_segments = _int_or_none(message.num_segments)
         return SmsResult(
@@ -307,7 +309,7 @@ class TwilioSmsAdapter:
             headers=self._headers,
         )
         if not response.ok:
-            raise error_from_response(response)
+            raise error_from_response(response, self._scrub)
         found = _decode(response, decode_lookup)
         line = found.line_type_intelligence
         return PhoneNumberInfo(
@@ -339,7 +341,7 @@ class TwilioSmsAdapter:
             headers=self._headers,
         )
         if not response.ok:
-            raise error_from_response(response)
+            raise error_from_response(response, self._scrub)
         found = _decode(response, decode_balance)
         if found.balance is None or found.currency is None:
             raise TwilioError(
