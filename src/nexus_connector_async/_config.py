@@ -15,8 +15,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from ._errors import InvalidRequest
-from ._logging import REDACTED, is_sensitive, redact_text, redact_url
-from ._scrub import has_control
+from ._scrub import MaskedHeaders, has_control, url_masked
 
 __all__ = [
     "CircuitBreakerConfig",
@@ -219,6 +218,9 @@ class Endpoint(msgspec.Struct, frozen=True):
             raise InvalidRequest("Endpoint.headers must be a mapping of header names to values")
         for name, value in self.headers.items():
             check_header_value(name, value)
+        if not isinstance(self.headers, MaskedHeaders):
+            # Held masked: a traceback rendered with locals shows `Authorization: ***`.
+            msgspec.structs.force_setattr(self, "headers", MaskedHeaders(self.headers))
         if self.idempotency_header is not None:
             try:
                 check_header_value(self.idempotency_header, "")
@@ -233,16 +235,22 @@ class Endpoint(msgspec.Struct, frozen=True):
         if self.deadline is not None:
             _number("Endpoint.deadline", self.deadline, strict=True)
 
-    def __repr__(self) -> str:
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        """The fields as `repr` shows them (msgspec's default would show keys and queries)."""
         # Endpoints carry API keys in headers or query strings: never show them.
-        headers = {
-            k: REDACTED if is_sensitive(k) else redact_text(v) for k, v in self.headers.items()
-        }
-        fields = [f"url={redact_url(self.url)!r}", f"method={self.method!r}", f"body={self.body!r}"]
+        shown: list[tuple[str, Any]] = [
+            ("url", url_masked(self.url)),
+            ("method", self.method),
+            ("body", self.body),
+        ]
+        headers = MaskedHeaders(self.headers).shown()
         if headers:
-            fields.append(f"headers={headers!r}")
-        fields.extend(f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__[4:])
-        return f"Endpoint({', '.join(fields)})"
+            shown.append(("headers", headers))
+        shown.extend((name, getattr(self, name)) for name in self.__struct_fields__[4:])
+        return shown
+
+    def __repr__(self) -> str:
+        return f"Endpoint({', '.join(f'{k}={v!r}' for k, v in self.__rich_repr__())})"
 
     @classmethod
     def create(cls, url: str, method: str = "POST", **kw: Any) -> Endpoint:

@@ -9,7 +9,8 @@
   percent-, plus- and base64-encoded forms a vendor may echo.
 - `check_vendor_url`: `http://` only for loopback hosts.
 
-Kept free of other library imports, so models, config, transports and adapters can all use it.
+Imports nothing of the library but `_logging`'s field-name test, so models, config, transports
+and adapters can all use it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ from urllib.parse import (
 __all__ = [
     "REDACTED",
     "MaskedHeaders",
+    "MaskedUrl",
     "Scrubber",
+    "Secret",
+    "SecretBytes",
     "check_vendor_url",
     "has_control",
     "mask_redis_url",
@@ -41,10 +45,10 @@ __all__ = [
     "url_masked",
 ]
 
-REDACTED = "***"
+from ._logging import REDACTED, is_sensitive, redact_text
+
 # C0 controls (including TAB), DEL and C1 controls: none belongs in a header value or a token.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_SECRET_HEADER = re.compile(r"authori[sz]ation|token|secret|api[-_]?key|cookie|signature", re.I)
 
 
 def has_control(text: str) -> bool:
@@ -122,14 +126,42 @@ class MaskedHeaders(dict[str, str]):
 
     __slots__ = ()
 
-    def _shown(self) -> dict[str, str]:
-        return {k: REDACTED if _SECRET_HEADER.search(k) else v for k, v in self.items()}
+    def shown(self) -> dict[str, str]:
+        """A plain copy with credential headers masked and secret-like values redacted."""
+        return {k: REDACTED if is_sensitive(k) else redact_text(v) for k, v in self.items()}
 
     def __repr__(self) -> str:
-        return f"MaskedHeaders({self._shown()!r})"
+        return f"MaskedHeaders({self.shown()!r})"
 
     def __rich_repr__(self) -> Iterator[tuple[str, str]]:
-        yield from self._shown().items()
+        yield from self.shown().items()
+
+
+class Secret(str):
+    """A str whose `repr` is `'***'`: secrets held in local variables of library frames."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(REDACTED)
+
+
+class SecretBytes(bytes):
+    """Bytes whose `repr` gives only their length (a request body holding a secret)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} bytes>"
+
+
+class MaskedUrl(str):
+    """A URL whose `repr` masks its query values and user info (see `url_masked`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(url_masked(self))
 
 
 def _b64_pieces(secret: bytes) -> set[str]:

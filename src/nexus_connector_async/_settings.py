@@ -13,7 +13,7 @@ import importlib
 import os
 import re
 import tomllib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -23,6 +23,7 @@ import msgspec
 from ._config import RateLimitConfig
 from ._connector import Connector
 from ._errors import InvalidRequest
+from ._scrub import mask_redis_url
 
 __all__ = ["ConfigError", "Gateways", "Settings", "connect"]
 
@@ -102,16 +103,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sns_sender_id: str | None = None
     rate_limits: dict[str, RateLimitConfig] = msgspec.field(default_factory=dict)
 
-    def __repr__(self) -> str:
-        shown = []
+    def _shown(self) -> Iterator[tuple[str, Any]]:
+        """(field, value) pairs with secrets masked: what `repr` and rich's pretty print show."""
         for name in self.__struct_fields__:
             value = getattr(self, name)
             if name in _SECRET_FIELDS and value is not None:
                 value = "***"
             elif name == "redis_url" and value:
-                value = re.sub(r"//[^@/]*@", "//***@", value)
-            shown.append(f"{name}={value!r}")
-        return f"Settings({', '.join(shown)})"
+                value = mask_redis_url(value)
+            yield name, value
+
+    def __repr__(self) -> str:
+        return f"Settings({', '.join(f'{name}={value!r}' for name, value in self._shown())})"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        # msgspec's own __rich_repr__ would show every field as it is, secrets included.
+        return list(self._shown())
 
     __str__ = __repr__
 

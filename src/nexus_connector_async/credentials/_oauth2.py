@@ -21,7 +21,6 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
 
 import msgspec
 
@@ -31,6 +30,7 @@ from .._errors import ConnectorError, CredentialRefreshError, InvalidRequest
 from .._events import Event, TokenRefreshed
 from .._logging import get_logger, redact_url
 from .._models import Credentials
+from .._scrub import Secret, check_vendor_url
 from .._transport import Transport
 from ..backends._base import KeyValueStore
 from ..backends._memory import MemoryBackend
@@ -61,6 +61,13 @@ class _Entry(msgspec.Struct, array_like=True, frozen=True):
 
     def credentials(self) -> Credentials:
         return Credentials(self.access_token, self.refresh_token, self.expires_at, self.token_type)
+
+    def __repr__(self) -> str:
+        return f"_Entry(expires_at={self.expires_at!r}, refresh_at={self.refresh_at!r})"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        # Seen in traceback locals of the provider's frames: never the tokens.
+        return [("expires_at", self.expires_at), ("refresh_at", self.refresh_at)]
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at
@@ -124,9 +131,11 @@ class OAuth2CredentialProvider:
         lock_lease: float | None = None,
         wait_timeout: float | None = None,
     ) -> None:
-        parts = urlsplit(token_url) if isinstance(token_url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidRequest("token_url must be an http(s) URL")
+        if not isinstance(token_url, str) or not check_vendor_url(token_url):
+            # The client secret must not cross a network in clear: http:// only for loopback.
+            raise InvalidRequest(
+                "token_url must be an https URL (http:// only for a loopback host)"
+            )
         for name, value in (("client_id", client_id), ("client_secret", client_secret)):
             if not isinstance(value, str) or not value:
                 raise InvalidRequest(f"{name} must be a non-empty str")
@@ -155,7 +164,7 @@ class OAuth2CredentialProvider:
 
         self._url = token_url
         self._grant_type: GrantType = grant_type
-        self._seed_refresh_token = refresh_token
+        self._seed_refresh_token = None if refresh_token is None else Secret(refresh_token)
         self._services = service_set
         self._backend: KeyValueStore = backend if backend is not None else MemoryBackend()
         self._clock = clock or SYSTEM_CLOCK
@@ -346,13 +355,14 @@ class OAuth2CredentialProvider:
             return entry.credentials()
         refresh_token = None
         if self._grant_type == "refresh_token":
-            refresh_token = (entry.refresh_token if entry else None) or self._seed_refresh_token
+            chain = (entry.refresh_token if entry else None) or self._seed_refresh_token
+            refresh_token = None if chain is None else Secret(chain)  # masked in tracebacks
         ctx = {"service": service, "tenant": tenant, "client": self._id, "reason": reason}
         started = self._clock.monotonic()
         try:
             reply = await self._client.request(
                 refresh_token,
-                (self._seed_refresh_token, entry.access_token if entry else None),
+                (self._seed_refresh_token, Secret(entry.access_token) if entry else None),
             )
         except CredentialRefreshError as exc:
             self._log.warning(
@@ -394,6 +404,8 @@ class OAuth2CredentialProvider:
             refresh_at = expires_at - min(self._skew, reply.expires_in / 2.0)
         # A rotated refresh token replaces the old one in the same value (RFC 6749 6).
         refresh_token = reply.refresh_token or used_refresh_token
+        if refresh_token is not None:
+            refresh_token = str(refresh_token)  # a plain str (not `Secret`) to encode
         return _Entry(reply.access_token, reply.token_type, expires_at, refresh_at, refresh_token)
 
     # -- storage ------------------------------------------------------------------------------

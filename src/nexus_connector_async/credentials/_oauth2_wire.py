@@ -9,14 +9,14 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote_plus, urlencode
 
 import msgspec
 
 from .._config import Timeouts
 from .._errors import ConnectorError, CredentialRefreshError
-from .._scrub import Scrubber, has_control
+from .._scrub import MaskedHeaders, Scrubber, Secret, SecretBytes, has_control
 from .._transport import AiohttpTransport, Transport
 
 __all__ = ["GrantType", "ClientAuth", "TokenClient", "TokenReply"]
@@ -43,6 +43,9 @@ class TokenReply(msgspec.Struct):
 
     def __repr__(self) -> str:
         return f"TokenReply(token_type={self.token_type!r}, expires_in={self.expires_in!r})"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return [("token_type", self.token_type), ("expires_in", self.expires_in)]
 
 
 class _ErrorReply(msgspec.Struct):
@@ -88,6 +91,23 @@ class TokenClient:
     def __repr__(self) -> str:
         return f"TokenClient(grant_type={self._grant_type!r}, client_auth={self._client_auth!r})"
 
+    def _request(self, refresh_token: str | None) -> tuple[MaskedHeaders, SecretBytes]:
+        """The headers and form body of one token request."""
+        fields: list[tuple[str, str]] = [("grant_type", self._grant_type)]
+        if self._grant_type == "refresh_token":
+            assert refresh_token is not None  # the provider always has a seed
+            fields.append(("refresh_token", refresh_token))
+        if self._scope:
+            fields.append(("scope", self._scope))
+        headers = MaskedHeaders(
+            {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
+        )
+        if self._client_auth == "basic":
+            headers["Authorization"] = _basic(self._client_id, self._client_secret)
+        else:
+            fields += [("client_id", self._client_id), ("client_secret", self._client_secret)]
+        return headers, SecretBytes(urlencode(fields).encode())
+
     async def request(
         self, refresh_token: str | None, also_secret: Iterable[str | None] = ()
     ) -> TokenReply:
@@ -95,22 +115,9 @@ class TokenClient:
 
         `also_secret` names more values (older tokens) to mask if the server echoes them.
         """
-        fields: list[tuple[str, str]] = [("grant_type", self._grant_type)]
-        if self._grant_type == "refresh_token":
-            assert refresh_token is not None  # the provider always has a seed
-            fields.append(("refresh_token", refresh_token))
-        if self._scope:
-            fields.append(("scope", self._scope))
-        headers = {
-            "Accept": "application/json",
-            "Content-Type": "application/x-www-form-urlencoded",
-        }
-        if self._client_auth == "basic":
-            headers["Authorization"] = _basic(self._client_id, self._client_secret)
-        else:
-            fields += [("client_id", self._client_id), ("client_secret", self._client_secret)]
-        body = urlencode(fields).encode()
-        secrets = (self._client_secret, refresh_token, *also_secret)
+        # Built in a helper, held masked: this frame's locals show no secret in a traceback.
+        headers, body = self._request(refresh_token)
+        secrets = tuple(Secret(s) for s in (self._client_secret, refresh_token, *also_secret) if s)
 
         transport = self._http or AiohttpTransport(max_response_bytes=_MAX_REPLY_BYTES)
         try:

@@ -19,7 +19,7 @@ from ..._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPol
 from ..._connector import Connector
 from ..._errors import InvalidRequest
 from ..._models import Credentials, IdempotencyKey, Response
-from ..._scrub import Scrubber
+from ..._scrub import Scrubber, check_vendor_url
 from ...credentials._base import CredentialProvider, RefreshesRejected
 from ...credentials._oauth2 import OAuth2CredentialProvider
 from .._money import Money, from_paypal_amount, require_positive, to_paypal_amount
@@ -145,8 +145,12 @@ class PayPalPaymentAdapter:
         header_safe(client_id, "client_id")
         header_safe(client_secret, "client_secret")
         base = base_url if base_url is not None else (SANDBOX_URL if sandbox else LIVE_URL)
-        if not isinstance(base, str) or not base.startswith(("http://", "https://")):
-            raise InvalidRequest("base_url must be an http(s) URL such as https://api-m.paypal.com")
+        if not isinstance(base, str) or not check_vendor_url(base):
+            # The client secret must not cross a network in clear: http:// only for simulators.
+            raise InvalidRequest(
+                "base_url must be an https URL such as https://api-m.paypal.com "
+                "(http:// only for a loopback host)"
+            )
         self._connector = connector
         self._base = base.rstrip("/")
         self._service = service

@@ -17,7 +17,7 @@ from ..._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPol
 from ..._connector import Connector
 from ..._errors import InvalidRequest
 from ..._models import IdempotencyKey, Response
-from ..._scrub import Scrubber
+from ..._scrub import Scrubber, check_vendor_url
 from .._money import Money, from_stripe_minor, require_positive, stripe_currency, to_stripe_minor
 from .._payments import Payment, PaymentStatus, Refund, RefundStatus, call_key, check_id, luhn_like
 from .._vendor import SecretHeaders, check_text, header_safe
@@ -95,8 +95,12 @@ class StripePaymentAdapter:
     ) -> None:
         header_safe(api_key, "api_key")
         header_safe(api_version, "api_version")
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise InvalidRequest("base_url must be an http(s) URL such as https://api.stripe.com")
+        if not isinstance(base_url, str) or not check_vendor_url(base_url):
+            # A live key must not cross a network in clear: http:// only for local simulators.
+            raise InvalidRequest(
+                "base_url must be an https URL such as https://api.stripe.com "
+                "(http:// only for a loopback host)"
+            )
         self._connector = connector
         self._base = base_url.rstrip("/")
         self._service = service
