@@ -23,7 +23,16 @@ from ..._scrub import Scrubber, check_vendor_url
 from ...credentials._base import CredentialProvider, RefreshesRejected
 from ...credentials._oauth2 import OAuth2CredentialProvider
 from .._money import Money, from_paypal_amount, require_positive, to_paypal_amount
-from .._payments import Payment, PaymentStatus, Refund, RefundStatus, call_key, check_id
+from .._payments import (
+    Payment,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    account_scope,
+    call_key,
+    check_id,
+    scoped_key,
+)
 from .._vendor import SecretHeaders, check_text, header_safe
 from ._errors import PayPalAPIError, PayPalDeclined, clean, debug_id, error_from_response
 from ._models import (
@@ -155,6 +164,8 @@ class PayPalPaymentAdapter:
         self._base = base.rstrip("/")
         self._service = service
         self._secrets = Scrubber((client_secret,), tokenish=True)
+        # Idempotency is scoped by account (api.md 28): the app's credentials.
+        self._account = account_scope("paypal", client_id, client_secret)
         if credentials is None:
             credentials = OAuth2CredentialProvider(
                 f"{self._base}/v1/oauth2/token",
@@ -422,7 +433,7 @@ class PayPalPaymentAdapter:
             self._service,
             endpoint,
             body,
-            idempotency_key=key,
+            idempotency_key=scoped_key(key, self._account, tenant_id, _MAX_REQUEST_ID),
             tenant_id=tenant_id,
             raise_for_status=False,
             credentials=self._credentials,

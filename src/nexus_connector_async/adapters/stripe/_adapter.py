@@ -19,7 +19,17 @@ from ..._errors import InvalidRequest
 from ..._models import IdempotencyKey, Response
 from ..._scrub import Scrubber, check_vendor_url
 from .._money import Money, from_stripe_minor, require_positive, stripe_currency, to_stripe_minor
-from .._payments import Payment, PaymentStatus, Refund, RefundStatus, call_key, check_id, luhn_like
+from .._payments import (
+    Payment,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    account_scope,
+    call_key,
+    check_id,
+    luhn_like,
+    scoped_key,
+)
 from .._vendor import SecretHeaders, check_text, header_safe
 from ._errors import StripeAPIError, error_from_response
 from ._models import (
@@ -110,6 +120,8 @@ class StripePaymentAdapter:
             headers["Stripe-Account"] = check_id(stripe_account, "stripe_account")
         self._headers = SecretHeaders(headers)
         self._secrets = Scrubber((api_key,))
+        # Idempotency is scoped by account (api.md 28): the key and the connected account.
+        self._account = account_scope("stripe", api_key, stripe_account)
         self._policies: dict[str, Any] = {
             "timeout": timeout,
             "rate_limit": rate_limit,
@@ -351,7 +363,7 @@ class StripePaymentAdapter:
             self._service,
             endpoint,
             params,
-            idempotency_key=key,
+            idempotency_key=scoped_key(key, self._account, tenant_id, 255),
             tenant_id=tenant_id,
             raise_for_status=False,
         )

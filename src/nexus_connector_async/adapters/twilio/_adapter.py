@@ -23,6 +23,7 @@ from ..._models import IdempotencyKey, Response
 from ..._scrub import Scrubber, check_vendor_url
 from .._errors import VendorError
 from .._money import Money
+from .._payments import account_scope, scoped_key
 from .._phone import count_segments, validate_e164, validate_sms_body
 from .._sms import PhoneNumberInfo, SmsMessage, SmsResult, run_bulk
 from ._errors import TWILIO, TwilioError, error_from_response
@@ -152,6 +153,8 @@ class TwilioSmsAdapter:
         token = base64.b64encode(f"{user}:{auth_token}".encode()).decode("ascii")
         self._auth = _Secret(f"Basic {token}")
         self._scrub = Scrubber((auth_token, token))
+        # Idempotency is scoped by account (api.md 28): two accounts never share a record.
+        self._account = account_scope("twilio", account_sid, api_key_sid, auth_token)
         api = _root_url("base_url", base_url)
         self._lookups_root = _root_url("lookups_base_url", lookups_base_url) + "/v2/PhoneNumbers/"
         policy = retry or _DEFAULT_RETRY
@@ -233,7 +236,7 @@ class TwilioSmsAdapter:
             self.service,
             self._messages,
             form,
-            idempotency_key=idempotency_key,
+            idempotency_key=scoped_key(idempotency_key, self._account, tenant_id),
             tenant_id=tenant_id,
             raise_for_status=False,
             headers=self._headers,
@@ -303,7 +306,7 @@ class TwilioSmsAdapter:
             self.lookups_service,
             endpoint,
             {"Fields": "line_type_intelligence"},
-            idempotency_key=idempotency_key,
+            idempotency_key=scoped_key(idempotency_key, self._account, tenant_id),
             tenant_id=tenant_id,
             raise_for_status=False,
             headers=self._headers,
@@ -335,7 +338,7 @@ class TwilioSmsAdapter:
         response = await self._connector.execute(
             self.service,
             self._balance,
-            idempotency_key=idempotency_key,
+            idempotency_key=scoped_key(idempotency_key, self._account, tenant_id),
             tenant_id=tenant_id,
             raise_for_status=False,
             headers=self._headers,
