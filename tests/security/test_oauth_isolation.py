@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
+from cryptography.fernet import Fernet
 
 from nexus_connector_async import CredentialRefreshError, OAuth2CredentialProvider, RedisBackend
 from tests._redis_servers import RedisServer
@@ -95,5 +96,49 @@ async def test_a_tenant_named_like_a_lock_cannot_squat_another_tenants_refresh_l
         assert victim is not None
         assert victim.access_token != squatter.access_token
         assert oauth_server.count == 2
+    finally:
+        await backend.aclose()
+
+
+async def test_an_encrypted_token_moved_to_another_tenants_key_does_not_open_there(
+    oauth_server: OAuthServer, redis_server: RedisServer, redis_flush: None
+) -> None:
+    backend = RedisBackend.from_url(redis_server.url, prefix="iso")
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        p = OAuth2CredentialProvider(
+            oauth_server.token_url,
+            CLIENT_ID,
+            RIGHT,
+            backend=backend,
+            encryption_key=Fernet.generate_key(),
+        )
+        await p.get_credentials("api", "tenant-a")
+        await p.get_credentials("api", "tenant-b")
+        a, b = sorted(await client.keys("iso:kv:oauth2:*"))
+        assert a.endswith(b"t.tenant-a")
+        await client.copy(a, b, replace=True)  # someone with Redis write access swaps them
+        creds = await p.get_credentials("api", "tenant-b")
+        assert creds is not None
+        assert creds.access_token == "at-3"  # not tenant a's at-1: b's cache read as missing
+    finally:
+        await client.aclose()
+        await backend.aclose()
+
+
+async def test_another_secret_never_gets_the_cached_token_on_redis_cluster(
+    oauth_server: OAuthServer, redis_cluster_url: str, redis_cluster_flush: None
+) -> None:
+    only_right_secret(oauth_server)
+    backend = RedisBackend.from_url(redis_cluster_url, prefix="iso", cluster=True)
+    try:
+        creds = await provider(oauth_server, backend, RIGHT).get_credentials("api", "victim:lock")
+        assert creds is not None
+        with pytest.raises(CredentialRefreshError):
+            await provider(oauth_server, backend, WRONG).get_credentials("api", "victim:lock")
+        victim = await provider(oauth_server, backend, RIGHT).get_credentials("api", "victim")
+        assert victim is not None
+        assert victim.access_token != creds.access_token
+        assert oauth_server.count == 3
     finally:
         await backend.aclose()

@@ -373,7 +373,9 @@ class OAuth2CredentialProvider:
                 failure = _Failure(str(exc), exc.error, exc.description, until)
                 await self._quietly(
                     "store_failure",
-                    self._backend.set(failure_key, self._seal(failure), self._failure_backoff),
+                    self._backend.set(
+                        failure_key, self._seal(failure_key, failure), self._failure_backoff
+                    ),
                 )
             raise
         new = self._entry(reply, refresh_token)
@@ -382,7 +384,7 @@ class OAuth2CredentialProvider:
             # Kept a little past expiry; a refresh-token chain is kept for good.
             ttl = max(1.0, new.expires_at - self._clock.time() + 60.0)
         # The token is good even if the backend just failed: the caller gets it regardless.
-        await self._quietly("store_token", self._backend.set(key, self._seal(new), ttl))
+        await self._quietly("store_token", self._backend.set(key, self._seal(key, new), ttl))
         if self._emit is not None:
             self._emit(TokenRefreshed(service, tenant))
         self._log.info(
@@ -436,25 +438,31 @@ class OAuth2CredentialProvider:
         scope = "-" if tenant is None else "t." + escape_name(tenant)
         return f"oauth2:{{{escape_name(service)}}}:{self._cache_id}:{scope}"
 
-    def _seal(self, value: _Entry | _Failure) -> bytes:
+    def _seal(self, key: str, value: _Entry | _Failure) -> bytes:
         data = _encode(value)
-        return data if self._cipher is None else self._cipher.encrypt(data)
+        if self._cipher is None:
+            return data
+        # The key name is sealed with the value, so a ciphertext moved to another key (another
+        # tenant's, another service's) does not open there.
+        return self._cipher.encrypt(key.encode() + b"\0" + data)
 
-    def _open(self, raw: bytes) -> bytes | None:
+    def _open(self, key: str, raw: bytes) -> bytes | None:
         if self._cipher is None:
             return raw
         from cryptography.fernet import InvalidToken  # noqa: PLC0415 - optional dependency
 
         try:
-            return self._cipher.decrypt(raw)
+            plain = self._cipher.decrypt(raw)
         except InvalidToken:
             return None
+        name, sep, data = plain.partition(b"\0")
+        return data if sep and hmac.compare_digest(name, key.encode()) else None
 
     async def _load(self, key: str) -> _Entry | None:
         raw = await self._backend.get(key)
         if raw is None:
             return None
-        data = self._open(raw)
+        data = self._open(key, raw)
         try:
             if data is not None:
                 return _decode_entry(data)
@@ -466,7 +474,7 @@ class OAuth2CredentialProvider:
 
     async def _load_failure(self, key: str) -> _Failure | None:
         raw = await self._backend.get(key)
-        data = None if raw is None else self._open(raw)
+        data = None if raw is None else self._open(key, raw)
         if data is None:
             return None
         try:
