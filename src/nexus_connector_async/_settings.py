@@ -12,7 +12,9 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import stat
 import tomllib
+import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -75,6 +77,25 @@ class ConfigError(InvalidRequest):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("invalid nexus configuration:\n  - " + "\n  - ".join(problems))
         self.problems = problems
+
+
+def _warn_if_readable(path: Path, raw: Mapping[str, Any]) -> None:
+    """Warn when a config file holding secrets can be read by its group or by anyone."""
+    url = raw.get("redis_url")
+    has_password = isinstance(url, str) and mask_redis_url(url) != url
+    if os.name != "posix" or not (has_password or _SECRET_FIELDS.intersection(raw)):
+        return
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # pragma: no cover - it was just read
+        return
+    if mode & 0o077:
+        warnings.warn(
+            f"{path} holds secrets and is readable by group or others "
+            f"(mode {stat.S_IMODE(mode):o}); chmod 600 it",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,6 +162,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raw.update(tomllib.loads(Path(path).read_text()).get("nexus", {}))
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 problems.append(f"NEXUS_CONFIG: cannot read {path}: {type(exc).__name__}")
+            else:
+                _warn_if_readable(Path(path), raw)
         for field, var in _ENV.items():
             name = var
             if field == "sns_region" and var not in env and "AWS_DEFAULT_REGION" in env:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import io
 import traceback
+import warnings
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -142,3 +144,29 @@ async def test_plain_http_to_a_loopback_simulator_is_allowed(url: str) -> None:
         PayPalPaymentAdapter(c, "cid", TOKEN, base_url=url)
         TwilioSmsAdapter(c, "AC" + "0" * 32, TOKEN, "+15005550006", base_url=url)
         OAuth2CredentialProvider(f"{url}/token", "cid", TOKEN)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [f'stripe_api_key = "{KEY}"', f'redis_url = "redis://:{PASSWORD}@127.0.0.1:6379/0"'],
+)
+def test_a_readable_config_file_holding_secrets_warns(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "nexus.toml"
+    path.write_text(f"[nexus]\n{content}\n")
+    path.chmod(0o644)
+    with pytest.warns(RuntimeWarning, match="chmod 600") as caught:
+        Settings.from_env({}, toml_path=path)
+    assert_clean(" ".join(str(w.message) for w in caught))
+    path.chmod(0o600)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Settings.from_env({}, toml_path=path)
+
+
+def test_a_readable_config_file_without_secrets_does_not_warn(tmp_path: Path) -> None:
+    path = tmp_path / "nexus.toml"
+    path.write_text('[nexus]\nredis_prefix = "shop"\n')
+    path.chmod(0o644)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Settings.from_env({}, toml_path=path).redis_prefix == "shop"
