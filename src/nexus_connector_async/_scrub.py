@@ -30,6 +30,8 @@ from urllib.parse import (
     urlunsplit,
 )
 
+from ._logging import REDACTED, is_sensitive, redact_text
+
 __all__ = [
     "REDACTED",
     "MaskedHeaders",
@@ -44,8 +46,6 @@ __all__ = [
     "url_label",
     "url_masked",
 ]
-
-from ._logging import REDACTED, is_sensitive, redact_text
 
 # C0 controls (including TAB), DEL and C1 controls: none belongs in a header value or a token.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
