@@ -276,6 +276,7 @@ class Connector:
         _check_names(service, tenant_id)
         key = _as_key(idempotency_key)
         method, url, body, hdrs = self._build(endpoint, payload, headers, key)
+        headers = hdrs  # the caller's plain dict leaves this frame: tracebacks show the masked copy
         call = self._call_info(
             service,
             tenant_id,

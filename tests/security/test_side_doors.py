@@ -107,6 +107,23 @@ async def test_a_transport_error_drops_aiohttps_context_and_masks_locals() -> No
     assert any(f"{base}/x" in repr(log) for log in logs)
 
 
+async def test_a_callers_own_authorization_header_is_masked_in_traceback_locals() -> None:
+    async def hang_up(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        request.transport.close()
+        await asyncio.sleep(0)
+        return web.Response()
+
+    async with serve(hang_up) as base, Connector() as c:
+        endpoint = Endpoint(f"{base}/x", "GET", retry=RetryPolicy(max_attempts=1))
+        with pytest.raises(ConnectionFailed) as info:
+            await c.execute("svc", endpoint, headers={"Authorization": f"Bearer {KEY}"})
+    rendered = with_locals(info.value)
+    # Only this test's own frame holds the plain dict it built; no library frame does.
+    library = rendered[rendered.index("_connector.py") :]
+    assert_clean(library)
+
+
 async def test_an_oauth_failure_traceback_shows_no_token_or_secret_in_locals() -> None:
     async def refuse(request: web.Request) -> web.Response:
         return web.json_response({"error": "invalid_grant"}, status=400)
