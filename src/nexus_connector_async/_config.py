@@ -7,6 +7,7 @@ naming the field before anything is sent.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from ._errors import InvalidRequest
-from ._logging import REDACTED, is_sensitive, redact_text, redact_url
+from ._scrub import MaskedHeaders, has_control, url_masked
 
 __all__ = [
     "CircuitBreakerConfig",
@@ -44,12 +45,21 @@ def _count(name: str, value: object, *, minimum: int = 1) -> int:
     return value
 
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+").fullmatch  # RFC 9110 field names
+
+
 def check_header_value(name: str, value: object) -> None:
-    """Refuse header names/values that could inject another header (CR, LF, NUL)."""
-    if not isinstance(name, str) or not name or any(c in name for c in "\r\n\0: "):
+    """Refuse header names that are not tokens and values with any control character.
+
+    Checked before anything is sent: a CR or LF would inject a header, and any other control
+    character would make the HTTP client raise its own error mid-call.
+    """
+    if not isinstance(name, str) or not _TOKEN(name):
         raise InvalidRequest("header names must be non-empty tokens without ':', CR, LF or spaces")
-    if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
-        raise InvalidRequest(f"header {name!r} must be a str without CR, LF or NUL")
+    if not isinstance(value, str) or has_control(value):
+        raise InvalidRequest(
+            f"header {name!r} must be a str without CR, LF or other control characters"
+        )
 
 
 class Timeouts(msgspec.Struct, frozen=True):
@@ -196,8 +206,8 @@ class Endpoint(msgspec.Struct, frozen=True):
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidRequest("Endpoint.url must be an absolute http(s) URL")
-        if any(c in self.url for c in "\r\n\0 "):
-            raise InvalidRequest("Endpoint.url must not contain spaces, CR, LF or NUL")
+        if " " in self.url or has_control(self.url):
+            raise InvalidRequest("Endpoint.url must not contain spaces or control characters")
         if not isinstance(self.method, str) or self.method.upper() not in _METHODS:
             raise InvalidRequest(f"Endpoint.method must be one of {sorted(_METHODS)}")
         if self.method != self.method.upper():
@@ -208,6 +218,9 @@ class Endpoint(msgspec.Struct, frozen=True):
             raise InvalidRequest("Endpoint.headers must be a mapping of header names to values")
         for name, value in self.headers.items():
             check_header_value(name, value)
+        if not isinstance(self.headers, MaskedHeaders):
+            # Held masked: a traceback rendered with locals shows `Authorization: ***`.
+            msgspec.structs.force_setattr(self, "headers", MaskedHeaders(self.headers))
         if self.idempotency_header is not None:
             try:
                 check_header_value(self.idempotency_header, "")
@@ -222,16 +235,22 @@ class Endpoint(msgspec.Struct, frozen=True):
         if self.deadline is not None:
             _number("Endpoint.deadline", self.deadline, strict=True)
 
-    def __repr__(self) -> str:
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        """The fields as `repr` shows them (msgspec's default would show keys and queries)."""
         # Endpoints carry API keys in headers or query strings: never show them.
-        headers = {
-            k: REDACTED if is_sensitive(k) else redact_text(v) for k, v in self.headers.items()
-        }
-        fields = [f"url={redact_url(self.url)!r}", f"method={self.method!r}", f"body={self.body!r}"]
+        shown: list[tuple[str, Any]] = [
+            ("url", url_masked(self.url)),
+            ("method", self.method),
+            ("body", self.body),
+        ]
+        headers = MaskedHeaders(self.headers).shown()
         if headers:
-            fields.append(f"headers={headers!r}")
-        fields.extend(f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__[4:])
-        return f"Endpoint({', '.join(fields)})"
+            shown.append(("headers", headers))
+        shown.extend((name, getattr(self, name)) for name in self.__struct_fields__[4:])
+        return shown
+
+    def __repr__(self) -> str:
+        return f"Endpoint({', '.join(f'{k}={v!r}' for k, v in self.__rich_repr__())})"
 
     @classmethod
     def create(cls, url: str, method: str = "POST", **kw: Any) -> Endpoint:

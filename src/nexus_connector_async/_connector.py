@@ -55,9 +55,10 @@ from ._events import (
     ShadowWouldBlock,
     StructlogHook,
 )
-from ._logging import get_logger, redact_url
+from ._logging import get_logger
 from ._models import Credentials, IdempotencyKey, Response
 from ._retry import backoff, parse_retry_after, safe_to_resend, should_retry_header
+from ._scrub import MaskedHeaders, MaskedUrl, url_label
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport, Transport
 from .backends._base import (
     ADMITTED,
@@ -148,6 +149,13 @@ def _check_names(service: str, tenant: str | None) -> None:
         if not isinstance(tenant, str):
             raise InvalidRequest("tenant_id must be a str or None")
         _check_name("tenant_id", tenant, 200)
+
+
+def _has_authorization(headers: Mapping[str, str]) -> bool:
+    """Whether the application set its own Authorization header, in any case of the name."""
+    if "Authorization" in headers or "authorization" in headers:
+        return True
+    return any(name.lower() == "authorization" for name in headers)
 
 
 def _as_key(key: IdempotencyKey | str | None) -> IdempotencyKey | None:
@@ -289,6 +297,7 @@ class Connector:
         _check_names(service, tenant_id)
         key = _as_key(idempotency_key)
         method, url, body, hdrs = self._build(endpoint, payload, headers, key)
+        headers = hdrs  # the caller's plain dict leaves this frame: tracebacks show the masked copy
         call = self._call_info(
             service,
             tenant_id,
@@ -298,7 +307,7 @@ class Connector:
             safe_to_resend(method, key is not None) if idempotent is None else idempotent,
             endpoint.timeout.total,
             deadline if deadline is not None else endpoint.deadline,
-            f"{method} {redact_url(endpoint.url)}",
+            f"{method} {url_label(endpoint.url)}",  # no query: its values may be secrets
         )
         provider = credentials if credentials is not None else self.credentials
         # A partial, not a closure coroutine: one frame fewer on every resume of the request.
@@ -413,12 +422,14 @@ class Connector:
         key: IdempotencyKey | None,
     ) -> tuple[str, str, bytes | None, Mapping[str, str]]:
         method, url = endpoint.method, endpoint.url
+        if "?" in url:
+            url = MaskedUrl(url)  # query values may be keys: masked in traceback locals
         body: bytes | None = None
         content_type: str | None = None
         if method in ("GET", "HEAD", "DELETE"):
             if payload:
                 query = urlencode_pairs(form_pairs(payload))
-                url = f"{url}{'&' if '?' in url else '?'}{query}"
+                url = MaskedUrl(f"{url}{'&' if '?' in url else '?'}{query}")
         elif payload is not None:
             body = encode_form(payload) if endpoint.body == "form" else encode_json(payload)
             content_type = _CONTENT_TYPES[endpoint.body]
@@ -426,7 +437,7 @@ class Connector:
             content_type = "application/json"
         if not (extra or content_type or key is not None):
             return method, url, body, endpoint.headers  # nothing to add: no copy (hot path)
-        headers = dict(endpoint.headers)
+        headers = MaskedHeaders(endpoint.headers)  # masked in traceback locals, like the Endpoint's
         if extra:
             for name, value in extra.items():
                 check_header_value(name, value)
@@ -723,14 +734,11 @@ class Connector:
     ) -> _Outcome:
         """Credentials, then one HTTP exchange, classified for the retry loop."""
         creds: Credentials | None = None
-        if (
-            provider is not None
-            and "Authorization" not in headers
-            and ("authorization" not in headers)
-        ):
+        if provider is not None and not _has_authorization(headers):
             creds = await provider.get_credentials(call.service, call.tenant)
             if creds is not None:
-                headers = {**headers, "Authorization": creds.authorization}
+                headers = MaskedHeaders(headers)
+                headers["Authorization"] = creds.authorization
         if call.deadline_at is not None:
             remaining = call.deadline_at - self._clock.monotonic()
             if remaining < timeout.total:

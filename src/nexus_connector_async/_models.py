@@ -13,6 +13,7 @@ import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._errors import InvalidRequest, InvalidResponse
+from ._scrub import REDACTED, has_control
 
 __all__ = ["Credentials", "IdempotencyKey", "Response"]
 
@@ -81,12 +82,13 @@ class Credentials(msgspec.Struct, frozen=True, repr_omit_defaults=True):
     token_type: str = "Bearer"
 
     def __post_init__(self) -> None:
-        # Both end up in the Authorization header: a CR or LF there would inject headers.
+        # Both end up in the Authorization header: a CR or LF there would inject headers, and
+        # any other control character would fail the request mid-call.
         for name in ("access_token", "token_type"):
             value = getattr(self, name)
-            if not isinstance(value, str) or not value or any(c in value for c in "\r\n\0"):
+            if not isinstance(value, str) or not value or has_control(value):
                 raise InvalidRequest(
-                    f"Credentials.{name} must be a non-empty str without CR, LF or NUL"
+                    f"Credentials.{name} must be a non-empty str without control characters"
                 )
 
     def is_expired(self, now: float | None = None) -> bool:
@@ -107,11 +109,16 @@ class Credentials(msgspec.Struct, frozen=True, repr_omit_defaults=True):
         return f"{self.token_type} {self.access_token}"
 
     def __repr__(self) -> str:
-        return (
-            "Credentials(access_token='***', "
-            f"refresh_token={'***' if self.refresh_token else None}, "
-            f"expires_at={self.expires_at!r}, token_type={self.token_type!r})"
-        )
+        return f"Credentials({', '.join(f'{k}={v!r}' for k, v in self.__rich_repr__())})"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        """The fields with both tokens masked (msgspec's default would show them)."""
+        return [
+            ("access_token", REDACTED),
+            ("refresh_token", REDACTED if self.refresh_token else None),
+            ("expires_at", self.expires_at),
+            ("token_type", self.token_type),
+        ]
 
     __str__ = __repr__
 

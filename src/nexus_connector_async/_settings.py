@@ -12,8 +12,10 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import stat
 import tomllib
-from collections.abc import AsyncIterator, Mapping
+import warnings
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -23,6 +25,7 @@ import msgspec
 from ._config import RateLimitConfig
 from ._connector import Connector
 from ._errors import InvalidRequest
+from ._scrub import mask_redis_url
 
 __all__ = ["ConfigError", "Gateways", "Settings", "connect"]
 
@@ -84,6 +87,25 @@ class ConfigError(InvalidRequest):
         self.problems = problems
 
 
+def _warn_if_readable(path: Path, raw: Mapping[str, Any]) -> None:
+    """Warn when a config file holding secrets can be read by its group or by anyone."""
+    url = raw.get("redis_url")
+    has_password = isinstance(url, str) and mask_redis_url(url) != url
+    if os.name != "posix" or not (has_password or _SECRET_FIELDS.intersection(raw)):
+        return
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # pragma: no cover - it was just read
+        return
+    if mode & 0o077:
+        warnings.warn(
+            f"{path} holds secrets and is readable by group or others "
+            f"(mode {stat.S_IMODE(mode):o}); chmod 600 it",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything needed to build a connector and its gateways; see `Settings.from_env`."""
 
@@ -110,16 +132,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sns_sender_id: str | None = None
     rate_limits: dict[str, RateLimitConfig] = msgspec.field(default_factory=dict)
 
-    def __repr__(self) -> str:
-        shown = []
+    def _shown(self) -> Iterator[tuple[str, Any]]:
+        """(field, value) pairs with secrets masked: what `repr` and rich's pretty print show."""
         for name in self.__struct_fields__:
             value = getattr(self, name)
             if name in _SECRET_FIELDS and value is not None:
                 value = "***"
             elif name == "redis_url" and value:
-                value = re.sub(r"//[^@/]*@", "//***@", value)
-            shown.append(f"{name}={value!r}")
-        return f"Settings({', '.join(shown)})"
+                value = mask_redis_url(value)
+            yield name, value
+
+    def __repr__(self) -> str:
+        return f"Settings({', '.join(f'{name}={value!r}' for name, value in self._shown())})"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        # msgspec's own __rich_repr__ would show every field as it is, secrets included.
+        return list(self._shown())
 
     __str__ = __repr__
 
@@ -142,6 +170,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raw.update(tomllib.loads(Path(path).read_text()).get("nexus", {}))
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 problems.append(f"NEXUS_CONFIG: cannot read {path}: {type(exc).__name__}")
+            else:
+                _warn_if_readable(Path(path), raw)
         for field, var in _ENV.items():
             name = var
             if field == "sns_region" and var not in env and "AWS_DEFAULT_REGION" in env:

@@ -15,7 +15,13 @@ from typing import Protocol, runtime_checkable
 import aiohttp
 
 from ._config import Timeouts
-from ._errors import ConnectionFailed, InvalidRequest, RequestTimeout, ResponseTooLarge
+from ._errors import (
+    ConnectionFailed,
+    ConnectorError,
+    InvalidRequest,
+    RequestTimeout,
+    ResponseTooLarge,
+)
 from ._models import Response
 
 __all__ = ["AiohttpTransport", "Transport"]
@@ -110,8 +116,14 @@ class AiohttpTransport:
         body: bytes | None,
         timeout: Timeouts,
     ) -> Response:
-        """One exchange on the pooled session; aiohttp failures become our typed errors."""
+        """One exchange on the pooled session; aiohttp failures become our typed errors.
+
+        The typed error is raised after the `except` block, not inside it: aiohttp's exception
+        (whose `request_info` holds the request headers, Authorization included) must not ride
+        along as `__context__`.
+        """
         session = self._client()
+        error: ConnectorError
         try:
             async with session.request(
                 method,
@@ -134,20 +146,27 @@ class AiohttpTransport:
                     data = await self._read_capped(resp)
                 return Response(resp.status, resp.headers, data)
         except aiohttp.ConnectionTimeoutError:
-            raise RequestTimeout("timed out connecting", sent=False) from None
+            error = RequestTimeout("timed out connecting", sent=False)
         except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise RequestTimeout(f"no complete response within {timeout.total:g}s") from None
+            error = RequestTimeout(f"no complete response within {timeout.total:g}s")
         except aiohttp.ClientConnectorCertificateError:
             # Its own branch: aiohttp 3.10.0's certificate error has no `os_error`.
-            raise ConnectionFailed(
+            error = ConnectionFailed(
                 "could not connect: certificate verification failed", sent=False
-            ) from None
+            )
         except aiohttp.ClientConnectorError as exc:
-            raise ConnectionFailed(f"could not connect: {exc.os_error}", sent=False) from None
+            error = ConnectionFailed(f"could not connect: {exc.os_error}", sent=False)
         except aiohttp.InvalidURL:
-            raise InvalidRequest("invalid URL") from None
+            error = InvalidRequest("invalid URL")
         except (aiohttp.ClientError, OSError) as exc:
-            raise ConnectionFailed(f"connection failed: {type(exc).__name__}") from None
+            error = ConnectionFailed(f"connection failed: {type(exc).__name__}")
+        except ConnectorError:
+            raise  # ours (ResponseTooLarge): no foreign context to drop
+        except ValueError:
+            # aiohttp refusing a header or URL before sending. The connector checks both first,
+            # so only a direct caller of the transport gets here; never the raw ValueError.
+            error = InvalidRequest("the HTTP client refused the request's headers or URL")
+        raise error
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
         chunks: list[bytes] = []

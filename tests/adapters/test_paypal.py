@@ -325,13 +325,16 @@ async def test_bad_ids_and_options_are_refused_before_sending(
     assert sim.requests == []
 
 
-async def test_the_callers_key_is_the_paypal_request_id(
+async def test_the_paypal_request_id_is_the_callers_key_scoped_within_108_characters(
     paypal: PayPalPaymentAdapter, sim: PayPalSimulator
 ) -> None:
+    # api.md 28: derived from (tenant, account, key), cut to PayPal's 108-character limit.
     key = IdempotencyKey("k" * 108)
     first = await paypal.charge(usd("1.00"), "vault_ok", idempotency_key=key)
     again = await paypal.charge(usd("1.00"), "vault_ok", idempotency_key=key)
-    assert api(sim)[0].headers["PayPal-Request-Id"] == "k" * 108
+    request_id = api(sim)[0].headers["PayPal-Request-Id"]
+    assert len(request_id) == 108
+    assert re.fullmatch(r"k{85}\.[A-Za-z0-9_-]{22}", request_id)
     assert len(api(sim)) == 1
     assert again.replayed
     assert again.id == first.id

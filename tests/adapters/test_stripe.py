@@ -419,7 +419,10 @@ async def test_a_duplicate_charge_with_the_same_key_sends_one_request(
     assert second.id == first.id
     assert not first.replayed
     assert second.replayed
-    assert sim.requests[0].headers["Idempotency-Key"] == "order-42-charge"
+    # api.md 28: the caller's key, tagged with its (tenant, account) scope.
+    assert re.fullmatch(
+        r"order-42-charge\.[A-Za-z0-9_-]{22}", sim.requests[0].headers["Idempotency-Key"]
+    )
 
 
 async def test_concurrent_duplicates_with_one_key_send_one_request(
@@ -441,7 +444,9 @@ async def test_a_500_then_success_resends_the_same_vendor_key(
         usd("10.00"), "pm_card_visa", idempotency_key=IdempotencyKey("k-500")
     )
     assert payment.succeeded
-    assert [r.headers["Idempotency-Key"] for r in sim.requests] == ["k-500", "k-500"]
+    first, again = (r.headers["Idempotency-Key"] for r in sim.requests)
+    assert first == again
+    assert first.startswith("k-500.")
 
 
 async def test_a_402_is_stored_for_its_key_and_replayed_without_a_request(

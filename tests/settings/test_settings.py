@@ -75,6 +75,7 @@ def test_a_toml_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
         '[nexus]\npayments = "stripe"\nstripe_api_key = "sk_test_fromfile"\n'
         '[nexus.rate_limits]\nstripe = "100/min"\npaypal = { rate = 5, period = 1.0 }\n'
     )
+    path.chmod(0o600)  # it holds a key: readable by its owner only
     s = Settings.from_env({"NEXUS_CONFIG": str(path), "STRIPE_API_KEY": "sk_test_fromenv"})
     assert s.stripe_api_key == "sk_test_fromenv"
     assert s.rate_limits["stripe"] == RateLimitConfig.per_minute(100)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import uuid
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -169,10 +172,45 @@ def check_id(value: object, what: str, pattern: re.Pattern[str] = _SAFE_ID) -> s
     return value
 
 
+class GeneratedKey(IdempotencyKey):
+    """A key the adapter made up itself (UUID4): unique already, so it is not scoped."""
+
+    __slots__ = ()
+
+
+def account_scope(*identity: str | None) -> bytes:
+    """A stable id of one vendor account and its credentials (a hash: never the secret itself).
+
+    Adapters hash their credentials into it, so two adapters with different keys (two
+    merchants) never share an idempotency record, even with the same service, tenant and key.
+    """
+    return hashlib.sha256("\0".join(part or "" for part in identity).encode()).digest()
+
+
+def scoped_key(
+    key: IdempotencyKey | None, account: bytes, tenant: str | None, limit: int = 255
+) -> IdempotencyKey | None:
+    """The key as stored and sent to the vendor: derived from (tenant, account, caller's key).
+
+    `<caller key>.<tag>`, where the tag (22 base64url characters, 132 bits) is an HMAC of the
+    tenant and the key under the account id: two tenants' or two merchants' equal keys differ
+    at the vendor and in the backend, and the caller's key stays readable in the vendor's
+    dashboard. A long key is cut so that the whole fits the vendor's `limit` (Stripe 255,
+    PayPal 108); the tag still covers all of it. The same inputs always give the same key, so
+    retries from any worker resend the same header. Generated keys pass unchanged.
+    """
+    if key is None or isinstance(key, GeneratedKey):
+        return key
+    scope = "-" if tenant is None else "t." + tenant
+    mac = hmac.new(account, f"{scope}\0{key.value}".encode(), hashlib.sha256).digest()
+    tag = base64.urlsafe_b64encode(mac).decode("ascii")[:22]
+    return IdempotencyKey(f"{key.value[: limit - len(tag) - 1]}.{tag}", key.ttl)
+
+
 def call_key(key: IdempotencyKey | None, max_length: int = 255) -> IdempotencyKey:
     """The caller's key, or a fresh UUID4 key (as the vendors' SDKs generate) when none is given."""
     if key is None:
-        return IdempotencyKey(str(uuid.uuid4()))
+        return GeneratedKey(str(uuid.uuid4()))
     if not isinstance(key, IdempotencyKey):
         raise InvalidRequest("idempotency_key must be an IdempotencyKey")
     if len(key.value) > max_length:

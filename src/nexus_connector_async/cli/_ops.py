@@ -26,6 +26,16 @@ async def _client(url: str, cluster: bool) -> Any:
     return client
 
 
+def _shown(name: str) -> str:
+    """A name as printed: control, format and undecodable characters escaped (`\\x1b`).
+
+    Names come from key names in a shared Redis: a planted one must not drive the terminal.
+    """
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in name)
+
+
 def _fmt(value: float | None, unit: str = "") -> str:
     return "-" if value is None else f"{value:.1f}{unit}"
 
@@ -59,7 +69,8 @@ async def status(
         services = await list_services(client, prefix)
         if service is not None and service not in services:
             print(
-                f"error: unknown service {service!r} (known: {', '.join(services) or 'none'})",
+                f"error: unknown service {service!r} "  # repr escapes control characters
+                f"(known: {', '.join(map(_shown, services)) or 'none'})",
                 file=sys.stderr,
             )
             return EXIT_UNKNOWN_SERVICE
@@ -79,8 +90,9 @@ async def status(
     for r in rows:
         tokens = _tokens(r.tokens, r.capacity)
         print(
-            f"{r.service:<16}{r.breaker:<11}{r.failures:>8}{_fmt(r.seconds_to_half_open, 's'):>14}"
-            f"{r.probes_in_flight:>8}{_fmt(r.paused_for, 's'):>8}{tokens:>14}"
+            f"{_shown(r.service):<16}{r.breaker:<11}{r.failures:>8}"
+            f"{_fmt(r.seconds_to_half_open, 's'):>14}{r.probes_in_flight:>8}"
+            f"{_fmt(r.paused_for, 's'):>8}{tokens:>14}"
             f"{r.idempotency_in_progress:>11}{r.idempotency_completed:>11}",
             file=out,
         )

@@ -21,7 +21,6 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
 
 import msgspec
 
@@ -31,9 +30,11 @@ from .._errors import ConnectorError, CredentialRefreshError, InvalidRequest
 from .._events import Event, TokenRefreshed
 from .._logging import get_logger, redact_url
 from .._models import Credentials
+from .._scrub import Secret, check_vendor_url
 from .._transport import Transport
 from ..backends._base import KeyValueStore
 from ..backends._memory import MemoryBackend
+from ..backends._names import escape_name
 from ._oauth2_wire import ClientAuth, GrantType, TokenClient, TokenReply
 
 if TYPE_CHECKING:
@@ -60,6 +61,13 @@ class _Entry(msgspec.Struct, array_like=True, frozen=True):
 
     def credentials(self) -> Credentials:
         return Credentials(self.access_token, self.refresh_token, self.expires_at, self.token_type)
+
+    def __repr__(self) -> str:
+        return f"_Entry(expires_at={self.expires_at!r}, refresh_at={self.refresh_at!r})"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        # Seen in traceback locals of the provider's frames: never the tokens.
+        return [("expires_at", self.expires_at), ("refresh_at", self.refresh_at)]
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at
@@ -123,9 +131,11 @@ class OAuth2CredentialProvider:
         lock_lease: float | None = None,
         wait_timeout: float | None = None,
     ) -> None:
-        parts = urlsplit(token_url) if isinstance(token_url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidRequest("token_url must be an http(s) URL")
+        if not isinstance(token_url, str) or not check_vendor_url(token_url):
+            # The client secret must not cross a network in clear: http:// only for loopback.
+            raise InvalidRequest(
+                "token_url must be an https URL (http:// only for a loopback host)"
+            )
         for name, value in (("client_id", client_id), ("client_secret", client_secret)):
             if not isinstance(value, str) or not value:
                 raise InvalidRequest(f"{name} must be a non-empty str")
@@ -154,7 +164,7 @@ class OAuth2CredentialProvider:
 
         self._url = token_url
         self._grant_type: GrantType = grant_type
-        self._seed_refresh_token = refresh_token
+        self._seed_refresh_token = None if refresh_token is None else Secret(refresh_token)
         self._services = service_set
         self._backend: KeyValueStore = backend if backend is not None else MemoryBackend()
         self._clock = clock or SYSTEM_CLOCK
@@ -170,11 +180,12 @@ class OAuth2CredentialProvider:
             timeout=timeout,
             http=http,
         )
-        # Names this client's tokens in the backend without revealing the client id.
-        self._id = hashlib.blake2b(
-            "\0".join((token_url, client_id, grant_type, scope_str or "")).encode(),
-            digest_size=8,
-        ).hexdigest()
+        identity = "\0".join((token_url, client_id, grant_type, scope_str or "")).encode()
+        # Names the client in logs and reprs without revealing the client id.
+        self._id = hashlib.blake2b(identity, digest_size=8).hexdigest()
+        # Names its tokens, lock and failure record in the backend: keyed by the secret, so a
+        # provider that knows only the (public) client id never finds another's cached token.
+        self._cache_id = hmac.new(client_secret.encode(), identity, hashlib.sha256).hexdigest()[:32]
         self._flights: dict[str, asyncio.Task[Credentials]] = {}
         self._cipher = None if encryption_key is None else _fernet(encryption_key)
 
@@ -344,13 +355,14 @@ class OAuth2CredentialProvider:
             return entry.credentials()
         refresh_token = None
         if self._grant_type == "refresh_token":
-            refresh_token = (entry.refresh_token if entry else None) or self._seed_refresh_token
+            chain = (entry.refresh_token if entry else None) or self._seed_refresh_token
+            refresh_token = None if chain is None else Secret(chain)  # masked in tracebacks
         ctx = {"service": service, "tenant": tenant, "client": self._id, "reason": reason}
         started = self._clock.monotonic()
         try:
             reply = await self._client.request(
                 refresh_token,
-                (self._seed_refresh_token, entry.access_token if entry else None),
+                (self._seed_refresh_token, Secret(entry.access_token) if entry else None),
             )
         except CredentialRefreshError as exc:
             self._log.warning(
@@ -361,7 +373,9 @@ class OAuth2CredentialProvider:
                 failure = _Failure(str(exc), exc.error, exc.description, until)
                 await self._quietly(
                     "store_failure",
-                    self._backend.set(failure_key, self._seal(failure), self._failure_backoff),
+                    self._backend.set(
+                        failure_key, self._seal(failure_key, failure), self._failure_backoff
+                    ),
                 )
             raise
         new = self._entry(reply, refresh_token)
@@ -370,7 +384,7 @@ class OAuth2CredentialProvider:
             # Kept a little past expiry; a refresh-token chain is kept for good.
             ttl = max(1.0, new.expires_at - self._clock.time() + 60.0)
         # The token is good even if the backend just failed: the caller gets it regardless.
-        await self._quietly("store_token", self._backend.set(key, self._seal(new), ttl))
+        await self._quietly("store_token", self._backend.set(key, self._seal(key, new), ttl))
         if self._emit is not None:
             self._emit(TokenRefreshed(service, tenant))
         self._log.info(
@@ -392,6 +406,8 @@ class OAuth2CredentialProvider:
             refresh_at = expires_at - min(self._skew, reply.expires_in / 2.0)
         # A rotated refresh token replaces the old one in the same value (RFC 6749 6).
         refresh_token = reply.refresh_token or used_refresh_token
+        if refresh_token is not None:
+            refresh_token = str(refresh_token)  # a plain str (not `Secret`) to encode
         return _Entry(reply.access_token, reply.token_type, expires_at, refresh_at, refresh_token)
 
     # -- storage ------------------------------------------------------------------------------
@@ -406,38 +422,47 @@ class OAuth2CredentialProvider:
             )
 
     def _key(self, service: str, tenant: str | None) -> str:
-        """The cache key: service hash tag, hashed client identity, tenant; never a secret.
+        """The cache key: service hash tag, secret-bound client hash, tenant; never a secret.
 
-        A refresh-token grant is one chain of tokens whatever the service: with rotation, two
-        keys holding copies of it would invalidate each other, so the chain has a single key.
+        Service and tenant are escaped (`escape_name`), so no tenant name reaches another
+        tenant's `:lock` or `:failed` key. A refresh-token grant is one chain of tokens whatever
+        the service: with rotation, two keys holding copies of it would invalidate each other,
+        so the chain has a single key.
         """
         if not isinstance(service, str) or not service:
             raise InvalidRequest("service must be a non-empty str")
         if tenant is not None and (not isinstance(tenant, str) or not tenant):
             raise InvalidRequest("tenant_id must be a non-empty str or None")
         if self._grant_type == "refresh_token":
-            return f"oauth2:{{{self._id}}}:chain"
-        return f"oauth2:{{{service}}}:{self._id}:{'-' if tenant is None else 't.' + tenant}"
+            return f"oauth2:{{{self._cache_id}}}:chain"
+        scope = "-" if tenant is None else "t." + escape_name(tenant)
+        return f"oauth2:{{{escape_name(service)}}}:{self._cache_id}:{scope}"
 
-    def _seal(self, value: _Entry | _Failure) -> bytes:
+    def _seal(self, key: str, value: _Entry | _Failure) -> bytes:
         data = _encode(value)
-        return data if self._cipher is None else self._cipher.encrypt(data)
+        if self._cipher is None:
+            return data
+        # The key name is sealed with the value, so a ciphertext moved to another key (another
+        # tenant's, another service's) does not open there.
+        return self._cipher.encrypt(key.encode() + b"\0" + data)
 
-    def _open(self, raw: bytes) -> bytes | None:
+    def _open(self, key: str, raw: bytes) -> bytes | None:
         if self._cipher is None:
             return raw
         from cryptography.fernet import InvalidToken  # noqa: PLC0415 - optional dependency
 
         try:
-            return self._cipher.decrypt(raw)
+            plain = self._cipher.decrypt(raw)
         except InvalidToken:
             return None
+        name, sep, data = plain.partition(b"\0")
+        return data if sep and hmac.compare_digest(name, key.encode()) else None
 
     async def _load(self, key: str) -> _Entry | None:
         raw = await self._backend.get(key)
         if raw is None:
             return None
-        data = self._open(raw)
+        data = self._open(key, raw)
         try:
             if data is not None:
                 return _decode_entry(data)
@@ -449,7 +474,7 @@ class OAuth2CredentialProvider:
 
     async def _load_failure(self, key: str) -> _Failure | None:
         raw = await self._backend.get(key)
-        data = None if raw is None else self._open(raw)
+        data = None if raw is None else self._open(key, raw)
         if data is None:
             return None
         try:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote_plus, urlencode
 
 import msgspec
 
 from .._config import Timeouts
 from .._errors import ConnectorError, CredentialRefreshError
-from .._logging import REDACTED, redact_text
+from .._scrub import MaskedHeaders, Scrubber, Secret, SecretBytes, has_control
 from .._transport import AiohttpTransport, Transport
 
 __all__ = ["GrantType", "ClientAuth", "TokenClient", "TokenReply"]
@@ -27,10 +27,9 @@ ClientAuth = Literal["basic", "body"]
 # A token reply is small; anything bigger is not a token endpoint talking.
 _MAX_REPLY_BYTES = 64 * 1024
 _MAX_TEXT = 200
-# RFC 6749 5.2: error codes are %x20-21 / %x23-5B / %x5D-7E.
-_ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
-# Long runs of token characters mixing letters and digits look like a credential.
-_TOKENISH = re.compile(r"[A-Za-z0-9._~+/=-]{24,}")
+# Error codes are shown only in the shape of the registered ones (`invalid_grant`...): RFC 6749
+# allows more, but a code is then free text in which a server could echo a secret.
+_ERROR_CODE = re.compile(r"[a-z_]{1,64}")
 
 
 class TokenReply(msgspec.Struct):
@@ -44,6 +43,9 @@ class TokenReply(msgspec.Struct):
 
     def __repr__(self) -> str:
         return f"TokenReply(token_type={self.token_type!r}, expires_in={self.expires_in!r})"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return [("token_type", self.token_type), ("expires_in", self.expires_in)]
 
 
 class _ErrorReply(msgspec.Struct):
@@ -89,6 +91,23 @@ class TokenClient:
     def __repr__(self) -> str:
         return f"TokenClient(grant_type={self._grant_type!r}, client_auth={self._client_auth!r})"
 
+    def _request(self, refresh_token: str | None) -> tuple[MaskedHeaders, SecretBytes]:
+        """The headers and form body of one token request."""
+        fields: list[tuple[str, str]] = [("grant_type", self._grant_type)]
+        if self._grant_type == "refresh_token":
+            assert refresh_token is not None  # the provider always has a seed
+            fields.append(("refresh_token", refresh_token))
+        if self._scope:
+            fields.append(("scope", self._scope))
+        headers = MaskedHeaders(
+            {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
+        )
+        if self._client_auth == "basic":
+            headers["Authorization"] = _basic(self._client_id, self._client_secret)
+        else:
+            fields += [("client_id", self._client_id), ("client_secret", self._client_secret)]
+        return headers, SecretBytes(urlencode(fields).encode())
+
     async def request(
         self, refresh_token: str | None, also_secret: Iterable[str | None] = ()
     ) -> TokenReply:
@@ -96,22 +115,9 @@ class TokenClient:
 
         `also_secret` names more values (older tokens) to mask if the server echoes them.
         """
-        fields: list[tuple[str, str]] = [("grant_type", self._grant_type)]
-        if self._grant_type == "refresh_token":
-            assert refresh_token is not None  # the provider always has a seed
-            fields.append(("refresh_token", refresh_token))
-        if self._scope:
-            fields.append(("scope", self._scope))
-        headers = {
-            "Accept": "application/json",
-            "Content-Type": "application/x-www-form-urlencoded",
-        }
-        if self._client_auth == "basic":
-            headers["Authorization"] = _basic(self._client_id, self._client_secret)
-        else:
-            fields += [("client_id", self._client_id), ("client_secret", self._client_secret)]
-        body = urlencode(fields).encode()
-        secrets = (self._client_secret, refresh_token, *also_secret)
+        # Built in a helper, held masked: this frame's locals show no secret in a traceback.
+        headers, body = self._request(refresh_token)
+        secrets = tuple(Secret(s) for s in (self._client_secret, refresh_token, *also_secret) if s)
 
         transport = self._http or AiohttpTransport(max_response_bytes=_MAX_REPLY_BYTES)
         try:
@@ -144,11 +150,11 @@ class TokenClient:
             raise CredentialRefreshError(
                 "token response is not valid JSON", error="invalid_response"
             ) from None
-        if not reply.access_token or any(c in reply.access_token for c in "\r\n\0"):
+        if not reply.access_token or has_control(reply.access_token):
             raise CredentialRefreshError(
                 "token response is missing a valid access_token", error="invalid_response"
             )
-        if not reply.token_type or any(c in reply.token_type for c in "\r\n\0"):
+        if not reply.token_type or has_control(reply.token_type):
             # It goes into the Authorization header next to the token: no header injection.
             raise CredentialRefreshError(
                 "token response has an invalid token_type", error="invalid_response"
@@ -182,20 +188,9 @@ def _parse_error(body: bytes, secrets: Iterable[str | None]) -> tuple[str | None
 
 
 def scrub(text: str, secrets: Iterable[str | None]) -> str:
-    """`text` with our secrets, bearer/basic values and control characters masked, shortened.
+    """`text` with our secrets (also percent-, plus- and base64-encoded), bearer/basic values,
+    token-like runs and control characters masked, shortened.
 
     Token endpoints sometimes echo what they were sent; an error message must not.
     """
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    text = redact_text(text)
-    text = _TOKENISH.sub(
-        lambda m: REDACTED if _has_letter_and_digit(m.group()) else m.group(), text
-    )
-    text = "".join(c if c.isprintable() else " " for c in text)
-    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 3] + "..."
-
-
-def _has_letter_and_digit(text: str) -> bool:
-    return any(c.isdigit() for c in text) and any(c.isalpha() for c in text)
+    return Scrubber(secrets, max_length=_MAX_TEXT, tokenish=True)(text)

@@ -20,10 +20,20 @@ from ..._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPol
 from ..._connector import Connector
 from ..._errors import ConnectorError, InvalidRequest
 from ..._models import Credentials, IdempotencyKey, Response
+from ..._scrub import Scrubber, check_vendor_url
 from ...credentials._base import CredentialProvider, RefreshesRejected
 from ...credentials._oauth2 import OAuth2CredentialProvider
 from .._money import Money, from_paypal_amount, require_positive, to_paypal_amount
-from .._payments import Payment, PaymentStatus, Refund, RefundStatus, call_key, check_id
+from .._payments import (
+    Payment,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    account_scope,
+    call_key,
+    check_id,
+    scoped_key,
+)
 from .._vendor import SecretHeaders, check_text, header_safe
 from ._errors import PayPalDeclined, PayPalResponseError, clean, debug_id, error_from_response
 from ._models import (
@@ -154,12 +164,18 @@ class PayPalPaymentAdapter:
         header_safe(client_id, "client_id")
         header_safe(client_secret, "client_secret")
         base = base_url if base_url is not None else (SANDBOX_URL if sandbox else LIVE_URL)
-        if not isinstance(base, str) or not base.startswith(("http://", "https://")):
-            raise InvalidRequest("base_url must be an http(s) URL such as https://api-m.paypal.com")
+        if not isinstance(base, str) or not check_vendor_url(base):
+            # The client secret must not cross a network in clear: http:// only for simulators.
+            raise InvalidRequest(
+                "base_url must be an https URL such as https://api-m.paypal.com "
+                "(http:// only for a loopback host)"
+            )
         self._connector = connector
         self._base = base.rstrip("/")
         self._service = service
-        self._secrets = (client_secret,)
+        self._secrets = Scrubber((client_secret,), tokenish=True)
+        # Idempotency is scoped by account (api.md 28): the app's credentials.
+        self._account = account_scope("paypal", client_id, client_secret)
         self._currencies: OrderedDict[tuple[str | None, str], str] = OrderedDict()
         self._credentials: CredentialProvider
         if credentials is None:
@@ -499,7 +515,7 @@ class PayPalPaymentAdapter:
             self._service,
             endpoint,
             body,
-            idempotency_key=key,
+            idempotency_key=scoped_key(key, self._account, tenant_id, _MAX_REQUEST_ID),
             tenant_id=tenant_id,
             raise_for_status=False,
             credentials=self._credentials,

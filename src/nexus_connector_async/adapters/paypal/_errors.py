@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import msgspec
 
-from ..._logging import redact_text
 from ..._models import Response
+from ..._scrub import Scrubber
 from .._errors import (
     AuthenticationFailed,
     PaymentDeclined,
@@ -92,16 +92,19 @@ def debug_id(response: Response, body: ErrorBody | None = None) -> str | None:
     return response.headers.get("PayPal-Debug-Id")
 
 
-def clean(text: str | None, secrets: tuple[str, ...]) -> str | None:
-    """Vendor text with our secrets and anything token-like masked."""
+def clean(text: str | None, secrets: Scrubber | tuple[str, ...]) -> str | None:
+    """Vendor text with our secrets (in any encoding) and anything token-like masked."""
     if not text:
         return None
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return redact_text(text)
+    if not isinstance(secrets, Scrubber):
+        # A bare access token PayPal echoes is not one we know: mask token-like runs too.
+        secrets = Scrubber(secrets, tokenish=True)
+    return secrets(text)
 
 
-def error_from_response(response: Response, secrets: tuple[str, ...] = ()) -> PayPalError:
+def error_from_response(
+    response: Response, secrets: Scrubber | tuple[str, ...] = ()
+) -> PayPalError:
     """The typed error for a non-2xx PayPal response."""
     try:
         body: ErrorBody | None = decode_error(response.body)

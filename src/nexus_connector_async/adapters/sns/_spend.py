@@ -16,6 +16,7 @@ from typing import Final
 
 from ..._clock import Clock
 from ...backends._base import KeyValueStore
+from ...backends._names import escape_name
 from .._errors import SpendLimitExceeded
 from .._money import Money
 
@@ -50,7 +51,7 @@ class SpendTracker:
         return now.strftime("%Y-%m")
 
     def _key(self, month: str) -> str:
-        return f"sms-spend:{self._service}:{month}"
+        return f"sms-spend:{escape_name(self._service)}:{month}"  # escaped: no name collides
 
     async def month_to_date(self, month: str | None = None) -> Money:
         """What was reserved so far in `month` (default: this month)."""

@@ -18,8 +18,19 @@ from ..._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPol
 from ..._connector import Connector
 from ..._errors import InvalidRequest
 from ..._models import IdempotencyKey, Response
+from ..._scrub import Scrubber, check_vendor_url
 from .._money import Money, from_stripe_minor, require_positive, stripe_currency, to_stripe_minor
-from .._payments import Payment, PaymentStatus, Refund, RefundStatus, call_key, check_id, luhn_like
+from .._payments import (
+    Payment,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    account_scope,
+    call_key,
+    check_id,
+    luhn_like,
+    scoped_key,
+)
 from .._vendor import SecretHeaders, check_text, header_safe
 from ._errors import StripeCardError, StripeResponseError, error_from_response
 from ._models import (
@@ -98,8 +109,12 @@ class StripePaymentAdapter:
     ) -> None:
         header_safe(api_key, "api_key")
         header_safe(api_version, "api_version")
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise InvalidRequest("base_url must be an http(s) URL such as https://api.stripe.com")
+        if not isinstance(base_url, str) or not check_vendor_url(base_url):
+            # A live key must not cross a network in clear: http:// only for local simulators.
+            raise InvalidRequest(
+                "base_url must be an https URL such as https://api.stripe.com "
+                "(http:// only for a loopback host)"
+            )
         self._connector = connector
         self._base = base_url.rstrip("/")
         self._service = service
@@ -108,7 +123,9 @@ class StripePaymentAdapter:
         if stripe_account is not None:
             headers["Stripe-Account"] = check_id(stripe_account, "stripe_account")
         self._headers = SecretHeaders(headers)
-        self._secrets = (api_key,)
+        self._secrets = Scrubber((api_key,))
+        # Idempotency is scoped by account (api.md 28): the key and the connected account.
+        self._account = account_scope("stripe", api_key, stripe_account)
         self._currencies: OrderedDict[tuple[str | None, str], str] = OrderedDict()
         self._policies: dict[str, Any] = {
             "timeout": timeout,
@@ -403,7 +420,7 @@ class StripePaymentAdapter:
             self._service,
             endpoint,
             params,
-            idempotency_key=key,
+            idempotency_key=scoped_key(key, self._account, tenant_id, 255),
             tenant_id=tenant_id,
             raise_for_status=False,
         )

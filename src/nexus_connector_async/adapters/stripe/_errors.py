@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import msgspec
 
-from ..._logging import redact_text
 from ..._models import Response
+from ..._scrub import Scrubber, scrub_text
 from .._errors import (
     AuthenticationFailed,
     PaymentDeclined,
@@ -101,11 +101,13 @@ def _class_for(status: int, error: ErrorObject) -> type[StripeError]:
     return StripeAPIError
 
 
-def error_from_response(response: Response, secrets: tuple[str, ...] = ()) -> StripeError:
+def error_from_response(
+    response: Response, secrets: Scrubber | tuple[str, ...] = ()
+) -> StripeError:
     """The typed error for a non-2xx Stripe response.
 
-    Stripe's message is passed through `redact_text` and any of `secrets` (the API key) is cut
-    out of it, so the error never carries a key even if the vendor echoed one.
+    Stripe's message goes through the shared `Scrubber` of `secrets` (the API key, also in its
+    encoded forms), so the error never carries a key even if the vendor echoed one.
     """
     try:
         body = decode_error(response.body)
@@ -118,11 +120,7 @@ def error_from_response(response: Response, secrets: tuple[str, ...] = ()) -> St
     else:
         error = ErrorObject()
     cls = _class_for(response.status, error)
-    message = error.message
-    if message:
-        for secret in secrets:
-            message = message.replace(secret, "***")
-        message = redact_text(message)
+    message = scrub_text(error.message, secrets)
     request_id = response.headers.get("Request-Id")
     exc: StripeError
     if issubclass(cls, PaymentDeclined):

@@ -20,8 +20,10 @@ from ..._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPol
 from ..._connector import Connector
 from ..._errors import InvalidRequest
 from ..._models import IdempotencyKey, Response
+from ..._scrub import Scrubber, check_vendor_url
 from .._errors import VendorError
 from .._money import Money
+from .._payments import account_scope, scoped_key
 from .._phone import count_segments, validate_e164, validate_sms_body
 from .._sms import PhoneNumberInfo, SmsMessage, SmsResult, run_bulk
 from ._errors import TWILIO, TwilioError, error_from_response
@@ -59,9 +61,9 @@ class _Secret:
 
 
 def _root_url(name: str, url: str) -> str:
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest(f"{name} must be an absolute http(s) URL")
+    # The auth token must not cross a network in clear: http:// only for local simulators.
+    if not isinstance(url, str) or not check_vendor_url(url):
+        raise InvalidRequest(f"{name} must be an https URL (http:// only for a loopback host)")
     return url.rstrip("/")
 
 
@@ -150,6 +152,9 @@ class TwilioSmsAdapter:
         user = api_key_sid or account_sid
         token = base64.b64encode(f"{user}:{auth_token}".encode()).decode("ascii")
         self._auth = _Secret(f"Basic {token}")
+        self._scrub = Scrubber((auth_token, token))
+        # Idempotency is scoped by account (api.md 28): two accounts never share a record.
+        self._account = account_scope("twilio", account_sid, api_key_sid, auth_token)
         api = _root_url("base_url", base_url)
         self._lookups_root = _root_url("lookups_base_url", lookups_base_url) + "/v2/PhoneNumbers/"
         policy = retry or _DEFAULT_RETRY
@@ -231,14 +236,14 @@ class TwilioSmsAdapter:
             self.service,
             self._messages,
             form,
-            idempotency_key=idempotency_key,
+            idempotency_key=scoped_key(idempotency_key, self._account, tenant_id),
             tenant_id=tenant_id,
             raise_for_status=False,
             headers=self._headers,
             idempotent=self.retry_unknown,
         )
         if not response.ok:
-            raise error_from_response(response)
+            raise error_from_response(response, self._scrub)
         message = _decode(response, decode_message)
         vendor_segments = _int_or_none(message.num_segments)
         return SmsResult(
@@ -301,13 +306,13 @@ class TwilioSmsAdapter:
             self.lookups_service,
             endpoint,
             {"Fields": "line_type_intelligence"},
-            idempotency_key=idempotency_key,
+            idempotency_key=scoped_key(idempotency_key, self._account, tenant_id),
             tenant_id=tenant_id,
             raise_for_status=False,
             headers=self._headers,
         )
         if not response.ok:
-            raise error_from_response(response)
+            raise error_from_response(response, self._scrub)
         found = _decode(response, decode_lookup)
         line = found.line_type_intelligence
         return PhoneNumberInfo(
@@ -333,13 +338,13 @@ class TwilioSmsAdapter:
         response = await self._connector.execute(
             self.service,
             self._balance,
-            idempotency_key=idempotency_key,
+            idempotency_key=scoped_key(idempotency_key, self._account, tenant_id),
             tenant_id=tenant_id,
             raise_for_status=False,
             headers=self._headers,
         )
         if not response.ok:
-            raise error_from_response(response)
+            raise error_from_response(response, self._scrub)
         found = _decode(response, decode_balance)
         if found.balance is None or found.currency is None:
             raise TwilioError(

@@ -13,6 +13,7 @@ import msgspec
 
 from ..._models import Response
 from ..._retry import parse_retry_after
+from ..._scrub import Scrubber, scrub_text
 from .._errors import (
     AuthenticationFailed,
     OptedOut,
@@ -35,6 +36,9 @@ _AUTH: Final = 20003
 _TOO_MANY: Final = 20429
 
 
+_NO_SECRETS: Final = Scrubber(())
+
+
 class TwilioError(VendorError):
     """Any other Twilio error; `code` is Twilio's numeric code as a string (e.g. "21606")."""
 
@@ -50,8 +54,12 @@ class TwilioThrottled(VendorRateLimited):
         self.retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
 
 
-def error_from_response(response: Response) -> VendorError:
-    """The typed error for a non-2xx Twilio response."""
+def error_from_response(response: Response, scrub: Scrubber | None = None) -> VendorError:
+    """The typed error for a non-2xx Twilio response; its text goes through `scrub`.
+
+    Twilio's error text can echo the request (the `Basic` header, the auth token): `scrub` is
+    the adapter's shared `Scrubber` of its secrets.
+    """
     code: int | None = None
     text: str | None = None
     try:
@@ -60,7 +68,7 @@ def error_from_response(response: Response) -> VendorError:
         pass
     else:
         code = body.code
-        text = body.message or body.detail or body.title
+        text = scrub_text(body.message or body.detail or body.title, scrub or _NO_SECRETS)
     code_text = None if code is None else str(code)
     request_id = response.headers.get("Twilio-Request-Id")
 

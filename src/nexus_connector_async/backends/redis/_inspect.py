@@ -3,14 +3,20 @@
 Reads are plain reads (a snapshot, computed with Redis server time); `reset` deletes a service's
 breaker, probe and bucket keys in one DEL per slot, which is exactly "closed and full" for the
 scripts (a missing key is a fresh one).
+
+Key names read back from Redis are untrusted (anyone with write access can plant one): service
+names are taken only from canonical escaped forms (`unescape_name`), SCAN patterns escape the
+prefix's glob characters, and nothing here fails on bytes that are not UTF-8.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
 
+from .._names import unescape_name
 from ._keys import check_prefix, key
 
 __all__ = ["ServiceStatus", "list_services", "reset_service", "service_status"]
@@ -34,12 +40,31 @@ class ServiceStatus(msgspec.Struct, frozen=True):
 def _s(value: Any) -> str | None:
     if value is None:
         return None
-    return value.decode() if isinstance(value, bytes) else str(value)
+    # Undecodable bytes survive as surrogates: never a crash, and never a canonical name.
+    return value.decode(errors="surrogateescape") if isinstance(value, bytes) else str(value)
 
 
 def _f(value: Any, default: float = 0.0) -> float:
     text = _s(value)
-    return default if text is None or text == "" else float(text)
+    if text is None or text == "":
+        return default
+    try:
+        return float(text)
+    except ValueError:  # a planted or garbled field: shown as the default, not a crash
+        return default
+
+
+_GLOB = re.compile(r"([*?\[\]\\])")
+
+
+def _glob(literal: str) -> str:
+    """`literal` as a Redis glob pattern that matches only itself."""
+    return _GLOB.sub(r"\\\1", literal)
+
+
+def _under(prefix: str, kind: Any, service: str) -> str:
+    """The SCAN pattern of every `kind` key of `service` (glob characters of names escaped)."""
+    return _glob(key(prefix, kind, service)) + ":*"
 
 
 async def _now(client: Any) -> float:
@@ -52,10 +77,12 @@ async def list_services(client: Any, prefix: str = "nexus") -> list[str]:
     check_prefix(prefix)
     found: set[str] = set()
     head = f"{prefix}:{{"
-    async for raw in client.scan_iter(match=f"{prefix}:{{*}}:*", count=500):
+    async for raw in client.scan_iter(match=f"{_glob(head)}*}}:*", count=500):
         name = _s(raw) or ""
         if name.startswith(head) and "}" in name:
-            found.add(name[len(head) : name.index("}", len(head))])
+            service = unescape_name(name[len(head) : name.index("}", len(head))])
+            if service is not None:  # else not a key this library wrote
+                found.add(service)
     return sorted(found)
 
 
@@ -83,7 +110,7 @@ async def service_status(client: Any, service: str, prefix: str = "nexus") -> Se
         tokens = min(capacity, _f(b.get("tokens")) + (now - _f(b.get("updated"))) * rate)
     in_progress = completed = 0
     for kind in ("idem", "tidem"):
-        pattern = key(prefix, kind, service, "*")
+        pattern = _under(prefix, kind, service)
         async for raw in client.scan_iter(match=pattern, count=500):
             name = _s(raw) or ""
             if name.endswith(":n"):
@@ -116,13 +143,13 @@ async def reset_service(client: Any, service: str, prefix: str = "nexus") -> int
     Idempotency records are left alone: deleting them could let a payment be sent twice.
     """
     check_prefix(prefix)
-    names = [
+    names: list[str | bytes] = [
         key(prefix, "cb", service),
         key(prefix, "probes", service),
         key(prefix, "bucket", service),
     ]
-    pattern = key(prefix, "tbucket", service, "*")
-    names += [_s(raw) or "" async for raw in client.scan_iter(match=pattern, count=500)]
+    pattern = _under(prefix, "tbucket", service)
+    names += [raw async for raw in client.scan_iter(match=pattern, count=500)]
     # All of them share the service's hash tag, so one DEL touches one slot. The breaker is
     # then marked closed (for an hour, like an idle breaker) so `status` still lists it.
     removed = int(await client.delete(*names))

@@ -10,7 +10,10 @@
     {prefix}:kv:<key>                       shared KV values and locks (token cache, refresh lock)
 
 Every key of one service carries the same `{service}` hash tag, so each script touches one
-cluster slot. Idempotency keys appear only as the connector's digest, never in clear.
+cluster slot. Idempotency keys appear only as the connector's digest, never in clear. Service,
+tenant and other name parts are escaped (`escape_name`: percent-encoding outside
+`[A-Za-z0-9._~-]`), so no name can produce another key's sub-key, move the hash tag or act as a
+glob in a SCAN pattern.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ..._errors import InvalidRequest
+from .._names import escape_name
 
 __all__ = ["Kind", "check_prefix", "key"]
 
@@ -34,7 +38,10 @@ def check_prefix(prefix: str) -> str:
 
 
 def key(prefix: str, kind: Kind, service: str = "", *parts: str) -> str:
-    """The one place a key name is built: `prefix:{service}:kind[:part...]` (KV: no hash tag)."""
+    """The one place a key name is built: `prefix:{service}:kind[:part...]` (KV: no hash tag).
+
+    Service and parts are escaped here; KV names are the caller's own key layout, kept as given.
+    """
     if kind == "kv":
         return ":".join((prefix, "kv", *parts))
-    return ":".join((f"{prefix}:{{{service}}}", kind, *parts))
+    return ":".join((f"{prefix}:{{{escape_name(service)}}}", kind, *map(escape_name, parts)))
