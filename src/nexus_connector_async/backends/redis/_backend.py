@@ -486,6 +486,7 @@ class RedisBackend:
         self._pipe.round_trips += 1
         try:
             async with asyncio.timeout(block + self._timeout):
+                await self._pipe.prune()
                 await self.client.execute_command("BLMOVE", notify, notify, "RIGHT", "LEFT", block)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):

@@ -6,6 +6,15 @@ flush with `loop.call_soon`; every command issued before it runs joins the batch
 one `pipeline(transaction=False)` (in a cluster, redis-py splits it per node) and resolves each
 caller's future. A script the server does not know (NOSCRIPT, after a restart or `SCRIPT FLUSH`)
 is loaded and its commands re-sent, so scripts come back by themselves.
+
+Stale connections (api.md rule 20): a Redis that closes idle clients (`timeout`), a proxy that
+cuts them, `CLIENT KILL` or a restart leave dead sockets in our idle list and in redis-py's pools
+(whose own check is skipped while its maintenance-notifications setting is "auto"). Before a
+batch is written, its connection is checked for a peer that already closed it (EOF, reset,
+unexpected bytes); a dead one is reconnected and the batch goes on the fresh socket. Nothing is
+resent once written: a connection that dies after the write leaves the unread replies unknown,
+and those callers (only those) get `BackendUnavailable`; replies read before the failure are
+delivered, so a claim or a probe permit Redis granted is never stranded.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from redis import exceptions as rex
 from ..._errors import BackendUnavailable
 from ..._logging import get_logger
 
-__all__ = ["Health", "Pipeliner", "RedisUnreachable", "is_outage"]
+__all__ = ["Health", "Pipeliner", "RedisUnreachable", "is_outage", "is_stale"]
 
 _log = get_logger("nexus_connector_async.redis")
 
@@ -59,6 +68,25 @@ def as_backend_error(exc: BaseException) -> BackendUnavailable:
     if is_outage(exc):
         return RedisUnreachable(f"redis unreachable: {type(exc).__name__}")
     return BackendUnavailable(f"redis error: {type(exc).__name__}: {exc}")
+
+
+def is_stale(conn: Any) -> bool:
+    """Whether a connected redis-py connection's peer already closed it (or it is dirty).
+
+    No round trip and no syscall: the event loop has already read the peer's FIN or RST into the
+    stream (at EOF, with an exception, or its transport closing); bytes nobody asked for (an
+    error the server sent before closing) make it unusable too. A connection that is not
+    connected is not stale: it connects on its first write.
+    """
+    reader = getattr(conn, "_reader", None)
+    writer = getattr(conn, "_writer", None)
+    if reader is None or writer is None:
+        return False
+    transport = getattr(writer, "transport", None)
+    if transport is None or transport.is_closing():
+        return True
+    unread = getattr(reader, "_buffer", b"")
+    return bool(reader.at_eof() or reader.exception() is not None or unread)
 
 
 class Health:
@@ -176,7 +204,11 @@ class Pipeliner:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
-        self._health.succeeded()
+        lost = next((r for r in results if isinstance(r, Exception) and is_outage(r)), None)
+        if lost is None:
+            self._health.succeeded()
+        else:  # the connection died mid-batch: what was read stands, the rest is unknown
+            self._health.failed(lost)
         for item, r in zip(batch, results, strict=True):
             fut = item[3]
             if fut.done():  # the caller was cancelled meanwhile
@@ -199,14 +231,24 @@ class Pipeliner:
         """One write of every packed command, then one read per reply, on a pooled connection.
 
         This is what redis-py's pipeline does, minus its per-command bookkeeping, which on a
-        CPU-bound client costs more than the round trip saves. Replies of a failed connection
-        cannot be trusted: the connection is dropped and the whole batch fails.
+        CPU-bound client costs more than the round trip saves. A connection found dead before
+        the write is reconnected first (nothing was sent on it). If it fails after the write,
+        the replies already read stand and each unread one becomes an error of its own (its
+        outcome is unknown, so it is never resent); the connection is dropped.
         """
         pool = self._client.connection_pool
         conn = self._idle.pop() if self._idle else await pool.get_connection()
+        results: list[Any] = []
         try:
+            if is_stale(conn):
+                await conn.disconnect(nowait=True)
+                await conn.connect()  # a failure here is an outage; nothing was written
             await conn.send_packed_command(packed, check_health=False)
-            results: list[Any] = []
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            await pool.release(conn)
+            raise
+        try:
             for _ in packed:
                 try:
                     results.append(await conn.read_response(timeout=math.inf))
@@ -214,10 +256,13 @@ class Pipeliner:
                     if is_outage(exc):
                         raise
                     results.append(exc)
-        except BaseException:
+        except BaseException as exc:
             await conn.disconnect(nowait=True)
             await pool.release(conn)
-            raise
+            if isinstance(exc, asyncio.CancelledError) or not results or not is_outage(exc):
+                raise
+            lost = rex.ConnectionError(f"connection lost after the write: {type(exc).__name__}")
+            return results + [lost] * (len(packed) - len(results))
         if self._closed:
             await pool.release(conn)
         else:
@@ -225,17 +270,34 @@ class Pipeliner:
         return results
 
     async def _execute_cluster(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        await self.prune()
         pipe = self._client.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
         results: list[Any] = await pipe.execute(raise_on_error=False)
-        for r in results:
-            if isinstance(r, Exception) and is_outage(r):
-                raise r
+        if all(isinstance(r, Exception) and is_outage(r) for r in results):
+            raise results[0]  # nothing came back: an outage of the whole batch
         return results
+
+    async def prune(self) -> None:
+        """Disconnect the dead idle connections of redis-py's pools (of every cluster node).
+
+        Before anything that goes through the client rather than our own connections (a
+        cluster pipeline, SCRIPT LOAD, BLMOVE): a disconnected connection connects afresh on
+        its next write instead of failing on a socket Redis already closed.
+        """
+        if self._cluster:
+            idle = [c for node in self._client.get_nodes() for c in getattr(node, "_free", ())]
+        else:
+            pool = getattr(self._client, "connection_pool", None)
+            idle = list(getattr(pool, "_available_connections", ()))
+        for conn in idle:
+            if is_stale(conn):
+                await conn.disconnect(nowait=True)
 
     async def _load(self, scripts: dict[int, Any]) -> None:
         """SCRIPT LOAD (in a cluster: on every primary) the scripts the server did not know."""
+        await self.prune()
         for script in scripts.values():
             if script is None:
                 continue
