@@ -67,8 +67,10 @@ class RedisBackend:
     `client` is a `redis.asyncio.Redis` or `redis.asyncio.RedisCluster` (with
     `decode_responses=False`); `prefix` starts every key name; `on_unavailable` picks what happens
     while Redis is unreachable (see the module docstring; default ``"fail_closed"``). `clock` is
-    for tests only: scripts then take their time from it instead of Redis `TIME`. `timeout` bounds
-    every round trip, whatever the client's own socket settings.
+    for tests only: scripts then take their time from it instead of Redis `TIME`, so only a
+    `nexus_connector_async.testing.FakeClock` is accepted (api.md rule 22: client time, which
+    differs between hosts, never reaches a production script); any other clock raises
+    `ConfigError`. `timeout` bounds every round trip, whatever the client's own socket settings.
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class RedisBackend:
             raise InvalidRequest(f"on_unavailable must be one of {_MODES}")
         if not isinstance(timeout, int | float) or timeout <= 0:
             raise InvalidRequest("timeout must be > 0 seconds")
+        _check_test_clock(clock)
         self.client = client
         self.prefix = check_prefix(prefix)
         self.on_unavailable: OnUnavailable = on_unavailable
@@ -127,6 +130,7 @@ class RedisBackend:
         Redis costs a call about `timeout` at most; the backend owns and closes it. A cluster
         client discovers the other nodes and is initialized before its first concurrent use.
         """
+        _check_test_clock(clock)  # before a client exists that would need closing
         settings: dict[str, Any] = {
             "socket_timeout": timeout,
             "socket_connect_timeout": min(timeout, 0.5),
@@ -574,6 +578,25 @@ class RedisBackend:
         await self._pipe.aclose()
         if self._owns_client:
             await self.client.aclose()
+
+
+def _check_test_clock(clock: object) -> None:
+    """Refuse every clock but the testing one: scripts must run on Redis `TIME` in production."""
+    if clock is None:
+        return
+    # Imported here: the testing helpers stay out of production imports (and _settings
+    # imports the connector, which imports this module).
+    from ..._settings import ConfigError  # noqa: PLC0415
+    from ...testing import FakeClock  # noqa: PLC0415
+
+    if not isinstance(clock, FakeClock):
+        raise ConfigError(
+            [
+                f"RedisBackend(clock=...) takes only nexus_connector_async.testing.FakeClock, "
+                f"not {type(clock).__name__}: in production the scripts use Redis TIME, one "
+                f"clock for every host"
+            ]
+        )
 
 
 def _decodes_responses(client: Any) -> bool:
