@@ -207,6 +207,6 @@ async def test_a_dead_master_then_its_restart(
         assert claim.state == "acquired"
         with node.client() as direct:
             assert direct.script_exists(b._scripts.admit.sha, b._scripts.claim.sha) == [True, True]
-            assert direct.exists(f"nexus:{{{dead}}}:bucket") == 1
+            assert direct.exists(f"nexus:{{{dead}}}:bucket:{LIMIT.bucket_id}") == 1
     finally:
         await b.aclose()

@@ -154,7 +154,7 @@ async def test_after_a_restart_it_reconnects_and_reloads_its_scripts(
     assert (await timed(b.claim("svc", None, "d", "fp", 30.0))).state == "acquired"
     with restartable_redis.client() as direct:
         assert direct.script_exists(b._scripts.admit.sha) == [True]
-        assert direct.exists("nexus:{svc}:bucket") == 1
+        assert direct.exists(f"nexus:{{svc}}:bucket:{LIMIT.bucket_id}") == 1
 
 
 async def test_a_hung_redis_costs_a_call_about_a_second_then_nothing(

@@ -58,7 +58,7 @@ class MemoryBackend:
     def __init__(self, *, clock: Clock | None = None) -> None:
         self._clock = clock or SYSTEM_CLOCK
         self._breakers: dict[str, _Breaker] = {}
-        self._buckets: dict[tuple[str, str | None], _Bucket] = {}
+        self._buckets: dict[tuple[str, str | None, str], _Bucket] = {}
         self._idem: dict[tuple[str, str | None, str], _Idem] = {}
         self._kv: dict[str, tuple[bytes, float | None]] = {}
         self._changed: dict[tuple[str, str | None, str], asyncio.Event] = {}
@@ -141,7 +141,8 @@ class MemoryBackend:
         # 3. shared pause and token bucket
         wait = max(0.0, b.paused_until - now)
         if limit is not None:
-            key = (service, tenant if limit.scope == "tenant" else None)
+            # One bucket per distinct limit (or name) of the service: rule 21.
+            key = (service, tenant if limit.scope == "tenant" else None, limit.bucket_id)
             bucket = self._buckets.get(key)
             cap = limit.capacity
             rate = limit.refill_per_second

@@ -108,7 +108,7 @@ class RedisBackend:
         self._pipe = Pipeliner(client, self._health, timeout=self._timeout, cluster=self._cluster)
         self._scripts: Scripts = register(client)
         self._local = MemoryBackend(clock=clock)
-        self._keys: dict[tuple[str, str | None], tuple[bytes, bytes, bytes]] = {}
+        self._keys: dict[tuple[str, str | None, str], tuple[bytes, bytes, bytes]] = {}
         self._commands: dict[tuple[Any, ...], tuple[tuple[Any, ...], bytes]] = {}
         self._block_cap = _block_cap(client)
         self._closed = False
@@ -234,14 +234,20 @@ class RedisBackend:
 
     # -- admission ------------------------------------------------------------------------------
 
-    def _admission_keys(self, service: str, tenant: str | None) -> tuple[bytes, bytes, bytes]:
-        ks = self._keys.get((service, tenant))
+    def _admission_keys(
+        self, service: str, tenant: str | None, limit: str = ""
+    ) -> tuple[bytes, bytes, bytes]:
+        """Breaker, probes and the bucket of limit `limit` (a `bucket_id`; "" for none)."""
+        ks = self._keys.get((service, tenant, limit))
         if ks is None:
             p = self.prefix
+            parts = (limit,) if limit else ()
             bucket = (
-                key(p, "bucket", service) if tenant is None else key(p, "tbucket", service, tenant)
+                key(p, "bucket", service, *parts)
+                if tenant is None
+                else key(p, "tbucket", service, *parts, tenant)
             )
-            ks = self._keys[(service, tenant)] = (
+            ks = self._keys[(service, tenant, limit)] = (
                 key(p, "cb", service).encode(),
                 key(p, "probes", service).encode(),
                 bucket.encode(),
@@ -272,7 +278,7 @@ class RedisBackend:
                 "EVALSHA",
                 script.sha,
                 3,
-                *self._admission_keys(service, scoped),
+                *self._admission_keys(service, scoped, "" if limit is None else limit.bucket_id),
                 b"",  # the time override, filled in only under a test clock
                 _num(breaker.recovery_timeout),
                 str(breaker.half_open_max_calls).encode(),
