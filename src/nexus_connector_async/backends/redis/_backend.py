@@ -53,7 +53,7 @@ _CLAIM_STATES: tuple[Literal["acquired", "completed", "in_progress", "conflict"]
     "in_progress",
     "conflict",
 )
-_CACHE_MAX = 10_000  # cached admission commands (services x tenants x settings)
+_CACHE_MAX = 10_000  # cached key names and admission commands (services x tenants x settings)
 _BLOCK_CAP = 0.5  # longest single BLMOVE: below any sane socket timeout; waiters then re-check
 
 
@@ -240,6 +240,8 @@ class RedisBackend:
         """Breaker, probes and the bucket of limit `limit` (a `bucket_id`; "" for none)."""
         ks = self._keys.get((service, tenant, limit))
         if ks is None:
+            if len(self._keys) >= _CACHE_MAX:  # bounded (rule 24): tenants come and go
+                self._keys.clear()
             p = self.prefix
             parts = (limit,) if limit else ()
             bucket = (
@@ -271,7 +273,7 @@ class RedisBackend:
         cache_key = (service, scoped, breaker, limit, probe_lease, ratio, floor, is_retry, shadow)
         cached = self._commands.get(cache_key)
         if cached is None:
-            if len(self._commands) > _CACHE_MAX:
+            if len(self._commands) >= _CACHE_MAX:
                 self._commands.clear()
             script = self._scripts.admit
             args = (
