@@ -67,6 +67,7 @@ CALLS: dict[str, Callable[[RedisBackend], Awaitable[Any]]] = {
     "kv_add": lambda b: b.add("n", 1, limit=10, ttl=60.0),
     "lock_acquire": lambda b: b.acquire_lock("lock", "t", 60.0),
     "lock_release": lambda b: b.release_lock("lock", "t"),
+    "renew_probe": lambda b: b.renew_probe("svc", "r1", 5.0),
 }
 
 

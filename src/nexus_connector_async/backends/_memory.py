@@ -288,6 +288,15 @@ class MemoryBackend:
         if b is not None and probe:
             b.probes.pop(probe, None)
 
+    async def renew_probe(self, service: str, probe: str, lease: float) -> bool:
+        b = self._breakers.get(service)
+        if b is None or b.state == CLOSED:
+            return True
+        if b.state != HALF_OPEN or probe not in b.probes:
+            return False  # pruned after its lease (its slot may be another's), or re-opened
+        b.probes[probe] = self._clock.monotonic() + lease
+        return True
+
     async def pause(self, service: str, seconds: float) -> None:
         now = self._clock.monotonic()
         b = self._breaker(service, now, seconds)

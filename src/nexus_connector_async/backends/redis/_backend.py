@@ -384,6 +384,26 @@ class RedisBackend:
         with contextlib.suppress(RedisUnreachable):  # else the permit's lease frees it
             await self._submit(("ZREM", probes, probe.encode()))
 
+    async def renew_probe(self, service: str, probe: str, lease: float) -> bool:
+        """Extend a probe permit's lease just before its request is sent (one script).
+
+        While Redis is unreachable: fail_closed raises; fail_open and local let it go (the
+        breaker is not enforced fleet-wide then anyway).
+        """
+        if not probe:
+            return True
+        if probe.startswith("p"):  # a permit the local fallback handed out
+            return await self._local.renew_probe(service, probe, lease)
+        cb, probes, _ = self._admission_keys(service, None)
+        args = (self._now(), probe.encode(), _num(lease))
+        try:
+            r = await self._eval(self._scripts.renew_probe, (cb, probes), args)
+        except RedisUnreachable:
+            if self.on_unavailable == "fail_closed":
+                raise
+            return True
+        return bool(r == 1)
+
     async def pause(self, service: str, seconds: float) -> None:
         """Admit nothing for `service` for `seconds`, in every worker (vendor backpressure)."""
         cb, _, _ = self._admission_keys(service, None)
