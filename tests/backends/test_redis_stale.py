@@ -21,10 +21,16 @@ import redis
 from nexus_connector_async import (
     BackendUnavailable,
     CircuitBreakerConfig,
+    Connector,
+    Endpoint,
+    IdempotencyKey,
     RateLimitConfig,
+    RateLimitExceeded,
     RedisBackend,
+    Response,
 )
 from nexus_connector_async.backends._base import ADMITTED, RATE_LIMITED
+from nexus_connector_async.testing import MockTransport, RecordedRequest
 from tests._redis_servers import RedisProcess
 
 pytestmark = pytest.mark.redis
@@ -277,3 +283,37 @@ async def test_cluster_client_kill_fails_no_call(
         await _healthy_after_idle(b, token)
     finally:
         await b.aclose()
+
+
+async def test_a_connector_after_an_idle_timeout_stores_replays_and_limits(
+    restartable_redis: RedisProcess,
+) -> None:
+    # The end-to-end shape: after Redis closed the idle connections, a keyed payment's
+    # answer must be stored (a retry replays it, nothing is sent twice) and fail_open must not
+    # turn an exhausted bucket into "no limit".
+    sent: list[RecordedRequest] = []
+
+    def vendor(request: RecordedRequest) -> Response:
+        sent.append(request)
+        return Response(200, {}, b'{"id": "ch_1"}')
+
+    backend = RedisBackend.from_url(restartable_redis.url, on_unavailable="fail_open")
+    pay = Endpoint.create("https://vendor.test/v1/charges", idempotency_header="Idempotency-Key")
+    limited = Endpoint.create("https://vendor.test/v1/search", "GET").with_rate_limit(
+        ONE_PER_MINUTE
+    )
+    async with Connector(backend=backend, http=MockTransport(vendor)) as connector:
+        await connector.execute("svc", pay, {"n": 1}, idempotency_key=IdempotencyKey("k1"))
+        await connector.execute("svc", limited)
+        with contextlib.closing(restartable_redis.client()) as admin:
+            admin.config_set("timeout", 1)
+        await until_closed_by_server(restartable_redis)
+        first = await connector.execute("svc", pay, {"n": 2}, idempotency_key=IdempotencyKey("k2"))
+        again = await connector.execute("svc", pay, {"n": 2}, idempotency_key=IdempotencyKey("k2"))
+        assert (first.replayed, again.replayed) == (False, True)
+        outcomes = await asyncio.gather(
+            *(connector.execute("svc", limited) for _ in range(20)), return_exceptions=True
+        )
+        assert all(isinstance(o, RateLimitExceeded) for o in outcomes), outcomes
+    assert len(sent) == 3  # k1, the limited call, k2 once
+    assert backend.available
