@@ -16,11 +16,13 @@ import pytest
 from nexus_connector_async import (
     CircuitBreakerConfig,
     CircuitOpenError,
+    ConnectionFailed,
     Connector,
     Credentials,
     Endpoint,
     HttpStatusError,
     MemoryBackend,
+    RateLimitConfig,
     RedisBackend,
     RetryPolicy,
     Timeouts,
@@ -133,3 +135,38 @@ async def test_a_probe_whose_permit_lapsed_is_not_sent(
         vendor.set()
         assert (await other).status == 200
     assert stub.count == 2
+
+
+async def test_a_token_wait_longer_than_the_lease_does_not_make_a_second_probe(
+    clock: FakeClock,
+) -> None:
+    # Connector.call() (aioboto3, SNS) takes the same path; here the token wait outlasts the lease.
+    backend = MemoryBackend(clock=clock)
+    limit = RateLimitConfig(0.1, burst=1.0, max_wait=20.0)  # an empty bucket: a 10 s wait
+    ran: list[str] = []
+
+    async def down() -> None:
+        ran.append("down")
+        raise ConnectionFailed("vendor down")
+
+    async def publish() -> str:
+        ran.append("publish")
+        return "ok"
+
+    policy = {"circuit_breaker": CB, "retry": RetryPolicy(max_attempts=1), "timeout": 1.0}
+    async with Connector(backend=backend, clock=clock) as connector:
+        with pytest.raises(ConnectionFailed):
+            await connector.call("sns", "publish", down, **policy)  # type: ignore[arg-type]
+        clock.advance(CB.recovery_timeout + 0.1)
+        drained = await backend.admit("sns", None, CB, limit, probe_lease=LEASE)
+        await backend.release_probe("sns", drained.probe)  # the token stays taken
+        slow = asyncio.ensure_future(
+            connector.call("sns", "publish", publish, rate_limit=limit, **policy)  # type: ignore[arg-type]
+        )
+        await _until(lambda: clock.pending_sleepers == 1)  # admitted, waiting for its token
+        clock.advance(10.0)  # the wait ends after the permit's lease did...
+        other = await backend.admit("sns", None, CB, None, probe_lease=LEASE)
+        assert other.probe  # ...so another probe took the slot before the call went on
+        with pytest.raises(CircuitOpenError):
+            await slow
+    assert ran == ["down"]  # the lapsed probe never ran: one probe at a time
