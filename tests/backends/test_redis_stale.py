@@ -152,11 +152,15 @@ def _resp_end(buf: bytes, i: int) -> int | None:
 
 
 class CutProxy:
-    """A TCP proxy to Redis that, once armed, passes `n` more replies and then cuts both sides."""
+    """A TCP proxy to Redis that, once armed, passes `n` more replies, then cuts both sides.
+
+    With `hold` set it stalls instead: later replies are swallowed and the connection stays up.
+    """
 
     def __init__(self, upstream_port: int) -> None:
         self._upstream = upstream_port
         self.cut_after: int | None = None
+        self.hold = False
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -194,7 +198,10 @@ class CutProxy:
         self, r: asyncio.StreamReader, w: asyncio.StreamWriter, upstream: asyncio.StreamWriter
     ) -> None:
         buf = b""
+        held = False
         while data := await r.read(65536):
+            if held:
+                continue  # stalled: Redis answered, nothing reaches the client
             buf += data
             if self.cut_after is None:
                 w.write(buf)
@@ -209,6 +216,9 @@ class CutProxy:
             await w.drain()
             if self.cut_after == 0:
                 self.cut_after = None
+                if self.hold:
+                    held = True
+                    continue
                 w.transport.abort()  # the client loses the connection mid-batch
                 upstream.close()
                 return
@@ -254,6 +264,22 @@ async def test_cut_mid_batch_fails_only_the_unread_commands(proxy: CutProxy) -> 
         claim = await _eventually_ok(lambda: b.claim("svc", None, "a", "fp", 30.0))
         assert claim.state == "in_progress"
         assert await b.complete("svc", None, "a", first.token, b"done", 60.0)
+    finally:
+        await b.aclose()
+
+
+async def test_a_stall_mid_batch_fails_only_the_unread_commands(proxy: CutProxy) -> None:
+    b = RedisBackend.from_url(proxy.url, timeout=0.3)
+    try:
+        assert (await b.claim("svc", None, "warm", "fp", 30.0)).state == "acquired"  # script
+        proxy.cut_after, proxy.hold = 1, True  # the first reply arrives, then Redis "hangs"
+        first, second = await _outcomes(
+            b.claim("svc", None, "a", "fp", 30.0), b.claim("svc", None, "b", "fp", 30.0)
+        )
+        assert not isinstance(first, BaseException), first
+        assert first.state == "acquired"  # read before the stall: ours, not stranded
+        assert isinstance(second, BackendUnavailable)
+        assert await _eventually_ok(lambda: b.complete("svc", None, "a", first.token, b"ok", 60.0))
     finally:
         await b.aclose()
 

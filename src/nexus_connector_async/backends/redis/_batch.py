@@ -185,22 +185,24 @@ class Pipeliner:
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, batch: list[Item]) -> None:
+        read: list[Any] = []  # the first execution's replies, as they arrive
         try:
             async with asyncio.timeout(self._timeout):
-                results = await self._execute(batch)
+                results = await self._execute(batch, read)
                 missing = [i for i, r in enumerate(results) if isinstance(r, rex.NoScriptError)]
                 if missing:
                     await self._load({id(batch[i][1]): batch[i][1] for i in missing})
-                    again = await self._execute([batch[i] for i in missing])
+                    again = await self._execute([batch[i] for i in missing], [])
                     for i, r in zip(missing, again, strict=True):
                         results[i] = r
         except BaseException as exc:
             if is_outage(exc):
                 self._health.failed(exc)
             err = as_backend_error(exc)
-            for item in batch:
-                if not item[3].done():
-                    item[3].set_exception(err)
+            # Replies read before the failure (a stall after part of the batch) stand; the
+            # rest, whose outcome is unknown, fail, each on its own.
+            done = [err if isinstance(r, rex.NoScriptError) else r for r in read]
+            self._resolve(batch, done + [err] * (len(batch) - len(done)))
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
@@ -209,6 +211,11 @@ class Pipeliner:
             self._health.succeeded()
         else:  # the connection died mid-batch: what was read stands, the rest is unknown
             self._health.failed(lost)
+        self._resolve(batch, results)
+
+    @staticmethod
+    def _resolve(batch: list[Item], results: list[Any]) -> None:
+        """Give each caller its own reply or error (an orphaned reply to its `on_orphan`)."""
         for item, r in zip(batch, results, strict=True):
             fut = item[3]
             if fut.done():  # the caller was cancelled meanwhile
@@ -220,14 +227,15 @@ class Pipeliner:
             else:
                 fut.set_result(r)
 
-    async def _execute(self, batch: list[Item]) -> list[Any]:
+    async def _execute(self, batch: list[Item], read: list[Any]) -> list[Any]:
+        """Send `batch`, returning one reply (or error) per command; `read` fills as they come."""
         self.round_trips += 1
         self.commands += len(batch)
         if self._cluster:
             return await self._execute_cluster([item[0] for item in batch])
-        return await self._execute_direct([item[2] or pack(item[0]) for item in batch])
+        return await self._execute_direct([item[2] or pack(item[0]) for item in batch], read)
 
-    async def _execute_direct(self, packed: list[bytes]) -> list[Any]:
+    async def _execute_direct(self, packed: list[bytes], results: list[Any]) -> list[Any]:
         """One write of every packed command, then one read per reply, on a pooled connection.
 
         This is what redis-py's pipeline does, minus its per-command bookkeeping, which on a
@@ -238,7 +246,6 @@ class Pipeliner:
         """
         pool = self._client.connection_pool
         conn = self._idle.pop() if self._idle else await pool.get_connection()
-        results: list[Any] = []
         try:
             if is_stale(conn):
                 await conn.disconnect(nowait=True)
@@ -262,7 +269,8 @@ class Pipeliner:
             if isinstance(exc, asyncio.CancelledError) or not results or not is_outage(exc):
                 raise
             lost = rex.ConnectionError(f"connection lost after the write: {type(exc).__name__}")
-            return results + [lost] * (len(packed) - len(results))
+            results.extend([lost] * (len(packed) - len(results)))
+            return results
         if self._closed:
             await pool.release(conn)
         else:
