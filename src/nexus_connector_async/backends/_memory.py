@@ -3,9 +3,9 @@
 Bounded memory (api.md rule 24): what Redis lets expire, this backend frees. Every entry that can
 become garbage (an idempotency record, a bucket, a breaker, a KV value with a TTL) has one entry
 in an expiry heap; each call first pops the entries that are due and frees what is expired (a
-record past its TTL or lease), full (a bucket refilled to capacity is the same as none) or idle
-(a clean closed breaker; any breaker an hour after its last use, like the Redis key's TTL). So
-memory returns to its baseline once keys expire, at O(log n) per write.
+record past its TTL or lease, a value past its TTL), full (a bucket full for a second: the same
+as none) or idle (a clean closed breaker; any breaker an hour after its last use, like its Redis
+key). So memory returns to its baseline once keys expire, at O(log n) per write.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ __all__ = ["MemoryBackend"]
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 _IDEM, _BUCKET, _BREAKER, _KV = 0, 1, 2, 3  # the tables an expiry heap entry points into
+_IDLE_BUCKET = 1.0  # a bucket is freed once it has been full this long (less churn when busy)
 _IDLE_BREAKER = 3600.0  # like the Redis breaker key: kept an hour (plus its timers) after use
 
 
@@ -87,7 +88,7 @@ class MemoryBackend:
     def __init__(self, *, clock: Clock | None = None) -> None:
         self._clock = clock or SYSTEM_CLOCK
         self._breakers: dict[str, _Breaker] = {}
-        self._buckets: dict[tuple[str, str | None, str], _Bucket] = {}
+        self._buckets: dict[tuple[Any, ...], _Bucket] = {}
         self._idem: dict[tuple[str, str | None, str], _Idem] = {}
         self._kv: dict[str, tuple[bytes, float | None]] = {}
         self._changed: dict[tuple[str, str | None, str], asyncio.Event] = {}
@@ -132,10 +133,10 @@ class MemoryBackend:
         if kind == _IDEM:
             return None if entry.expires <= now else entry.expires
         if kind == _BUCKET:
-            full_at: float = entry.full_at()
-            return None if full_at <= now else full_at
+            idle_at: float = entry.full_at() + _IDLE_BUCKET
+            return None if idle_at <= now else idle_at
         if kind == _BREAKER:
-            if entry.clean(now) or entry.keep_until <= now:
+            if entry.clean(now) or (entry.keep_until <= now and entry.paused_until <= now):
                 return None
             return float(min(entry.keep_until, max(entry.paused_until, now) + 1.0))
         expires: float | None = entry[1]  # a KV value with a TTL
@@ -164,7 +165,7 @@ class MemoryBackend:
         if b is None:
             b = self._breakers[service] = _Breaker()
             self._watch(now + 1.0, _BREAKER, service, b)
-        b.keep_until = max(b.keep_until, now + _IDLE_BREAKER + keep)
+        b.keep_until = now + _IDLE_BREAKER + keep  # never freed while paused: see _due
         return b
 
     async def admit(
@@ -234,14 +235,20 @@ class MemoryBackend:
         # 3. shared pause and token bucket
         wait = max(0.0, b.paused_until - now)
         if limit is not None:
-            # One bucket per distinct limit (or name) of the service: rule 21.
-            key = (service, tenant if limit.scope == "tenant" else None, limit.bucket_id)
+            # One bucket per distinct limit (or name) of the service: rule 21. The numbers as a
+            # tuple (5 and 5.0 hash alike), not `bucket_id`'s string: this is the hot path.
+            scoped = tenant if limit.scope == "tenant" else None
+            key = (
+                (service, scoped, limit.name)
+                if limit.name is not None
+                else (service, scoped, limit.rate, limit.period, limit.capacity)
+            )
             bucket = self._buckets.get(key)
             cap = limit.capacity
             rate = limit.refill_per_second
             if bucket is None:
                 bucket = self._buckets[key] = _Bucket(cap, now, cap, rate)
-                self._watch(now + 1.0 / rate, _BUCKET, key, bucket)
+                self._watch(now + 1.0 / rate + _IDLE_BUCKET, _BUCKET, key, bucket)
             tokens = min(cap, bucket.tokens + (now - bucket.updated) * rate)
             start = now + wait
             tokens_at_start = min(cap, tokens + wait * rate)
