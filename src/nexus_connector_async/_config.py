@@ -25,6 +25,7 @@ __all__ = [
     "Timeouts",
 ]
 
+_BUCKET_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
@@ -82,6 +83,11 @@ class RateLimitConfig(msgspec.Struct, frozen=True):
 
     `max_wait` 0 fails fast with `RateLimitExceeded`; above 0 a call waits up to that long for its
     token. `scope="tenant"` gives each (service, tenant) its own bucket.
+
+    One bucket per limit (api.md rule 21): endpoints of a service with equal (rate, period, burst)
+    share a bucket, a different limit gets its own, so each limit holds. `name` (1-64 letters,
+    digits, `_`, `.` or `-`) names a bucket explicitly instead: every limit with that name shares
+    it, whatever its numbers.
     """
 
     rate: float
@@ -89,6 +95,7 @@ class RateLimitConfig(msgspec.Struct, frozen=True):
     burst: float | None = None
     max_wait: float = 0.0
     scope: Literal["service", "tenant"] = "service"
+    name: str | None = None
 
     def __post_init__(self) -> None:
         _number("RateLimitConfig.rate", self.rate, strict=True)
@@ -98,6 +105,14 @@ class RateLimitConfig(msgspec.Struct, frozen=True):
         _number("RateLimitConfig.max_wait", self.max_wait)
         if self.scope not in ("service", "tenant"):
             raise InvalidRequest("RateLimitConfig.scope must be 'service' or 'tenant'")
+        if self.name is not None and (
+            not isinstance(self.name, str)
+            or not 1 <= len(self.name) <= 64
+            or not set(self.name) <= _BUCKET_NAME
+        ):
+            raise InvalidRequest(
+                "RateLimitConfig.name must be 1-64 letters, digits, '_', '.' or '-'"
+            )
 
     @classmethod
     def per_second(cls, n: float, burst: float | None = None, **kw: Any) -> RateLimitConfig:
@@ -123,6 +138,17 @@ class RateLimitConfig(msgspec.Struct, frozen=True):
     def refill_per_second(self) -> float:
         """Tokens added per second."""
         return self.rate / self.period
+
+    @property
+    def bucket_id(self) -> str:
+        """Which bucket of the service this limit draws from: its `name`, else its numbers.
+
+        `rate/period/burst` as floats (`"2.0/60.0/2.0"`); a name cannot contain `/`, so the
+        two never collide, and neither contains `:` (the storage key separator).
+        """
+        if self.name is not None:
+            return self.name
+        return f"{float(self.rate)!r}/{float(self.period)!r}/{float(self.capacity)!r}"
 
 
 class CircuitBreakerConfig(msgspec.Struct, frozen=True):

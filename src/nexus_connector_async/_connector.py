@@ -123,6 +123,7 @@ class _Call(NamedTuple):
     label: str  # "POST https://..." or the operation name, for logs
     started: float  # clock.monotonic() when the call began
     reauthed: bool = False  # a 401 already forced a refresh: another 401 is final
+    probe: str = ""  # the half-open probe permit this attempt holds, renewed before sending
 
 
 @functools.lru_cache(maxsize=4096)
@@ -589,7 +590,7 @@ class Connector:
             per_attempt = self._per_attempt  # asked once: logging may be configured meanwhile
             started = self._clock.monotonic() if per_attempt else 0.0
             try:
-                outcome = await attempt(call)
+                outcome = await attempt(call._replace(probe=adm.probe) if adm.probe else call)
             except BaseException:
                 if adm.probe:  # cancelled mid-flight: give the probe permit back
                     await self._cleanup(self.backend.release_probe(call.service, adm.probe))
@@ -743,6 +744,8 @@ class Connector:
             remaining = call.deadline_at - self._clock.monotonic()
             if remaining < timeout.total:
                 timeout = Timeouts(max(remaining, 0.001), timeout.connect, timeout.read)
+        if call.probe:
+            await self._renew_probe(call)
         try:
             response = await self._transport.send(method, url, headers, body, timeout)
         except ConnectorError as exc:
@@ -769,9 +772,23 @@ class Connector:
             retry_after,
         )
 
+    async def _renew_probe(self, call: _Call) -> None:
+        """Rule 25: a probe permit covers the whole attempt; renew it right before sending.
+
+        The token wait and the credential fetch may have outlasted its lease; if the permit was
+        lost meanwhile (another probe may hold its slot), the request is not sent.
+        """
+        if not await self.backend.renew_probe(call.service, call.probe, call.probe_lease):
+            raise CircuitOpenError(
+                f"circuit open for {call.service!r}: the probe permit lapsed before sending",
+                retry_after=call.probe_lease,
+            )
+
     async def _fn_attempt(
         self, fn: Callable[[], Awaitable[Any]], timeout: float | None, call: _Call
     ) -> _Outcome:
+        if call.probe:
+            await self._renew_probe(call)
         try:
             if timeout is None:
                 value = await fn()

@@ -37,6 +37,7 @@ from nexus_connector_async import (
 )
 from nexus_connector_async.backends._base import ADMITTED, RATE_LIMITED
 from nexus_connector_async.backends.redis._backend import OnUnavailable
+from nexus_connector_async.backends.redis._keys import key
 from tests._redis_servers import CLUSTER_SLOTS, RedisCluster3, RedisProcess
 
 pytestmark = [pytest.mark.redis, pytest.mark.cluster]
@@ -208,6 +209,6 @@ async def test_a_dead_master_then_its_restart(
         assert claim.state == "acquired"
         with node.client() as direct:
             assert direct.script_exists(b._scripts.admit.sha, b._scripts.claim.sha) == [True, True]
-            assert direct.exists(f"nexus:{{{dead}}}:bucket") == 1
+            assert direct.exists(key("nexus", "bucket", dead, LIMIT.bucket_id)) == 1
     finally:
         await b.aclose()

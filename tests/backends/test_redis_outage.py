@@ -29,6 +29,7 @@ from nexus_connector_async import (
 )
 from nexus_connector_async.backends._base import ADMITTED, RATE_LIMITED
 from nexus_connector_async.backends.redis._backend import OnUnavailable
+from nexus_connector_async.backends.redis._keys import key
 from nexus_connector_async.testing import MockTransport, RecordedRequest
 from tests._redis_servers import RedisProcess
 
@@ -154,7 +155,7 @@ async def test_after_a_restart_it_reconnects_and_reloads_its_scripts(
     assert (await timed(b.claim("svc", None, "d", "fp", 30.0))).state == "acquired"
     with restartable_redis.client() as direct:
         assert direct.script_exists(b._scripts.admit.sha) == [True]
-        assert direct.exists("nexus:{svc}:bucket") == 1
+        assert direct.exists(key("nexus", "bucket", "svc", LIMIT.bucket_id)) == 1
 
 
 async def test_a_hung_redis_costs_a_call_about_a_second_then_nothing(

@@ -67,6 +67,7 @@ CALLS: dict[str, Callable[[RedisBackend], Awaitable[Any]]] = {
     "kv_add": lambda b: b.add("n", 1, limit=10, ttl=60.0),
     "lock_acquire": lambda b: b.acquire_lock("lock", "t", 60.0),
     "lock_release": lambda b: b.release_lock("lock", "t"),
+    "renew_probe": lambda b: b.renew_probe("svc", "r1", 5.0),
 }
 
 
@@ -111,8 +112,8 @@ async def test_every_key_of_a_service_shares_one_hash_slot(backend: RedisBackend
     names = [
         key("t", "cb", "svc"),
         key("t", "probes", "svc"),
-        key("t", "bucket", "svc"),
-        key("t", "tbucket", "svc", "tenant:with:colons"),
+        key("t", "bucket", "svc", LIMIT.bucket_id),
+        key("t", "tbucket", "svc", LIMIT.bucket_id, "tenant:with:colons"),
         key("t", "idem", "svc", DIGEST),
         key("t", "tidem", "svc", "ten", DIGEST),
         key("t", "tidem", "svc", "ten", DIGEST, "n"),
@@ -127,7 +128,8 @@ async def test_redis_holds_only_hashed_idempotency_keys_under_the_prefix(
     await backend.claim("svc", "ten", DIGEST, "fp", 30.0)
     await backend.admit("svc", "ten", CB, LIMIT, probe_lease=5.0)
     names = sorted(k.decode() for k in await backend.client.keys("*"))
-    assert names == ["t:{svc}:tbucket:ten", f"t:{{svc}}:tidem:ten:{DIGEST}"]
+    bucket = key("t", "tbucket", "svc", LIMIT.bucket_id, "ten")  # one bucket per limit (rule 21)
+    assert names == [bucket, f"t:{{svc}}:tidem:ten:{DIGEST}"]
 
 
 async def test_a_clean_admission_without_a_limit_writes_nothing(backend: RedisBackend) -> None:
@@ -140,7 +142,7 @@ async def test_idle_keys_expire_about_when_they_stop_mattering(backend: RedisBac
     c = backend.client
     await backend.admit("svc", None, CB, RateLimitConfig.per_second(10), probe_lease=5.0)
     # One token taken: full again after 0.1 s, plus a second of margin.
-    assert 1000 < await c.pttl("t:{svc}:bucket") <= 1100
+    assert 1000 < await c.pttl(key("t", "bucket", "svc", "10.0/1.0/10.0")) <= 1100
     await backend.admit("svc", None, CB, RateLimitConfig.per_minute(60), probe_lease=5.0)
     await backend.claim("svc", None, DIGEST, "fp", 30.0)
     assert 30000 < await c.pttl(f"t:{{svc}}:idem:{DIGEST}") <= 31000

@@ -224,3 +224,44 @@ async def test_shadow_mode_still_reports_the_move_to_half_open(
     clock.advance(10.0)
     adm = await backend.admit("svc", None, CB, None, probe_lease=LEASE, shadow=True)
     assert (adm.reason, adm.half_opened) == (ADMITTED, True)
+
+
+# -- probe permits renewed before sending (api.md rule 25) ------------------------------------
+
+
+async def test_a_renewed_probe_permit_keeps_its_slot_past_the_first_lease(
+    backend: Backend, clock: FakeClock
+) -> None:
+    await open_then_recover(backend, clock)
+    probe = (await admit(backend)).probe
+    assert probe
+    clock.advance(LEASE - 1.0)
+    assert await backend.renew_probe("svc", probe, LEASE) is True
+    clock.advance(3.0)  # past the admission's lease, within the renewed one
+    assert (await admit(backend)).reason == CIRCUIT_OPEN
+    clock.advance(LEASE)  # the renewed lease ends too: the slot is free again
+    assert (await admit(backend)).probe
+
+
+async def test_a_lapsed_probe_permit_cannot_be_renewed_once_its_slot_was_given_away(
+    backend: Backend, clock: FakeClock
+) -> None:
+    await open_then_recover(backend, clock)
+    first = (await admit(backend)).probe
+    clock.advance(LEASE + 1.0)
+    second = (await admit(backend)).probe  # prunes the lapsed permit, takes its slot
+    assert second
+    assert second != first
+    assert await backend.renew_probe("svc", first, LEASE) is False
+    assert await backend.renew_probe("svc", second, LEASE) is True
+
+
+async def test_renewing_after_the_breaker_moved_on(backend: Backend, clock: FakeClock) -> None:
+    await open_then_recover(backend, clock)
+    closing = (await admit(backend)).probe
+    assert await backend.record("svc", CB, success=True, probe=closing) == "closed"
+    assert await backend.renew_probe("svc", closing, LEASE) is True  # closed: nothing to guard
+    await open_then_recover(backend, clock)
+    a = (await admit(backend)).probe
+    assert await backend.record("svc", CB, success=False, probe=a) == "open"
+    assert await backend.renew_probe("svc", a, LEASE) is False  # re-opened: do not send

@@ -127,3 +127,50 @@ async def test_shadow_mode_reports_a_rate_limit_and_takes_nothing(
     assert adm.would_block == RATE_LIMITED
     clock.advance(1.0)
     assert await count_admitted(backend, limit, 3) == 1
+
+
+# -- one bucket per limit (api.md rule 21) ----------------------------------------------------
+
+
+async def test_distinct_limits_of_one_service_get_distinct_buckets(backend: Backend) -> None:
+    slow, fast = RateLimitConfig.per_minute(2), RateLimitConfig.per_second(50)
+    admitted = 0
+    for _ in range(20):  # interleaved: the fast limit must not refill the slow one's bucket
+        admitted += (await take(backend, slow)).reason == ADMITTED
+        assert (await take(backend, fast)).reason == ADMITTED
+    assert admitted == 2
+
+
+async def test_rate_period_and_burst_each_make_a_limit_distinct(backend: Backend) -> None:
+    limits = [
+        RateLimitConfig.per_second(2),
+        RateLimitConfig.per_minute(2),
+        RateLimitConfig.per_second(2, burst=3),
+        RateLimitConfig.per_second(3, burst=2),
+    ]
+    for limit in limits:
+        assert await count_admitted(backend, limit, 5) == limit.capacity
+
+
+async def test_equal_limits_share_one_bucket(backend: Backend) -> None:
+    a = RateLimitConfig.per_minute(3)
+    b = RateLimitConfig(3.0, 60.0, 3.0, max_wait=0.0)  # the same limit, spelled otherwise
+    assert await count_admitted(backend, a, 2) == 2
+    assert await count_admitted(backend, b, 5) == 1
+
+
+async def test_a_named_limit_is_one_bucket_whatever_its_numbers(backend: Backend) -> None:
+    search = RateLimitConfig.per_minute(2, name="search")
+    other = RateLimitConfig.per_second(50, name="search")
+    assert await count_admitted(backend, search, 1) == 1
+    assert await count_admitted(backend, other, 5) == 1  # the named bucket held 2
+    unnamed = RateLimitConfig.per_minute(2)  # same numbers as `search`, but not that bucket
+    assert await count_admitted(backend, unnamed, 5) == 2
+
+
+async def test_tenant_buckets_are_per_limit_too(backend: Backend) -> None:
+    slow = RateLimitConfig.per_minute(1, scope="tenant")
+    fast = RateLimitConfig.per_second(50, scope="tenant")
+    assert await count_admitted(backend, slow, 3, tenant="t:1") == 1
+    assert await count_admitted(backend, fast, 3, tenant="t:1") == 3
+    assert await count_admitted(backend, slow, 3, tenant="t:2") == 1

@@ -46,8 +46,18 @@ BREAKER = CircuitBreakerConfig(failure_threshold=2, recovery_timeout=30.0)
 # Await points of the calling task, in order, for a run that is not cancelled.
 SCENARIOS: dict[str, list[str]] = {
     # Half-open breaker (the call is the probe), an empty bucket (it waits for its token),
-    # credentials, an idempotency key, a 200.
-    "probe": ["claim", "admit", "sleep", "get_credentials", "send", "record", "complete"],
+    # credentials, the probe permit renewed just before sending (rule 25), an idempotency key,
+    # a 200.
+    "probe": [
+        "claim",
+        "admit",
+        "sleep",
+        "get_credentials",
+        "renew_probe",
+        "send",
+        "record",
+        "complete",
+    ],
     # A 503, a backoff sleep, then a 200, under an idempotency key.
     "retry": [
         "claim",

@@ -55,6 +55,7 @@ CONFIG_FIELDS: list[tuple[Any, str]] = [
     (lambda **kw: RateLimitConfig(**{"rate": 5, **kw}), "burst"),
     (lambda **kw: RateLimitConfig(**{"rate": 5, **kw}), "max_wait"),
     (lambda **kw: RateLimitConfig(**{"rate": 5, **kw}), "scope"),
+    (lambda **kw: RateLimitConfig(**{"rate": 5, **kw}), "name"),
     (CircuitBreakerConfig, "failure_threshold"),
     (CircuitBreakerConfig, "recovery_timeout"),
     (CircuitBreakerConfig, "half_open_max_calls"),

@@ -12,6 +12,7 @@ from nexus_connector_async import (
     Connector,
     Endpoint,
     HttpStatusError,
+    InvalidRequest,
     MemoryBackend,
     RateLimitConfig,
     RateLimitExceeded,
@@ -231,3 +232,30 @@ async def test_a_hostile_retry_after_pauses_the_service_only_up_to_the_cap(stub:
         assert err.value.retry_after == pytest.approx(60.0)
         clock.advance(60.0)
         assert (await c.execute("vendor", ep)).status == 200
+
+
+async def test_each_endpoint_limit_of_a_service_holds_beside_a_faster_one(
+    connector: Connector, stub: Stub
+) -> None:
+    # api.md rule 21: a per_minute(2) endpoint beside a per_second(50) one of the same service.
+    slow = Endpoint.create(stub.url("/v1/slow"), "GET").with_rate_limit(
+        RateLimitConfig.per_minute(2)
+    )
+    fast = Endpoint.create(stub.url("/v1/fast"), "GET").with_rate_limit(
+        RateLimitConfig.per_second(50)
+    )
+    outcomes = []
+    for _ in range(20):
+        try:
+            outcomes.append((await connector.execute("vendor", slow)).status)
+        except RateLimitExceeded:
+            outcomes.append(429)
+        assert (await connector.execute("vendor", fast)).status == 200
+    assert outcomes.count(200) == 2
+
+
+def test_a_bucket_name_is_validated() -> None:
+    assert RateLimitConfig.per_minute(2, name="search-v2.x_1").name == "search-v2.x_1"
+    for bad in ("", "a b", "a:b", "a/b", "{x}", "x" * 65, 7):
+        with pytest.raises(InvalidRequest, match=r"RateLimitConfig\.name"):
+            RateLimitConfig.per_minute(2, name=bad)  # type: ignore[arg-type]

@@ -104,6 +104,15 @@ class AdmissionStore(Protocol):
         """Give back a half-open permit whose attempt never reported (cancelled)."""
         ...
 
+    async def renew_probe(self, service: str, probe: str, lease: float) -> bool:
+        """Push a probe permit's lease end to now + `lease`, just before its request is sent.
+
+        True if the attempt may go: the permit is still held (renewed), or the breaker closed
+        meanwhile. False if the permit was lost (pruned after its lease, so its slot may be
+        another probe's, or the breaker re-opened): the request must not be sent (rule 25).
+        """
+        ...
+
     async def pause(self, service: str, seconds: float) -> None:
         """Shared backpressure: admit nothing for the service for `seconds` (vendor 429)."""
         ...

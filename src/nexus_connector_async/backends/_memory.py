@@ -1,10 +1,20 @@
-"""The in-process backend: the same semantics as Redis, for one process. The default."""
+"""The in-process backend: the same semantics as Redis, for one process. The default.
+
+Bounded memory (api.md rule 24): what Redis lets expire, this backend frees. Every entry that can
+become garbage (an idempotency record, a bucket, a breaker, a KV value with a TTL) has one entry
+in an expiry heap; each call first pops the entries that are due and frees what is expired (a
+record past its TTL or lease, a value past its TTL), full (a bucket full for a second: the same
+as none) or idle (a clean closed breaker; any breaker an hour after its last use, like its Redis
+key). So memory returns to its baseline once keys expire, at O(log n) per write.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 from dataclasses import dataclass, field
+from typing import Any
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
@@ -20,6 +30,9 @@ from ._base import (
 __all__ = ["MemoryBackend"]
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+_IDEM, _BUCKET, _BREAKER, _KV = 0, 1, 2, 3  # the tables an expiry heap entry points into
+_IDLE_BUCKET = 1.0  # a bucket is freed once it has been full this long (less churn when busy)
+_IDLE_BREAKER = 3600.0  # like the Redis breaker key: kept an hour (plus its timers) after use
 
 
 @dataclass(slots=True)
@@ -32,12 +45,29 @@ class _Breaker:
     probes: dict[str, float] = field(default_factory=dict)  # permit -> lease expiry
     budget: float = -1.0  # retry budget balance; -1 = not started
     budget_at: float = 0.0
+    keep_until: float = 0.0  # freed after this even if not clean (the Redis key's TTL)
+
+    def clean(self, now: float) -> bool:
+        """Nothing a fresh breaker would not also say: freeing it changes no decision."""
+        return (
+            self.state == CLOSED
+            and not self.failures
+            and not self.probes
+            and self.paused_until <= now
+            and self.budget < 0
+        )
 
 
 @dataclass(slots=True)
 class _Bucket:
     tokens: float
     updated: float
+    cap: float
+    rate: float
+
+    def full_at(self) -> float:
+        """When the bucket is full again (then freeing it equals a fresh, full one)."""
+        return self.updated + (self.cap - self.tokens) / self.rate
 
 
 @dataclass(slots=True)
@@ -58,21 +88,84 @@ class MemoryBackend:
     def __init__(self, *, clock: Clock | None = None) -> None:
         self._clock = clock or SYSTEM_CLOCK
         self._breakers: dict[str, _Breaker] = {}
-        self._buckets: dict[tuple[str, str | None], _Bucket] = {}
+        self._buckets: dict[tuple[Any, ...], _Bucket] = {}
         self._idem: dict[tuple[str, str | None, str], _Idem] = {}
         self._kv: dict[str, tuple[bytes, float | None]] = {}
         self._changed: dict[tuple[str, str | None, str], asyncio.Event] = {}
         self._ids = itertools.count(1)
+        # (due, seq, table, key, entry): one per freeable entry; stale ones are skipped
+        self._expiry: list[tuple[float, int, int, Any, Any]] = []
+        self._seq = itertools.count()
+        self._freed = 0
+
+    def _watch(self, due: float, table: int, key: Any, entry: Any) -> None:
+        heapq.heappush(self._expiry, (due, next(self._seq), table, key, entry))
+
+    def _sweep(self, now: float) -> None:
+        """Free every entry that is due: expired, full or idle (see the module docstring)."""
+        heap = self._expiry
+        if not heap or heap[0][0] > now:
+            return
+        tables: tuple[dict[Any, Any], ...] = (self._idem, self._buckets, self._breakers, self._kv)
+        while heap and heap[0][0] <= now:
+            _, _, kind, key, entry = heapq.heappop(heap)
+            table = tables[kind]
+            if key not in table or table[key] is not entry:
+                continue  # replaced or freed meanwhile; the new entry has its own watch
+            due = self._due(kind, entry, now)
+            if due is None:
+                del table[key]
+                self._freed += 1
+                if kind == _IDEM:
+                    self._notify(key)
+            else:
+                self._watch(due, kind, key, entry)
+        if self._freed > 4096 and self._freed > 2 * sum(map(len, tables)):
+            # A dict keeps its peak-sized table after deletes: copy them to give it back.
+            self._freed = 0
+            self._idem, self._buckets = dict(self._idem), dict(self._buckets)
+            self._breakers, self._kv = dict(self._breakers), dict(self._kv)
+            self._changed = dict(self._changed)
+
+    @staticmethod
+    def _due(kind: int, entry: Any, now: float) -> float | None:
+        """None if `entry` can be freed now, else when to look at it again."""
+        if kind == _IDEM:
+            return None if entry.expires <= now else entry.expires
+        if kind == _BUCKET:
+            idle_at: float = entry.full_at() + _IDLE_BUCKET
+            return None if idle_at <= now else idle_at
+        if kind == _BREAKER:
+            if entry.clean(now) or (entry.keep_until <= now and entry.paused_until <= now):
+                return None
+            return float(min(entry.keep_until, max(entry.paused_until, now) + 1.0))
+        expires: float | None = entry[1]  # a KV value with a TTL
+        return None if expires is None or expires <= now else expires
+
+    def entries(self) -> int:
+        """How many entries this backend holds (records, buckets, breakers, values, waiters).
+
+        For tests and metrics: it returns to its baseline once keys expire (rule 24).
+        """
+        return (
+            len(self._idem)
+            + len(self._buckets)
+            + len(self._breakers)
+            + len(self._kv)
+            + len(self._changed)
+        )
 
     def __repr__(self) -> str:
         return f"MemoryBackend(services={len(self._breakers)})"
 
     # -- admission --------------------------------------------------------------------------
 
-    def _breaker(self, service: str) -> _Breaker:
+    def _breaker(self, service: str, now: float, keep: float = 0.0) -> _Breaker:
         b = self._breakers.get(service)
         if b is None:
             b = self._breakers[service] = _Breaker()
+            self._watch(now + 1.0, _BREAKER, service, b)
+        b.keep_until = now + _IDLE_BREAKER + keep  # never freed while paused: see _due
         return b
 
     async def admit(
@@ -88,7 +181,8 @@ class MemoryBackend:
         shadow: bool = False,
     ) -> Admission:
         now = self._clock.monotonic()
-        b = self._breaker(service)
+        self._sweep(now)
+        b = self._breaker(service, now, breaker.recovery_timeout)
         was_open = b.state == OPEN
         would = self._decide(b, service, tenant, breaker, limit, budget, is_retry, now, probe_lease)
         if was_open and b.state == HALF_OPEN:
@@ -141,12 +235,20 @@ class MemoryBackend:
         # 3. shared pause and token bucket
         wait = max(0.0, b.paused_until - now)
         if limit is not None:
-            key = (service, tenant if limit.scope == "tenant" else None)
+            # One bucket per distinct limit (or name) of the service: rule 21. The numbers as a
+            # tuple (5 and 5.0 hash alike), not `bucket_id`'s string: this is the hot path.
+            scoped = tenant if limit.scope == "tenant" else None
+            key = (
+                (service, scoped, limit.name)
+                if limit.name is not None
+                else (service, scoped, limit.rate, limit.period, limit.capacity)
+            )
             bucket = self._buckets.get(key)
             cap = limit.capacity
             rate = limit.refill_per_second
             if bucket is None:
-                bucket = self._buckets[key] = _Bucket(cap, now)
+                bucket = self._buckets[key] = _Bucket(cap, now, cap, rate)
+                self._watch(now + 1.0 / rate + _IDLE_BUCKET, _BUCKET, key, bucket)
             tokens = min(cap, bucket.tokens + (now - bucket.updated) * rate)
             start = now + wait
             tokens_at_start = min(cap, tokens + wait * rate)
@@ -167,8 +269,8 @@ class MemoryBackend:
     async def record(
         self, service: str, breaker: CircuitBreakerConfig, *, success: bool, probe: str = ""
     ) -> str | None:
-        b = self._breaker(service)
         now = self._clock.monotonic()
+        b = self._breaker(service, now, breaker.recovery_timeout)
         if b.state == CLOSED:
             if success:
                 b.failures = 0
@@ -193,9 +295,19 @@ class MemoryBackend:
         if b is not None and probe:
             b.probes.pop(probe, None)
 
+    async def renew_probe(self, service: str, probe: str, lease: float) -> bool:
+        b = self._breakers.get(service)
+        if b is None or b.state == CLOSED:
+            return True
+        if b.state != HALF_OPEN or probe not in b.probes:
+            return False  # pruned after its lease (its slot may be another's), or re-opened
+        b.probes[probe] = self._clock.monotonic() + lease
+        return True
+
     async def pause(self, service: str, seconds: float) -> None:
-        b = self._breaker(service)
-        b.paused_until = max(b.paused_until, self._clock.monotonic() + seconds)
+        now = self._clock.monotonic()
+        b = self._breaker(service, now, seconds)
+        b.paused_until = max(b.paused_until, now + seconds)
 
     def breaker_state(self, service: str) -> str:
         """The breaker's current state (`closed`, `open`, `half_open`), for tests and status."""
@@ -222,10 +334,12 @@ class MemoryBackend:
     ) -> Claim:
         k = (service, tenant, key)
         now = self._clock.monotonic()
+        self._sweep(now)
         rec = self._live(k, now)
         if rec is None:
             token = f"t{next(self._ids)}"
-            self._idem[k] = _Idem(fingerprint, token, now + lease)
+            rec = self._idem[k] = _Idem(fingerprint, token, now + lease)
+            self._watch(rec.expires, _IDEM, k, rec)
             return Claim("acquired", token)
         if rec.fingerprint != fingerprint:
             return Claim("conflict")
@@ -296,7 +410,11 @@ class MemoryBackend:
         return value
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        self._kv[key] = (value, None if ttl is None else self._clock.monotonic() + ttl)
+        now = self._clock.monotonic()
+        self._sweep(now)
+        item = self._kv[key] = (value, None if ttl is None else now + ttl)
+        if item[1] is not None:
+            self._watch(item[1], _KV, key, item)
 
     async def add(
         self,
@@ -321,7 +439,10 @@ class MemoryBackend:
             return False, total
         if expires is None and ttl is not None:
             expires = now + ttl
-        self._kv[key] = (str(new).encode(), expires)
+        self._sweep(now)
+        item = self._kv[key] = (str(new).encode(), expires)
+        if expires is not None:
+            self._watch(expires, _KV, key, item)
         return True, new
 
     async def delete(self, key: str) -> None:

@@ -62,7 +62,7 @@ _CLAIM_STATES: tuple[Literal["acquired", "completed", "in_progress", "conflict"]
     "in_progress",
     "conflict",
 )
-_CACHE_MAX = 10_000  # cached admission commands (services x tenants x settings)
+_CACHE_MAX = 10_000  # cached key names and admission commands (services x tenants x settings)
 _BLOCK_CAP = 0.5  # longest single BLMOVE: below any sane socket timeout; waiters then re-check
 
 
@@ -76,8 +76,10 @@ class RedisBackend:
     `client` is a `redis.asyncio.Redis` or `redis.asyncio.RedisCluster` (with
     `decode_responses=False`); `prefix` starts every key name; `on_unavailable` picks what happens
     while Redis is unreachable (see the module docstring; default ``"fail_closed"``). `clock` is
-    for tests only: scripts then take their time from it instead of Redis `TIME`. `timeout` bounds
-    every round trip, whatever the client's own socket settings.
+    for tests only: scripts then take their time from it instead of Redis `TIME`, so only a
+    `nexus_connector_async.testing.FakeClock` is accepted (api.md rule 22: client time, which
+    differs between hosts, never reaches a production script); any other clock raises
+    `ConfigError`. `timeout` bounds every round trip, whatever the client's own socket settings.
 
     `durability="replica"` makes idempotency claims and stored results wait (up to
     `replica_timeout` seconds) until one replica acknowledged them (`WAIT 1`, in the same round
@@ -111,6 +113,7 @@ class RedisBackend:
         if not isinstance(replica_timeout, int | float) or not 0 < replica_timeout < timeout:
             raise InvalidRequest("replica_timeout must be > 0 and below timeout")
         self.durability: Durability = durability
+        _check_test_clock(clock)
         self.client = client
         self.prefix = check_prefix(prefix)
         self.on_unavailable: OnUnavailable = on_unavailable
@@ -138,7 +141,7 @@ class RedisBackend:
         )
         self._scripts: Scripts = register(client)
         self._local = MemoryBackend(clock=clock)
-        self._keys: dict[tuple[str, str | None], tuple[bytes, bytes, bytes]] = {}
+        self._keys: dict[tuple[str, str | None, str], tuple[bytes, bytes, bytes]] = {}
         self._commands: dict[tuple[Any, ...], tuple[tuple[Any, ...], bytes]] = {}
         self._block_cap = _block_cap(client)
         self._closed = False
@@ -162,6 +165,7 @@ class RedisBackend:
         Redis costs a call about `timeout` at most; the backend owns and closes it. A cluster
         client discovers the other nodes and is initialized before its first concurrent use.
         """
+        _check_test_clock(clock)  # before a client exists that would need closing
         settings: dict[str, Any] = {
             "socket_timeout": timeout,
             "socket_connect_timeout": min(timeout, 0.5),
@@ -302,14 +306,22 @@ class RedisBackend:
 
     # -- admission ------------------------------------------------------------------------------
 
-    def _admission_keys(self, service: str, tenant: str | None) -> tuple[bytes, bytes, bytes]:
-        ks = self._keys.get((service, tenant))
+    def _admission_keys(
+        self, service: str, tenant: str | None, limit: str = ""
+    ) -> tuple[bytes, bytes, bytes]:
+        """Breaker, probes and the bucket of limit `limit` (a `bucket_id`; "" for none)."""
+        ks = self._keys.get((service, tenant, limit))
         if ks is None:
+            if len(self._keys) >= _CACHE_MAX:  # bounded (rule 24): tenants come and go
+                self._keys.clear()
             p = self.prefix
+            parts = (limit,) if limit else ()
             bucket = (
-                key(p, "bucket", service) if tenant is None else key(p, "tbucket", service, tenant)
+                key(p, "bucket", service, *parts)
+                if tenant is None
+                else key(p, "tbucket", service, *parts, tenant)
             )
-            ks = self._keys[(service, tenant)] = (
+            ks = self._keys[(service, tenant, limit)] = (
                 key(p, "cb", service).encode(),
                 key(p, "probes", service).encode(),
                 bucket.encode(),
@@ -333,14 +345,14 @@ class RedisBackend:
         cache_key = (service, scoped, breaker, limit, probe_lease, ratio, floor, is_retry, shadow)
         cached = self._commands.get(cache_key)
         if cached is None:
-            if len(self._commands) > _CACHE_MAX:
+            if len(self._commands) >= _CACHE_MAX:
                 self._commands.clear()
             script = self._scripts.admit
             args = (
                 "EVALSHA",
                 script.sha,
                 3,
-                *self._admission_keys(service, scoped),
+                *self._admission_keys(service, scoped, "" if limit is None else limit.bucket_id),
                 b"",  # the time override, filled in only under a test clock
                 _num(breaker.recovery_timeout),
                 str(breaker.half_open_max_calls).encode(),
@@ -443,6 +455,26 @@ class RedisBackend:
         _, probes, _ = self._admission_keys(service, None)
         with contextlib.suppress(RedisUnreachable):  # else the permit's lease frees it
             await self._submit(("ZREM", probes, probe.encode()))
+
+    async def renew_probe(self, service: str, probe: str, lease: float) -> bool:
+        """Extend a probe permit's lease just before its request is sent (one script).
+
+        While Redis is unreachable: fail_closed raises; fail_open and local let it go (the
+        breaker is not enforced fleet-wide then anyway).
+        """
+        if not probe:
+            return True
+        if probe.startswith("p"):  # a permit the local fallback handed out
+            return await self._local.renew_probe(service, probe, lease)
+        cb, probes, _ = self._admission_keys(service, None)
+        args = (self._now(), probe.encode(), _num(lease))
+        try:
+            r = await self._eval(self._scripts.renew_probe, (cb, probes), args)
+        except RedisUnreachable:
+            if self.on_unavailable == "fail_closed":
+                raise
+            return True
+        return bool(r == 1)
 
     async def pause(self, service: str, seconds: float) -> None:
         """Admit nothing for `service` for `seconds`, in every worker (vendor backpressure)."""
@@ -568,6 +600,7 @@ class RedisBackend:
         self._pipe.round_trips += 1
         try:
             async with asyncio.timeout(block + self._timeout):
+                await self._pipe.prune()
                 await self.client.execute_command("BLMOVE", notify, notify, "RIGHT", "LEFT", block)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
@@ -665,6 +698,25 @@ class RedisBackend:
         await self._pipe.aclose()
         if self._owns_client:
             await self.client.aclose()
+
+
+def _check_test_clock(clock: object) -> None:
+    """Refuse every clock but the testing one: scripts must run on Redis `TIME` in production."""
+    if clock is None:
+        return
+    # Imported here: the testing helpers stay out of production imports (and _settings
+    # imports the connector, which imports this module).
+    from ..._settings import ConfigError  # noqa: PLC0415
+    from ...testing import FakeClock  # noqa: PLC0415
+
+    if not isinstance(clock, FakeClock):
+        raise ConfigError(
+            [
+                f"RedisBackend(clock=...) takes only nexus_connector_async.testing.FakeClock, "
+                f"not {type(clock).__name__}: in production the scripts use Redis TIME, one "
+                f"clock for every host"
+            ]
+        )
 
 
 def _decodes_responses(client: Any) -> bool:

@@ -3,9 +3,18 @@
 On a CPU-bound client each round trip costs tens of microseconds of Python, so a hundred
 concurrent calls must not mean a hundred round trips. The first command of a tick schedules a
 flush with `loop.call_soon`; every command issued before it runs joins the batch; the flush sends
-one `pipeline(transaction=False)` (in a cluster, redis-py splits it per node) and resolves each
-caller's future. A script the server does not know (NOSCRIPT, after a restart or `SCRIPT FLUSH`)
-is loaded and its commands re-sent, so scripts come back by themselves.
+one write on a kept connection (in a cluster, one per master: `_cluster.NodeSender`) and
+resolves each caller's future. A script the server does not know (NOSCRIPT, after a restart or
+`SCRIPT FLUSH`) is loaded and its commands re-sent, so scripts come back by themselves.
+
+Stale connections (api.md rule 20): a Redis that closes idle clients (`timeout`), a proxy that
+cuts them, `CLIENT KILL` or a restart leave dead sockets in our idle list and in redis-py's pools
+(whose own check is skipped while its maintenance-notifications setting is "auto"). Before a
+batch is written, its connection is checked for a peer that already closed it (EOF, reset,
+unexpected bytes); a dead one is reconnected and the batch goes on the fresh socket. Nothing is
+resent once written: a connection that dies after the write leaves the unread replies unknown,
+and those callers (only those) get `BackendUnavailable`; replies read before the failure are
+delivered, so a claim or a probe permit Redis granted is never stranded.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ __all__ = [
     "RedisUnreachable",
     "acknowledged",
     "is_outage",
+    "is_stale",
     "pack",
 ]
 
@@ -70,6 +80,25 @@ def as_backend_error(exc: BaseException) -> BackendUnavailable:
     if is_outage(exc):
         return RedisUnreachable(f"redis unreachable: {type(exc).__name__}")
     return BackendUnavailable(f"redis error: {type(exc).__name__}: {exc}")
+
+
+def is_stale(conn: Any) -> bool:
+    """Whether a connected redis-py connection's peer already closed it (or it is dirty).
+
+    No round trip and no syscall: the event loop has already read the peer's FIN or RST into the
+    stream (at EOF, with an exception, or its transport closing); bytes nobody asked for (an
+    error the server sent before closing) make it unusable too. A connection that is not
+    connected is not stale: it connects on its first write.
+    """
+    reader = getattr(conn, "_reader", None)
+    writer = getattr(conn, "_writer", None)
+    if reader is None or writer is None:
+        return False
+    transport = getattr(writer, "transport", None)
+    if transport is None or transport.is_closing():
+        return True
+    unread = getattr(reader, "_buffer", b"")
+    return bool(reader.at_eof() or reader.exception() is not None or unread)
 
 
 class Health:
@@ -141,10 +170,11 @@ class Pipeliner:
         self._client = client
         self._health = health
         self._timeout = timeout
-        # durability="replica": durable commands are followed by `wait` (WAIT 1 <ms>) on their
-        # connection. `nodes` sends cluster batches per master (its own health per node).
-        self._wait = wait
+        # `nodes` sends cluster batches per master (with health per node); durable commands
+        # (durability="replica") get `wait` (WAIT 1 <ms>) behind them on their connection.
+        self._cluster = nodes is not None
         self._nodes = nodes
+        self._wait = wait
         self._durable: set[asyncio.Future[Any]] = set()
         self._pending: list[Item] = []
         self._idle: list[Any] = []  # connections kept between batches (non-cluster)
@@ -186,28 +216,46 @@ class Pipeliner:
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, batch: list[Item]) -> None:
+        read: list[Any] = []  # the first execution's replies, as they arrive
         try:
             # A cluster's NodeSender bounds each node's round trip itself (one hung master
             # must not time out the others' commands).
             async with asyncio.timeout(self._timeout if self._nodes is None else None):
-                results = await self._execute(batch)
+                results = await self._execute(batch, read)
                 missing = [i for i, r in enumerate(results) if isinstance(r, rex.NoScriptError)]
                 if missing:
                     await self._load({id(batch[i][1]): batch[i][1] for i in missing})
-                    again = await self._execute([batch[i] for i in missing])
+                    again = await self._execute([batch[i] for i in missing], [])
                     for i, r in zip(missing, again, strict=True):
                         results[i] = r
         except BaseException as exc:
             if is_outage(exc):
                 self._health.failed(exc)
             err = as_backend_error(exc)
-            for item in batch:
-                if not item[3].done():
-                    item[3].set_exception(err)
+            # Replies read before the failure (a stall after part of the batch) stand; the
+            # rest, whose outcome is unknown, fail, each on its own.
+            done = [
+                err
+                if isinstance(r, rex.NoScriptError)
+                else NotReplicated(r)
+                if item[3] in self._durable and not isinstance(r, Exception)
+                else r
+                for item, r in zip(batch, read, strict=False)  # (a WAIT reply is not a caller's)
+            ]
+            self._resolve(batch, done + [err] * (len(batch) - len(done)))
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
-        self._health.succeeded()
+        lost = next((r for r in results if isinstance(r, Exception) and is_outage(r)), None)
+        if lost is None:
+            self._health.succeeded()
+        else:  # the connection died mid-batch: what was read stands, the rest is unknown
+            self._health.failed(lost)
+        self._resolve(batch, results)
+
+    @staticmethod
+    def _resolve(batch: list[Item], results: list[Any]) -> None:
+        """Give each caller its own reply or error (an orphaned reply to its `on_orphan`)."""
         for item, r in zip(batch, results, strict=True):
             fut = item[3]
             if fut.done():  # the caller was cancelled meanwhile
@@ -219,7 +267,8 @@ class Pipeliner:
             else:
                 fut.set_result(r)
 
-    async def _execute(self, batch: list[Item]) -> list[Any]:
+    async def _execute(self, batch: list[Item], read: list[Any]) -> list[Any]:
+        """Send `batch`, returning one reply (or error) per command; `read` fills as they come."""
         self.round_trips += 1
         self.commands += len(batch)
         durable = [i for i, item in enumerate(batch) if item[3] in self._durable]
@@ -232,23 +281,32 @@ class Pipeliner:
             )
         packed = [item[2] or pack(item[0]) for item in batch]
         if not durable:
-            return await self._execute_direct(packed)
+            return await self._execute_direct(packed, read)
         # WAIT in the same write, on the same connection: it covers every write before it.
-        results = await self._execute_direct([*packed, self._wait])
+        results = await self._execute_direct([*packed, self._wait], read)
         return acknowledged(results[:-1], durable, results[-1])
 
-    async def _execute_direct(self, packed: list[bytes]) -> list[Any]:
+    async def _execute_direct(self, packed: list[bytes], results: list[Any]) -> list[Any]:
         """One write of every packed command, then one read per reply, on a pooled connection.
 
         This is what redis-py's pipeline does, minus its per-command bookkeeping, which on a
-        CPU-bound client costs more than the round trip saves. Replies of a failed connection
-        cannot be trusted: the connection is dropped and the whole batch fails.
+        CPU-bound client costs more than the round trip saves. A connection found dead before
+        the write is reconnected first (nothing was sent on it). If it fails after the write,
+        the replies already read stand and each unread one becomes an error of its own (its
+        outcome is unknown, so it is never resent); the connection is dropped.
         """
         pool = self._client.connection_pool
         conn = self._idle.pop() if self._idle else await pool.get_connection()
         try:
+            if is_stale(conn):
+                await conn.disconnect(nowait=True)
+                await conn.connect()  # a failure here is an outage; nothing was written
             await conn.send_packed_command(packed, check_health=False)
-            results: list[Any] = []
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            await pool.release(conn)
+            raise
+        try:
             for _ in packed:
                 try:
                     results.append(await conn.read_response(timeout=math.inf))
@@ -256,18 +314,39 @@ class Pipeliner:
                     if is_outage(exc):
                         raise
                     results.append(exc)
-        except BaseException:
+        except BaseException as exc:
             await conn.disconnect(nowait=True)
             await pool.release(conn)
-            raise
+            if isinstance(exc, asyncio.CancelledError) or not results or not is_outage(exc):
+                raise
+            lost = rex.ConnectionError(f"connection lost after the write: {type(exc).__name__}")
+            results.extend([lost] * (len(packed) - len(results)))
+            return results
         if self._closed:
             await pool.release(conn)
         else:
             self._idle.append(conn)
         return results
 
+    async def prune(self) -> None:
+        """Disconnect the dead idle connections of redis-py's pools (of every cluster node).
+
+        Before anything that goes through the client rather than our own connections (a
+        cluster pipeline, SCRIPT LOAD, BLMOVE): a disconnected connection connects afresh on
+        its next write instead of failing on a socket Redis already closed.
+        """
+        if self._cluster:
+            idle = [c for node in self._client.get_nodes() for c in getattr(node, "_free", ())]
+        else:
+            pool = getattr(self._client, "connection_pool", None)
+            idle = list(getattr(pool, "_available_connections", ()))
+        for conn in idle:
+            if is_stale(conn):
+                await conn.disconnect(nowait=True)
+
     async def _load(self, scripts: dict[int, Any]) -> None:
         """SCRIPT LOAD (in a cluster: on every primary) the scripts the server did not know."""
+        await self.prune()
         for script in scripts.values():
             if script is None:
                 continue

@@ -25,7 +25,7 @@ from typing import Any
 from redis import exceptions as rex
 
 from ..._errors import BackendUnavailable
-from ._batch import acknowledged, as_backend_error, is_outage, pack
+from ._batch import acknowledged, as_backend_error, is_outage, is_stale, pack
 
 __all__ = ["NodeSender", "command_key"]
 
@@ -62,18 +62,19 @@ class NodeSender:
         results: list[Any] = [None] * len(commands)
         pending = list(range(len(commands)))
         for attempt in range(2):  # the second round: commands whose slot moved meanwhile
-            groups: dict[Any, list[int]] = {}
+            # By node name: redis-py < 6 ClusterNode objects are not hashable.
+            groups: dict[str, tuple[Any, list[int]]] = {}
             for i in pending:
                 try:
                     node = self.node_of(commands[i])
                 except rex.RedisError as exc:  # slot not covered: the cluster is failing
                     results[i] = as_backend_error(exc)
                     continue
-                groups.setdefault(node, []).append(i)
+                groups.setdefault(node.name, (node, []))[1].append(i)
             moved = await asyncio.gather(
                 *(
                     self._on_node(node, ix, commands, packed, scripts, durable, results)
-                    for node, ix in groups.items()
+                    for node, ix in groups.values()
                 )
             )
             pending = [i for ix in moved for i in ix]
@@ -138,7 +139,7 @@ class NodeSender:
             return exc
         try:
             async with asyncio.timeout(self._timeout):
-                if _closed_by_peer(conn):  # closed by Redis while idle: a fresh one, no outage
+                if is_stale(conn):  # closed by Redis while idle: a fresh one, no outage
                     await conn.disconnect(nowait=True)
                 await conn.send_packed_command(packed, check_health=False)
                 replies: list[Any] = []
@@ -151,13 +152,13 @@ class NodeSender:
                         replies.append(exc)
         except asyncio.CancelledError:
             await conn.disconnect(nowait=True)
-            node.release(conn)
+            _give_back(node, conn)
             raise
         except Exception as exc:
             await conn.disconnect(nowait=True)
-            node.release(conn)
+            _give_back(node, conn)
             return exc
-        node.release(conn)
+        _give_back(node, conn)
         return replies
 
     async def _load(self, node: Any, scripts: dict[int, Any]) -> None:
@@ -174,7 +175,10 @@ class NodeSender:
             await self._client.nodes_manager.initialize()
 
 
-def _closed_by_peer(conn: Any) -> bool:
-    """Whether the server already closed this pooled connection (EOF seen while idle)."""
-    reader = getattr(conn, "_reader", None)
-    return reader is not None and reader.at_eof()
+def _give_back(node: Any, conn: Any) -> None:
+    """Return a connection to its node's pool (redis-py < 6.2 has no `ClusterNode.release`)."""
+    release = getattr(node, "release", None)
+    if release is not None:
+        release(conn)
+    else:
+        node._free.append(conn)

@@ -31,7 +31,7 @@ class ServiceStatus(msgspec.Struct, frozen=True):
     seconds_to_half_open: float | None  # while open: how long until probes are let through
     probes_in_flight: int
     paused_for: float  # shared backpressure (vendor 429) still in force, seconds
-    tokens: float | None  # tokens in the service bucket now; None without a rate limit
+    tokens: float | None  # tokens now in its emptiest service bucket; None without a rate limit
     capacity: float | None
     idempotency_in_progress: int
     idempotency_completed: int
@@ -100,14 +100,17 @@ async def service_status(client: Any, service: str, prefix: str = "nexus") -> Se
         if to_half_open == 0.0:
             state = "half_open"  # the next admission turns it half-open
     probes = await client.zcount(key(prefix, "probes", service), f"({now}", "+inf")
-    bucket = await client.hgetall(key(prefix, "bucket", service))
-    b = {_s(k): v for k, v in bucket.items()}
     tokens: float | None = None
     capacity: float | None = None
-    if b.get("cap") is not None:
-        capacity = _f(b.get("cap"))
-        rate = _f(b.get("rate"))
-        tokens = min(capacity, _f(b.get("tokens")) + (now - _f(b.get("updated"))) * rate)
+    # One bucket per limit (rule 21): show the emptiest, relative to its capacity.
+    async for raw in client.scan_iter(match=_under(prefix, "bucket", service), count=500):
+        b = {_s(k): v for k, v in (await client.hgetall(raw)).items()}
+        if b.get("cap") is None:
+            continue
+        cap = _f(b.get("cap"))
+        left = min(cap, _f(b.get("tokens")) + (now - _f(b.get("updated"))) * _f(b.get("rate")))
+        if tokens is None or capacity is None or left / cap < tokens / capacity:
+            tokens, capacity = left, cap
     in_progress = completed = 0
     for kind in ("idem", "tidem"):
         pattern = _under(prefix, kind, service)
@@ -146,10 +149,10 @@ async def reset_service(client: Any, service: str, prefix: str = "nexus") -> int
     names: list[str | bytes] = [
         key(prefix, "cb", service),
         key(prefix, "probes", service),
-        key(prefix, "bucket", service),
     ]
-    pattern = _under(prefix, "tbucket", service)
-    names += [raw async for raw in client.scan_iter(match=pattern, count=500)]
+    for kind in ("bucket", "tbucket"):  # every limit's bucket (rule 21), of every tenant
+        pattern = _under(prefix, kind, service)
+        names += [raw async for raw in client.scan_iter(match=pattern, count=500)]
     # All of them share the service's hash tag, so one DEL touches one slot. The breaker is
     # then marked closed (for an hour, like an idle breaker) so `status` still lists it.
     removed = int(await client.delete(*names))

@@ -2,18 +2,20 @@
 
     {prefix}:{<service>}:cb                 breaker hash (state, failures, pause, retry budget)
     {prefix}:{<service>}:probes             zset of half-open probe permits -> lease end
-    {prefix}:{<service>}:bucket             token bucket of the service
-    {prefix}:{<service>}:tbucket:<tenant>   token bucket of one tenant (scope="tenant")
+    {prefix}:{<service>}:bucket:<limit>     token bucket of one limit of the service
+    {prefix}:{<service>}:tbucket:<limit>:<tenant>
+                                            the same for one tenant (scope="tenant")
     {prefix}:{<service>}:idem:<digest>      idempotency record (no tenant)
     {prefix}:{<service>}:tidem:<tenant>:<digest>
     ...:idem...:n                           notify list that waiters block on
     {prefix}:kv:<key>                       shared KV values and locks (token cache, refresh lock)
 
 Every key of one service carries the same `{service}` hash tag, so each script touches one
-cluster slot. Idempotency keys appear only as the connector's digest, never in clear. Service,
-tenant and other name parts are escaped (`escape_name`: percent-encoding outside
-`[A-Za-z0-9._~-]`), so no name can produce another key's sub-key, move the hash tag or act as a
-glob in a SCAN pattern.
+cluster slot. Idempotency keys appear only as the connector's digest, never in clear. `<limit>` is
+`RateLimitConfig.bucket_id`: the limit's name, or `rate/period/burst` (one bucket per distinct
+limit). Service, tenant and other name parts are escaped (`escape_name`: percent-encoding
+outside `[A-Za-z0-9._~-]`), so no name can produce another key's sub-key, move the hash tag or
+act as a glob in a SCAN pattern.
 """
 
 from __future__ import annotations
