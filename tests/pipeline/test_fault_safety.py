@@ -411,3 +411,46 @@ async def test_call_without_idempotent_true_is_sent_at_most_once(
     with pytest.raises(OutcomeUnknown):
         await c.call("sns", "Publish", publish, idempotency_key="sms-1", retry=FAST)
     assert sent == 1
+
+
+class _Lines:
+    """A logger that records every line's name."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def bind(self, **_: Any) -> _Lines:
+        return self
+
+    def __getattr__(self, level: str) -> Any:
+        return lambda name, **_: self.names.append(name)
+
+
+async def test_a_cancel_during_the_store_stores_once_without_a_false_lease_lost(
+    faulty: Faulty, stub: Stub, clock: FakeClock
+) -> None:
+    lines = _Lines()
+    gate, entered = asyncio.Event(), asyncio.Event()
+    real_complete = faulty.__getattr__("complete")
+
+    async def slow_complete(*args: Any, **kwargs: Any) -> Any:
+        # The write lands (a queued Redis command always runs), its reply comes late.
+        stored = await real_complete(*args, **kwargs)
+        entered.set()
+        await gate.wait()
+        return stored
+
+    faulty.complete = slow_complete  # type: ignore[attr-defined]
+    async with Connector(backend=faulty, clock=clock, logger=lines) as c:  # type: ignore[arg-type]
+        task = asyncio.ensure_future(
+            c.execute("vendor", deduped(stub), {"a": 1}, idempotency_key="pay-19")
+        )
+        async with asyncio.timeout(5.0):
+            await entered.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gate.set()
+        again = await c.execute("vendor", deduped(stub), {"a": 1}, idempotency_key="pay-19")
+    assert (again.replayed, stub.count, faulty.calls["complete"]) == (True, 1, 1)
+    assert "nexus.idempotency.lease_lost" not in lines.names
