@@ -138,7 +138,7 @@ class _Progress:
 
 # How a claimed key is settled when its call ends.
 _STORE, _RELEASE, _UNKNOWN = "complete", "release", "mark_unknown"
-_SETTLE_FIRST_DELAY, _SETTLE_MAX_DELAY = 0.05, 5.0  # the first retry goes at once
+_SETTLE_FIRST_DELAY, _SETTLE_MAX_DELAY = 0.05, 5.0  # background retries of a settle
 
 
 class _Call(NamedTuple):
@@ -541,11 +541,11 @@ class Connector:
                 value = await self._attempts(call._replace(progress=progress), attempt)
             except BaseException:
                 action = _UNKNOWN if _outcome_unknown(call, progress) else _RELEASE
-                await self._settle(call, scope, token, action, None, key.ttl, stop_heartbeat)
+                await self._settle(scope, token, action, None, key.ttl, stop_heartbeat)
                 raise
             stored_bytes = store(value)
             action = _RELEASE if stored_bytes is None else _STORE
-            await self._settle(call, scope, token, action, stored_bytes, key.ttl, stop_heartbeat)
+            await self._settle(scope, token, action, stored_bytes, key.ttl, stop_heartbeat)
             return value
         finally:
             del self._inflight[scope]
@@ -554,7 +554,6 @@ class Connector:
 
     async def _settle(
         self,
-        call: _Call,
         scope: tuple[str, str | None, str],
         token: str,
         action: str,
@@ -564,65 +563,91 @@ class Connector:
     ) -> None:
         """Settle the key: store the answer, release it, or keep it unknown (rules 16, 19).
 
-        Returns once the first try ended. A backend failure is reported and the try repeated in
-        the background, with the lease kept alive, until the backend takes it: the caller keeps
-        its answer and nobody can claim the key meanwhile. A cancellation does not stop it.
+        The first try runs inline (no task on the happy path). A backend failure is reported
+        and the try repeated in the background, with the lease kept alive, until the backend
+        takes it: the caller keeps its answer and nobody can claim the key meanwhile. If we are
+        cancelled during the try, it is repeated in the background too (the first one may have
+        landed: a refused repeat is then no lost lease).
         """
-        first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._spawn(
-            self._settle_until_done(call, scope, token, action, data, ttl, stop_heartbeat, first)
+        try:
+            await self._settle_once(scope, token, action, data, ttl, retried=False)
+        except asyncio.CancelledError:
+            self._spawn(self._settle_until_done(scope, token, action, data, ttl, stop_heartbeat))
+            raise
+        except ConnectorError as exc:
+            self._report_settle_failure(scope, action, exc)
+            self._spawn(self._settle_until_done(scope, token, action, data, ttl, stop_heartbeat))
+            return
+        stop_heartbeat()
+
+    async def _settle_once(
+        self,
+        scope: tuple[str, str | None, str],
+        token: str,
+        action: str,
+        data: bytes | None,
+        ttl: float,
+        *,
+        retried: bool,
+    ) -> None:
+        """One try at settling the key; raises `ConnectorError` if the backend did not answer."""
+        if action == _STORE:
+            assert data is not None
+            ok = await self.backend.complete(*scope, token, data, ttl)
+        elif action == _UNKNOWN:
+            ok = await self.backend.mark_unknown(*scope, token, ttl)
+            if ok:
+                self.events.emit(OutcomeUnknownEvent(*scope))
+        else:
+            await self.backend.release(*scope, token)
+            ok = True
+        if ok:
+            return
+        if retried:  # a repeat may find what an earlier try (cancelled, or failed late) wrote
+            self._log.info(
+                "nexus.idempotency.settle_refused", service=scope[0], idempotency_key=scope[2]
+            )
+        else:
+            self._log.warning(
+                "nexus.idempotency.lease_lost", service=scope[0], idempotency_key=scope[2]
+            )
+
+    def _report_settle_failure(
+        self, scope: tuple[str, str | None, str], action: str, exc: ConnectorError
+    ) -> None:
+        self.events.emit(
+            BackendWriteFailed(scope[0], action, type(exc).__name__, scope[2], final=self._closed)
         )
-        await asyncio.shield(first)
 
     async def _settle_until_done(
         self,
-        call: _Call,
         scope: tuple[str, str | None, str],
         token: str,
         action: str,
         data: bytes | None,
         ttl: float,
         stop_heartbeat: Callable[[], None],
-        first: asyncio.Future[None],
     ) -> None:
+        """Repeat the settle in the background until the backend takes it (or we close).
+
+        The first repeat goes at once (a dead pooled connection is replaced by then), later
+        ones back off up to `_SETTLE_MAX_DELAY`.
+        """
         delay = 0.0
         try:
             while True:
+                if delay > 0:
+                    await self._pause_unless_closing(delay)
                 try:
-                    if action == _STORE:
-                        assert data is not None
-                        ok = await self.backend.complete(*scope, token, data, ttl)
-                    elif action == _UNKNOWN:
-                        ok = await self.backend.mark_unknown(*scope, token, ttl)
-                        if ok:
-                            self.events.emit(OutcomeUnknownEvent(*scope))
-                    else:
-                        await self.backend.release(*scope, token)
-                        ok = True
+                    await self._settle_once(scope, token, action, data, ttl, retried=True)
+                    return
                 except ConnectorError as exc:
-                    final = self._closed
-                    self.events.emit(
-                        BackendWriteFailed(
-                            scope[0], action, type(exc).__name__, scope[2], final=final
-                        )
-                    )
-                    if not first.done():
-                        first.set_result(None)
-                    if final:
-                        return  # closing: the lease (or, at most once, the unknown state) decides
-                    if delay > 0:
-                        await self._pause_unless_closing(delay)
-                    delay = min(max(delay * 2.0, _SETTLE_FIRST_DELAY), _SETTLE_MAX_DELAY)
-                    continue
-                if not ok:
-                    self._log.warning(
-                        "nexus.idempotency.lease_lost", service=scope[0], idempotency_key=scope[2]
-                    )
-                return
+                    self._report_settle_failure(scope, action, exc)
+                    if self._closed:
+                        return  # given up: the lease (or, at most once, the unknown state) decides
+                delay = min(max(delay * 2.0, _SETTLE_FIRST_DELAY), _SETTLE_MAX_DELAY)
         finally:
             stop_heartbeat()
-            if not first.done():
-                first.set_result(None)
 
     async def _pause_unless_closing(self, seconds: float) -> None:
         """Sleep `seconds` of clock time, or less if the connector starts closing."""
