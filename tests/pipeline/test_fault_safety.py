@@ -1,4 +1,4 @@
-"""api.md rules 16-19 through the pipeline, on the memory backend and a real redis-server.
+"""api.md rules 16-19 through the pipeline: memory, a real redis-server and a Redis Cluster.
 
 16: a vendor answer is never thrown away by a backend failure (record, pause, complete).
 17: "not processed" answers (409, 425, 429, 5xx) release the key instead of being stored.
@@ -73,14 +73,24 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("cluster", marks=pytest.mark.cluster),
+    ]
+)
 async def backend(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Backend]:
     b: Backend
     if request.param == "memory":
         b = MemoryBackend(clock=clock)
-    else:
+    elif request.param == "redis":
         request.getfixturevalue("redis_flush")
         b = RedisBackend.from_url(request.getfixturevalue("redis_url"), clock=clock)
+    else:
+        request.getfixturevalue("redis_cluster_flush")
+        url = request.getfixturevalue("redis_cluster_url")
+        b = RedisBackend.from_url(url, cluster=True, clock=clock)
     yield b
     await b.aclose()
 
