@@ -543,7 +543,12 @@ class Connector:
                 action = _UNKNOWN if _outcome_unknown(call, progress) else _RELEASE
                 await self._settle(scope, token, action, None, key.ttl, stop_heartbeat)
                 raise
-            stored_bytes = store(value)
+            try:
+                stored_bytes = store(value)
+            except BaseException:  # an answer we cannot encode: never free a sent call for resend
+                action = _RELEASE if call.resendable else _UNKNOWN
+                await self._settle(scope, token, action, None, key.ttl, stop_heartbeat)
+                raise
             action = _RELEASE if stored_bytes is None else _STORE
             await self._settle(scope, token, action, stored_bytes, key.ttl, stop_heartbeat)
             return value

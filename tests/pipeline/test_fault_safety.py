@@ -468,3 +468,28 @@ async def test_a_cancel_during_the_store_stores_once_without_a_false_lease_lost(
         again = await c.execute("vendor", deduped(stub), {"a": 1}, idempotency_key="pay-19")
     assert (again.replayed, stub.count) == (True, 1)
     assert "nexus.idempotency.lease_lost" not in lines.names
+
+
+async def test_a_result_that_cannot_be_stored_settles_the_key_instead_of_holding_it(
+    conn: tuple[Connector, list[Event]],
+) -> None:
+    c, _ = conn
+    sent = 0
+
+    async def publish() -> object:
+        nonlocal sent
+        sent += 1
+        return object()  # msgpack cannot encode it
+
+    async with asyncio.timeout(5.0):  # a key left "in progress" would make these wait
+        # Resendable: the key is released, the next call runs again.
+        for _ in range(2):
+            with pytest.raises(TypeError):
+                await c.call("sns", "Get", publish, idempotency_key="sms-2", idempotent=True)
+        assert sent == 2
+        # Not resendable: it was sent, so the key is kept unknown, not held or freed.
+        with pytest.raises(TypeError):
+            await c.call("sns", "Publish", publish, idempotency_key="sms-3")
+        with pytest.raises(OutcomeUnknown):
+            await c.call("sns", "Publish", publish, idempotency_key="sms-3")
+    assert sent == 3
