@@ -37,6 +37,7 @@ API_NAMES = {
     "CredentialRefreshError",
     "BackendUnavailable",
     "InvalidRequest",
+    "OutcomeUnknown",
 }
 
 

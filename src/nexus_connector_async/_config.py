@@ -170,8 +170,11 @@ class RetryPolicy(msgspec.Struct, frozen=True):
     """Exponential backoff with full jitter, retrying only where a retry is safe.
 
     `always_safe_statuses` are statuses a vendor documents as "not processed" (Twilio's 429), so
-    they may be retried even for a POST without an idempotency key. `budget_ratio` caps retries of
-    a service to that fraction of its first attempts plus `budget_min_per_second` (None: no cap).
+    they may be retried even for a call the vendor cannot deduplicate. `unstored_statuses` are
+    final answers that release the idempotency key instead of being stored ("not processed",
+    so a later call with the key may succeed); 5xx are always released. `budget_ratio` caps
+    retries of a service to that fraction of its first attempts plus `budget_min_per_second`
+    (None: no cap).
     """
 
     max_attempts: int = 3
@@ -182,6 +185,7 @@ class RetryPolicy(msgspec.Struct, frozen=True):
     always_safe_statuses: frozenset[int] = frozenset()
     budget_ratio: float | None = None
     budget_min_per_second: float = 10.0
+    unstored_statuses: frozenset[int] = frozenset({409, 425, 429})
 
     def __post_init__(self) -> None:
         _count("RetryPolicy.max_attempts", self.max_attempts)
@@ -189,7 +193,7 @@ class RetryPolicy(msgspec.Struct, frozen=True):
         _number("RetryPolicy.max_delay", self.max_delay)
         if self.max_delay < self.base_delay:
             raise InvalidRequest("RetryPolicy.max_delay must be >= base_delay")
-        for name in ("retry_statuses", "always_safe_statuses"):
+        for name in ("retry_statuses", "always_safe_statuses", "unstored_statuses"):
             statuses = getattr(self, name)
             if not isinstance(statuses, frozenset | set):
                 raise InvalidRequest(f"RetryPolicy.{name} must be a set of HTTP status codes")

@@ -7,8 +7,15 @@
       4. credentials     Authorization from the provider; one refresh on 401 _http_attempt()
       5. HTTP            one attempt with its timeout; retry loop with
                          backoff + jitter where a resend is safe             _attempts()
-      6. store result    final response stored for the key                   _idempotent()
+      6. store result    final answer stored for the key (or the key released,
+                         or kept "unknown"); retried in the background       _idempotent()
          log, record     one event per attempt and outcome; breaker fed      _attempts()
+
+Resending (api.md rules 16-19) rests on two facts: whether the *call* is `resendable` (the method
+is idempotent, the vendor deduplicates it by its idempotency header, or the caller said so), and
+what each *attempt's* vendor saw (`UNTOUCHED`: certainly not acted on; `ANSWERED`; `UNKNOWN`: may
+have acted, no answer seen). An attempt is sent again only if the call is resendable or the vendor
+was untouched; a non-resendable call whose outcome is unknown keeps its key `unknown`.
 """
 
 from __future__ import annotations
@@ -35,29 +42,34 @@ from ._config import (
 from ._encoding import encode_form, encode_json, fingerprint, form_pairs, urlencode_pairs
 from ._errors import (
     CircuitOpenError,
+    ConnectionFailed,
     ConnectorError,
     HttpStatusError,
     IdempotencyConflict,
     IdempotencyInProgress,
     InvalidRequest,
+    OutcomeUnknown,
     RateLimitExceeded,
     RequestTimeout,
+    ResponseTooLarge,
 )
 from ._events import (
     AdmissionRejected,
     AttemptFinished,
+    BackendWriteFailed,
     CallFinished,
     CircuitStateChanged,
     EventBus,
     EventHook,
     IdempotentReplay,
+    OutcomeUnknownEvent,
     RetryScheduled,
     ShadowWouldBlock,
     StructlogHook,
 )
 from ._logging import get_logger
 from ._models import Credentials, IdempotencyKey, Response
-from ._retry import backoff, parse_retry_after, safe_to_resend, should_retry_header
+from ._retry import backoff, parse_retry_after, resendable, should_retry_header
 from ._scrub import MaskedHeaders, MaskedUrl, url_label
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport, Transport
 from .backends._base import (
@@ -97,16 +109,37 @@ _encode_stored = msgspec.msgpack.Encoder().encode
 _decode_stored = msgspec.msgpack.Decoder(_Stored).decode
 
 
+# What the vendor saw of one attempt.
+UNTOUCHED = 0  # certainly not acted on (nothing sent, or a documented "not processed" answer)
+ANSWERED = 1  # the vendor answered: its answer decides
+UNKNOWN = 2  # may have reached the vendor, no answer seen (read timeout, reset after sending)
+
+
 class _Outcome(NamedTuple):
     """One attempt's result as the retry loop sees it."""
 
     value: Any  # the Response (HTTP) or the factory's result (call)
     error: BaseException | None
     failure: bool  # counts against the circuit breaker
-    retryable: bool  # worth another attempt, if a resend is safe
-    unprocessed: bool  # the vendor certainly did not act on it: resending cannot duplicate
+    retryable: bool  # worth another attempt, if sending it again is allowed
+    vendor: int  # UNTOUCHED, ANSWERED or UNKNOWN
     retry_after: float | None = None
     reauth: Credentials | None = None  # 401 with these credentials: refresh, resend once
+
+
+class _Progress:
+    """How far a keyed call got, so that its key is settled right when it ends."""
+
+    __slots__ = ("last", "sending")
+
+    def __init__(self) -> None:
+        self.sending = False  # an attempt is at the vendor (request started, no outcome yet)
+        self.last: _Outcome | None = None  # the latest attempt's outcome
+
+
+# How a claimed key is settled when its call ends.
+_STORE, _RELEASE, _UNKNOWN = "complete", "release", "mark_unknown"
+_SETTLE_FIRST_DELAY, _SETTLE_MAX_DELAY = 0.05, 5.0  # background retries of a settle
 
 
 class _Call(NamedTuple):
@@ -117,13 +150,14 @@ class _Call(NamedTuple):
     breaker: CircuitBreakerConfig
     limit: RateLimitConfig | None
     retry: RetryPolicy
-    resend_safe: bool  # idempotent method or idempotency key: a resend cannot duplicate
+    resendable: bool  # may be sent again after it may have reached the vendor (rule 18)
     probe_lease: float
     deadline_at: float | None
     label: str  # "POST https://..." or the operation name, for logs
     started: float  # clock.monotonic() when the call began
     reauthed: bool = False  # a 401 already forced a refresh: another 401 is final
     probe: str = ""  # the half-open probe permit this attempt holds, renewed before sending
+    progress: _Progress | None = None  # keyed calls only
 
 
 @functools.lru_cache(maxsize=4096)
@@ -229,6 +263,7 @@ class Connector:
         self._inflight: dict[tuple[str, str | None, str], asyncio.Future[bytes | None]] = {}
         self._fingerprints: dict[tuple[str, str | None, str], str] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._closing = asyncio.Event()  # wakes background settles for their last try
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._closed = False
 
@@ -262,6 +297,7 @@ class Connector:
         if self._closed:
             return
         self._closed = True
+        self._closing.set()
         for closer in reversed(self._closers):
             await closer()
         for _ in range(3):  # background work may spawn its own follow-up (a release)
@@ -292,8 +328,10 @@ class Connector:
         `headers` adds per-call headers; `credentials` overrides the connector's provider for
         this call (adapters with their own OAuth client use it); `deadline` (seconds) bounds all
         attempts, backoff sleeps and rate-limit waits together. `idempotent` overrides whether a
-        request that may have reached the vendor can be re-sent: None decides by method and
-        idempotency key; False never re-sends it, even with a key (vendors that ignore keys).
+        request that may have reached the vendor can be sent again: None decides by method, or
+        an idempotency key the endpoint's `idempotency_header` carries to the vendor; a key
+        alone is not enough. A keyed call that is not resendable is sent at most once: if its
+        outcome is unknown, later calls with the key raise `OutcomeUnknown`.
         """
         _check_names(service, tenant_id)
         key = _as_key(idempotency_key)
@@ -305,7 +343,11 @@ class Connector:
             endpoint.circuit_breaker,
             endpoint.rate_limit,
             endpoint.retry,
-            safe_to_resend(method, key is not None) if idempotent is None else idempotent,
+            resendable(
+                method,
+                vendor_dedupes=key is not None and endpoint.idempotency_header is not None,
+                idempotent=idempotent,
+            ),
             endpoint.timeout.total,
             deadline if deadline is not None else endpoint.deadline,
             f"{method} {url_label(endpoint.url)}",  # no query: its values may be secrets
@@ -320,9 +362,8 @@ class Connector:
             response: Response = await self._attempts(call, attempt)
         else:
             fp = fingerprint(method, url, payload)
-            response = await self._idempotent(
-                call, key, fp, attempt, _store_response, _replay_response
-            )
+            store = functools.partial(_store_response, endpoint.retry.unstored_statuses)
+            response = await self._idempotent(call, key, fp, attempt, store, _replay_response)
         if raise_for_status and not 200 <= response.status < 300:
             raise HttpStatusError(response)
         return response
@@ -347,10 +388,11 @@ class Connector:
         """Guard any awaitable factory (an aioboto3 call, say) with the same policies.
 
         `fn` is called once per attempt. Exceptions with `transient=True` (timeouts, connection
-        failures, 5xx) count against the breaker and are retried when `idempotent` is True (or
-        None with an idempotency key), or the error says nothing was sent; exceptions with
-        `throttled=True` are retried after their `retry_after`. With an idempotency key the
-        result is stored (msgpack, decoded as `result_type`) and replayed for repeats.
+        failures, 5xx) count against the breaker and are retried when `idempotent` is True, or
+        the error says nothing was sent; exceptions with `throttled=True` are retried after
+        their `retry_after`. With an idempotency key the result is stored (msgpack, decoded as
+        `result_type`) and replayed for repeats; unless `idempotent` is True the call is sent
+        at most once (a timeout leaves the key `unknown`: `OutcomeUnknown` until forgotten).
         """
         _check_names(service, tenant_id)
         if not isinstance(operation, str) or not operation:
@@ -362,7 +404,7 @@ class Connector:
             circuit_breaker or CircuitBreakerConfig(),
             rate_limit,
             retry or RetryPolicy(),
-            key is not None if idempotent is None else idempotent,
+            bool(idempotent),
             timeout or 30.0,
             deadline,
             operation,
@@ -383,6 +425,23 @@ class Connector:
             decoder.decode,
         )
 
+    async def forget(
+        self,
+        service: str,
+        idempotency_key: IdempotencyKey | str,
+        tenant_id: str | None = None,
+    ) -> bool:
+        """Clear a key left `unknown` (api.md rule 19), once you have reconciled it with the vendor.
+
+        Afterwards a call with the key is sent again. Only an unknown key is cleared: a key in
+        progress or with a stored answer is left alone. Returns True if one was cleared.
+        """
+        _check_names(service, tenant_id)
+        key = _as_key(idempotency_key)
+        if key is None:
+            raise InvalidRequest("forget() needs an idempotency key")
+        return await self.backend.forget(service, tenant_id, key.digest)
+
     # -- building -------------------------------------------------------------------------------
 
     def _call_info(
@@ -392,7 +451,7 @@ class Connector:
         breaker: CircuitBreakerConfig,
         limit: RateLimitConfig | None,
         retry: RetryPolicy,
-        resend_safe: bool,
+        resendable: bool,
         attempt_timeout: float,
         deadline: float | None,
         label: str,
@@ -408,7 +467,7 @@ class Connector:
             breaker,
             limit,
             retry,
-            resend_safe,
+            resendable,
             attempt_timeout + 5.0,
             None if deadline is None else now + deadline,
             label,
@@ -464,6 +523,9 @@ class Connector:
         scope = (call.service, call.tenant, key.digest)
         deadline = self._clock.monotonic() + self.idempotency_wait
         replayed = IdempotentReplay(call.service, call.tenant, key.digest)
+        # A call the vendor cannot deduplicate is armed: if we die holding the key, its lease
+        # ends as "unknown", not free (rule 19).
+        unknown_ttl = None if call.resendable else key.ttl
         while True:
             local = self._inflight.get(scope)
             if local is not None:
@@ -474,15 +536,18 @@ class Connector:
                 if stored is not None:
                     self.events.emit(replayed)
                     return replay(stored)
-                continue  # the holder released the key: claim it ourselves
+                continue  # the holder released the key (or left it unknown): ask the backend
             # A cancellation while a claim is in flight must not strand the key for its lease.
             claim = await self._finish_if_cancelled(
-                self.backend.claim(*scope, fp, self.idempotency_lease), self._unclaim(scope)
+                self.backend.claim(*scope, fp, self.idempotency_lease, unknown_ttl=unknown_ttl),
+                self._unclaim(scope),
             )
             if claim.state == "in_progress":
                 remaining = deadline - self._clock.monotonic()
                 claim = await self._finish_if_cancelled(
-                    self.backend.wait(*scope, fp, self.idempotency_lease, remaining),
+                    self.backend.wait(
+                        *scope, fp, self.idempotency_lease, remaining, unknown_ttl=unknown_ttl
+                    ),
                     self._unclaim(scope),
                 )
             if claim.state == "completed":
@@ -490,60 +555,151 @@ class Connector:
                 return replay(claim.stored or b"")
             if claim.state == "conflict":
                 raise IdempotencyConflict("idempotency key reused for a different request")
+            if claim.state == "unknown":
+                raise OutcomeUnknown(service=call.service, idempotency_key=key.value)
             if claim.state == "in_progress":
                 raise IdempotencyInProgress(
                     f"idempotency key still in progress after {self.idempotency_wait:g}s"
                 )
             break
-        # We own the key: run the call, then store its final result or release the key.
+        # We own the key: run the call, then store its final answer, release the key, or keep
+        # it unknown. The heartbeat keeps our lease until the backend has taken that.
         token = claim.token
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._inflight[scope] = future
         self._fingerprints[scope] = fp
         stop_heartbeat = self._heartbeat(scope, token)
+        progress = _Progress()
         stored_bytes: bytes | None = None
         try:
             try:
-                value = await self._attempts(call, attempt)
+                value = await self._attempts(call._replace(progress=progress), attempt)
             except BaseException:
-                await self._cleanup(self.backend.release(*scope, token))
+                action = _UNKNOWN if _outcome_unknown(call, progress) else _RELEASE
+                await self._settle(scope, token, action, None, key.ttl, stop_heartbeat)
                 raise
-            stored_bytes = store(value)
             try:
-                await self._settle(scope, token, stored_bytes, key.ttl)
-            except asyncio.CancelledError:
-                # Cancelled while storing: finish in the background so the result is not lost.
-                self._spawn(self._settle(scope, token, stored_bytes, key.ttl))
+                stored_bytes = store(value)
+            except BaseException:  # an answer we cannot encode: never free a sent call for resend
+                action = _RELEASE if call.resendable else _UNKNOWN
+                await self._settle(scope, token, action, None, key.ttl, stop_heartbeat)
                 raise
+            action = _RELEASE if stored_bytes is None else _STORE
+            await self._settle(scope, token, action, stored_bytes, key.ttl, stop_heartbeat)
             return value
         finally:
-            stop_heartbeat()
             del self._inflight[scope]
             del self._fingerprints[scope]
             future.set_result(stored_bytes)
 
     async def _settle(
-        self, scope: tuple[str, str | None, str], token: str, data: bytes | None, ttl: float
+        self,
+        scope: tuple[str, str | None, str],
+        token: str,
+        action: str,
+        data: bytes | None,
+        ttl: float,
+        stop_heartbeat: Callable[[], None],
     ) -> None:
-        """Store the final result for the key, or release it when there is none to store."""
+        """Settle the key: store the answer, release it, or keep it unknown (rules 16, 19).
+
+        The first try runs inline (no task on the happy path). A backend failure is reported
+        and the try repeated in the background, with the lease kept alive, until the backend
+        takes it: the caller keeps its answer and nobody can claim the key meanwhile. If we are
+        cancelled during the try, it is repeated in the background too (the first one may have
+        landed: a refused repeat is then no lost lease).
+        """
         try:
-            if data is None:
-                await self.backend.release(*scope, token)
-                return
-            ok = await self.backend.complete(*scope, token, data, ttl)
+            await self._settle_once(scope, token, action, data, ttl, retried=False)
+        except asyncio.CancelledError:
+            self._spawn(self._settle_until_done(scope, token, action, data, ttl, stop_heartbeat))
+            raise
         except ConnectorError as exc:
-            # The caller still gets its result; the key stays locked until its lease ends.
-            self._log.error(
-                "nexus.idempotency.store_failed",
-                service=scope[0],
-                idempotency_key=scope[2],
-                error=type(exc).__name__,
-            )
+            self._report_settle_failure(scope, action, exc)
+            self._spawn(self._settle_until_done(scope, token, action, data, ttl, stop_heartbeat))
             return
-        if not ok:
+        stop_heartbeat()
+
+    async def _settle_once(
+        self,
+        scope: tuple[str, str | None, str],
+        token: str,
+        action: str,
+        data: bytes | None,
+        ttl: float,
+        *,
+        retried: bool,
+    ) -> None:
+        """One try at settling the key; raises `ConnectorError` if the backend did not answer."""
+        if action == _STORE:
+            assert data is not None
+            ok = await self.backend.complete(*scope, token, data, ttl)
+        elif action == _UNKNOWN:
+            ok = await self.backend.mark_unknown(*scope, token, ttl)
+            if ok:
+                self.events.emit(OutcomeUnknownEvent(*scope))
+        else:
+            await self.backend.release(*scope, token)
+            ok = True
+        if ok:
+            return
+        if retried:  # a repeat may find what an earlier try (cancelled, or failed late) wrote
+            self._log.info(
+                "nexus.idempotency.settle_refused", service=scope[0], idempotency_key=scope[2]
+            )
+        else:
             self._log.warning(
                 "nexus.idempotency.lease_lost", service=scope[0], idempotency_key=scope[2]
             )
+
+    def _report_settle_failure(
+        self, scope: tuple[str, str | None, str], action: str, exc: ConnectorError
+    ) -> None:
+        self.events.emit(
+            BackendWriteFailed(scope[0], action, type(exc).__name__, scope[2], final=self._closed)
+        )
+
+    async def _settle_until_done(
+        self,
+        scope: tuple[str, str | None, str],
+        token: str,
+        action: str,
+        data: bytes | None,
+        ttl: float,
+        stop_heartbeat: Callable[[], None],
+    ) -> None:
+        """Repeat the settle in the background until the backend takes it (or we close).
+
+        The first repeat goes at once (a dead pooled connection is replaced by then), later
+        ones back off up to `_SETTLE_MAX_DELAY`.
+        """
+        delay = 0.0
+        try:
+            while True:
+                if delay > 0:
+                    await self._pause_unless_closing(delay)
+                try:
+                    await self._settle_once(scope, token, action, data, ttl, retried=True)
+                    return
+                except ConnectorError as exc:
+                    self._report_settle_failure(scope, action, exc)
+                    if self._closed:
+                        return  # given up: the lease (or, at most once, the unknown state) decides
+                delay = min(max(delay * 2.0, _SETTLE_FIRST_DELAY), _SETTLE_MAX_DELAY)
+        finally:
+            stop_heartbeat()
+
+    async def _pause_unless_closing(self, seconds: float) -> None:
+        """Sleep `seconds` of clock time, or less if the connector starts closing."""
+        if self._closing.is_set():
+            return
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait((sleeper, closing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            closing.cancel()
 
     async def _wait_local(
         self, future: asyncio.Future[bytes | None], timeout: float
@@ -569,11 +725,22 @@ class Connector:
 
         def beat() -> None:
             nonlocal handle
-            self._spawn(self.backend.extend(*scope, token, self.idempotency_lease))
+            self._spawn(self._extend(scope, token))
             handle = loop.call_later(interval, beat)
 
         handle = loop.call_later(interval, beat)
         return lambda: handle.cancel() if handle is not None else None
+
+    async def _extend(self, scope: tuple[str, str | None, str], token: str) -> None:
+        try:
+            await self.backend.extend(*scope, token, self.idempotency_lease)
+        except ConnectorError as exc:  # the next beat tries again; the lease has slack
+            self._log.warning(
+                "nexus.idempotency.extend_failed",
+                service=scope[0],
+                idempotency_key=scope[2],
+                error=type(exc).__name__,
+            )
 
     # -- 2.-6. admission, attempts, retries ------------------------------------------------------
 
@@ -595,13 +762,20 @@ class Connector:
                 if adm.probe:  # cancelled mid-flight: give the probe permit back
                     await self._cleanup(self.backend.release_probe(call.service, adm.probe))
                 raise
+            if call.progress is not None:
+                call.progress.last = outcome
             if outcome.failure or not adm.clean or adm.probe:
-                # Cancelled meanwhile, the record still lands (and frees a probe permit).
-                state = await self._finish_if_cancelled(
-                    self.backend.record(
-                        call.service, call.breaker, success=not outcome.failure, probe=adm.probe
+                # Cancelled meanwhile, the record still lands (and frees a probe permit). A
+                # failed record never costs the caller the vendor's answer (rule 16).
+                try:
+                    state = await self._finish_if_cancelled(
+                        self.backend.record(
+                            call.service, call.breaker, success=not outcome.failure, probe=adm.probe
+                        )
                     )
-                )
+                except ConnectorError as exc:
+                    self.events.emit(BackendWriteFailed(call.service, "record", type(exc).__name__))
+                    state = None
                 if state is not None:
                     self.events.emit(CircuitStateChanged(call.service, state))
             if per_attempt:
@@ -624,7 +798,10 @@ class Connector:
             if outcome.retry_after is not None and getattr(outcome.value, "status", 0) == 429:
                 # Shared backpressure: every worker holds off this service until then.
                 pause = min(outcome.retry_after, self.max_shared_pause)
-                await self.backend.pause(call.service, pause)
+                try:
+                    await self.backend.pause(call.service, pause)
+                except ConnectorError as exc:
+                    self.events.emit(BackendWriteFailed(call.service, "pause", type(exc).__name__))
             delay = self._retry_delay(call, outcome, number)
             if delay is None:
                 return self._finish(call, outcome, number)
@@ -638,8 +815,8 @@ class Connector:
         policy = call.retry
         if not outcome.retryable or number >= policy.max_attempts:
             return None
-        if not (call.resend_safe or outcome.unprocessed):
-            return None
+        if not (call.resendable or outcome.vendor == UNTOUCHED):
+            return None  # it may have reached a vendor that cannot deduplicate it
         delay = backoff(policy, number)
         if outcome.retry_after is not None:
             delay = max(delay, min(outcome.retry_after, policy.max_delay))
@@ -679,16 +856,23 @@ class Connector:
         A refused first attempt raises; a refused retry returns None so the caller surfaces
         the last real outcome instead.
         """
-        adm = await self.backend.admit(
-            call.service,
-            call.tenant,
-            call.breaker,
-            call.limit,
-            probe_lease=call.probe_lease,
-            budget=call.retry if call.retry.budget_ratio is not None else None,
-            is_retry=is_retry,
-            shadow=call.service in self.shadow_services,
-        )
+        try:
+            adm = await self.backend.admit(
+                call.service,
+                call.tenant,
+                call.breaker,
+                call.limit,
+                probe_lease=call.probe_lease,
+                budget=call.retry if call.retry.budget_ratio is not None else None,
+                is_retry=is_retry,
+                shadow=call.service in self.shadow_services,
+            )
+        except ConnectorError as exc:
+            if not is_retry:
+                raise
+            # A retry the backend cannot admit: the vendor's last answer stands (rule 16).
+            self.events.emit(BackendWriteFailed(call.service, "admit", type(exc).__name__))
+            return None
         if adm.half_opened:  # reported once fleet-wide: only one admission makes the move
             self.events.emit(CircuitStateChanged(call.service, "half_open"))
         if adm.would_block != ADMITTED:
@@ -746,18 +930,27 @@ class Connector:
                 timeout = Timeouts(max(remaining, 0.001), timeout.connect, timeout.read)
         if call.probe:
             await self._renew_probe(call)
+        progress = call.progress
+        if progress is not None:
+            progress.sending = True
         try:
             response = await self._transport.send(method, url, headers, body, timeout)
         except ConnectorError as exc:
+            if progress is not None:
+                progress.sending = False
             transient = exc.transient
-            return _Outcome(None, exc, transient, transient, not getattr(exc, "sent", True))
+            seen = UNKNOWN if transient and getattr(exc, "sent", True) else UNTOUCHED
+            return _Outcome(None, exc, transient, transient, seen)
+        # Cancelled (or crashed) at the vendor, `sending` stays set: the outcome is unknown.
+        if progress is not None:
+            progress.sending = False
         status = response.status
         if status < 300:
-            return _Outcome(response, None, False, False, False)  # the happy path: no header reads
+            return _Outcome(response, None, False, False, ANSWERED)  # the happy path
         if status == 401 and creds is not None and provider is not None and not call.reauthed:
             fresh = await _refresh(provider, call, creds)
             if fresh is not None and fresh.access_token != creds.access_token:
-                return _Outcome(response, None, False, False, True, reauth=creds)
+                return _Outcome(response, None, False, False, UNTOUCHED, reauth=creds)
         verdict = should_retry_header(response.headers)
         retryable = verdict if verdict is not None else status in call.retry.retry_statuses
         retry_after = None
@@ -768,7 +961,7 @@ class Connector:
             None,
             status >= 500,
             retryable,
-            status in call.retry.always_safe_statuses,
+            UNTOUCHED if status in call.retry.always_safe_statuses else ANSWERED,
             retry_after,
         )
 
@@ -789,6 +982,9 @@ class Connector:
     ) -> _Outcome:
         if call.probe:
             await self._renew_probe(call)
+        progress = call.progress
+        if progress is not None:
+            progress.sending = True
         try:
             if timeout is None:
                 value = await fn()
@@ -796,20 +992,32 @@ class Connector:
                 async with asyncio.timeout(timeout):
                     value = await fn()
         except TimeoutError:
+            if progress is not None:
+                progress.sending = False
             exc = RequestTimeout(f"{call.label} did not finish within {timeout:g}s")
-            return _Outcome(None, exc, True, True, False)
+            return _Outcome(None, exc, True, True, UNKNOWN)
         except ConnectorError as exc:
+            if progress is not None:
+                progress.sending = False
             throttled = bool(getattr(exc, "throttled", False))
             transient = exc.transient and not throttled
+            if throttled or not getattr(exc, "sent", True):
+                seen = UNTOUCHED
+            elif isinstance(exc, RequestTimeout | ConnectionFailed | ResponseTooLarge):
+                seen = UNKNOWN  # sent, no answer: the vendor may have acted on it
+            else:
+                seen = ANSWERED  # the vendor's own error (a rejection, a 5xx)
             return _Outcome(
                 None,
                 exc,
                 transient,
                 transient or throttled,
-                throttled or not getattr(exc, "sent", True),
+                seen,
                 getattr(exc, "retry_after", None),
             )
-        return _Outcome(value, None, False, False, False)
+        if progress is not None:
+            progress.sending = False
+        return _Outcome(value, None, False, False, ANSWERED)
 
     # -- housekeeping ------------------------------------------------------------------------------
 
@@ -877,9 +1085,23 @@ async def _refresh(
     return await provider.refresh_credentials(call.service, call.tenant)
 
 
-def _store_response(response: Response) -> bytes | None:
-    """Final responses (2xx, 4xx) are stored; transient ones (5xx) release the key."""
-    if response.status >= 500:
+def _outcome_unknown(call: _Call, progress: _Progress) -> bool:
+    """Whether a keyed call that ended in an exception may have reached the vendor unanswered.
+
+    Only for calls that are not resendable: those keep their key `unknown` (rule 19); the
+    others release it, and the vendor deduplicates a resend.
+    """
+    if call.resendable:
+        return False
+    if progress.sending:  # cancelled (or crashed) while the request was at the vendor
+        return True
+    last = progress.last
+    return last is not None and last.error is not None and last.vendor == UNKNOWN
+
+
+def _store_response(unstored: frozenset[int], response: Response) -> bytes | None:
+    """Final answers (2xx, 4xx) are stored; "not processed" ones (5xx, `unstored`) release it."""
+    if response.status >= 500 or response.status in unstored:
         return None
     return _encode_stored(
         _Stored(

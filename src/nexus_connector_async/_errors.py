@@ -22,6 +22,7 @@ __all__ = [
     "IdempotencyInProgress",
     "InvalidRequest",
     "InvalidResponse",
+    "OutcomeUnknown",
     "RateLimitExceeded",
     "RequestTimeout",
     "ResponseTooLarge",
@@ -141,6 +142,24 @@ class IdempotencyConflict(ConnectorError):
 
 class IdempotencyInProgress(ConnectorError):
     """Another call holds the idempotency key and did not finish within `idempotency_wait`."""
+
+
+class OutcomeUnknown(ConnectorError):
+    """An earlier call with this key may have reached a vendor that cannot deduplicate it.
+
+    It was not resendable (api.md rule 18) and no answer was seen (a read timeout, a reset
+    after sending, a worker that died holding the key), so nothing sends it again until the
+    key's ttl ends: check with the vendor, then `Connector.forget()` the key.
+    """
+
+    def __init__(self, message: str | None = None, *, service: str, idempotency_key: str) -> None:
+        super().__init__(
+            message
+            or f"the outcome of an earlier {service!r} call with this idempotency key is "
+            "unknown: reconcile it with the vendor, then Connector.forget() the key"
+        )
+        self.service = service
+        self.idempotency_key = idempotency_key
 
 
 class CredentialRefreshError(ConnectorError):

@@ -17,12 +17,14 @@ __all__ = [
     "AdmissionRejected",
     "AttemptFinished",
     "BackendUnavailableEvent",
+    "BackendWriteFailed",
     "CallFinished",
     "CircuitStateChanged",
     "Event",
     "EventBus",
     "EventHook",
     "IdempotentReplay",
+    "OutcomeUnknownEvent",
     "RetryScheduled",
     "ShadowWouldBlock",
     "StructlogHook",
@@ -114,6 +116,29 @@ class BackendUnavailableEvent(msgspec.Struct, frozen=True):
     error: str
 
 
+class BackendWriteFailed(msgspec.Struct, frozen=True):
+    """A backend write after the vendor answered failed; the caller still got its answer.
+
+    `operation` is `record`, `pause`, `admit` (a retry's admission) or, for the idempotency key
+    (`idempotency_key` is its digest), `complete`, `release` or `mark_unknown`, which are then
+    retried in the background until the backend takes them (`final=True`: given up at close).
+    """
+
+    service: str
+    operation: str
+    error: str
+    idempotency_key: str | None = None
+    final: bool = False
+
+
+class OutcomeUnknownEvent(msgspec.Struct, frozen=True):
+    """A non-resendable call may have reached the vendor unanswered: its key is now `unknown`."""
+
+    service: str
+    tenant: str | None
+    idempotency_key: str  # the digest, never the caller's key
+
+
 Event = (
     AttemptFinished
     | RetryScheduled
@@ -124,6 +149,8 @@ Event = (
     | CallFinished
     | TokenRefreshed
     | BackendUnavailableEvent
+    | BackendWriteFailed
+    | OutcomeUnknownEvent
 )
 
 
@@ -141,10 +168,17 @@ _LOG_EVENTS: dict[type[Any], tuple[str, str]] = {
     ShadowWouldBlock: ("warning", "nexus.shadow.would_block"),
     CircuitStateChanged: ("warning", "nexus.circuit.state_changed"),
     IdempotentReplay: ("info", "nexus.idempotency.replayed"),
+    BackendWriteFailed: ("error", "nexus.backend.write_failed"),
+    OutcomeUnknownEvent: ("warning", "nexus.idempotency.outcome_unknown"),
 }
 
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 class StructlogHook:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from ._config import IDEMPOTENT_METHODS, RetryPolicy
 
-__all__ = ["backoff", "parse_retry_after", "set_testing"]
+__all__ = ["backoff", "parse_retry_after", "resendable", "set_testing"]
 
 _testing = False
 
@@ -56,6 +56,13 @@ def should_retry_header(headers: Mapping[str, str]) -> bool | None:
     return value.strip().lower() == "true"
 
 
-def safe_to_resend(method: str, has_key: bool) -> bool:
-    """A request that may have reached the vendor can be re-sent only if that cannot duplicate."""
-    return has_key or method in IDEMPOTENT_METHODS
+def resendable(method: str, *, vendor_dedupes: bool, idempotent: bool | None) -> bool:
+    """Whether a request that may have reached the vendor can be sent again (api.md rule 18).
+
+    Yes when the method is idempotent or the vendor deduplicates it (the endpoint's idempotency
+    header carries our key); the caller's `idempotent` overrides both. An idempotency key alone
+    is not enough: it guards against duplicates on our side only.
+    """
+    if idempotent is not None:
+        return idempotent
+    return vendor_dedupes or method in IDEMPOTENT_METHODS

@@ -51,6 +51,10 @@ async def _extend(b: RedisBackend) -> bool:
     return await b.extend("svc", "ten", DIGEST, await _claimed(b), 30.0)
 
 
+async def _mark_unknown(b: RedisBackend) -> bool:
+    return await b.mark_unknown("svc", "ten", DIGEST, await _claimed(b), 60.0)
+
+
 # One call per script, each returning something that proves the script ran.
 CALLS: dict[str, Callable[[RedisBackend], Awaitable[Any]]] = {
     "admit": lambda b: b.admit(
@@ -62,6 +66,8 @@ CALLS: dict[str, Callable[[RedisBackend], Awaitable[Any]]] = {
     "complete": _complete,
     "release": _release,
     "extend": _extend,
+    "mark_unknown": _mark_unknown,
+    "forget": lambda b: b.forget("svc", "ten", DIGEST),
     "kv_get": lambda b: b.get("k"),
     "kv_set": lambda b: b.set("k", b"v", 60.0),
     "kv_add": lambda b: b.add("n", 1, limit=10, ttl=60.0),
@@ -146,6 +152,9 @@ async def test_idle_keys_expire_about_when_they_stop_mattering(backend: RedisBac
     await backend.admit("svc", None, CB, RateLimitConfig.per_minute(60), probe_lease=5.0)
     await backend.claim("svc", None, DIGEST, "fp", 30.0)
     assert 30000 < await c.pttl(f"t:{{svc}}:idem:{DIGEST}") <= 31000
+    # At most once: the record outlives its lease by its unknown ttl, then goes.
+    await backend.claim("svc", None, "amo", "fp", 30.0, unknown_ttl=600.0)
+    assert 630_000 < await c.pttl("t:{svc}:idem:amo") <= 631_000
     await backend.record("svc", CB, success=False)
     assert 3599_000 < await c.pttl("t:{svc}:cb") <= 3601_000
     await backend.set("k", b"v", 60.0)

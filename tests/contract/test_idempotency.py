@@ -182,3 +182,134 @@ async def test_wait_returns_at_once_for_completed_and_conflicting_keys(backend: 
     await backend.complete("svc", None, KEY, c.token, b"ok", 60.0)
     assert (await backend.wait("svc", None, KEY, "fp-1", LEASE, 5.0)).stored == b"ok"
     assert (await backend.wait("svc", None, KEY, "fp-2", LEASE, 5.0)).state == "conflict"
+
+
+# -- at most once (api.md rule 19): unknown outcomes, a dead owner, forget -------------------------
+
+TTL = 600.0
+
+
+async def armed(backend: Backend) -> Claim:
+    """A claim for a call the vendor cannot deduplicate: its outcome can become unknown."""
+    return await backend.claim("svc", None, KEY, "fp-1", LEASE, unknown_ttl=TTL)
+
+
+async def test_mark_unknown_keeps_the_key_unknown_for_its_ttl(
+    backend: Backend, clock: FakeClock
+) -> None:
+    c = await claim(backend)
+    assert await backend.mark_unknown("svc", None, KEY, c.token, TTL) is True
+    clock.advance(LEASE * 2)  # far past the lease: the key is not freed by time alone
+    assert (await claim(backend)).state == "unknown"
+    assert (await claim(backend, fp="fp-2")).state == "conflict"
+    assert await backend.extend("svc", None, KEY, c.token, LEASE) is False
+    clock.advance(TTL - LEASE * 2)
+    assert (await claim(backend)).state == "acquired"
+
+
+async def test_only_the_owner_of_a_live_key_may_mark_it_unknown(
+    backend: Backend, clock: FakeClock
+) -> None:
+    c = await claim(backend)
+    assert await backend.mark_unknown("svc", None, KEY, "not-the-token", TTL) is False
+    assert await backend.complete("svc", None, KEY, c.token, b"ok", 60.0) is True
+    assert await backend.mark_unknown("svc", None, KEY, c.token, TTL) is False
+    assert (await claim(backend)).stored == b"ok"
+
+
+async def test_a_dead_owners_at_most_once_claim_turns_unknown_not_free(
+    backend: Backend, clock: FakeClock
+) -> None:
+    await armed(backend)
+    clock.advance(LEASE - 0.001)
+    assert (await armed(backend)).state == "in_progress"
+    clock.advance(0.001)
+    assert (await armed(backend)).state == "unknown"
+    assert (await claim(backend)).state == "unknown"
+    clock.advance(TTL - 0.001)
+    assert (await armed(backend)).state == "unknown"
+    clock.advance(0.001)
+    assert (await armed(backend)).state == "acquired"
+
+
+async def test_an_extended_at_most_once_claim_turns_unknown_after_its_last_lease(
+    backend: Backend, clock: FakeClock
+) -> None:
+    c = await armed(backend)
+    clock.advance(20.0)
+    assert await backend.extend("svc", None, KEY, c.token, LEASE) is True
+    clock.advance(LEASE - 0.5)
+    assert (await claim(backend)).state == "in_progress"
+    clock.advance(0.5)
+    assert (await claim(backend)).state == "unknown"
+
+
+async def test_a_late_owner_may_still_store_or_release_what_it_learned(
+    backend: Backend, clock: FakeClock
+) -> None:
+    c = await armed(backend)
+    clock.advance(LEASE)
+    assert (await claim(backend)).state == "unknown"
+    assert await backend.complete("svc", None, KEY, c.token, b"late answer", 60.0) is True
+    assert (await claim(backend)).stored == b"late answer"
+    other = await backend.claim("svc", None, "k2", "fp-1", LEASE, unknown_ttl=TTL)
+    clock.advance(LEASE)
+    await backend.release("svc", None, "k2", other.token)  # it learned nothing was processed
+    assert (await backend.claim("svc", None, "k2", "fp-1", LEASE)).state == "acquired"
+
+
+async def test_an_armed_claim_that_completes_or_releases_behaves_as_before(
+    backend: Backend, clock: FakeClock
+) -> None:
+    c = await armed(backend)
+    await backend.complete("svc", None, KEY, c.token, b"ok", 60.0)
+    clock.advance(60.0)
+    assert (await claim(backend)).state == "acquired"  # the result's ttl, not the unknown one
+    d = await backend.claim("svc", None, "k2", "fp-1", LEASE, unknown_ttl=TTL)
+    await backend.release("svc", None, "k2", d.token)
+    assert (await backend.claim("svc", None, "k2", "fp-1", LEASE)).state == "acquired"
+
+
+async def test_forget_frees_only_an_unknown_key(backend: Backend, clock: FakeClock) -> None:
+    assert await backend.forget("svc", None, KEY) is False  # free: nothing to forget
+    c = await claim(backend)
+    assert await backend.forget("svc", None, KEY) is False  # in progress: untouched
+    assert (await claim(backend)).state == "in_progress"
+    await backend.mark_unknown("svc", None, KEY, c.token, TTL)
+    assert await backend.forget("svc", None, KEY) is True
+    fresh = await claim(backend)
+    assert fresh.state == "acquired"
+    await backend.complete("svc", None, KEY, fresh.token, b"ok", 60.0)
+    assert await backend.forget("svc", None, KEY) is False  # completed: untouched
+    assert (await claim(backend)).stored == b"ok"
+    # A dead owner's unknown key is forgotten the same way.
+    await backend.claim("svc", None, "k2", "fp-1", LEASE, unknown_ttl=TTL)
+    clock.advance(LEASE)
+    assert await backend.forget("svc", None, "k2") is True
+    assert (await backend.claim("svc", None, "k2", "fp-1", LEASE)).state == "acquired"
+
+
+async def test_wait_returns_at_once_for_an_unknown_key_and_wakes_on_mark_unknown(
+    backend: Backend,
+) -> None:
+    c = await claim(backend)
+    waiter = await _waiter(backend)
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    await backend.mark_unknown("svc", None, KEY, c.token, TTL)
+    async with asyncio.timeout(2.0):
+        assert (await waiter).state == "unknown"
+    assert (await backend.wait("svc", None, KEY, "fp-1", LEASE, 5.0)).state == "unknown"
+
+
+async def test_wait_sees_a_dead_owners_at_most_once_key_turn_unknown(
+    backend: Backend, clock: FakeClock
+) -> None:
+    await armed(backend)
+    waiter = asyncio.ensure_future(
+        backend.wait("svc", None, KEY, "fp-1", LEASE, 60.0, unknown_ttl=TTL)
+    )
+    await until(lambda: clock.pending_sleepers > 0 or waiter.done())
+    clock.advance(LEASE)
+    async with asyncio.timeout(2.0):
+        assert (await waiter).state == "unknown"

@@ -65,6 +65,7 @@ CONFIG_FIELDS: list[tuple[Any, str]] = [
     (RetryPolicy, "max_delay"),
     (RetryPolicy, "retry_statuses"),
     (RetryPolicy, "always_safe_statuses"),
+    (RetryPolicy, "unstored_statuses"),
     (RetryPolicy, "budget_ratio"),
     (RetryPolicy, "budget_min_per_second"),
     (lambda **kw: Endpoint("https://vendor.test/x", **kw), "method"),

@@ -91,10 +91,16 @@ async def idempotent_calls(
     return [(r.replayed, r.body) for r in responses]
 
 
-async def die_holding_the_key(index: int, redis_url: str, vendor_url: str, lease: float) -> None:
-    """Claim the key, get the request to the vendor, then die by SIGKILL mid-call."""
+async def die_holding_the_key(
+    index: int, redis_url: str, vendor_url: str, lease: float, dedup_header: bool = False
+) -> None:
+    """Claim the key, get the request to the vendor, then die by SIGKILL mid-call.
+
+    `dedup_header`: the endpoint sends the key in the vendor's idempotency header (resendable).
+    """
     _quiet()
-    endpoint = Endpoint.create(f"{vendor_url}/pay")
+    header = "Idempotency-Key" if dedup_header else None
+    endpoint = Endpoint.create(f"{vendor_url}/pay", idempotency_header=header)
     c = Connector(backend=RedisBackend.from_url(redis_url), idempotency_lease=lease)
     call = asyncio.ensure_future(
         c.execute("vendor", endpoint, {"amount": 7}, idempotency_key="order-7")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from nexus_connector_async import Connector, Endpoint, RedisBackend
+from nexus_connector_async import Connector, Endpoint, OutcomeUnknown, RedisBackend
 from nexus_connector_async.backends._base import CIRCUIT_OPEN
 from tests._multiproc import WorkerError, run_in_processes
 from tests._redis_servers import RedisProcess
@@ -60,13 +60,19 @@ async def test_one_idempotency_key_from_100_calls_in_4_processes_sends_one_reque
 async def test_a_killed_workers_lease_ends_and_then_the_key_is_free(
     redis_server: RedisProcess, redis_flush: None
 ) -> None:
+    """A resendable call (the vendor dedups by its header): after the lease, a retry resends."""
     lease = 1.0
-    endpoint = Endpoint.create("http://unused/pay")
     async with running_vendor() as vendor:
         vendor.hang_first = True
-        endpoint = Endpoint.create(f"{vendor.url}/pay")
+        endpoint = Endpoint.create(f"{vendor.url}/pay", idempotency_header="Idempotency-Key")
         (outcome,) = await asyncio.to_thread(
-            run_in_processes, _workers.die_holding_the_key, 1, redis_server.url, vendor.url, lease
+            run_in_processes,
+            _workers.die_holding_the_key,
+            1,
+            redis_server.url,
+            vendor.url,
+            lease,
+            True,
         )
         assert isinstance(outcome.error, WorkerError)  # SIGKILLed while holding the key
         backend = RedisBackend.from_url(redis_server.url)
@@ -77,6 +83,33 @@ async def test_a_killed_workers_lease_ends_and_then_the_key_is_free(
         assert response.status == 200
         assert response.replayed is False
         assert vendor.count == 2
+    assert waited < lease + 0.5
+
+
+async def test_a_killed_workers_call_the_vendor_cannot_dedup_is_never_sent_again(
+    redis_server: RedisProcess, redis_flush: None
+) -> None:
+    """Rule 19: no idempotency header, so the dead worker's key ends its lease as unknown."""
+    lease = 1.0
+    async with running_vendor() as vendor:
+        vendor.hang_first = True
+        endpoint = Endpoint.create(f"{vendor.url}/pay")
+        (outcome,) = await asyncio.to_thread(
+            run_in_processes, _workers.die_holding_the_key, 1, redis_server.url, vendor.url, lease
+        )
+        assert isinstance(outcome.error, WorkerError)  # SIGKILLed while at the vendor
+        backend = RedisBackend.from_url(redis_server.url)
+        async with Connector(backend=backend, idempotency_wait=5.0) as c:
+            start = time.monotonic()
+            with pytest.raises(OutcomeUnknown) as err:
+                await c.execute("vendor", endpoint, {"amount": 7}, idempotency_key="order-7")
+            waited = time.monotonic() - start
+            assert err.value.idempotency_key == "order-7"
+            assert vendor.count == 1
+            # Reconciled with the vendor (say the charge did not happen): forget, then resend.
+            assert await c.forget("vendor", "order-7") is True
+            response = await c.execute("vendor", endpoint, {"amount": 7}, idempotency_key="order-7")
+        assert (response.status, response.replayed, vendor.count) == (200, False, 2)
     assert waited < lease + 0.5
 
 

@@ -54,7 +54,7 @@ class Admission(NamedTuple):
         return self.reason == ADMITTED
 
 
-ClaimState = Literal["acquired", "completed", "in_progress", "conflict"]
+ClaimState = Literal["acquired", "completed", "in_progress", "conflict", "unknown"]
 
 
 class Claim(NamedTuple):
@@ -62,7 +62,9 @@ class Claim(NamedTuple):
 
     `acquired`: we own the key until the lease ends; `token` fences our writes.
     `completed`: `stored` holds the final result. `in_progress`: someone else owns it.
-    `conflict`: the key was used for a different request fingerprint.
+    `conflict`: the key was used for a different request fingerprint. `unknown`: a call that
+    the vendor cannot deduplicate may have reached it, with no answer seen (at most once: nothing
+    may send it again until the key's ttl ends or the application forgets it).
     """
 
     state: ClaimState
@@ -123,9 +125,20 @@ class IdempotencyStore(Protocol):
     """Locks with leases and stored results for idempotency keys, scoped by (service, tenant)."""
 
     async def claim(
-        self, service: str, tenant: str | None, key: str, fingerprint: str, lease: float
+        self,
+        service: str,
+        tenant: str | None,
+        key: str,
+        fingerprint: str,
+        lease: float,
+        *,
+        unknown_ttl: float | None = None,
     ) -> Claim:
-        """Take the key if it is free (`SET NX` with a lease), else report its state."""
+        """Take the key if it is free (`SET NX` with a lease), else report its state.
+
+        With `unknown_ttl` (a call the vendor cannot deduplicate), a lease that ends with no
+        result (the owner died) leaves the key `unknown` for `unknown_ttl` seconds, not free.
+        """
         ...
 
     async def complete(
@@ -144,6 +157,19 @@ class IdempotencyStore(Protocol):
         """Extend our lease while a long call is still in flight."""
         ...
 
+    async def mark_unknown(
+        self, service: str, tenant: str | None, key: str, token: str, ttl: float
+    ) -> bool:
+        """Keep our key `unknown` for `ttl` seconds: the request may have reached the vendor.
+
+        Owner only (`token`); False if the key is no longer ours or already completed.
+        """
+        ...
+
+    async def forget(self, service: str, tenant: str | None, key: str) -> bool:
+        """Free an `unknown` key once the application has reconciled it; True if it was one."""
+        ...
+
     async def wait(
         self,
         service: str,
@@ -152,6 +178,8 @@ class IdempotencyStore(Protocol):
         fingerprint: str,
         lease: float,
         timeout: float,
+        *,
+        unknown_ttl: float | None = None,
     ) -> Claim:
         """Wait up to `timeout` for an in-progress key; claims it if it is released meanwhile."""
         ...

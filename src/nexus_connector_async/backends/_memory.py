@@ -76,6 +76,8 @@ class _Idem:
     token: str
     expires: float  # lease end while in progress, TTL end once completed
     result: bytes | None = None
+    unknown_ttl: float | None = None  # at most once: a lease that ends turns `unknown`
+    unknown: bool = False  # the request may have reached the vendor; nothing may resend it
 
 
 class MemoryBackend:
@@ -131,6 +133,9 @@ class MemoryBackend:
     def _due(kind: int, entry: Any, now: float) -> float | None:
         """None if `entry` can be freed now, else when to look at it again."""
         if kind == _IDEM:
+            ended = entry.expires <= now and entry.result is None and not entry.unknown
+            if ended and entry.unknown_ttl is not None:  # at-most-once lease ended: unknown
+                entry.unknown, entry.expires = True, entry.expires + entry.unknown_ttl
             return None if entry.expires <= now else entry.expires
         if kind == _BUCKET:
             idle_at: float = entry.full_at() + _IDLE_BUCKET
@@ -319,6 +324,12 @@ class MemoryBackend:
     def _live(self, k: tuple[str, str | None, str], now: float) -> _Idem | None:
         rec = self._idem.get(k)
         if rec is not None and rec.expires <= now:
+            if rec.result is None and rec.unknown_ttl is not None and not rec.unknown:
+                # The owner's lease ended without an answer: it may have sent the request.
+                rec.unknown, rec.expires = True, rec.expires + rec.unknown_ttl
+                if rec.expires > now:
+                    self._notify(k)
+                    return rec
             del self._idem[k]
             self._notify(k)
             return None
@@ -330,7 +341,14 @@ class MemoryBackend:
             ev.set()
 
     async def claim(
-        self, service: str, tenant: str | None, key: str, fingerprint: str, lease: float
+        self,
+        service: str,
+        tenant: str | None,
+        key: str,
+        fingerprint: str,
+        lease: float,
+        *,
+        unknown_ttl: float | None = None,
     ) -> Claim:
         k = (service, tenant, key)
         now = self._clock.monotonic()
@@ -338,13 +356,15 @@ class MemoryBackend:
         rec = self._live(k, now)
         if rec is None:
             token = f"t{next(self._ids)}"
-            rec = self._idem[k] = _Idem(fingerprint, token, now + lease)
+            rec = self._idem[k] = _Idem(fingerprint, token, now + lease, None, unknown_ttl)
             self._watch(rec.expires, _IDEM, k, rec)
             return Claim("acquired", token)
         if rec.fingerprint != fingerprint:
             return Claim("conflict")
         if rec.result is not None:
             return Claim("completed", "", rec.result)
+        if rec.unknown:
+            return Claim("unknown")
         return Claim("in_progress")
 
     async def complete(
@@ -369,9 +389,29 @@ class MemoryBackend:
         self, service: str, tenant: str | None, key: str, token: str, lease: float
     ) -> bool:
         rec = self._live((service, tenant, key), self._clock.monotonic())
-        if rec is None or rec.token != token or rec.result is not None:
+        if rec is None or rec.token != token or rec.result is not None or rec.unknown:
             return False
         rec.expires = self._clock.monotonic() + lease
+        return True
+
+    async def mark_unknown(
+        self, service: str, tenant: str | None, key: str, token: str, ttl: float
+    ) -> bool:
+        k = (service, tenant, key)
+        rec = self._live(k, self._clock.monotonic())
+        if rec is None or rec.token != token or rec.result is not None:
+            return False
+        rec.unknown, rec.expires = True, self._clock.monotonic() + ttl
+        self._notify(k)
+        return True
+
+    async def forget(self, service: str, tenant: str | None, key: str) -> bool:
+        k = (service, tenant, key)
+        rec = self._live(k, self._clock.monotonic())
+        if rec is None or not rec.unknown or rec.result is not None:
+            return False
+        del self._idem[k]
+        self._notify(k)
         return True
 
     async def wait(
@@ -382,11 +422,15 @@ class MemoryBackend:
         fingerprint: str,
         lease: float,
         timeout: float,
+        *,
+        unknown_ttl: float | None = None,
     ) -> Claim:
         k = (service, tenant, key)
         deadline = self._clock.monotonic() + timeout
         while True:
-            claim = await self.claim(service, tenant, key, fingerprint, lease)
+            claim = await self.claim(
+                service, tenant, key, fingerprint, lease, unknown_ttl=unknown_ttl
+            )
             remaining = deadline - self._clock.monotonic()
             if claim.state != "in_progress" or remaining <= 0:
                 return claim

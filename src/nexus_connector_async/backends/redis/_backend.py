@@ -56,11 +56,14 @@ DEFAULT_ON_UNAVAILABLE: OnUnavailable = "fail_closed"
 _MODES = ("fail_closed", "fail_open", "local")
 
 _OPEN_DOOR = Admission(ADMITTED, 0.0, "", True)  # fail_open: admit, and skip record()
-_CLAIM_STATES: tuple[Literal["acquired", "completed", "in_progress", "conflict"], ...] = (
+_CLAIM_STATES: tuple[
+    Literal["acquired", "completed", "in_progress", "conflict", "unknown"], ...
+] = (
     "acquired",
     "completed",
     "in_progress",
     "conflict",
+    "unknown",
 )
 _CACHE_MAX = 10_000  # cached key names and admission commands (services x tenants x settings)
 _BLOCK_CAP = 0.5  # longest single BLMOVE: below any sane socket timeout; waiters then re-check
@@ -499,16 +502,25 @@ class RedisBackend:
         return rec.encode(), key(self.prefix, kind, service, *parts, "n").encode()
 
     async def claim(
-        self, service: str, tenant: str | None, key: str, fingerprint: str, lease: float
+        self,
+        service: str,
+        tenant: str | None,
+        key: str,
+        fingerprint: str,
+        lease: float,
+        *,
+        unknown_ttl: float | None = None,
     ) -> Claim:
         """Take the key if free, else report it (raises `BackendUnavailable` in any outage)."""
-        claim, _ = await self._claim(self._idem_keys(service, tenant, key), fingerprint, lease)
+        keys = self._idem_keys(service, tenant, key)
+        claim, _ = await self._claim(keys, fingerprint, lease, unknown_ttl)
         return claim
 
     async def _claim(
-        self, keys: tuple[bytes, bytes], fingerprint: str, lease: float
+        self, keys: tuple[bytes, bytes], fingerprint: str, lease: float, unknown_ttl: float | None
     ) -> tuple[Claim, float]:
-        args = (self._now(), fingerprint, _num(lease))
+        amo = b"" if unknown_ttl is None else _num(unknown_ttl)
+        args = (self._now(), fingerprint, _num(lease), amo)
         try:
             r = await self._eval(self._scripts.claim, keys, args, durable=True)
         except NotReplicated as exc:
@@ -548,6 +560,19 @@ class RedisBackend:
         args = (self._now(), token, _num(lease))
         return bool(await self._eval(self._scripts.extend, keys, args) == 1)
 
+    async def mark_unknown(
+        self, service: str, tenant: str | None, key: str, token: str, ttl: float
+    ) -> bool:
+        """Keep our key `unknown` for `ttl` seconds (at most once: its outcome is unknown)."""
+        keys = self._idem_keys(service, tenant, key)
+        args = (self._now(), token, _num(ttl))
+        return bool(await self._eval(self._scripts.mark_unknown, keys, args) == 1)
+
+    async def forget(self, service: str, tenant: str | None, key: str) -> bool:
+        """Free an `unknown` key the application has reconciled; True if it was one."""
+        keys = self._idem_keys(service, tenant, key)
+        return bool(await self._eval(self._scripts.forget, keys, (self._now(),)) == 1)
+
     async def wait(
         self,
         service: str,
@@ -556,6 +581,8 @@ class RedisBackend:
         fingerprint: str,
         lease: float,
         timeout: float,
+        *,
+        unknown_ttl: float | None = None,
     ) -> Claim:
         """Wait up to `timeout` for an in-progress key, without polling; claim it if released.
 
@@ -566,7 +593,7 @@ class RedisBackend:
         keys = self._idem_keys(service, tenant, key)
         deadline = self._clock.monotonic() + timeout
         while True:
-            claim, lease_left = await self._claim(keys, fingerprint, lease)
+            claim, lease_left = await self._claim(keys, fingerprint, lease, unknown_ttl)
             remaining = deadline - self._clock.monotonic()
             if claim.state != "in_progress" or remaining <= 0:
                 return claim

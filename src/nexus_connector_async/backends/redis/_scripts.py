@@ -20,6 +20,8 @@ SCRIPT_NAMES = (
     "complete",
     "release",
     "extend",
+    "mark_unknown",
+    "forget",
     "kv_get",
     "kv_set",
     "kv_add",
@@ -50,6 +52,8 @@ class Scripts(NamedTuple):
     complete: Any
     release: Any
     extend: Any
+    mark_unknown: Any
+    forget: Any
     kv_get: Any
     kv_set: Any
     kv_add: Any

@@ -46,15 +46,26 @@ local function notify(list)
   redis.call('PEXPIRE', list, 10000)
 end
 
--- An idempotency record still in force, as {fp, token, expires, result}; nil when there is none
--- or its lease (or stored result's TTL) has ended, in which case it is deleted and its waiters
--- are woken. claim, complete and extend all start here.
+-- An idempotency record still in force, as {fp, token, expires, result, amo, unknown}; nil when
+-- there is none or its lease (or stored result's TTL) has ended, in which case it is deleted and
+-- its waiters are woken. claim, complete, extend, mark_unknown and forget all start here.
+-- At most once: a record claimed with `amo` (unknown ttl) whose lease ends without a result
+-- becomes `unknown` until lease end + amo, since its dead owner may have sent the request.
 local function live_record(rec, list)
-  local r = redis.call('HMGET', rec, 'fp', 'token', 'expires', 'result')
+  local r = redis.call('HMGET', rec, 'fp', 'token', 'expires', 'result', 'amo', 'unknown')
   if not r[1] then
     return nil
   end
   if tonumber(r[3]) <= NOW then
+    if r[5] and not r[4] and not r[6] then
+      local unknown_until = tonumber(r[3]) + tonumber(r[5])
+      if unknown_until > NOW then
+        r[3], r[6] = fmt(unknown_until), '1'
+        redis.call('HSET', rec, 'unknown', '1', 'expires', r[3])
+        notify(list)
+        return r
+      end
+    end
     redis.call('DEL', rec)
     notify(list)
     return nil

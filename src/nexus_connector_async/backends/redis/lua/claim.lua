@@ -2,8 +2,9 @@
 -- KEYS[1] record hash: fp, token, expires (lease end, or TTL end once completed), result
 -- KEYS[2] notify list (waiters block on it; emptied when a new owner takes the key)
 -- ARGV[1] time override ('' = TIME)   ARGV[2] request fingerprint   ARGV[3] lease seconds
+-- ARGV[4] unknown ttl seconds ('' = none): at most once, a lease that ends turns the key unknown
 -- Returns {0, token} acquired | {1, '', result} completed | {2, '', '', lease left} in progress
--- | {3} conflict (the key belongs to a different fingerprint).
+-- | {3} conflict (the key belongs to a different fingerprint) | {4} unknown (outcome unknown).
 local rec, list = KEYS[1], KEYS[2]
 local r = live_record(rec, list)
 if not r then
@@ -12,7 +13,12 @@ if not r then
   local token = t[1] .. string.format('%06d', tonumber(t[2]))
   local lease = tonumber(ARGV[3])
   redis.call('HSET', rec, 'fp', ARGV[2], 'token', token, 'expires', fmt(NOW + lease))
-  redis.call('PEXPIRE', rec, math.ceil(lease * 1000) + GC_MARGIN_MS)
+  local keep = lease
+  if ARGV[4] ~= '' then
+    redis.call('HSET', rec, 'amo', ARGV[4])
+    keep = lease + tonumber(ARGV[4])  -- the record must outlive its unknown period
+  end
+  redis.call('PEXPIRE', rec, math.ceil(keep * 1000) + GC_MARGIN_MS)
   redis.call('DEL', list)
   return {0, token}
 end
@@ -21,5 +27,8 @@ if r[1] ~= ARGV[2] then
 end
 if r[4] then
   return {1, '', r[4]}
+end
+if r[6] then
+  return {4}
 end
 return {2, '', '', fmt(tonumber(r[3]) - NOW)}
