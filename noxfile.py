@@ -120,6 +120,13 @@ def tests_lowest(session: nox.Session) -> None:
 
 
 @nox.session(python=_python())
+def chaos(session: nox.Session) -> None:
+    """A long seeded chaos run: `nox -s chaos -- --minutes 30 --seed 7 [--keys 20000]`."""
+    session.install(".[test]")
+    session.run("python", "-m", "tests.chaos", *session.posargs)
+
+
+@nox.session(python=_python())
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install("ruff>=0.6")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -16,7 +17,9 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=1.0, help="length of the run")
     parser.add_argument("--seed", type=int, default=1, help="seed of the fault schedule")
     parser.add_argument("--workers", type=int, default=3, help="worker processes")
+    parser.add_argument("--keys", type=int, default=60, help="idempotency keys per lane")
     args = parser.parse_args()
+    os.environ["NEXUS_CHAOS_KEYS"] = str(args.keys)  # the spawned workers read it
     with tempfile.TemporaryDirectory(prefix="nexus-chaos-") as tmp:
         report = asyncio.run(
             chaos_run(args.seed, args.minutes * 60, Path(tmp), workers=args.workers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -27,7 +28,9 @@ from nexus_connector_async import (
     Timeouts,
 )
 
-KEYS_PER_LANE = 60
+# Keys per lane: few in the short CI runs (so keys repeat across workers and faults), many in
+# long runs (`--keys`), so that new keys keep coming.
+KEYS_PER_LANE = int(os.environ.get("NEXUS_CHAOS_KEYS", "60"))
 LEASE = 2.0
 RATE, BURST = 40.0, 10
 LIMIT = RateLimitConfig.per_second(RATE, burst=BURST, max_wait=0.5)
