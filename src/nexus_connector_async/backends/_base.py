@@ -222,6 +222,17 @@ class KeyValueStore(Protocol):
         """Release the lock only if we still hold it."""
         ...
 
+    async def extend_lock(self, key: str, token: str, lease: float) -> bool:
+        """Push the lease of a lock we still hold to now + `lease`; False if we lost it."""
+        ...
+
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, value: bytes, ttl: float | None = None
+    ) -> bool:
+        """Store `value` only if the live value is still `expected` (None: no value); True if
+        stored. OAuth refresh-token rotation uses it so an old chain never overwrites a new one."""
+        ...
+
 
 @runtime_checkable
 class Backend(AdmissionStore, IdempotencyStore, KeyValueStore, Protocol):

@@ -502,6 +502,20 @@ class MemoryBackend:
         if await self.get(key) == token.encode():
             await self.delete(key)
 
+    async def extend_lock(self, key: str, token: str, lease: float) -> bool:
+        if await self.get(key) != token.encode():
+            return False
+        await self.set(key, token.encode(), lease)
+        return True
+
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, value: bytes, ttl: float | None = None
+    ) -> bool:
+        if await self.get(key) != expected:
+            return False
+        await self.set(key, value, ttl)
+        return True
+
     async def aclose(self) -> None:
         """Nothing to release; present for symmetry with `RedisBackend`."""
 

@@ -46,6 +46,7 @@ _GRANTS = ("client_credentials", "refresh_token")
 _CLIENT_AUTHS = ("basic", "body")
 _POLL_FIRST = 0.005
 _POLL_MAX = 0.25
+_STORE_ATTEMPTS = 5  # tries to store a rotated refresh token before giving up (logged)
 
 Reason = Literal["missing", "expired", "proactive", "rejected", "forced"]
 
@@ -318,11 +319,16 @@ class OAuth2CredentialProvider:
             if failure is not None and failure.until > now:
                 raise failure.exception()
             if await self._backend.acquire_lock(lock_key, owner, self._lease):
+                # The lease is extended while the token request runs (api.md 23): a slow
+                # token endpoint must not let a second worker start a refresh of its own.
+                keeper = asyncio.ensure_future(self._keep_lock(lock_key, owner))
                 try:
                     return await self._refresh_locked(
                         key, failure_key, service, tenant, rejected, reason
                     )
                 finally:
+                    keeper.cancel()
+                    await asyncio.gather(keeper, return_exceptions=True)
                     await self._quietly("release_lock", self._backend.release_lock(lock_key, owner))
             # Another worker is refreshing. A token that still works is good enough meanwhile.
             if entry is not None and rejected is None and not entry.expired(now):
@@ -339,6 +345,19 @@ class OAuth2CredentialProvider:
             await self._clock.sleep(min(remaining, delay * random.uniform(0.5, 1.0)))
             delay = min(delay * 2.0, _POLL_MAX)
 
+    async def _keep_lock(self, lock_key: str, owner: str) -> None:
+        """Extend our refresh lock every third of its lease until cancelled.
+
+        Real time, like the token request it outlasts (a test's fake clock must not run ahead
+        because a request is slow)."""
+        while True:
+            await asyncio.sleep(self._lease / 3.0)
+            try:
+                if not await self._backend.extend_lock(lock_key, owner, self._lease):
+                    return  # lost (a backend outage outlived the lease): the CAS still guards
+            except ConnectorError:
+                continue  # a failed extension: the next one may go through
+
     async def _refresh_locked(
         self,
         key: str,
@@ -349,6 +368,7 @@ class OAuth2CredentialProvider:
         reason: Reason,
     ) -> Credentials:
         """We hold the lock: ask the token endpoint, unless someone finished just before us."""
+        before = await self._backend.get(key)  # what a rotated pair may replace (compare-and-set)
         entry = await self._load(key)
         if not _needs_refresh(entry, rejected, self._clock.time()):
             assert entry is not None
@@ -383,8 +403,11 @@ class OAuth2CredentialProvider:
         if self._grant_type == "client_credentials" and new.expires_at is not None:
             # Kept a little past expiry; a refresh-token chain is kept for good.
             ttl = max(1.0, new.expires_at - self._clock.time() + 60.0)
-        # The token is good even if the backend just failed: the caller gets it regardless.
-        await self._quietly("store_token", self._backend.set(key, self._seal(key, new), ttl))
+        if self._grant_type == "refresh_token":
+            await self._store_rotated(key, before, new, ttl, ctx)
+        else:
+            # The token is good even if the backend just failed: the caller gets it regardless.
+            await self._quietly("store_token", self._backend.set(key, self._seal(key, new), ttl))
         if self._emit is not None:
             self._emit(TokenRefreshed(service, tenant))
         self._log.info(
@@ -395,6 +418,30 @@ class OAuth2CredentialProvider:
             duration_ms=round((self._clock.monotonic() - started) * 1000.0, 2),
         )
         return new.credentials()
+
+    async def _store_rotated(
+        self, key: str, before: bytes | None, new: _Entry, ttl: float | None, ctx: dict[str, Any]
+    ) -> None:
+        """Store a refresh-token pair only over the value it replaces (api.md 23), retrying a
+        failed write: a late or duplicated reply never overwrites a newer refresh token, and a
+        rotated token (the only one the vendor now accepts) is not lost to one backend error."""
+        sealed = self._seal(key, new)
+        delay = _POLL_FIRST
+        for attempt in range(_STORE_ATTEMPTS):
+            try:
+                if not await self._backend.compare_and_set(key, before, sealed, ttl):
+                    self._log.warning("nexus.oauth.rotation_superseded", **ctx)
+                return
+            except ConnectorError as exc:
+                self._log.error(
+                    "nexus.oauth.backend_failed",
+                    what="store_token",
+                    attempt=attempt + 1,
+                    error=type(exc).__name__,
+                    client=self._id,
+                )
+            await self._clock.sleep(delay)
+            delay = min(delay * 2.0, _POLL_MAX)
 
     def _entry(self, reply: TokenReply, used_refresh_token: str | None) -> _Entry:
         now = self._clock.time()

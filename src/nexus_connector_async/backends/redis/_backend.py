@@ -717,6 +717,30 @@ class RedisBackend:
                 raise
             await self._local.release_lock(key, token)
 
+    async def extend_lock(self, key: str, token: str, lease: float) -> bool:
+        """Extend our lock's lease (checked inside one script); False if we no longer hold it."""
+        args = (self._now(), token, _num(lease))
+        try:
+            r = await self._eval(self._scripts.lock_extend, self._kv_key(key), args)
+        except RedisUnreachable:
+            if self.on_unavailable == "fail_closed":
+                raise
+            return await self._local.extend_lock(key, token, lease)
+        return bool(r == 1)
+
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, value: bytes, ttl: float | None = None
+    ) -> bool:
+        """Store `value` only if the live value is still `expected`: one script, no race."""
+        args = (self._now(), expected or b"", value, b"" if ttl is None else _num(ttl))
+        try:
+            r = await self._eval(self._scripts.kv_cas, self._kv_key(key), args)
+        except RedisUnreachable:
+            if self.on_unavailable == "fail_closed":
+                raise
+            return await self._local.compare_and_set(key, expected, value, ttl)
+        return bool(r == 1)
+
     async def aclose(self) -> None:
         """Let in-flight batches finish; close the client if `from_url` created it."""
         if self._closed:

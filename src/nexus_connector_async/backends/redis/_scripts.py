@@ -28,6 +28,8 @@ SCRIPT_NAMES = (
     "lock_acquire",
     "lock_release",
     "renew_probe",
+    "kv_cas",
+    "lock_extend",
 )
 
 
@@ -60,6 +62,8 @@ class Scripts(NamedTuple):
     lock_acquire: Any
     lock_release: Any
     renew_probe: Any
+    kv_cas: Any
+    lock_extend: Any
 
 
 def register(client: Any) -> Scripts:

@@ -1,0 +1,22 @@
+-- kv_cas.lua: store a shared value only if the live value is still the one the caller read.
+-- KEYS[1] value hash: v, x
+-- ARGV[1] time override ('' = TIME)   ARGV[2] expected value ('' = none)   ARGV[3] new value
+-- ARGV[4] TTL seconds ('' = no expiry)
+-- Returns 1 if stored, 0 if the value changed meanwhile (nothing written).
+local r = redis.call('HMGET', KEYS[1], 'v', 'x')
+local current = ''
+if r[1] and not (r[2] and tonumber(r[2]) <= NOW) then
+  current = r[1]
+end
+if current ~= ARGV[2] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+if ARGV[4] == '' then
+  redis.call('HSET', KEYS[1], 'v', ARGV[3])
+else
+  local ttl = tonumber(ARGV[4])
+  redis.call('HSET', KEYS[1], 'v', ARGV[3], 'x', fmt(NOW + ttl))
+  redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000) + GC_MARGIN_MS)
+end
+return 1
