@@ -73,6 +73,8 @@ CALLS: dict[str, Callable[[RedisBackend], Awaitable[Any]]] = {
     "kv_add": lambda b: b.add("n", 1, limit=10, ttl=60.0),
     "lock_acquire": lambda b: b.acquire_lock("lock", "t", 60.0),
     "lock_release": lambda b: b.release_lock("lock", "t"),
+    "kv_cas": lambda b: b.compare_and_set("cas", None, b"v", 60.0),
+    "lock_extend": lambda b: b.extend_lock("lock", "t", 5.0),
     "renew_probe": lambda b: b.renew_probe("svc", "r1", 5.0),
 }
 
