@@ -38,6 +38,7 @@ API_NAMES = {
     "BackendUnavailable",
     "InvalidRequest",
     "OutcomeUnknown",
+    "StoredRecordInvalid",
 }
 
 

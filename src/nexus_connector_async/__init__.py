@@ -27,6 +27,7 @@ from ._errors import (
     RateLimitExceeded,
     RequestTimeout,
     ResponseTooLarge,
+    StoredRecordInvalid,
 )
 from ._events import (
     AdmissionRejected,
@@ -102,6 +103,7 @@ __all__ = [
     "Settings",
     "ShadowWouldBlock",
     "StaticCredentialProvider",
+    "StoredRecordInvalid",
     "SystemClock",
     "Timeouts",
     "TokenRefreshed",

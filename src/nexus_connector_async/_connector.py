@@ -52,6 +52,7 @@ from ._errors import (
     RateLimitExceeded,
     RequestTimeout,
     ResponseTooLarge,
+    StoredRecordInvalid,
 )
 from ._events import (
     AdmissionRejected,
@@ -551,8 +552,9 @@ class Connector:
                     self._unclaim(scope),
                 )
             if claim.state == "completed":
+                result = _replayed(replay, claim.stored)
                 self.events.emit(replayed)
-                return replay(claim.stored or b"")
+                return result
             if claim.state == "conflict":
                 raise IdempotencyConflict("idempotency key reused for a different request")
             if claim.state == "unknown":
@@ -1111,6 +1113,17 @@ def _store_response(unstored: frozenset[int], response: Response) -> bytes | Non
             response.attempts,
         )
     )
+
+
+def _replayed(replay: Callable[[bytes], T], stored: bytes | None) -> T:
+    """A stored result, decoded; one that does not decode is never replayed (api.md 29)."""
+    try:
+        return replay(stored or b"")
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        raise StoredRecordInvalid(
+            "the stored result for this idempotency key cannot be read (corrupted, an old "
+            "layout, or not written by this library): it is not replayed"
+        ) from None
 
 
 def _replay_response(data: bytes) -> Response:

@@ -23,6 +23,7 @@ __all__ = [
     "InvalidRequest",
     "InvalidResponse",
     "OutcomeUnknown",
+    "StoredRecordInvalid",
     "RateLimitExceeded",
     "RequestTimeout",
     "ResponseTooLarge",
@@ -160,6 +161,16 @@ class OutcomeUnknown(ConnectorError):
         )
         self.service = service
         self.idempotency_key = idempotency_key
+
+
+class StoredRecordInvalid(ConnectorError):
+    """The stored result for an idempotency key could not be read or authenticated.
+
+    Corrupted, written by an older layout, or planted by someone with write access to the
+    backend (with `RedisBackend(result_key=...)` such a record fails authentication): it is
+    never replayed. Inspect the backend, then `Connector.forget()` is of no help here (the key
+    is completed); delete the record or use a new key.
+    """
 
 
 class CredentialRefreshError(ConnectorError):

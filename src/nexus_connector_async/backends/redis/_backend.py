@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -31,8 +32,9 @@ from redis.retry import Retry
 
 from ..._clock import SYSTEM_CLOCK, Clock
 from ..._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
-from ..._errors import BackendUnavailable, InvalidRequest
+from ..._errors import BackendUnavailable, InvalidRequest, StoredRecordInvalid
 from ..._events import BackendUnavailableEvent, Event
+from ..._extras import require_extra
 from ..._logging import get_logger
 from .._base import ADMITTED, Admission, Claim
 from .._memory import MemoryBackend
@@ -84,6 +86,11 @@ class RedisBackend:
     differs between hosts, never reaches a production script); any other clock raises
     `ConfigError`. `timeout` bounds every round trip, whatever the client's own socket settings.
 
+    `result_key` (16, 24 or 32 random bytes; the `crypto` extra) encrypts and authenticates
+    every stored result with AES-GCM, the record's name as associated data: a record altered,
+    moved to another key or planted by someone with write access raises `StoredRecordInvalid`
+    and is never replayed.
+
     `durability="replica"` makes idempotency claims and stored results wait (up to
     `replica_timeout` seconds) until one replica acknowledged them (`WAIT 1`, in the same round
     trip as the script), so a failover right after cannot lose them; a write no replica took in
@@ -102,6 +109,7 @@ class RedisBackend:
         owns_client: bool = False,
         durability: Durability = "primary",
         replica_timeout: float = 0.25,
+        result_key: bytes | None = None,
     ) -> None:
         if not isinstance(client, Redis | RedisCluster):
             raise InvalidRequest("client must be a redis.asyncio.Redis or RedisCluster")
@@ -116,6 +124,7 @@ class RedisBackend:
         if not isinstance(replica_timeout, int | float) or not 0 < replica_timeout < timeout:
             raise InvalidRequest("replica_timeout must be > 0 and below timeout")
         self.durability: Durability = durability
+        self._sealer = _ResultSealer(result_key) if result_key is not None else None
         _check_test_clock(clock)
         self.client = client
         self.prefix = check_prefix(prefix)
@@ -161,6 +170,7 @@ class RedisBackend:
         timeout: float = 1.0,
         durability: Durability = "primary",
         replica_timeout: float = 0.25,
+        result_key: bytes | None = None,
     ) -> RedisBackend:
         """A backend with its own client for `url` (with `cluster=True`: one node's URL).
 
@@ -191,6 +201,7 @@ class RedisBackend:
             owns_client=True,
             durability=durability,
             replica_timeout=replica_timeout,
+            result_key=result_key,
         )
 
     def __repr__(self) -> str:
@@ -534,7 +545,10 @@ class RedisBackend:
         if state == "acquired":
             return Claim(state, r[1].decode()), 0.0
         if state == "completed":
-            return Claim(state, "", bytes(r[2])), 0.0
+            stored = bytes(r[2])
+            if self._sealer is not None:
+                stored = self._sealer.open(keys[0], stored)
+            return Claim(state, "", stored), 0.0
         if state == "in_progress":
             return Claim(state), float(r[3])
         return Claim(state), 0.0
@@ -544,6 +558,8 @@ class RedisBackend:
     ) -> bool:
         """Store the final result for `ttl` seconds if `token` still owns the key."""
         keys = self._idem_keys(service, tenant, key)
+        if self._sealer is not None:
+            result = self._sealer.seal(keys[0], result)
         args = (self._now(), token, result, _num(ttl))
         return bool(await self._eval(self._scripts.complete, keys, args, durable=True) == 1)
 
@@ -768,6 +784,40 @@ def _check_test_clock(clock: object) -> None:
                 f"clock for every host"
             ]
         )
+
+
+class _ResultSealer:
+    """AES-GCM for stored results (`result_key=`), the record's name as associated data.
+
+    A record copied to another key, altered, or planted without the key fails to open and
+    raises `StoredRecordInvalid`: it is never replayed (api.md 29).
+    """
+
+    _VERSION = b"\x01"
+
+    def __init__(self, key: bytes) -> None:
+        if not isinstance(key, bytes) or len(key) not in (16, 24, 32):
+            raise InvalidRequest("result_key must be 16, 24 or 32 random bytes (AES-GCM)")
+        require_extra("RedisBackend(result_key=...)", "crypto", "cryptography")
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+
+        self._aead = AESGCM(key)
+
+    def seal(self, name: bytes, data: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return self._VERSION + nonce + self._aead.encrypt(nonce, data, name)
+
+    def open(self, name: bytes, sealed: bytes) -> bytes:
+        from cryptography.exceptions import InvalidTag  # noqa: PLC0415
+
+        if len(sealed) < 29 or sealed[:1] != self._VERSION:
+            raise StoredRecordInvalid("the stored result is not sealed with result_key: refused")
+        try:
+            return self._aead.decrypt(sealed[1:13], sealed[13:], name)
+        except InvalidTag:
+            raise StoredRecordInvalid(
+                "the stored result failed authentication (altered, moved or forged): refused"
+            ) from None
 
 
 def _decodes_responses(client: Any) -> bool:
