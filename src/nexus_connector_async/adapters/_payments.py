@@ -218,6 +218,21 @@ def call_key(key: IdempotencyKey | None, max_length: int = 255) -> IdempotencyKe
     return key
 
 
+def key_arguments(
+    key: IdempotencyKey, header: str, scoped: IdempotencyKey | None
+) -> dict[str, Any]:
+    """How a call's key reaches `Connector.execute` (api.md 29).
+
+    A caller's key (`scoped`: already scoped by account and tenant) goes through the pipeline:
+    claimed, stored, replayed. A key the adapter generated travels as the vendor's idempotency
+    header only: nobody can ever replay it, so nothing is claimed or stored for it, and the
+    retries stay safe because the vendor deduplicates by that header.
+    """
+    if isinstance(key, GeneratedKey):
+        return {"idempotency_key": None, "headers": {header: key.value}, "idempotent": True}
+    return {"idempotency_key": scoped}
+
+
 def luhn_like(text: str) -> bool:
     """True when `text` contains a 13-19 digit run (spaces/dashes allowed) passing Luhn."""
     for match in re.finditer(r"(?:\d[ -]?){12,18}\d", text):

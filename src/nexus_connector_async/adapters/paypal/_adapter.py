@@ -32,6 +32,7 @@ from .._payments import (
     account_scope,
     call_key,
     check_id,
+    key_arguments,
     scoped_key,
 )
 from .._vendor import SecretHeaders, check_text, header_safe
@@ -515,7 +516,15 @@ class PayPalPaymentAdapter:
             self._service,
             endpoint,
             body,
-            idempotency_key=scoped_key(key, self._account, tenant_id, _MAX_REQUEST_ID),
+            **(
+                key_arguments(
+                    key,
+                    "PayPal-Request-Id",
+                    scoped_key(key, self._account, tenant_id, _MAX_REQUEST_ID),
+                )
+                if key is not None
+                else {}
+            ),
             tenant_id=tenant_id,
             raise_for_status=False,
             credentials=self._credentials,

@@ -28,6 +28,7 @@ from .._payments import (
     account_scope,
     call_key,
     check_id,
+    key_arguments,
     luhn_like,
     scoped_key,
 )
@@ -420,7 +421,13 @@ class StripePaymentAdapter:
             self._service,
             endpoint,
             params,
-            idempotency_key=scoped_key(key, self._account, tenant_id, 255),
+            **(
+                key_arguments(
+                    key, "Idempotency-Key", scoped_key(key, self._account, tenant_id, 255)
+                )
+                if key is not None
+                else {}
+            ),
             tenant_id=tenant_id,
             raise_for_status=False,
         )
