@@ -8,7 +8,8 @@ is started. Each round runs every scenario once, interleaved, so they share the 
 the best round of each is reported, as calls/s, p50/p99 latency and the ratio to raw aiohttp.
 For the Redis scenarios: Redis commands per call (INFO commandstats deltas: EVALSHA calls, and
 all commands including the ones run inside scripts) and round trips per call (counted by the
-backend's batcher). "redis, idempotent, durable" is the idempotent call with
+backend's batcher). "redis, idempotent, sealed" stores results with `result_key=` (AES-GCM).
+"redis, idempotent, durable" is the idempotent call with
 `durability="replica"` (claims and results wait for a replica's WAIT acknowledgement): the
 private server gets a replica for it; with --redis-url pass --durable when yours has one.
 """
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import logging
 import multiprocessing
+import os
 import statistics
 import sys
 import time
@@ -153,11 +155,13 @@ async def redis_pipeline(
     *,
     idempotent: bool = False,
     durable: bool = False,
+    sealed: bool = False,
 ) -> Result:
     backend = RedisBackend.from_url(
         redis_url,
         prefix=f"bench{time.monotonic_ns()}",
         durability="replica" if durable else "primary",
+        result_key=os.urandom(32) if sealed else None,
     )
     before = commandstats(redis_url)
     result = await pipeline(name, backend, url, calls, conc, idempotent=idempotent)
@@ -190,6 +194,20 @@ async def run(args: argparse.Namespace, vendor: str, redis_url: str) -> None:
             ),
         ),
     ]
+    scenarios.append(
+        (
+            "redis, idempotent, sealed",
+            lambda: redis_pipeline(
+                "redis, idempotent, sealed",
+                redis_url,
+                vendor,
+                args.calls,
+                args.concurrency,
+                idempotent=True,
+                sealed=True,
+            ),
+        )
+    )
     if args.durable:
         scenarios.append(
             (
