@@ -571,3 +571,21 @@ async def test_the_simulator_rejects_what_stripe_would_not_want(
     )
     json_ep = Endpoint(url, "POST", body="json", retry=RetryPolicy(max_attempts=1))
     assert await send(json_ep, good, {**auth, **version, "Idempotency-Key": "k8"}) == 400
+
+
+async def test_a_per_tenant_credentials_provider_is_honoured(
+    connector: Connector, sim: StripeSimulator
+) -> None:
+    """api.md rule 37: each tenant's charge goes out with that tenant's own key."""
+    from nexus_connector_async import StaticCredentialProvider  # noqa: PLC0415
+
+    keys = StaticCredentialProvider({("stripe", "tenant-b"): KEY, ("stripe", "tenant-a"): "sk_a"})
+    stripe = StripePaymentAdapter(connector, credentials=keys, base_url=sim.url, retry=FAST)
+    payment = await stripe.charge(usd("5.00"), "pm_card_visa", tenant_id="tenant-b")
+    assert payment.status == "succeeded"
+    assert sim.requests[-1].headers["Authorization"] == f"Bearer {KEY}"
+    with pytest.raises(AuthenticationFailed):
+        await stripe.charge(usd("5.00"), "pm_card_visa", tenant_id="tenant-a")
+    assert sim.requests[-1].headers["Authorization"] == "Bearer sk_a"
+    with pytest.raises(InvalidRequest, match="api_key or a credentials"):
+        StripePaymentAdapter(connector, KEY, credentials=keys)

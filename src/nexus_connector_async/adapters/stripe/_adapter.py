@@ -19,6 +19,7 @@ from ..._connector import Connector
 from ..._errors import InvalidRequest
 from ..._models import IdempotencyKey, Response
 from ..._scrub import Scrubber, check_vendor_url
+from ...credentials._base import CredentialProvider
 from .._money import Money, from_stripe_minor, require_positive, stripe_currency, to_stripe_minor
 from .._payments import (
     Payment,
@@ -90,14 +91,16 @@ class StripePaymentAdapter:
     """Payments through Stripe (PaymentIntents; Charges for legacy sources).
 
     `api_key` is sent as `Authorization: Bearer ...` and never appears in a repr, log line or
-    error message. `rate_limit`, `retry`, `circuit_breaker` and `timeout` configure the pipeline
-    for the `service` name (default "stripe"), so Stripe's state never touches another vendor's.
+    error message. Instead of one key, `credentials` (a `CredentialProvider`) is asked for each
+    call's (service, tenant) key, so each tenant's payments go to its own Stripe account.
+    `rate_limit`, `retry`, `circuit_breaker` and `timeout` configure the pipeline for the
+    `service` name (default "stripe"), so Stripe's state never touches another vendor's.
     """
 
     def __init__(
         self,
         connector: Connector,
-        api_key: str,
+        api_key: str | None = None,
         base_url: str = DEFAULT_BASE_URL,
         api_version: str = DEFAULT_API_VERSION,
         service: str = "stripe",
@@ -107,8 +110,12 @@ class StripePaymentAdapter:
         circuit_breaker: CircuitBreakerConfig | None = None,
         timeout: Timeouts = DEFAULT_TIMEOUT,
         stripe_account: str | None = None,
+        credentials: CredentialProvider | None = None,
     ) -> None:
-        header_safe(api_key, "api_key")
+        if (api_key is None) == (credentials is None):
+            raise InvalidRequest("give StripePaymentAdapter an api_key or a credentials provider")
+        if api_key is not None:
+            header_safe(api_key, "api_key")
         header_safe(api_version, "api_version")
         if not isinstance(base_url, str) or not check_vendor_url(base_url):
             # A live key must not cross a network in clear: http:// only for local simulators.
@@ -120,13 +127,18 @@ class StripePaymentAdapter:
         self._base = base_url.rstrip("/")
         self._service = service
         self.api_version = api_version
-        headers = {"Authorization": f"Bearer {api_key}", "Stripe-Version": api_version}
+        headers = {"Stripe-Version": api_version}
+        if api_key is not None:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._credentials = credentials
         if stripe_account is not None:
             headers["Stripe-Account"] = check_id(stripe_account, "stripe_account")
         self._headers = SecretHeaders(headers)
-        self._secrets = Scrubber((api_key,))
-        # Idempotency is scoped by account (api.md 28): the key and the connected account.
-        self._account = account_scope("stripe", api_key, stripe_account)
+        # Per-tenant keys are not known up front: key-like text is scrubbed whatever its value.
+        self._secrets = Scrubber((api_key,) if api_key else (), tokenish=api_key is None)
+        # Idempotency is scoped by account (api.md 28): the key (or the provider, with the
+        # tenant in every scoped key) and the connected account.
+        self._account = account_scope("stripe", api_key or "per-tenant provider", stripe_account)
         self._currencies: OrderedDict[tuple[str | None, str], str] = OrderedDict()
         self._policies: dict[str, Any] = {
             "timeout": timeout,
@@ -430,6 +442,7 @@ class StripePaymentAdapter:
             ),
             tenant_id=tenant_id,
             raise_for_status=False,
+            credentials=self._credentials,
         )
         if not response.ok:
             raise error_from_response(response, self._secrets)
