@@ -19,6 +19,7 @@ __all__ = [
     "BackendUnavailableEvent",
     "CallFinished",
     "CircuitStateChanged",
+    "ConcurrencyLimitChanged",
     "Event",
     "EventBus",
     "EventHook",
@@ -55,7 +56,7 @@ class AdmissionRejected(msgspec.Struct, frozen=True):
     """The breaker, limiter or retry budget refused an attempt (`reason` says which)."""
 
     service: str
-    reason: str  # "circuit_open" | "rate_limited" | "retry_budget"
+    reason: str  # "circuit_open" | "rate_limited" | "retry_budget" | "concurrency_limit"
     retry_after: float
     retry: bool
 
@@ -72,6 +73,15 @@ class CircuitStateChanged(msgspec.Struct, frozen=True):
 
     service: str
     state: str  # "open" | "half_open" | "closed"
+
+
+class ConcurrencyLimitChanged(msgspec.Struct, frozen=True):
+    """An adaptive concurrency limit moved, reported by the worker whose signal moved it."""
+
+    service: str
+    tenant: str | None
+    limit: int
+    reason: str  # "throttled" | "slow" | "recovered"
 
 
 class IdempotentReplay(msgspec.Struct, frozen=True):
@@ -120,6 +130,7 @@ Event = (
     | AdmissionRejected
     | ShadowWouldBlock
     | CircuitStateChanged
+    | ConcurrencyLimitChanged
     | IdempotentReplay
     | CallFinished
     | TokenRefreshed
@@ -140,6 +151,7 @@ _LOG_EVENTS: dict[type[Any], tuple[str, str]] = {
     AdmissionRejected: ("warning", "nexus.admission.rejected"),
     ShadowWouldBlock: ("warning", "nexus.shadow.would_block"),
     CircuitStateChanged: ("warning", "nexus.circuit.state_changed"),
+    ConcurrencyLimitChanged: ("warning", "nexus.concurrency.limit_changed"),
     IdempotentReplay: ("info", "nexus.idempotency.replayed"),
 }
 
