@@ -25,6 +25,7 @@ SCRIPT_NAMES = (
     "kv_add",
     "lock_acquire",
     "lock_release",
+    "slots",
 )
 
 
@@ -54,6 +55,7 @@ class Scripts(NamedTuple):
     kv_add: Any
     lock_acquire: Any
     lock_release: Any
+    slots: Any
 
 
 def register(client: Any) -> Scripts:
