@@ -13,6 +13,7 @@ from nexus_connector_async import (
     Connector,
     Endpoint,
     MemoryBackend,
+    RedisBackend,
     Response,
 )
 
@@ -94,3 +95,24 @@ async def test_adaptive_cuts_on_429() -> None:
     )
     assert r.status == 429
     assert await backend.slot_usage("svc", None, 10) == (0, 7)
+
+
+@pytest.mark.redis
+async def test_on_redis_waiters_complete_and_the_vendor_never_sees_more(
+    redis_url: str, redis_flush: None
+) -> None:
+    backend = RedisBackend.from_url(redis_url)
+    gate = Gate()
+    conn = Connector(backend=backend, http=gate)  # type: ignore[arg-type]
+    ep = EP.with_concurrency_limit(ConcurrencyLimit(3, max_wait=5.0))
+    try:
+        calls = [asyncio.ensure_future(conn.execute("svc", ep)) for _ in range(12)]
+        await asyncio.sleep(0.2)
+        assert gate.peak == 3
+        gate.release.set()
+        results = await asyncio.gather(*calls)
+        assert all(r.status == 200 for r in results)
+        assert gate.peak == 3
+        assert await backend.slot_usage("svc", None, 3) == (0, 3)
+    finally:
+        await backend.aclose()
