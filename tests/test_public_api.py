@@ -15,6 +15,7 @@ MODULES = [
 API_NAMES = {
     "Timeouts",
     "RateLimitConfig",
+    "ConcurrencyLimit",
     "CircuitBreakerConfig",
     "RetryPolicy",
     "Endpoint",
@@ -28,6 +29,7 @@ API_NAMES = {
     "Response",
     "ConnectorError",
     "RateLimitExceeded",
+    "ConcurrencyLimitExceeded",
     "CircuitOpenError",
     "RequestTimeout",
     "ConnectionFailed",

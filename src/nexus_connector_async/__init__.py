@@ -10,11 +10,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._clock import Clock, SystemClock
-from ._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPolicy, Timeouts
+from ._config import (
+    CircuitBreakerConfig,
+    ConcurrencyLimit,
+    Endpoint,
+    RateLimitConfig,
+    RetryPolicy,
+    Timeouts,
+)
 from ._connector import Connector
 from ._errors import (
     BackendUnavailable,
     CircuitOpenError,
+    ConcurrencyLimitExceeded,
     ConnectionFailed,
     ConnectorError,
     CredentialRefreshError,
@@ -36,6 +44,7 @@ from ._events import (
     BackendWriteFailed,
     CallFinished,
     CircuitStateChanged,
+    ConcurrencyLimitChanged,
     Event,
     EventHook,
     IdempotentReplay,
@@ -70,6 +79,9 @@ __all__ = [
     "CircuitOpenError",
     "CircuitStateChanged",
     "Clock",
+    "ConcurrencyLimit",
+    "ConcurrencyLimitChanged",
+    "ConcurrencyLimitExceeded",
     "ConfigError",
     "ConnectionFailed",
     "Connector",

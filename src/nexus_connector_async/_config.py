@@ -19,6 +19,7 @@ from ._scrub import MaskedHeaders, has_control, url_masked
 
 __all__ = [
     "CircuitBreakerConfig",
+    "ConcurrencyLimit",
     "Endpoint",
     "RateLimitConfig",
     "RetryPolicy",
@@ -151,6 +152,40 @@ class RateLimitConfig(msgspec.Struct, frozen=True):
         return f"{float(self.rate)!r}/{float(self.period)!r}/{float(self.capacity)!r}"
 
 
+class ConcurrencyLimit(msgspec.Struct, frozen=True):
+    """A fleet-wide bulkhead: at most `max_in_flight` attempts of the service at the vendor at once.
+
+    Every worker sharing the backend counts against the same limit. `max_wait` 0 fails fast with
+    `ConcurrencyLimitExceeded`; above 0 a call waits up to that long (and within its deadline)
+    for a slot, first come first served. `scope="tenant"` gives each (service, tenant) its own
+    limit. `lease` bounds how long a slot is held without renewal, so a dead worker's slots come
+    back (None: the attempt's timeout plus 5 s). `adaptive=True` moves the limit between 1 and
+    `max_in_flight` (AIMD): a 429, a vendor throttle or an attempt slower than `latency_target`
+    cuts it to 70 %, and each `window` seconds of successes raises it by one, fleet-wide.
+    """
+
+    max_in_flight: int
+    max_wait: float = 0.0
+    scope: Literal["service", "tenant"] = "service"
+    lease: float | None = None
+    adaptive: bool = False
+    latency_target: float | None = None
+    window: float = 1.0
+
+    def __post_init__(self) -> None:
+        _count("ConcurrencyLimit.max_in_flight", self.max_in_flight)
+        _number("ConcurrencyLimit.max_wait", self.max_wait)
+        if self.scope not in ("service", "tenant"):
+            raise InvalidRequest("ConcurrencyLimit.scope must be 'service' or 'tenant'")
+        if self.lease is not None:
+            _number("ConcurrencyLimit.lease", self.lease, strict=True)
+        if not isinstance(self.adaptive, bool):
+            raise InvalidRequest("ConcurrencyLimit.adaptive must be a bool")
+        if self.latency_target is not None:
+            _number("ConcurrencyLimit.latency_target", self.latency_target, strict=True)
+        _number("ConcurrencyLimit.window", self.window, strict=True)
+
+
 class CircuitBreakerConfig(msgspec.Struct, frozen=True):
     """Opens after `failure_threshold` consecutive failures; probes after `recovery_timeout`."""
 
@@ -229,6 +264,7 @@ class Endpoint(msgspec.Struct, frozen=True):
     retry: RetryPolicy = RetryPolicy()
     idempotency_header: str | None = None
     deadline: float | None = None
+    concurrency_limit: ConcurrencyLimit | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str):
@@ -264,6 +300,10 @@ class Endpoint(msgspec.Struct, frozen=True):
                 raise InvalidRequest(f"Endpoint.{name} must be a {kind.__name__}")
         if self.deadline is not None:
             _number("Endpoint.deadline", self.deadline, strict=True)
+        if self.concurrency_limit is not None and not isinstance(
+            self.concurrency_limit, ConcurrencyLimit
+        ):
+            raise InvalidRequest("Endpoint.concurrency_limit must be a ConcurrencyLimit or None")
 
     def __rich_repr__(self) -> list[tuple[str, Any]]:
         """The fields as `repr` shows them (msgspec's default would show keys and queries)."""
@@ -306,6 +346,10 @@ class Endpoint(msgspec.Struct, frozen=True):
     def with_headers(self, **headers: str) -> Endpoint:
         """A copy with these extra headers."""
         return msgspec.structs.replace(self, headers={**self.headers, **headers})
+
+    def with_concurrency_limit(self, limit: ConcurrencyLimit | None) -> Endpoint:
+        """A copy whose attempts each hold a fleet-wide slot (None: no concurrency limit)."""
+        return msgspec.structs.replace(self, concurrency_limit=limit)
 
     def with_deadline(self, seconds: float | None) -> Endpoint:
         """A copy whose calls must finish, retries and waits included, within `seconds`."""

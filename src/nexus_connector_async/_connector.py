@@ -32,6 +32,7 @@ import msgspec
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import (
     CircuitBreakerConfig,
+    ConcurrencyLimit,
     Endpoint,
     RateLimitConfig,
     RetryPolicy,
@@ -42,6 +43,7 @@ from ._config import (
 from ._encoding import encode_form, encode_json, fingerprint, form_pairs, urlencode_pairs
 from ._errors import (
     CircuitOpenError,
+    ConcurrencyLimitExceeded,
     ConnectionFailed,
     ConnectorError,
     HttpStatusError,
@@ -60,6 +62,7 @@ from ._events import (
     BackendWriteFailed,
     CallFinished,
     CircuitStateChanged,
+    ConcurrencyLimitChanged,
     EventBus,
     EventHook,
     IdempotentReplay,
@@ -159,6 +162,7 @@ class _Call(NamedTuple):
     reauthed: bool = False  # a 401 already forced a refresh: another 401 is final
     probe: str = ""  # the half-open probe permit this attempt holds, renewed before sending
     progress: _Progress | None = None  # keyed calls only
+    concurrency: ConcurrencyLimit | None = None  # a fleet-wide slot per attempt (api.md 26)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -353,6 +357,8 @@ class Connector:
             deadline if deadline is not None else endpoint.deadline,
             f"{method} {url_label(endpoint.url)}",  # no query: its values may be secrets
         )
+        if endpoint.concurrency_limit is not None:
+            call = call._replace(concurrency=endpoint.concurrency_limit)
         provider = credentials if credentials is not None else self.credentials
         # A partial, not a closure coroutine: one frame fewer on every resume of the request.
         attempt = functools.partial(
@@ -933,10 +939,15 @@ class Connector:
         if call.probe:
             await self._renew_probe(call)
         progress = call.progress
-        if progress is not None:
-            progress.sending = True
         try:
-            response = await self._transport.send(method, url, headers, body, timeout)
+            if call.concurrency is None:
+                if progress is not None:
+                    progress.sending = True
+                response = await self._transport.send(method, url, headers, body, timeout)
+            else:  # `sending` is set once the slot is ours: waiting for one sends nothing
+                response = await self._send_in_slot(
+                    call, method, url, headers, body, timeout, progress
+                )
         except ConnectorError as exc:
             if progress is not None:
                 progress.sending = False
@@ -978,6 +989,65 @@ class Connector:
                 f"circuit open for {call.service!r}: the probe permit lapsed before sending",
                 retry_after=call.probe_lease,
             )
+
+    async def _send_in_slot(
+        self,
+        call: _Call,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout: Timeouts,
+        progress: _Progress | None = None,
+    ) -> Response:
+        """One HTTP exchange holding a fleet-wide slot, given back on every way out."""
+        limit = call.concurrency
+        assert limit is not None
+        scoped = call.tenant if limit.scope == "tenant" else None
+        lease = limit.lease if limit.lease is not None else timeout.total + 5.0
+        wait = limit.max_wait
+        if call.deadline_at is not None:
+            wait = min(wait, max(0.0, call.deadline_at - self._clock.monotonic()))
+        backend: Any = self.backend
+        slot = await backend.acquire_slot(call.service, scoped, limit.max_in_flight, lease, wait)
+        if not slot.acquired:
+            self.events.emit(
+                AdmissionRejected(call.service, "concurrency_limit", slot.retry_after, False)
+            )
+            raise ConcurrencyLimitExceeded(
+                f"concurrency limit of {call.service!r} reached", retry_after=slot.retry_after
+            )
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle | None = None
+
+        def renew() -> None:  # a long attempt keeps its slot: renewed every half lease
+            nonlocal handle
+            self._spawn(backend.renew_slot(call.service, scoped, slot.token, lease))
+            handle = loop.call_later(lease / 2.0, renew)
+
+        handle = loop.call_later(lease / 2.0, renew)
+        started = self._clock.monotonic()
+        if progress is not None:
+            progress.sending = True
+        try:
+            response = await self._transport.send(method, url, headers, body, timeout)
+        finally:
+            handle.cancel()
+            await self._cleanup(backend.release_slot(call.service, scoped, slot.token))
+        if limit.adaptive:
+            slow = (
+                limit.latency_target is not None
+                and self._clock.monotonic() - started > limit.latency_target
+            )
+            cut = response.status == 429 or slow
+            if cut or response.status < 300:
+                new = await backend.adapt_slot_limit(
+                    call.service, scoped, limit.max_in_flight, cut=cut, window=limit.window
+                )
+                if new is not None:
+                    reason = "recovered" if not cut else ("slow" if slow else "throttled")
+                    self.events.emit(ConcurrencyLimitChanged(call.service, scoped, new, reason))
+        return response
 
     async def _fn_attempt(
         self, fn: Callable[[], Awaitable[Any]], timeout: float | None, call: _Call

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BackendUnavailable",
     "CircuitOpenError",
+    "ConcurrencyLimitExceeded",
     "ConnectionFailed",
     "ConnectorError",
     "CredentialRefreshError",
@@ -70,6 +71,13 @@ class RateLimitExceeded(ConnectorError):
 
     def __str__(self) -> str:
         return f"{super().__str__()} (retry after {_seconds(self.retry_after)})"
+
+
+class ConcurrencyLimitExceeded(RateLimitExceeded):
+    """No fleet-wide concurrency slot came free within the allowed wait (`ConcurrencyLimit`)."""
+
+    def __init__(self, message: str = "concurrency limit exceeded", *, retry_after: float) -> None:
+        super().__init__(message, retry_after=retry_after)
 
 
 class CircuitOpenError(ConnectorError):

@@ -20,6 +20,7 @@ __all__ = [
     "BackendWriteFailed",
     "CallFinished",
     "CircuitStateChanged",
+    "ConcurrencyLimitChanged",
     "Event",
     "EventBus",
     "EventHook",
@@ -57,7 +58,7 @@ class AdmissionRejected(msgspec.Struct, frozen=True):
     """The breaker, limiter or retry budget refused an attempt (`reason` says which)."""
 
     service: str
-    reason: str  # "circuit_open" | "rate_limited" | "retry_budget"
+    reason: str  # "circuit_open" | "rate_limited" | "retry_budget" | "concurrency_limit"
     retry_after: float
     retry: bool
 
@@ -74,6 +75,15 @@ class CircuitStateChanged(msgspec.Struct, frozen=True):
 
     service: str
     state: str  # "open" | "half_open" | "closed"
+
+
+class ConcurrencyLimitChanged(msgspec.Struct, frozen=True):
+    """An adaptive concurrency limit moved, reported by the worker whose signal moved it."""
+
+    service: str
+    tenant: str | None
+    limit: int
+    reason: str  # "throttled" | "slow" | "recovered"
 
 
 class IdempotentReplay(msgspec.Struct, frozen=True):
@@ -145,6 +155,7 @@ Event = (
     | AdmissionRejected
     | ShadowWouldBlock
     | CircuitStateChanged
+    | ConcurrencyLimitChanged
     | IdempotentReplay
     | CallFinished
     | TokenRefreshed
@@ -167,6 +178,7 @@ _LOG_EVENTS: dict[type[Any], tuple[str, str]] = {
     AdmissionRejected: ("warning", "nexus.admission.rejected"),
     ShadowWouldBlock: ("warning", "nexus.shadow.would_block"),
     CircuitStateChanged: ("warning", "nexus.circuit.state_changed"),
+    ConcurrencyLimitChanged: ("warning", "nexus.concurrency.limit_changed"),
     IdempotentReplay: ("info", "nexus.idempotency.replayed"),
     BackendWriteFailed: ("error", "nexus.backend.write_failed"),
     OutcomeUnknownEvent: ("warning", "nexus.idempotency.outcome_unknown"),

@@ -75,6 +75,7 @@ CALLS: dict[str, Callable[[RedisBackend], Awaitable[Any]]] = {
     "lock_release": lambda b: b.release_lock("lock", "t"),
     "kv_cas": lambda b: b.compare_and_set("cas", None, b"v", 60.0),
     "lock_extend": lambda b: b.extend_lock("lock", "t", 5.0),
+    "slots": lambda b: b.slot_usage("svc", None, 3),
     "renew_probe": lambda b: b.renew_probe("svc", "r1", 5.0),
 }
 

@@ -26,6 +26,7 @@ from ._base import (
     Admission,
     Claim,
 )
+from ._slots import MemorySlots, Slot
 
 __all__ = ["MemoryBackend"]
 
@@ -515,6 +516,43 @@ class MemoryBackend:
             return False
         await self.set(key, value, ttl)
         return True
+
+    # -- concurrency slots (api.md 26; see _slots.py) -----------------------------------------
+
+    @property
+    def _slot_pools(self) -> MemorySlots:
+        slots: MemorySlots | None = self.__dict__.get("_slots_store")
+        if slots is None:
+            slots = self.__dict__["_slots_store"] = MemorySlots(self._clock)
+        return slots
+
+    async def acquire_slot(
+        self, service: str, tenant: str | None, max_in_flight: int, lease: float, max_wait: float
+    ) -> Slot:
+        """Take a concurrency slot, waiting up to `max_wait` in arrival order."""
+        return await self._slot_pools.acquire_slot(service, tenant, max_in_flight, lease, max_wait)
+
+    async def release_slot(self, service: str, tenant: str | None, token: str) -> None:
+        """Give a concurrency slot back, waking the next waiter."""
+        await self._slot_pools.release_slot(service, tenant, token)
+
+    async def renew_slot(self, service: str, tenant: str | None, token: str, lease: float) -> bool:
+        """Extend a slot's lease while a long attempt runs."""
+        return await self._slot_pools.renew_slot(service, tenant, token, lease)
+
+    async def adapt_slot_limit(
+        self, service: str, tenant: str | None, max_in_flight: int, *, cut: bool, window: float
+    ) -> int | None:
+        """One AIMD step of an adaptive limit; the new limit if it changed."""
+        return await self._slot_pools.adapt_slot_limit(
+            service, tenant, max_in_flight, cut=cut, window=window
+        )
+
+    async def slot_usage(
+        self, service: str, tenant: str | None, max_in_flight: int
+    ) -> tuple[int, int]:
+        """(slots in use, current limit)."""
+        return await self._slot_pools.slot_usage(service, tenant, max_in_flight)
 
     async def aclose(self) -> None:
         """Nothing to release; present for symmetry with `RedisBackend`."""

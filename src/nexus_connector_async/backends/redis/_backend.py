@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -38,6 +39,7 @@ from ..._extras import require_extra
 from ..._logging import get_logger
 from .._base import ADMITTED, Admission, Claim
 from .._memory import MemoryBackend
+from .._slots import Slot
 from ._batch import (
     Health,
     NotReplicated,
@@ -756,6 +758,100 @@ class RedisBackend:
                 raise
             return await self._local.compare_and_set(key, expected, value, ttl)
         return bool(r == 1)
+
+    # -- concurrency slots (api.md 26; lua/slots.lua) ------------------------------------------
+
+    def _slot_keys(self, service: str, tenant: str | None) -> tuple[tuple[bytes, ...], bytes]:
+        parts = () if tenant is None else ("t", tenant)
+        p = self.prefix
+        keys = tuple(key(p, k, service, *parts).encode() for k in ("slots", "slotq", "slotm"))
+        return keys, (key(p, "slotw", service, *parts) + ":").encode()
+
+    def _slot_args(
+        self,
+        op: bytes,
+        wake: bytes,
+        token: str = "",
+        n: int = 0,
+        lease: float = 0.0,
+        x: float = 0.0,
+    ) -> tuple[Any, ...]:
+        return (self._now(), op, token.encode(), str(n).encode(), _num(lease), _num(x), wake)
+
+    async def acquire_slot(
+        self, service: str, tenant: str | None, max_in_flight: int, lease: float, max_wait: float
+    ) -> Slot:
+        """Take a slot (one script through the batcher); wait in FIFO order up to `max_wait`.
+
+        A waiter blocks on its own wake list, which a release (or a raised adaptive limit)
+        fills for exactly the waiters that may go; it also re-checks when the earliest lease
+        ends (a dead holder's slot) and after each capped block.
+        """
+        keys, wake = self._slot_keys(service, tenant)
+        token = secrets.token_hex(8)
+        deadline = self._clock.monotonic() + max_wait
+
+        def give_back(reply: Any) -> None:  # cancelled while the grant was in flight
+            if reply[0] == 1:
+                self._spawn_slot_release(keys, wake, token)
+
+        queued = False
+        try:
+            while True:
+                remaining = max(0.0, deadline - self._clock.monotonic())
+                args = self._slot_args(b"acquire", wake, token, max_in_flight, lease, remaining)
+                command = ("EVALSHA", self._scripts.slots.sha, 3, *keys, *args)
+                r = await self._submit(command, self._scripts.slots, on_orphan=give_back)
+                if r[0] == 1:
+                    queued = False
+                    return Slot(token)
+                if r[0] == 0:
+                    queued = False
+                    return Slot("", float(r[1]))
+                queued = True
+                until_lease = float(r[1]) or remaining
+                await self._block(wake + token.encode(), min(remaining, max(until_lease, 0.01)))
+        finally:
+            if queued:  # gave up or cancelled while queued: leave the queue, wake the next
+                self._spawn_slot_release(keys, wake, token)
+
+    def _spawn_slot_release(self, keys: tuple[bytes, ...], wake: bytes, token: str) -> None:
+        args = self._slot_args(b"release", wake, token)
+        fut = self._pipe.submit(
+            ("EVALSHA", self._scripts.slots.sha, 3, *keys, *args), self._scripts.slots
+        )
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    async def release_slot(self, service: str, tenant: str | None, token: str) -> None:
+        """Give a slot back and wake the next waiter (else its lease frees it)."""
+        keys, wake = self._slot_keys(service, tenant)
+        with contextlib.suppress(RedisUnreachable):
+            await self._eval(self._scripts.slots, keys, self._slot_args(b"release", wake, token))
+
+    async def renew_slot(self, service: str, tenant: str | None, token: str, lease: float) -> bool:
+        """Push the slot's lease end to now + `lease`; False if it was lost."""
+        keys, wake = self._slot_keys(service, tenant)
+        args = self._slot_args(b"renew", wake, token, 0, lease)
+        return bool(await self._eval(self._scripts.slots, keys, args) == 1)
+
+    async def adapt_slot_limit(
+        self, service: str, tenant: str | None, max_in_flight: int, *, cut: bool, window: float
+    ) -> int | None:
+        """One AIMD step of the fleet's limit (stored in the meta hash); the new limit or None."""
+        keys, wake = self._slot_keys(service, tenant)
+        args = self._slot_args(b"adapt", wake, "1" if cut else "0", max_in_flight, 0.0, window)
+        r = await self._eval(self._scripts.slots, keys, args)
+        return None if r == -1 else int(r)
+
+    async def slot_usage(
+        self, service: str, tenant: str | None, max_in_flight: int
+    ) -> tuple[int, int]:
+        """(slots in use, current limit) of the scope, fleet-wide."""
+        keys, wake = self._slot_keys(service, tenant)
+        r = await self._eval(
+            self._scripts.slots, keys, self._slot_args(b"usage", wake, "", max_in_flight)
+        )
+        return int(r[0]), int(r[1])
 
     async def aclose(self) -> None:
         """Let in-flight batches finish; close the client if `from_url` created it."""

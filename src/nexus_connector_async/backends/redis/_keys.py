@@ -8,6 +8,9 @@
     {prefix}:{<service>}:idem:<digest>      idempotency record (no tenant)
     {prefix}:{<service>}:tidem:<tenant>:<digest>
     ...:idem...:n                           notify list that waiters block on
+    {prefix}:{<service>}:slots[:t:<tenant>] zset of concurrency slots -> lease end
+    ...:slotq / ...:slotm                   FIFO queue of slot waiters / counter, adaptive limit
+    ...:slotw[:t:<tenant>]:<ticket>         wake list one slot waiter blocks on
     {prefix}:kv:<key>                       shared KV values and locks (token cache, refresh lock)
 
 Every key of one service carries the same `{service}` hash tag, so each script touches one
@@ -27,7 +30,9 @@ from .._names import escape_name
 
 __all__ = ["Kind", "check_prefix", "key"]
 
-Kind = Literal["cb", "probes", "bucket", "tbucket", "idem", "tidem", "kv"]
+Kind = Literal[
+    "cb", "probes", "bucket", "tbucket", "idem", "tidem", "kv", "slots", "slotq", "slotm", "slotw"
+]
 
 
 def check_prefix(prefix: str) -> str:

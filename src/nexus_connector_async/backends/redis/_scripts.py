@@ -30,6 +30,7 @@ SCRIPT_NAMES = (
     "renew_probe",
     "kv_cas",
     "lock_extend",
+    "slots",
 )
 
 
@@ -64,6 +65,7 @@ class Scripts(NamedTuple):
     renew_probe: Any
     kv_cas: Any
     lock_extend: Any
+    slots: Any
 
 
 def register(client: Any) -> Scripts:

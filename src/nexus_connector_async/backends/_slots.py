@@ -1,0 +1,209 @@
+"""Fleet-wide concurrency slots (api.md rule 26), the in-process side and the shared types.
+
+A slot is a lease: held by a token until it is released or its lease ends (so a dead worker's
+slots come back by themselves). Waiters queue first come first served: a caller may take a free
+slot only if fewer waiters are ahead of it than there are free slots. A release wakes exactly
+the waiters that may now go; a waiter also wakes when the earliest lease ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol, runtime_checkable
+
+from .._clock import Clock
+
+__all__ = ["MemorySlots", "Slot", "SlotStore", "adapted"]
+
+CUT = 0.7  # multiplicative decrease of an adaptive limit
+
+
+class Slot(NamedTuple):
+    """The answer to asking for a slot: `token` ("" if none came free) and the retry-after."""
+
+    token: str
+    retry_after: float = 0.0
+
+    @property
+    def acquired(self) -> bool:
+        return bool(self.token)
+
+
+@runtime_checkable
+class SlotStore(Protocol):
+    """Concurrency slots of each (service, tenant) scope; `tenant` None is the service's own."""
+
+    async def acquire_slot(
+        self, service: str, tenant: str | None, max_in_flight: int, lease: float, max_wait: float
+    ) -> Slot:
+        """Take a slot, waiting up to `max_wait` seconds in arrival order for one to free."""
+        ...
+
+    async def release_slot(self, service: str, tenant: str | None, token: str) -> None:
+        """Give a slot back (waking the next waiter); unknown or expired tokens are ignored."""
+        ...
+
+    async def renew_slot(self, service: str, tenant: str | None, token: str, lease: float) -> bool:
+        """Push the slot's lease end to now + `lease`; False if the slot was lost meanwhile."""
+        ...
+
+    async def adapt_slot_limit(
+        self, service: str, tenant: str | None, max_in_flight: int, *, cut: bool, window: float
+    ) -> int | None:
+        """AIMD: cut the limit (x0.7, once per `window`) or raise it by one per `window`.
+
+        Returns the new limit when it changed, else None.
+        """
+        ...
+
+    async def slot_usage(
+        self, service: str, tenant: str | None, max_in_flight: int
+    ) -> tuple[int, int]:
+        """(slots in use, current limit) of the scope."""
+        ...
+
+
+def adapted(
+    current: int, max_in_flight: int, cut: bool, now: float, changed_at: float, window: float
+) -> int | None:
+    """The AIMD step shared by every backend: the new limit, or None to leave it."""
+    current = min(current, max_in_flight)
+    if now - changed_at < window:
+        return None
+    new = max(1, math.floor(current * CUT)) if cut else min(max_in_flight, current + 1)
+    return new if new != current else None
+
+
+@dataclass(slots=True)
+class _Pool:
+    held: dict[str, float] = field(default_factory=dict)  # token -> lease end
+    queue: dict[str, asyncio.Event] = field(default_factory=dict)  # waiters, arrival order
+    limit: int | None = None  # adaptive: the current limit (None: max_in_flight)
+    changed_at: float = -math.inf
+
+
+class MemorySlots:
+    """Slots of one process; each method's reads and writes run without an await between."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._pools: dict[tuple[str, str | None], _Pool] = {}
+        self._ids = itertools.count(1)
+
+    def _pool(self, service: str, tenant: str | None) -> _Pool:
+        pool = self._pools.get((service, tenant))
+        if pool is None:
+            pool = self._pools[(service, tenant)] = _Pool()
+        return pool
+
+    def _reclaim(self, pool: _Pool, now: float) -> None:
+        for token in [t for t, end in pool.held.items() if end <= now]:
+            del pool.held[token]
+
+    def _limit(self, pool: _Pool, max_in_flight: int) -> int:
+        return max_in_flight if pool.limit is None else min(pool.limit, max_in_flight)
+
+    def _wake(self, pool: _Pool, max_in_flight: int) -> None:
+        free = self._limit(pool, max_in_flight) - len(pool.held)
+        for ev in itertools.islice(pool.queue.values(), max(0, free)):
+            ev.set()
+
+    def _try(self, pool: _Pool, ticket: str, max_in_flight: int, lease: float) -> bool:
+        now = self._clock.monotonic()
+        self._reclaim(pool, now)
+        free = self._limit(pool, max_in_flight) - len(pool.held)
+        ahead = 0
+        for waiting in pool.queue:
+            if waiting == ticket:
+                break
+            ahead += 1
+        if free > ahead:
+            pool.held[ticket] = now + lease
+            pool.queue.pop(ticket, None)
+            return True
+        return False
+
+    def _retry_after(self, pool: _Pool) -> float:
+        if not pool.held:
+            return 0.0
+        return max(0.0, min(pool.held.values()) - self._clock.monotonic())
+
+    async def acquire_slot(
+        self, service: str, tenant: str | None, max_in_flight: int, lease: float, max_wait: float
+    ) -> Slot:
+        pool = self._pool(service, tenant)
+        ticket = f"m{next(self._ids)}"
+        if self._try(pool, ticket, max_in_flight, lease):
+            return Slot(ticket)
+        if max_wait <= 0:
+            return Slot("", self._retry_after(pool))
+        deadline = self._clock.monotonic() + max_wait
+        ev = pool.queue[ticket] = asyncio.Event()
+        try:
+            while True:
+                remaining = deadline - self._clock.monotonic()
+                if remaining <= 0:
+                    return Slot("", self._retry_after(pool))
+                ev.clear()
+                until_lease = self._retry_after(pool) if pool.held else remaining
+                await _wait_event(ev, self._clock, min(remaining, max(until_lease, 1e-3)))
+                if self._try(pool, ticket, max_in_flight, lease):
+                    return Slot(ticket)
+        finally:
+            if pool.queue.pop(ticket, None) is not None:
+                self._wake(pool, max_in_flight)  # our place in the queue goes to the next
+
+    async def release_slot(self, service: str, tenant: str | None, token: str) -> None:
+        pool = self._pools.get((service, tenant))
+        if pool is None or pool.held.pop(token, None) is None:
+            return
+        for ev in pool.queue.values():  # wake exactly the waiters that may now go
+            ev.set()
+            break
+        self._reclaim(pool, self._clock.monotonic())
+        if not pool.held and not pool.queue and pool.limit is None:
+            del self._pools[(service, tenant)]  # bounded memory: idle scopes are dropped
+
+    async def renew_slot(self, service: str, tenant: str | None, token: str, lease: float) -> bool:
+        pool = self._pools.get((service, tenant))
+        now = self._clock.monotonic()
+        if pool is None or pool.held.get(token, -math.inf) <= now:
+            return False
+        pool.held[token] = now + lease
+        return True
+
+    async def adapt_slot_limit(
+        self, service: str, tenant: str | None, max_in_flight: int, *, cut: bool, window: float
+    ) -> int | None:
+        pool = self._pool(service, tenant)
+        now = self._clock.monotonic()
+        current = self._limit(pool, max_in_flight)
+        new = adapted(current, max_in_flight, cut, now, pool.changed_at, window)
+        if new is None:
+            return None
+        pool.limit, pool.changed_at = new, now
+        self._wake(pool, max_in_flight)
+        return new
+
+    async def slot_usage(
+        self, service: str, tenant: str | None, max_in_flight: int
+    ) -> tuple[int, int]:
+        pool = self._pools.get((service, tenant))
+        if pool is None:
+            return 0, max_in_flight
+        self._reclaim(pool, self._clock.monotonic())
+        return len(pool.held), self._limit(pool, max_in_flight)
+
+
+async def _wait_event(ev: asyncio.Event, clock: Clock, timeout: float) -> None:
+    """Wait for `ev` or `timeout` seconds of `clock` time, whichever comes first."""
+    waiter = asyncio.ensure_future(ev.wait())
+    sleeper = asyncio.ensure_future(clock.sleep(timeout))
+    try:
+        await asyncio.wait((waiter, sleeper), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        sleeper.cancel()

@@ -1,0 +1,143 @@
+-- slots.lua: fleet-wide concurrency slots (api.md 26), one script for every slot operation.
+-- KEYS[1] zset of held slots: token -> lease end
+-- KEYS[2] zset of waiters: ticket -> arrival number (FIFO)
+-- KEYS[3] meta hash: seq (arrival counter), limit and changed_at (adaptive), w:<ticket> (the
+--         waiter's give-up time, so a dead waiter leaves the queue)
+-- ARGV[1] time override ('' = TIME)   ARGV[2] op: acquire | release | renew | adapt | usage
+-- ARGV[3] token (adapt: '1' cut, '0' raise)   ARGV[4] max_in_flight   ARGV[5] lease seconds
+-- ARGV[6] acquire: seconds left to wait (0: fail fast); adapt: window seconds
+-- ARGV[7] prefix of the waiters' wake lists (a waiter blocks on prefix .. ticket)
+-- Returns: acquire {1, 0} granted, {0, retry_after} refused, {2, retry_after} queued (block,
+-- then ask again); release 1/0; renew 1/0; adapt the new limit or -1; usage {in use, limit}.
+local held, queue, meta = KEYS[1], KEYS[2], KEYS[3]
+local op, token = ARGV[2], ARGV[3]
+local max_in_flight = tonumber(ARGV[4])
+
+local function limit()
+  local l = tonumber(redis.call('HGET', meta, 'limit')) or max_in_flight
+  return math.min(l, max_in_flight)
+end
+
+local function reclaim()
+  redis.call('ZREMRANGEBYSCORE', held, '-inf', fmt(NOW))
+end
+
+-- Drop waiters at the head whose give-up time passed (their worker died or left).
+local function clean_head()
+  for _ = 1, 16 do
+    local head = redis.call('ZRANGE', queue, 0, 0)[1]
+    if not head then
+      return
+    end
+    local gone = tonumber(redis.call('HGET', meta, 'w:' .. head))
+    if gone and gone > NOW then
+      return
+    end
+    redis.call('ZREM', queue, head)
+    redis.call('HDEL', meta, 'w:' .. head)
+  end
+end
+
+-- Wake exactly the waiters that may now take a slot (the first `free` of the queue).
+local function wake()
+  clean_head()
+  local free = limit() - redis.call('ZCARD', held)
+  if free <= 0 then
+    return
+  end
+  for _, t in ipairs(redis.call('ZRANGE', queue, 0, free - 1)) do
+    local list = ARGV[7] .. t
+    if redis.call('LLEN', list) == 0 then
+      redis.call('RPUSH', list, '1')
+    end
+    redis.call('PEXPIRE', list, 60000)
+  end
+end
+
+local function retry_after()
+  local first = redis.call('ZRANGE', held, 0, 0, 'WITHSCORES')
+  if not first[2] then
+    return '0'
+  end
+  return fmt(math.max(0, tonumber(first[2]) - NOW))
+end
+
+if op == 'acquire' then
+  redis.call('DEL', ARGV[7] .. token)  -- a wake-up is consumed by the re-check it caused
+  reclaim()
+  clean_head()
+  local lease = tonumber(ARGV[5])
+  if redis.call('ZSCORE', held, token) then
+    return {1, '0'}
+  end
+  local rank = redis.call('ZRANK', queue, token)
+  local ahead = rank or redis.call('ZCARD', queue)
+  local free = limit() - redis.call('ZCARD', held)
+  if free > ahead then
+    redis.call('ZADD', held, fmt(NOW + lease), token)
+    keep_for(held, lease * 1000 + GC_MARGIN_MS)
+    if rank then
+      redis.call('ZREM', queue, token)
+      redis.call('HDEL', meta, 'w:' .. token)
+      wake()  -- the next in line may fit too
+    end
+    return {1, '0'}
+  end
+  local wait = tonumber(ARGV[6])
+  if wait <= 0 then
+    if rank then
+      redis.call('ZREM', queue, token)
+      redis.call('HDEL', meta, 'w:' .. token)
+      wake()
+    end
+    return {0, retry_after()}
+  end
+  if not rank then
+    local seq = redis.call('HINCRBY', meta, 'seq', 1)
+    redis.call('ZADD', queue, seq, token)
+  end
+  redis.call('HSET', meta, 'w:' .. token, fmt(NOW + wait + 1))
+  keep_for(queue, (wait + 1) * 1000 + GC_MARGIN_MS)
+  keep_for(meta, 86400000)
+  return {2, retry_after()}
+elseif op == 'release' then
+  local removed = redis.call('ZREM', held, token) + redis.call('ZREM', queue, token)
+  redis.call('HDEL', meta, 'w:' .. token)
+  redis.call('DEL', ARGV[7] .. token)
+  reclaim()
+  wake()
+  return removed
+elseif op == 'renew' then
+  local ends = tonumber(redis.call('ZSCORE', held, token))
+  if not ends or ends <= NOW then
+    return 0
+  end
+  local lease = tonumber(ARGV[5])
+  redis.call('ZADD', held, fmt(NOW + lease), token)
+  keep_for(held, lease * 1000 + GC_MARGIN_MS)
+  return 1
+elseif op == 'adapt' then
+  local current = limit()
+  local window = tonumber(ARGV[6])
+  local changed_at = tonumber(redis.call('HGET', meta, 'changed_at'))
+  if changed_at and NOW - changed_at < window then
+    return -1
+  end
+  local new
+  if token == '1' then
+    new = math.max(1, math.floor(current * 0.7))
+  else
+    new = math.min(max_in_flight, current + 1)
+  end
+  if new == current then
+    return -1
+  end
+  redis.call('HSET', meta, 'limit', new, 'changed_at', fmt(NOW))
+  keep_for(meta, 86400000)
+  wake()
+  return new
+elseif op == 'usage' then
+  reclaim()
+  return {redis.call('ZCARD', held), limit()}
+end
+return redis.error_reply('slots.lua: unknown op')

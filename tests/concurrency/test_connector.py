@@ -1,0 +1,118 @@
+"""The connector holds a slot per attempt and gives it back on every way out (api.md 26)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from nexus_connector_async import (
+    ConcurrencyLimit,
+    ConcurrencyLimitExceeded,
+    Connector,
+    Endpoint,
+    MemoryBackend,
+    RedisBackend,
+    Response,
+)
+
+EP = Endpoint.create("https://api.example.com/x", "GET")
+
+
+class Gate:
+    """A transport whose answers wait for `release`, recording how many are in flight."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.release = asyncio.Event()
+        self.in_flight = 0
+        self.peak = 0
+        self.status = status
+
+    async def send(self, *args: Any, **kw: Any) -> Response:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await self.release.wait()
+        finally:
+            self.in_flight -= 1
+        return Response(self.status, {}, b"{}")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_fail_fast_beyond_the_limit_and_slots_come_back() -> None:
+    backend = MemoryBackend()
+    gate = Gate()
+    conn = Connector(backend=backend, http=gate)  # type: ignore[arg-type]
+    ep = EP.with_concurrency_limit(ConcurrencyLimit(2))
+    calls = [asyncio.ensure_future(conn.execute("svc", ep)) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    with pytest.raises(ConcurrencyLimitExceeded):
+        await conn.execute("svc", ep)
+    gate.release.set()
+    await asyncio.gather(*calls)
+    assert await backend.slot_usage("svc", None, 2) == (0, 2)
+
+
+async def test_waiting_callers_all_complete_never_above_the_limit() -> None:
+    backend = MemoryBackend()
+    gate = Gate()
+    conn = Connector(backend=backend, http=gate)  # type: ignore[arg-type]
+    ep = EP.with_concurrency_limit(ConcurrencyLimit(3, max_wait=5.0))
+    calls = [asyncio.ensure_future(conn.execute("svc", ep)) for _ in range(10)]
+    await asyncio.sleep(0.01)
+    gate.release.set()
+    results = await asyncio.gather(*calls)
+    assert all(r.status == 200 for r in results)
+    assert gate.peak == 3
+
+
+async def test_cancellation_leaves_no_slot_held() -> None:
+    backend = MemoryBackend()
+    gate = Gate()
+    conn = Connector(backend=backend, http=gate)  # type: ignore[arg-type]
+    ep = EP.with_concurrency_limit(ConcurrencyLimit(1, max_wait=5.0))
+    holder = asyncio.ensure_future(conn.execute("svc", ep))
+    waiter = asyncio.ensure_future(conn.execute("svc", ep))
+    await asyncio.sleep(0.01)
+    holder.cancel()
+    waiter.cancel()
+    await asyncio.gather(holder, waiter, return_exceptions=True)
+    await asyncio.sleep(0.01)
+    assert await backend.slot_usage("svc", None, 1) == (0, 1)
+
+
+async def test_adaptive_cuts_on_429() -> None:
+    backend = MemoryBackend()
+    gate = Gate(status=429)
+    gate.release.set()
+    conn = Connector(backend=backend, http=gate)  # type: ignore[arg-type]
+    ep = EP.with_concurrency_limit(ConcurrencyLimit(10, adaptive=True))
+    r = await conn.execute(
+        "svc", ep.with_retry(ep.retry.__class__(max_attempts=1)), raise_for_status=False
+    )
+    assert r.status == 429
+    assert await backend.slot_usage("svc", None, 10) == (0, 7)
+
+
+@pytest.mark.redis
+async def test_on_redis_waiters_complete_and_the_vendor_never_sees_more(
+    redis_url: str, redis_flush: None
+) -> None:
+    backend = RedisBackend.from_url(redis_url)
+    gate = Gate()
+    conn = Connector(backend=backend, http=gate)  # type: ignore[arg-type]
+    ep = EP.with_concurrency_limit(ConcurrencyLimit(3, max_wait=5.0))
+    try:
+        calls = [asyncio.ensure_future(conn.execute("svc", ep)) for _ in range(12)]
+        await asyncio.sleep(0.2)
+        assert gate.peak == 3
+        gate.release.set()
+        results = await asyncio.gather(*calls)
+        assert all(r.status == 200 for r in results)
+        assert gate.peak == 3
+        assert await backend.slot_usage("svc", None, 3) == (0, 3)
+    finally:
+        await backend.aclose()

@@ -1,0 +1,134 @@
+"""Concurrency slots (api.md 26): limit, release, leases, FIFO waiting, renewal, AIMD steps."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from nexus_connector_async.testing import FakeClock
+from tests.contract.conftest import until
+
+
+async def take(backend: Any, n: int, *, wait: float = 0.0, tenant: str | None = None) -> Any:
+    return await backend.acquire_slot("svc", tenant, n, 10.0, wait)
+
+
+async def test_at_most_max_in_flight_then_fail_fast_with_retry_after(backend: Any) -> None:
+    slots = [await take(backend, 3) for _ in range(3)]
+    assert all(s.acquired for s in slots)
+    assert len({s.token for s in slots}) == 3
+    refused = await take(backend, 3)
+    assert not refused.acquired
+    assert refused.retry_after == 10.0  # the earliest lease end
+    assert await backend.slot_usage("svc", None, 3) == (3, 3)
+
+
+async def test_a_release_frees_a_slot_and_unknown_tokens_are_ignored(backend: Any) -> None:
+    a = await take(backend, 1)
+    await backend.release_slot("svc", None, "not-a-token")
+    assert not (await take(backend, 1)).acquired
+    await backend.release_slot("svc", None, a.token)
+    await backend.release_slot("svc", None, a.token)  # twice: still only one slot back
+    assert (await take(backend, 1)).acquired
+    assert not (await take(backend, 1)).acquired
+
+
+async def test_scopes_are_separate(backend: Any) -> None:
+    assert (await take(backend, 1, tenant="a")).acquired
+    assert (await take(backend, 1, tenant="b")).acquired
+    assert (await take(backend, 1)).acquired
+    assert not (await take(backend, 1, tenant="a")).acquired
+
+
+async def test_a_dead_holders_slot_comes_back_when_its_lease_ends(
+    backend: Any, clock: FakeClock
+) -> None:
+    await take(backend, 1)  # never released: its worker died
+    clock.advance(9.9)
+    assert not (await take(backend, 1)).acquired
+    clock.advance(0.2)
+    assert (await take(backend, 1)).acquired
+
+
+async def test_renewal_keeps_a_long_attempts_slot(backend: Any, clock: FakeClock) -> None:
+    a = await take(backend, 1)
+    clock.advance(8.0)
+    assert await backend.renew_slot("svc", None, a.token, 10.0)
+    clock.advance(8.0)
+    assert not (await take(backend, 1)).acquired
+    clock.advance(3.0)
+    assert not await backend.renew_slot("svc", None, a.token, 10.0)  # lost: not revived
+    assert (await take(backend, 1)).acquired
+
+
+async def test_a_waiter_is_woken_by_a_release(backend: Any) -> None:
+    a = await take(backend, 1)
+    waiter = asyncio.ensure_future(take(backend, 1, wait=5.0))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    await backend.release_slot("svc", None, a.token)
+    async with asyncio.timeout(3):
+        got = await waiter
+    assert got.acquired
+
+
+async def test_waiters_are_served_in_arrival_order(backend: Any) -> None:
+    held = await take(backend, 1)
+    order: list[int] = []
+
+    async def wait_then_release(i: int) -> None:
+        s = await take(backend, 1, wait=30.0)
+        assert s.acquired
+        order.append(i)
+        await backend.release_slot("svc", None, s.token)
+
+    tasks = []
+    for i in range(4):
+        tasks.append(asyncio.ensure_future(wait_then_release(i)))
+        await asyncio.sleep(0.05)  # each queued before the next arrives
+    late = await take(backend, 1)  # a newcomer may not jump the queue
+    assert not late.acquired
+    await backend.release_slot("svc", None, held.token)
+    async with asyncio.timeout(5):
+        await asyncio.gather(*tasks)
+    assert order == [0, 1, 2, 3]
+
+
+async def test_a_waiter_gives_up_after_max_wait(backend: Any, clock: FakeClock) -> None:
+    await take(backend, 1)
+    waiter = asyncio.ensure_future(take(backend, 1, wait=2.0))
+    await asyncio.sleep(0.05)
+    clock.advance(2.5)
+    async with asyncio.timeout(3):
+        got = await waiter
+    assert not got.acquired
+
+
+async def test_a_cancelled_waiter_leaves_the_queue(backend: Any) -> None:
+    a = await take(backend, 1)
+    waiter = asyncio.ensure_future(take(backend, 1, wait=30.0))
+    await asyncio.sleep(0.05)
+    waiter.cancel()
+    await asyncio.sleep(0.05)
+    await backend.release_slot("svc", None, a.token)
+    await until(lambda: True)
+    await asyncio.sleep(0.05)
+    assert (await take(backend, 1)).acquired  # the cancelled waiter holds nothing
+
+
+async def test_aimd_cuts_once_per_window_and_raises_by_one(backend: Any, clock: FakeClock) -> None:
+    assert await backend.adapt_slot_limit("svc", None, 10, cut=True, window=1.0) == 7
+    assert await backend.adapt_slot_limit("svc", None, 10, cut=True, window=1.0) is None
+    assert await backend.slot_usage("svc", None, 10) == (0, 7)
+    clock.advance(1.0)
+    assert await backend.adapt_slot_limit("svc", None, 10, cut=False, window=1.0) == 8
+    for _ in range(6):
+        clock.advance(1.0)
+        await backend.adapt_slot_limit("svc", None, 10, cut=True, window=1.0)
+    assert (await backend.slot_usage("svc", None, 10))[1] == 1  # never below 1
+    assert (await take(backend, 10)).acquired
+    assert not (await take(backend, 10)).acquired
+    for _ in range(20):
+        clock.advance(1.0)
+        await backend.adapt_slot_limit("svc", None, 10, cut=False, window=1.0)
+    assert (await backend.slot_usage("svc", None, 10))[1] == 10  # never above max_in_flight
