@@ -254,7 +254,7 @@ def _backend(variant: str, redis_url: str | None, prefix: str) -> Any:
 
 @contextlib.asynccontextmanager
 async def _caller(job: CallJob) -> AsyncIterator[tuple[Callable[[int], Awaitable[Any]], Any]]:
-    """`call(i)` for the variant (call i goes to service i % S and tenant i % T), and its backend."""
+    """`call(i)` for the variant (call i: service i % S, tenant i % T) and its backend."""
     import aiohttp  # noqa: PLC0415
 
     if job.variant == "raw":
@@ -642,7 +642,7 @@ def _phase_fleet(ctx: _Ctx) -> list[dict[str, Any]]:
             jobs = [replace(base, seed=ctx.opts.seed + i) for i in range(n)]
             cpu: list[float] = []
 
-            def sample(at: float, base_job: CallJob = base) -> None:
+            def sample(at: float, base_job: CallJob = base, cpu: list[float] = cpu) -> None:
                 time.sleep(max(0.0, at - time.monotonic()))
                 cpu.append(_redis_cpu(url))
                 time.sleep(max(0.0, at + base_job.duration - time.monotonic()))
@@ -792,12 +792,12 @@ async def _monitored(
 
 
 def _phase_monitor(ctx: _Ctx) -> list[dict[str, Any]]:
-    rows = []
     url = f"{ctx.stub.base}/v1/charges"
-    for conc in (1, 100):
-        calls = ctx.opts.monitor_calls * (1 if conc == 1 else 10)
-        for idem in (False, True):
-            rows.append(asyncio.run(_monitored(ctx.redis_url, url, calls, conc, idempotent=idem)))
+    rows = [
+        asyncio.run(_monitored(ctx.redis_url, url, calls, conc, idempotent=idem))
+        for conc, calls in ((1, ctx.opts.monitor_calls), (100, ctx.opts.monitor_calls * 10))
+        for idem in (False, True)
+    ]
     ctx.step("monitor")
     return rows
 
