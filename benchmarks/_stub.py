@@ -49,6 +49,7 @@ class StubSettings:
     throttle_rate: float = 0.0
     retry_after: float = 1.0
     fail_from: float | None = None  # time.monotonic() from which every request gets 503
+    ok_body: bytes | None = None  # the 200 answer's JSON body (None: a Stripe-like charge)
 
 
 @dataclass
@@ -68,15 +69,14 @@ class _Stub:
         self.settings = settings
         self.random = random.Random(seed)
         self.counters = _Counters()
-        self._throttle = _response(
-            "429 Too Many Requests", _THROTTLED, f"Retry-After: {settings.retry_after:g}\r\n"
-        )
+        self.configure(settings)
 
     def configure(self, settings: StubSettings) -> None:
         self.settings = settings
         self._throttle = _response(
             "429 Too Many Requests", _THROTTLED, f"Retry-After: {settings.retry_after:g}\r\n"
         )
+        self._ok = _OK if settings.ok_body is None else _response("200 OK", settings.ok_body)
 
     def reset(self, started: float) -> None:
         self.counters = _Counters(started=started)
@@ -95,7 +95,7 @@ class _Stub:
             elif roll < s.throttle_rate + s.error_rate:
                 status, reply = 500, _E500
             else:
-                status, reply = 200, _OK
+                status, reply = 200, self._ok
         c.total += 1
         c.by_status[status] = c.by_status.get(status, 0) + 1
         if c.first is None:
