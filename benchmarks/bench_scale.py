@@ -281,7 +281,7 @@ async def _caller(job: CallJob) -> AsyncIterator[tuple[Callable[[int], Awaitable
         if len(services) == 1 and not tenants:
             name = services[0]
 
-            def one(_: int) -> Awaitable[Any]:
+            def one(i: int) -> Awaitable[Any]:
                 return connector.execute(name, endpoint)
 
         else:
