@@ -72,3 +72,16 @@ local function live_record(rec, list)
   end
   return r
 end
+
+-- Replace a shared value hash (KV, locks) with `value`, for `ttl_arg` seconds ('' = for good):
+-- the logical expiry in field x, PEXPIRE a GC margin later.
+local function put_value(key, value, ttl_arg)
+  redis.call('DEL', key)
+  if ttl_arg == '' then
+    redis.call('HSET', key, 'v', value)
+  else
+    local ttl = tonumber(ttl_arg)
+    redis.call('HSET', key, 'v', value, 'x', fmt(NOW + ttl))
+    redis.call('PEXPIRE', key, math.ceil(ttl * 1000) + GC_MARGIN_MS)
+  end
+end

@@ -11,12 +11,5 @@ end
 if current ~= ARGV[2] then
   return 0
 end
-redis.call('DEL', KEYS[1])
-if ARGV[4] == '' then
-  redis.call('HSET', KEYS[1], 'v', ARGV[3])
-else
-  local ttl = tonumber(ARGV[4])
-  redis.call('HSET', KEYS[1], 'v', ARGV[3], 'x', fmt(NOW + ttl))
-  redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000) + GC_MARGIN_MS)
-end
+put_value(KEYS[1], ARGV[3], ARGV[4])
 return 1
