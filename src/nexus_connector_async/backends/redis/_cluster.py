@@ -109,8 +109,9 @@ class NodeSender:
 
         replies = await send(indexes)
         if isinstance(replies, BaseException):
-            health.failed(replies)
-            await self.refresh_topology()  # the master may have failed over
+            if is_outage(replies):  # (a full local pool is our congestion, not a dead node)
+                health.failed(replies)
+                await self.refresh_topology()  # the master may have failed over
             err = as_backend_error(replies)
             for i in indexes:
                 results[i] = err
