@@ -261,11 +261,7 @@ class PayPalPaymentAdapter:
         tenant_id: str | None = None,
     ) -> Payment:
         """Capture an approved CAPTURE order; the result's `id` is the capture id."""
-        order_id = check_id(order_id, "order_id", _ORDER_ID)
-        response = await self._post(
-            f"/v2/checkout/orders/{order_id}/capture", {}, idempotency_key, tenant_id
-        )
-        return self._remember(self._from_order(response, raise_declined=True), tenant_id)
+        return await self._order_action(order_id, "capture", idempotency_key, tenant_id)
 
     async def authorize_order(
         self,
@@ -275,9 +271,19 @@ class PayPalPaymentAdapter:
         tenant_id: str | None = None,
     ) -> Payment:
         """Authorize an approved AUTHORIZE order; the result's `id` is the authorization id."""
+        return await self._order_action(order_id, "authorize", idempotency_key, tenant_id)
+
+    async def _order_action(
+        self,
+        order_id: str,
+        action: str,
+        idempotency_key: IdempotencyKey | None,
+        tenant_id: str | None,
+    ) -> Payment:
+        """POST /v2/checkout/orders/{id}/{capture|authorize}: the payment it made, remembered."""
         order_id = check_id(order_id, "order_id", _ORDER_ID)
         response = await self._post(
-            f"/v2/checkout/orders/{order_id}/authorize", {}, idempotency_key, tenant_id
+            f"/v2/checkout/orders/{order_id}/{action}", {}, idempotency_key, tenant_id
         )
         return self._remember(self._from_order(response, raise_declined=True), tenant_id)
 
