@@ -579,13 +579,19 @@ class Connector:
         stop_heartbeat = self._heartbeat(scope, token)
         progress = _Progress()
         stored_bytes: bytes | None = None
+        interrupted: BaseException | None = None
         try:
             try:
                 value = await self._attempts(call._replace(progress=progress), attempt)
-            except BaseException:
-                action = _UNKNOWN if _outcome_unknown(call, progress) else _RELEASE
-                await self._settle(scope, token, action, None, key.ttl, stop_heartbeat)
-                raise
+            except BaseException as exc:
+                answer = _final_answer(progress)
+                if answer is None:
+                    action = _UNKNOWN if _outcome_unknown(call, progress) else _RELEASE
+                    await self._settle(scope, token, action, None, key.ttl, stop_heartbeat)
+                    raise
+                # Interrupted after the vendor's final answer (cancelled in the breaker record
+                # that follows it): the answer is the key's all the same (rule 16).
+                value, interrupted = answer.value, exc
             try:
                 stored_bytes = store(value)
             except BaseException:  # an answer we cannot encode: never free a sent call for resend
@@ -594,6 +600,8 @@ class Connector:
                 raise
             action = _RELEASE if stored_bytes is None else _STORE
             await self._settle(scope, token, action, stored_bytes, key.ttl, stop_heartbeat)
+            if interrupted is not None:
+                raise interrupted
             return value
         finally:
             del self._inflight[scope]
@@ -1155,6 +1163,19 @@ async def _refresh(
     if isinstance(provider, RefreshesRejected):
         return await provider.refresh_if_current(call.service, call.tenant, rejected)
     return await provider.refresh_credentials(call.service, call.tenant)
+
+
+def _final_answer(progress: _Progress) -> _Outcome | None:
+    """The vendor's final answer, if the call was interrupted after it came (else None).
+
+    Final: an answer (no error) the retry loop would not send again, and no attempt is out.
+    """
+    last = progress.last
+    if progress.sending or last is None or last.error is not None:
+        return None
+    if last.retryable or last.reauth is not None:
+        return None
+    return last
 
 
 def _outcome_unknown(call: _Call, progress: _Progress) -> bool:

@@ -493,3 +493,40 @@ async def test_a_result_that_cannot_be_stored_settles_the_key_instead_of_holding
         with pytest.raises(OutcomeUnknown):
             await c.call("sns", "Publish", publish, idempotency_key="sms-3")
     assert sent == 3
+
+
+@pytest.mark.parametrize("endpoint", [deduped, plain])
+async def test_a_cancel_after_the_vendor_answered_stores_the_answer_not_frees_the_key(
+    faulty: Faulty, stub: Stub, clock: FakeClock, endpoint: Any
+) -> None:
+    """Found by the 18-minute chaos run: cancelled during the breaker record that follows a 200
+    (recorded because the breaker had a failure), the key was released, and the next call with
+    it charged again on a vendor without idempotency."""
+    gate, entered = asyncio.Event(), asyncio.Event()
+    real_record = faulty.__getattr__("record")
+
+    async def slow_record(*args: Any, **kwargs: Any) -> Any:
+        state = await real_record(*args, **kwargs)
+        entered.set()
+        await gate.wait()  # the caller is cancelled while this reply is on its way
+        return state
+
+    async with Connector(backend=faulty, clock=clock) as c:  # type: ignore[arg-type]
+        stub.queue(status(500))  # a failure on record: the next success is recorded too
+        with pytest.raises(HttpStatusError):
+            await c.execute("vendor", endpoint(stub), {"n": 0}, idempotency_key="warm-up")
+        faulty.record = slow_record  # type: ignore[attr-defined]
+        stub.queue(status(200, b'{"id":"ch_1"}'))
+        task = asyncio.ensure_future(
+            c.execute("vendor", endpoint(stub), {"a": 1}, idempotency_key="pay-20")
+        )
+        async with asyncio.timeout(5.0):
+            await entered.wait()
+        task.cancel()
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with asyncio.timeout(5.0):
+            again = await c.execute("vendor", endpoint(stub), {"a": 1}, idempotency_key="pay-20")
+    assert (again.status, again.body, again.replayed) == (200, b'{"id":"ch_1"}', True)
+    assert stub.count == 2  # the warm-up and the payment, once
