@@ -18,12 +18,17 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1, help="seed of the fault schedule")
     parser.add_argument("--workers", type=int, default=3, help="worker processes")
     parser.add_argument("--keys", type=int, default=60, help="idempotency keys per lane")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="keep the workers' logs in this (new) directory"
+    )
     args = parser.parse_args()
     os.environ["NEXUS_CHAOS_KEYS"] = str(args.keys)  # the spawned workers read it
     with tempfile.TemporaryDirectory(prefix="nexus-chaos-") as tmp:
-        report = asyncio.run(
-            chaos_run(args.seed, args.minutes * 60, Path(tmp), workers=args.workers)
-        )
+        logs = Path(tmp)
+        if args.keep is not None:
+            args.keep.mkdir(parents=True)
+            logs = args.keep
+        report = asyncio.run(chaos_run(args.seed, args.minutes * 60, logs, workers=args.workers))
     print(report.summary())
     return 1 if report.violations else 0
 
