@@ -26,7 +26,8 @@ from nexus_connector_async.cli._ops import EXIT_UNKNOWN_SERVICE, EXIT_UNREACHABL
 
 
 async def _make_state(url: str, *, cluster: bool = False) -> None:
-    """Open the 'vendor' breaker, spend 3 of 10 'limited' tokens, leave one key in progress."""
+    """Open the 'vendor' breaker, spend 3 of 10 'limited' tokens, leave one key in progress,
+    one unknown and two concurrency slots held."""
 
     async def fail(request: web.Request) -> web.Response:
         return web.Response(status=503 if request.path == "/fail" else 200)
@@ -56,6 +57,10 @@ async def _make_state(url: str, *, cluster: bool = False) -> None:
             for _ in range(3):
                 await c.execute("limited", limited)
             await backend.claim("limited", None, "digest-1", "fp", 60.0)
+            sent = await backend.claim("limited", None, "digest-2", "fp", 60.0, unknown_ttl=600)
+            assert await backend.mark_unknown("limited", None, "digest-2", sent.token, 600.0)
+            for _ in range(2):
+                assert (await backend.acquire_slot("limited", None, 5, 60.0, 0.0)).acquired
     finally:
         await runner.cleanup()
 
@@ -73,7 +78,7 @@ def run(argv: list[str], stdin: str = "") -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("cluster", [False, True], ids=["redis", "cluster"])
-def test_status_shows_open_breakers_tokens_and_keys_in_progress(
+def test_status_shows_open_breakers_tokens_keys_and_slots(
     cluster: bool, request: pytest.FixtureRequest
 ) -> None:
     if cluster:
@@ -94,6 +99,8 @@ def test_status_shows_open_breakers_tokens_and_keys_in_progress(
     assert 7.0 <= float(tokens) < 7.5
     assert capacity == "10"
     assert limited[7] == "1"  # one idempotency key in progress
+    assert limited[9] == "1"  # one key whose outcome is unknown (at most once)
+    assert limited[10] == "2"  # two concurrency slots held
 
 
 @pytest.mark.usefixtures("redis_flush")

@@ -51,6 +51,11 @@ def _tokens(tokens: float | None, capacity: float | None) -> str:
     return f"{tokens:.1f}/{capacity:g}"
 
 
+def _slots(in_use: int, limit: int | None) -> str:
+    """`3` slots held, or `3/7` under an adaptive limit (its current value)."""
+    return str(in_use) if limit is None else f"{in_use}/{limit}"
+
+
 async def status(
     url: str, service: str | None, *, cluster: bool, prefix: str, out: TextIO | None = None
 ) -> int:
@@ -84,7 +89,8 @@ async def status(
         await client.aclose()
     header = (
         f"{'service':<16}{'breaker':<11}{'failures':>8}{'half-open in':>14}{'probes':>8}"
-        f"{'paused':>8}{'tokens':>14}{'idem busy':>11}{'idem done':>11}"
+        f"{'paused':>8}{'tokens':>14}{'idem busy':>11}{'idem done':>11}{'unknown':>9}"
+        f"{'slots':>10}"
     )
     print(header, file=out)
     for r in rows:
@@ -93,7 +99,8 @@ async def status(
             f"{_shown(r.service):<16}{r.breaker:<11}{r.failures:>8}"
             f"{_fmt(r.seconds_to_half_open, 's'):>14}{r.probes_in_flight:>8}"
             f"{_fmt(r.paused_for, 's'):>8}{tokens:>14}"
-            f"{r.idempotency_in_progress:>11}{r.idempotency_completed:>11}",
+            f"{r.idempotency_in_progress:>11}{r.idempotency_completed:>11}"
+            f"{r.idempotency_unknown:>9}{_slots(r.slots_in_use, r.slot_limit):>10}",
             file=out,
         )
     if not rows:

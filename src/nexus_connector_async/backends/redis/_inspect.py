@@ -35,6 +35,10 @@ class ServiceStatus(msgspec.Struct, frozen=True):
     capacity: float | None
     idempotency_in_progress: int
     idempotency_completed: int
+    # At most once (rule 19): sent, outcome never seen; reconcile, then `Connector.forget()`.
+    idempotency_unknown: int = 0
+    slots_in_use: int = 0  # fleet-wide concurrency slots held now (rule 26, service scope)
+    slot_limit: int | None = None  # the adaptive limit in force; None when fixed or unused
 
 
 def _s(value: Any) -> str | None:
@@ -111,18 +115,25 @@ async def service_status(client: Any, service: str, prefix: str = "nexus") -> Se
         left = min(cap, _f(b.get("tokens")) + (now - _f(b.get("updated"))) * _f(b.get("rate")))
         if tokens is None or capacity is None or left / cap < tokens / capacity:
             tokens, capacity = left, cap
-    in_progress = completed = 0
+    in_progress = completed = unknown = 0
     for kind in ("idem", "tidem"):
         pattern = _under(prefix, kind, service)
         async for raw in client.scan_iter(match=pattern, count=500):
             name = _s(raw) or ""
             if name.endswith(":n"):
                 continue  # a waiters' notify list, not a key
-            result = await client.hexists(raw, "result")
-            if result:
+            result, marked, amo, expires = await client.hmget(
+                raw, "result", "unknown", "amo", "expires"
+            )
+            lapsed = _f(expires) <= now
+            if result is not None:
                 completed += 1
-            else:
+            elif marked is not None or (amo is not None and lapsed):
+                unknown += 1  # a lapsed at-most-once lease turns unknown at its next read
+            elif not lapsed:
                 in_progress += 1
+    slots = await client.zcount(key(prefix, "slots", service), f"({now}", "+inf")
+    slot_limit = await client.hget(key(prefix, "slotm", service), "limit")
     return ServiceStatus(
         service=service,
         breaker=state,
@@ -134,6 +145,9 @@ async def service_status(client: Any, service: str, prefix: str = "nexus") -> Se
         capacity=capacity,
         idempotency_in_progress=in_progress,
         idempotency_completed=completed,
+        idempotency_unknown=unknown,
+        slots_in_use=int(slots),
+        slot_limit=None if slot_limit is None else int(_f(slot_limit)),
     )
 
 
