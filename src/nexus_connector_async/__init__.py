@@ -59,7 +59,7 @@ from ._settings import ConfigError, Gateways, Settings, connect
 from ._transport import AiohttpTransport, Transport
 from .backends._base import Backend
 from .backends._memory import MemoryBackend
-from .credentials._base import CredentialProvider
+from .credentials._base import CredentialProvider, NamesAccount
 from .credentials._oauth2 import OAuth2CredentialProvider
 from .credentials._static import StaticCredentialProvider
 
@@ -101,6 +101,7 @@ __all__ = [
     "InvalidRequest",
     "InvalidResponse",
     "MemoryBackend",
+    "NamesAccount",
     "OAuth2CredentialProvider",
     "OutcomeUnknown",
     "OutcomeUnknownEvent",

@@ -72,7 +72,7 @@ from ._events import (
     StructlogHook,
 )
 from ._logging import get_logger
-from ._models import Credentials, IdempotencyKey, Response
+from ._models import Credentials, FinalKey, IdempotencyKey, Response, ScopedKey
 from ._retry import backoff, parse_retry_after, resendable, should_retry_header
 from ._scrub import MaskedHeaders, MaskedUrl, url_label
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport, Transport
@@ -86,7 +86,7 @@ from .backends._base import (
     Claim,
 )
 from .backends._memory import MemoryBackend
-from .credentials._base import CredentialProvider, RefreshesRejected
+from .credentials._base import CredentialProvider, NamesAccount, RefreshesRejected
 
 __all__ = ["Connector"]
 
@@ -202,6 +202,26 @@ def _as_key(key: IdempotencyKey | str | None) -> IdempotencyKey | None:
     if key is None or isinstance(key, IdempotencyKey):
         return key
     return IdempotencyKey(key)
+
+
+def _scoped(
+    key: IdempotencyKey | None,
+    provider: CredentialProvider | None,
+    service: str,
+    tenant: str | None,
+) -> IdempotencyKey | None:
+    """The caller's key as stored and sent: derived from (tenant, account, key) (rule 28).
+
+    The account is the provider's `account_id` when it names one (`NamesAccount`). A key
+    without a tenant or an account, and an adapter's key (`FinalKey`: scoped already, or
+    generated), pass unchanged.
+    """
+    if key is None or isinstance(key, FinalKey):
+        return key
+    account = provider.account_id(service, tenant) if isinstance(provider, NamesAccount) else None
+    if account is None and tenant is None:
+        return key
+    return ScopedKey(key, account or b"", tenant)
 
 
 class Connector:
@@ -339,7 +359,8 @@ class Connector:
         outcome is unknown, later calls with the key raise `OutcomeUnknown`.
         """
         _check_names(service, tenant_id)
-        key = _as_key(idempotency_key)
+        provider = credentials if credentials is not None else self.credentials
+        key = _scoped(_as_key(idempotency_key), provider, service, tenant_id)
         method, url, body, hdrs = self._build(endpoint, payload, headers, key)
         headers = hdrs  # the caller's plain dict leaves this frame: tracebacks show the masked copy
         call = self._call_info(
@@ -359,7 +380,6 @@ class Connector:
         )
         if endpoint.concurrency_limit is not None:
             call = call._replace(concurrency=endpoint.concurrency_limit)
-        provider = credentials if credentials is not None else self.credentials
         # A partial, not a closure coroutine: one frame fewer on every resume of the request.
         attempt = functools.partial(
             self._http_attempt, provider, method, url, hdrs, body, endpoint.timeout
@@ -437,14 +457,18 @@ class Connector:
         service: str,
         idempotency_key: IdempotencyKey | str,
         tenant_id: str | None = None,
+        *,
+        credentials: CredentialProvider | None = None,
     ) -> bool:
         """Clear a key left `unknown` (api.md rule 19), once you have reconciled it with the vendor.
 
         Afterwards a call with the key is sent again. Only an unknown key is cleared: a key in
-        progress or with a stored answer is left alone. Returns True if one was cleared.
+        progress or with a stored answer is left alone. Returns True if one was cleared. Give
+        the `credentials` the call was made with, if it overrode the connector's.
         """
         _check_names(service, tenant_id)
-        key = _as_key(idempotency_key)
+        provider = credentials if credentials is not None else self.credentials
+        key = _scoped(_as_key(idempotency_key), provider, service, tenant_id)
         if key is None:
             raise InvalidRequest("forget() needs an idempotency key")
         return await self.backend.forget(service, tenant_id, key.digest)
@@ -564,7 +588,7 @@ class Connector:
             if claim.state == "conflict":
                 raise IdempotencyConflict("idempotency key reused for a different request")
             if claim.state == "unknown":
-                raise OutcomeUnknown(service=call.service, idempotency_key=key.value)
+                raise OutcomeUnknown(service=call.service, idempotency_key=key.caller_value)
             if claim.state == "in_progress":
                 raise IdempotencyInProgress(
                     f"idempotency key still in progress after {self.idempotency_wait:g}s"

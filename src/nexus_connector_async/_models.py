@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import math
 import time
 import uuid
@@ -68,6 +70,44 @@ class IdempotencyKey:
 
     def __repr__(self) -> str:
         return f"IdempotencyKey(<{self.digest}>, ttl={self.ttl:g})"
+
+    @property
+    def caller_value(self) -> str:
+        """The key as the caller gave it (a derived key keeps its caller's; see `ScopedKey`)."""
+        return self.value
+
+
+class FinalKey(IdempotencyKey):
+    """A key stored and sent as it is: already unique (generated) or already scoped."""
+
+    __slots__ = ()
+
+
+class ScopedKey(FinalKey):
+    """A caller's key derived from (tenant, account, key) (api.md rule 28): stored and sent.
+
+    `value` is `<caller key>.<tag>`, where the tag (22 base64url characters, 132 bits) is an
+    HMAC of the tenant and the key under the account id: two tenants' or two merchants' equal
+    keys differ at the vendor and in the backend, and the caller's key stays readable in the
+    vendor's dashboard. A long key is cut so that the whole fits the vendor's `limit` (Stripe
+    255, PayPal 108); the tag still covers all of it. The same inputs always give the same key,
+    so retries from any worker resend the same header.
+    """
+
+    __slots__ = ("_caller",)
+
+    def __init__(
+        self, key: IdempotencyKey, account: bytes, tenant: str | None, limit: int = _MAX_KEY_LEN
+    ) -> None:
+        scope = "-" if tenant is None else "t." + tenant
+        mac = hmac.new(account, f"{scope}\0{key.value}".encode(), hashlib.sha256).digest()
+        tag = base64.urlsafe_b64encode(mac).decode("ascii")[:22]
+        super().__init__(f"{key.value[: limit - len(tag) - 1]}.{tag}", key.ttl)
+        self._caller = key.caller_value
+
+    @property
+    def caller_value(self) -> str:
+        return self._caller
 
 
 class Credentials(msgspec.Struct, frozen=True, repr_omit_defaults=True):

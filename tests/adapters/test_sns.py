@@ -458,3 +458,26 @@ async def test_aws_keys_never_reach_logs_reprs_or_errors(make: Any, proxy: Fault
 
 def test_spend_amounts_are_decimal_exact() -> None:
     assert Money(PRICE.amount * 3, "USD").amount == Decimal("0.01935")
+
+
+async def test_two_aws_accounts_never_replay_each_others_sends(make: Any, moto: MotoServer) -> None:
+    """api.md rule 28: the same key from two accounts' adapters (same service name) is two sends."""
+
+    def account(n: str) -> SnsSmsAdapter:
+        session = aioboto3.Session(
+            aws_access_key_id=f"AKIAACCOUNT{n}",
+            aws_secret_access_key="secret",
+            region_name="us-east-1",
+        )
+        adapter: SnsSmsAdapter = make(session=session, check_opt_out=False)
+        return adapter
+
+    a, b = account("A"), account("B")
+    key = IdempotencyKey("otp-1")
+    first = await a.send(TO, "code 1", idempotency_key=key)
+    other = await b.send(TO, "code 1", idempotency_key=key)
+    again = await a.send(TO, "code 1", idempotency_key=key)
+    assert (first.replayed, other.replayed, again.replayed) == (False, False, True)
+    assert other.message_id != first.message_id
+    assert again.message_id == first.message_id
+    assert len(await published(moto.url)) == 2

@@ -46,10 +46,20 @@ def no_backoff() -> Iterator[None]:
     set_testing(False)
 
 
+def _caller_key(sent: str) -> str:
+    """The caller's part of a key scoped as `<key>.<22-character tag>`."""
+    key, dot, tag = sent.rpartition(".")
+    assert dot, sent
+    assert len(tag) == 22, sent
+    return key
+
+
 def assert_order_42_charged_once_with_our_key(stub: StubVendor) -> None:
-    [charge] = [r for r in stub.charge_posts if r.headers["Idempotency-Key"] == "order-42"]
+    # The key as sent is scoped by the provider's account (api.md rule 28): `order-42.<tag>`.
+    [charge] = [
+        r for r in stub.charge_posts if _caller_key(r.headers["Idempotency-Key"]) == "order-42"
+    ]
     assert charge.headers["Authorization"] == f"Bearer {API_KEY}"
-    assert charge.headers["Idempotency-Key"] == "order-42"
     assert charge.form == {"amount": "500", "currency": "usd", "source": "tok_visa"}
 
 
@@ -108,7 +118,7 @@ async def test_the_worker_pays_each_order_once_through_a_503_and_reports_outcome
     ]
     outcomes = await worker.run_worker(jobs, base_url=stub.base_url, api_key=API_KEY, concurrency=4)
     assert outcomes == {"paid": 8, "replayed": 1, "declined": 1}
-    keys = [r.headers["Idempotency-Key"] for r in stub.charge_posts]
+    keys = [_caller_key(r.headers["Idempotency-Key"]) for r in stub.charge_posts]
     assert len(keys) == 10  # 8 orders + the 503's retry + the declined card; no duplicate
     assert sorted(set(keys)) == sorted({f"order-o{n}" for n in range(8)} | {"order-bad"})
 

@@ -35,6 +35,7 @@ from nexus_connector_async import (
     StaticCredentialProvider,
     Timeouts,
 )
+from nexus_connector_async._models import ScopedKey
 from nexus_connector_async.testing import FakeClock
 from tests._redis_servers import RedisServer, free_port
 from tests.faults._servers import serve
@@ -230,4 +231,6 @@ async def test_planted_secrets_never_reach_logs_errors_reprs_or_redis_key_names(
     assert leaks == []
     assert keys, "nothing was stored in Redis"
     assert all(k.startswith(f"{PREFIX}:") for k in keys), keys
-    assert any(key.digest in k for k in keys)  # the idempotency record, under its hash
+    # The idempotency record, under the hash of the key derived for the provider's account.
+    stored = ScopedKey(key, static.account_id("stripe", None), None)
+    assert any(stored.digest in k for k in keys)

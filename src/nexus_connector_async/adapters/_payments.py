@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import re
 import uuid
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -12,7 +10,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import msgspec
 
 from .._errors import InvalidRequest
-from .._models import IdempotencyKey
+from .._models import FinalKey, IdempotencyKey, ScopedKey
 from ._money import Money
 
 __all__ = ["Payment", "PaymentGateway", "PaymentStatus", "Refund", "RefundStatus"]
@@ -172,7 +170,7 @@ def check_id(value: object, what: str, pattern: re.Pattern[str] = _SAFE_ID) -> s
     return value
 
 
-class GeneratedKey(IdempotencyKey):
+class GeneratedKey(FinalKey):
     """A key the adapter made up itself (UUID4): unique already, so it is not scoped."""
 
     __slots__ = ()
@@ -190,21 +188,13 @@ def account_scope(*identity: str | None) -> bytes:
 def scoped_key(
     key: IdempotencyKey | None, account: bytes, tenant: str | None, limit: int = 255
 ) -> IdempotencyKey | None:
-    """The key as stored and sent to the vendor: derived from (tenant, account, caller's key).
+    """The key as stored and sent to the vendor: a `ScopedKey` of (tenant, account, key).
 
-    `<caller key>.<tag>`, where the tag (22 base64url characters, 132 bits) is an HMAC of the
-    tenant and the key under the account id: two tenants' or two merchants' equal keys differ
-    at the vendor and in the backend, and the caller's key stays readable in the vendor's
-    dashboard. A long key is cut so that the whole fits the vendor's `limit` (Stripe 255,
-    PayPal 108); the tag still covers all of it. The same inputs always give the same key, so
-    retries from any worker resend the same header. Generated keys pass unchanged.
+    Generated keys (unique already) and keys scoped before pass unchanged.
     """
-    if key is None or isinstance(key, GeneratedKey):
+    if key is None or isinstance(key, FinalKey):
         return key
-    scope = "-" if tenant is None else "t." + tenant
-    mac = hmac.new(account, f"{scope}\0{key.value}".encode(), hashlib.sha256).digest()
-    tag = base64.urlsafe_b64encode(mac).decode("ascii")[:22]
-    return IdempotencyKey(f"{key.value[: limit - len(tag) - 1]}.{tag}", key.ttl)
+    return ScopedKey(key, account, tenant, limit)
 
 
 def call_key(key: IdempotencyKey | None, max_length: int = 255) -> IdempotencyKey:

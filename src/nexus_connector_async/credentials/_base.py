@@ -6,7 +6,7 @@ from typing import Protocol, runtime_checkable
 
 from .._models import Credentials
 
-__all__ = ["CredentialProvider", "RefreshesRejected"]
+__all__ = ["CredentialProvider", "NamesAccount", "RefreshesRejected"]
 
 
 @runtime_checkable
@@ -36,3 +36,15 @@ class RefreshesRejected(Protocol):
     async def refresh_if_current(
         self, service: str, tenant_id: str | None, rejected: Credentials
     ) -> Credentials | None: ...
+
+
+@runtime_checkable
+class NamesAccount(Protocol):
+    """Optional: a stable id of the vendor account (and secret) a (service, tenant) call uses.
+
+    The connector derives idempotency keys from it (api.md rule 28), so two providers with
+    different secrets never replay each other's records or collide at the vendor. A hash or an
+    HMAC, never the secret itself.
+    """
+
+    def account_id(self, service: str, tenant_id: str | None) -> bytes: ...

@@ -190,6 +190,10 @@ class OAuth2CredentialProvider:
         self._flights: dict[str, asyncio.Task[Credentials]] = {}
         self._cipher = None if encryption_key is None else _fernet(encryption_key)
 
+    def account_id(self, service: str, tenant_id: str | None) -> bytes:
+        """The client's id keyed by its secret: the vendor account its tokens act for."""
+        return self._cache_id.encode()
+
     def bind_events(self, emit: Callable[[Event], None]) -> None:
         """Report `TokenRefreshed` to a connector's event hooks (the connector calls this)."""
         self._emit = emit

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping
 
 from .._errors import InvalidRequest
@@ -33,6 +35,15 @@ class StaticCredentialProvider:
         self, service: str, tenant_id: str | None = None
     ) -> Credentials | None:
         """The tenant's credentials, else the service's, else None."""
+        return self._lookup(service, tenant_id)
+
+    def account_id(self, service: str, tenant_id: str | None) -> bytes:
+        """An HMAC of the token the call is sent with: another token is another account."""
+        creds = self._lookup(service, tenant_id)
+        token = b"" if creds is None else creds.access_token.encode()
+        return hmac.new(b"nexus-account", token, hashlib.sha256).digest()
+
+    def _lookup(self, service: str, tenant_id: str | None) -> Credentials | None:
         creds = self._creds.get((service, tenant_id))
         if creds is None and tenant_id is not None:
             creds = self._creds.get((service, None))

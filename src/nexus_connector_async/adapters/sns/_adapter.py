@@ -24,6 +24,7 @@ from ..._logging import get_logger
 from ..._models import IdempotencyKey, Response
 from .._errors import OptedOut
 from .._money import Money, require_non_negative, require_positive
+from .._payments import account_scope, scoped_key
 from .._phone import count_segments, validate_e164, validate_sms_body
 from .._sms import PhoneNumberInfo, SmsMessage, SmsResult, run_bulk
 from ._errors import SNS, map_exception, outcome_known_unsent
@@ -127,6 +128,7 @@ class SnsSmsAdapter:
         self._spend = SpendTracker(connector.backend, service, self._clock)
         self._account_limit: tuple[float, Money | None] | None = None  # (read at, value)
         self._client: Any = None
+        self._account: bytes | None = None  # see _account_id()
         self._client_lock = asyncio.Lock()
         self._limit_lock = asyncio.Lock()
         self._closed = False
@@ -164,7 +166,9 @@ class SnsSmsAdapter:
                     read_timeout=self._timeout,
                     max_pool_connections=self._max_connections,
                 )
-                session = self._session or aioboto3.Session()
+                if self._session is None:
+                    self._session = aioboto3.Session()
+                session = self._session
                 self._client = await self._stack.enter_async_context(
                     session.client(
                         "sns",
@@ -174,6 +178,20 @@ class SnsSmsAdapter:
                     )
                 )
         return self._client
+
+    async def _account_id(self) -> bytes:
+        """The AWS account the adapter publishes as (api.md rule 28): region, endpoint and access
+        key id, hashed. Two adapters with other credentials never replay each other's records.
+        """
+        if self._account is None:
+            await self._aws_client()
+            access = None
+            with contextlib.suppress(Exception):  # unreadable credentials fail at the call itself
+                creds = await self._session.get_credentials()
+                if creds is not None:
+                    access = (await creds.get_frozen_credentials()).access_key
+            self._account = account_scope("sns", self.region, self.endpoint_url, access)
+        return self._account
 
     async def _call(
         self,
@@ -187,6 +205,8 @@ class SnsSmsAdapter:
         fingerprint_data: Any = None,
         result_type: Any = Any,
     ) -> Any:
+        if idempotency_key is not None:
+            idempotency_key = scoped_key(idempotency_key, await self._account_id(), tenant_id)
         return await self._connector.call(
             self.service,
             operation,
@@ -204,19 +224,23 @@ class SnsSmsAdapter:
 
     async def _aws(self, method: str, **params: Any) -> Any:
         """One botocore call, its failures (client creation included) mapped to our errors."""
+        client = await self._aws_client()
         try:
-            client = await self._sns()
-        except ImportError:
-            raise InvalidRequest(
-                "the SNS adapter needs aioboto3: install nexus-connector-async[sns]"
-            ) from None
+            return await getattr(client, method)(**params)
         except Exception as exc:
             error = map_exception(exc)
             if error is None:
                 raise
             raise error from None
+
+    async def _aws_client(self) -> Any:
+        """The client, its creation's failures mapped to our errors."""
         try:
-            return await getattr(client, method)(**params)
+            return await self._sns()
+        except ImportError:
+            raise InvalidRequest(
+                "the SNS adapter needs aioboto3: install nexus-connector-async[sns]"
+            ) from None
         except Exception as exc:
             error = map_exception(exc)
             if error is None:
