@@ -74,7 +74,7 @@ from ._events import (
 from ._logging import get_logger
 from ._models import Credentials, FinalKey, IdempotencyKey, Response, ScopedKey
 from ._retry import backoff, parse_retry_after, resendable, should_retry_header
-from ._scrub import MaskedHeaders, MaskedUrl, url_label
+from ._scrub import MaskedBody, MaskedHeaders, MaskedUrl, url_label
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport, Transport
 from .backends._base import (
     ADMITTED,
@@ -363,6 +363,9 @@ class Connector:
         key = _scoped(_as_key(idempotency_key), provider, service, tenant_id)
         method, url, body, hdrs = self._build(endpoint, payload, headers, key)
         headers = hdrs  # the caller's plain dict leaves this frame: tracebacks show the masked copy
+        # The payload may hold card data: only its fingerprint stays in this frame's locals.
+        fp = fingerprint(method, url, payload) if key is not None else ""
+        del payload
         call = self._call_info(
             service,
             tenant_id,
@@ -388,7 +391,6 @@ class Connector:
         if key is None:
             response: Response = await self._attempts(call, attempt)
         else:
-            fp = fingerprint(method, url, payload)
             store = functools.partial(_store_response, endpoint.retry.unstored_statuses)
             response = await self._idempotent(call, key, fp, attempt, store, _replay_response)
         if raise_for_status and not 200 <= response.status < 300:
@@ -522,7 +524,9 @@ class Connector:
                 query = urlencode_pairs(form_pairs(payload))
                 url = MaskedUrl(f"{url}{'&' if '?' in url else '?'}{query}")
         elif payload is not None:
-            body = encode_form(payload) if endpoint.body == "form" else encode_json(payload)
+            body = MaskedBody(
+                encode_form(payload) if endpoint.body == "form" else encode_json(payload)
+            )
             content_type = _CONTENT_TYPES[endpoint.body]
         elif endpoint.body == "json":
             content_type = "application/json"

@@ -155,6 +155,18 @@ class SecretBytes(bytes):
         return f"<{len(self)} bytes>"
 
 
+class MaskedBody(bytes):
+    """A request body whose `repr` shows its size only: it may carry card data or secrets.
+
+    So that traceback locals (stdlib `capture_locals`, rich `show_locals`) never print it.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} bytes>"
+
+
 class MaskedUrl(str):
     """A URL whose `repr` masks its query values and user info (see `url_masked`)."""
 

@@ -42,6 +42,7 @@ QUERY = "PLANTquerysig0004"
 PASSWORD = "PLANTredispass0005"
 HEADER = "PLANT-header-0006"
 SECRETS = (KEY, TOKEN, REFRESH, QUERY, PASSWORD, HEADER)
+CARD = "4000002500001001"
 
 
 def assert_clean(text: str) -> None:
@@ -187,3 +188,23 @@ def test_a_readable_config_file_without_secrets_does_not_warn(tmp_path: Path) ->
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert Settings.from_env({}, toml_path=path).redis_prefix == "shop"
+
+
+@pytest.mark.parametrize("body", ["json", "form"])
+async def test_the_payload_and_its_encoded_body_are_masked_in_traceback_locals(body: str) -> None:
+
+    async def hang_up(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        assert request.transport is not None
+        request.transport.close()
+        await asyncio.sleep(0)
+        return web.Response()
+
+    async with serve(hang_up) as base, Connector() as c:
+        endpoint = Endpoint(f"{base}/x", "POST", retry=RetryPolicy(max_attempts=1), body=body)  # type: ignore[arg-type]
+        with pytest.raises(ConnectionFailed) as info:
+            # A temporary: no frame of this test holds the card in a local.
+            await c.execute("svc", endpoint, {"card": {"number": CARD}}, idempotency_key="k-1")
+    rendered = with_locals(info.value)
+    assert CARD not in rendered
+    assert "bytes>" in rendered  # the body is there, shown by its size
