@@ -211,8 +211,9 @@ def _tokenish(match: re.Match[str]) -> str:
 class Scrubber:
     """Masks an adapter's secrets in vendor text, in the forms a vendor may echo them.
 
-    Each secret is searched as given, percent-encoded (`quote`, `quote_plus`), in base64 (also
-    inside a longer base64 value such as a `Basic` header) and URL-safe base64; `Bearer` and
+    Each secret is searched as given, percent-encoded (`quote`, `quote_plus`; once or twice,
+    either case of hex digits), with JSON-escaped slashes, in base64 (also inside a longer
+    base64 value such as a `Basic` header) and URL-safe base64; `Bearer` and
     `Basic` values, Stripe-style keys and control characters are masked too, and the text is
     shortened to `max_length`. With `tokenish=True` any long run of token characters mixing
     letters and digits is masked as well (a token we never knew). Every adapter and the OAuth
@@ -227,11 +228,18 @@ class Scrubber:
         raw = {secret for secret in secrets if secret}
         encoded: set[str] = set()
         for secret in raw:
-            encoded.update({quote(secret, safe=""), quote(secret), quote_plus(secret)})
+            once = {quote(secret, safe=""), quote(secret), quote_plus(secret)}
+            encoded.update(once)
+            encoded.update(quote(form, safe="") for form in once)  # encoded twice: %252F
+            encoded.update(quote_plus(form) for form in once)
+            encoded.add(secret.replace("/", "\\/"))  # JSON that escapes its slashes
             encoded.update(_b64_pieces(secret.encode()))
         forms = raw | {form for form in encoded if len(form) >= _MIN_PIECE}
         ordered = sorted(forms, key=len, reverse=True)  # longest first: no partial leftovers
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        # Case-blind: percent escapes come with either case of hex digits (%2f, %2F); masking
+        # a case variant of a secret too is the safe side.
+        pattern = "|".join(map(re.escape, ordered))
+        self._pattern = re.compile(pattern, re.IGNORECASE) if ordered else None
         self._max = max_length
         self._tokenish = tokenish
 

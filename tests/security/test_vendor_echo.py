@@ -5,6 +5,7 @@ and the OAuth client's go through one shared scrubber, so no form of a secret re
 from __future__ import annotations
 
 import base64
+import re
 import traceback
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote, quote_plus
@@ -38,12 +39,17 @@ def b64(text: str) -> str:
 
 
 def forms(secret: str) -> set[str]:
-    """What a careless vendor may echo of `secret`."""
+    """What a careless vendor may echo of `secret`: encoded once, twice, or escaped."""
+    once = quote(secret, safe="")
     return {
         secret,
-        quote(secret, safe=""),
+        once,
         quote(secret),
         quote_plus(secret),
+        quote(once, safe=""),  # percent-encoded twice (%252F)
+        quote_plus(quote_plus(secret)),
+        re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), once),  # lowercase hex digits
+        secret.replace("/", "\\/"),  # JSON with escaped slashes (PHP, some gateways)
         b64(secret),
         base64.urlsafe_b64encode(secret.encode()).decode(),
     }
