@@ -18,9 +18,12 @@ import logging
 import traceback
 from typing import Any
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from structlog.testing import capture_logs
 
 from nexus_connector_async import (
@@ -36,6 +39,7 @@ from nexus_connector_async import (
     Timeouts,
 )
 from nexus_connector_async._models import ScopedKey
+from nexus_connector_async.otel import OpenTelemetryHook
 from nexus_connector_async.testing import FakeClock
 from tests._redis_servers import RedisServer, free_port
 from tests.faults._servers import serve
@@ -107,6 +111,8 @@ async def test_planted_secrets_never_reach_logs_errors_reprs_or_redis_key_names(
     vendor = Vendor()
     texts: list[str] = []
     errors: list[BaseException] = []
+    events: list[object] = []
+    reader = InMemoryMetricReader()
 
     async def expect_error(aw: Any) -> None:
         try:
@@ -138,7 +144,10 @@ async def test_planted_secrets_never_reach_logs_errors_reprs_or_redis_key_names(
         }
         key = IdempotencyKey(SECRETS["idempotency_key"])
         with capture_logs() as logs:
-            async with Connector(backend=backend, credentials=static, clock=FakeClock()) as c:
+            hooks = [events.append, OpenTelemetryHook(MeterProvider(metric_readers=[reader]))]
+            async with Connector(
+                backend=backend, credentials=static, clock=FakeClock(), events=hooks
+            ) as c:
                 # A vendor decline that echoes the card, then its replay.
                 await expect_error(c.execute("stripe", charges, payload, idempotency_key=key))
                 replay = await c.execute(
@@ -220,7 +229,10 @@ async def test_planted_secrets_never_reach_logs_errors_reprs_or_redis_key_names(
         "exceptions": " ".join(chain(e) for e in errors),
         "reprs": " ".join(texts),
         "redis key names": " ".join(keys),
+        "events": " ".join(f"{e!r} {msgspec.to_builtins(e)}" for e in events),
+        "otel metrics": reader.get_metrics_data().to_json(),  # attributes included
     }
+    assert len(events) >= 10
     assert len(logs) >= 10
     leaks = [
         f"{name} in {where}"
