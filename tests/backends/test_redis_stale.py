@@ -343,3 +343,51 @@ async def test_a_connector_after_an_idle_timeout_stores_replays_and_limits(
         assert all(isinstance(o, RateLimitExceeded) for o in outcomes), outcomes
     assert len(sent) == 3  # k1, the limited call, k2 once
     assert backend.available
+
+
+@pytest.mark.cluster
+async def test_cluster_cut_mid_batch_fails_only_the_unread_commands(
+    redis_cluster: Any, redis_cluster_flush: None
+) -> None:
+    """Rule 20 per cluster node: each master behind a cutting proxy (client-side address remap)."""
+    from redis.asyncio.cluster import RedisCluster  # noqa: PLC0415
+
+    proxies = {node.port: CutProxy(node.port) for node in redis_cluster.nodes}
+    for p in proxies.values():
+        await p.start()
+
+    def via_proxy(address: tuple[str, int]) -> tuple[str, int]:
+        host, port = address
+        proxy = proxies.get(port)
+        if proxy is None:
+            return address
+        return host, int(proxy.url.rsplit(":", 1)[1].split("/")[0])
+
+    try:
+        client = RedisCluster.from_url(redis_cluster.url, address_remap=via_proxy)
+    except TypeError:  # pragma: no cover - redis-py without address_remap
+        pytest.skip("this redis-py has no address_remap for the cluster client")
+    b = RedisBackend(client, owns_client=True)
+    try:
+        assert (await b.claim("svc", None, "warm", "fp", 30.0)).state == "acquired"  # script
+        for p in proxies.values():  # only the node owning {svc} gets the batch
+            p.cut_after = 1
+        first, second = await _outcomes(
+            b.claim("svc", None, "a", "fp", 30.0), b.claim("svc", None, "b", "fp", 30.0)
+        )
+        assert not isinstance(first, BaseException), first
+        assert first.state == "acquired"  # read before the cut: ours, not stranded
+        assert isinstance(second, BackendUnavailable)  # its outcome is unknown, not resent
+        for p in proxies.values():
+            p.cut_after = None
+        claim = await _eventually_ok(lambda: b.claim("svc", None, "a", "fp", 30.0))
+        assert claim.state == "in_progress"
+        assert await _eventually_ok(lambda: b.complete("svc", None, "a", first.token, b"ok", 60.0))
+        # The unread claim ran once in Redis (it holds "b"): a resend would have found it taken
+        # and reported in_progress to its own caller instead of an error.
+        again = await _eventually_ok(lambda: b.claim("svc", None, "b", "fp", 30.0))
+        assert again.state == "in_progress"
+    finally:
+        await b.aclose()
+        for p in proxies.values():
+            await p.close()

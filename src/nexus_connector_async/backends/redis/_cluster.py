@@ -99,30 +99,36 @@ class NodeSender:
         """Send one node's commands; returns the indexes to re-send after a MOVED/ASK."""
         health = self._health_of(node.name)
 
-        async def send(ix: list[int]) -> list[Any] | BaseException:
+        async def send(ix: list[int]) -> tuple[list[Any], BaseException | None]:
             wire = [packed[i] or pack(commands[i]) for i in ix]
             wants_ack = [n for n, i in enumerate(ix) if i in durable] if self._wait else []
-            replies = await self._round_trip(node, [*wire, self._wait] if wants_ack else wire)
-            if isinstance(replies, BaseException) or not wants_ack:
-                return replies
-            return acknowledged(replies[:-1], wants_ack, replies[-1])
+            replies, error = await self._round_trip(
+                node, [*wire, self._wait] if wants_ack else wire
+            )
+            if wants_ack:  # without WAIT's reply (cut before it), no durable write counts
+                ack = replies[len(wire)] if len(replies) > len(wire) else None
+                replies = acknowledged(replies[: len(wire)], wants_ack, ack)
+            return replies, error
 
-        replies = await send(indexes)
-        if isinstance(replies, BaseException):
-            if is_outage(replies):  # (a full local pool is our congestion, not a dead node)
-                health.failed(replies)
+        replies, error = await send(indexes)
+        if error is not None:
+            if is_outage(error):  # (a full local pool is our congestion, not a dead node)
+                health.failed(error)
                 await self.refresh_topology()  # the master may have failed over
-            err = as_backend_error(replies)
-            for i in indexes:
-                results[i] = err
+            # Cut mid-batch: the replies read before the cut are their callers' (a claim Redis
+            # granted is not stranded); only the unread commands fail, and none is resent.
+            err = as_backend_error(error)
+            for n, i in enumerate(indexes):
+                r = replies[n] if n < len(replies) else err
+                results[i] = as_backend_error(r) if isinstance(r, BaseException) else r
             return []
         health.succeeded()
         missing = [n for n, r in enumerate(replies) if isinstance(r, rex.NoScriptError)]
         if missing:
             await self._load(node, {id(scripts[indexes[n]]): scripts[indexes[n]] for n in missing})
-            again = await send([indexes[n] for n in missing])
+            again, again_error = await send([indexes[n] for n in missing])
             for k, n in enumerate(missing):
-                replies[n] = again if isinstance(again, BaseException) else again[k]
+                replies[n] = again[k] if k < len(again) else again_error
         moved: list[int] = []
         for i, r in zip(indexes, replies, strict=True):
             if isinstance(r, rex.MovedError | rex.AskError):
@@ -131,19 +137,22 @@ class NodeSender:
                 results[i] = as_backend_error(r) if isinstance(r, BaseException) else r
         return moved
 
-    async def _round_trip(self, node: Any, packed: list[bytes]) -> list[Any] | BaseException:
-        """One write and its replies on one of the node's connections, or the outage."""
+    async def _round_trip(
+        self, node: Any, packed: list[bytes]
+    ) -> tuple[list[Any], BaseException | None]:
+        """One write on one of the node's connections: the replies read, and the failure that
+        stopped the reading (None when every reply came)."""
         self.round_trips += 1
+        replies: list[Any] = []
         try:
             conn = node.acquire_connection()
         except rex.RedisError as exc:  # a full pool: our congestion, not an outage
-            return exc
+            return replies, exc
         try:
             async with asyncio.timeout(self._timeout):
                 if is_stale(conn):  # closed by Redis while idle: a fresh one, no outage
                     await conn.disconnect(nowait=True)
                 await conn.send_packed_command(packed, check_health=False)
-                replies: list[Any] = []
                 for _ in packed:
                     try:
                         replies.append(await conn.read_response(timeout=math.inf))
@@ -158,16 +167,16 @@ class NodeSender:
         except Exception as exc:
             await conn.disconnect(nowait=True)
             _give_back(node, conn)
-            return exc
+            return replies, exc
         _give_back(node, conn)
-        return replies
+        return replies, None
 
     async def _load(self, node: Any, scripts: dict[int, Any]) -> None:
         for script in scripts.values():
             if script is not None:
                 load = pack(("SCRIPT", "LOAD", script.script.encode()))
-                reply = await self._round_trip(node, [load])
-                if isinstance(reply, list) and isinstance(reply[0], bytes):
+                reply, error = await self._round_trip(node, [load])
+                if error is None and isinstance(reply[0], bytes):
                     script.sha = reply[0].decode()
 
     async def refresh_topology(self) -> None:
