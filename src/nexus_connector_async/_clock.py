@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol, runtime_checkable
+from collections.abc import Awaitable
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Clock", "SystemClock"]
+__all__ = ["Clock", "SystemClock", "wait_or_timeout"]
 
 
 @runtime_checkable
@@ -45,3 +46,26 @@ class SystemClock:
 
 
 SYSTEM_CLOCK = SystemClock()
+
+
+async def wait_or_timeout(awaitable: Awaitable[Any], clock: Clock, timeout: float) -> None:
+    """Wait for `awaitable` or for `timeout` seconds of `clock` time, whichever ends first.
+
+    A coroutine runs as a task that is cancelled (and let finish) when the time is up; a future
+    passed in may be shared with other waiters, so it is left alone. The awaitable's exception,
+    if it failed first, propagates.
+    """
+    if timeout <= 0:
+        return
+    own = not asyncio.isfuture(awaitable)
+    waiter = asyncio.ensure_future(awaitable)
+    sleeper = asyncio.ensure_future(clock.sleep(timeout))
+    try:
+        await asyncio.wait((waiter, sleeper), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleeper.cancel()
+        if own:
+            waiter.cancel()
+            await asyncio.wait((waiter,))  # e.g. a cancelled BLMOVE drops its connection now
+    if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
+        raise waiter.exception()  # type: ignore[misc]

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import SYSTEM_CLOCK, Clock, wait_or_timeout
 from ._config import (
     CircuitBreakerConfig,
     ConcurrencyLimit,
@@ -735,26 +735,15 @@ class Connector:
 
     async def _pause_unless_closing(self, seconds: float) -> None:
         """Sleep `seconds` of clock time, or less if the connector starts closing."""
-        if self._closing.is_set():
-            return
-        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
-        closing = asyncio.ensure_future(self._closing.wait())
-        try:
-            await asyncio.wait((sleeper, closing), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            closing.cancel()
+        if not self._closing.is_set():
+            await wait_or_timeout(self._closing.wait(), self._clock, seconds)
 
     async def _wait_local(
         self, future: asyncio.Future[bytes | None], timeout: float
     ) -> bytes | None:
         if timeout <= 0:
             raise IdempotencyInProgress("idempotency key still in progress")
-        sleeper = asyncio.ensure_future(self._clock.sleep(timeout))
-        try:
-            await asyncio.wait((future, sleeper), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
+        await wait_or_timeout(future, self._clock, timeout)
         if not future.done():
             raise IdempotencyInProgress(
                 f"idempotency key still in progress after {self.idempotency_wait:g}s"

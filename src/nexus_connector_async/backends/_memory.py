@@ -16,7 +16,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._clock import SYSTEM_CLOCK, Clock
+from .._clock import SYSTEM_CLOCK, Clock, wait_or_timeout
 from .._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
 from ._base import (
     ADMITTED,
@@ -438,8 +438,8 @@ class MemoryBackend:
             rec = self._idem[k]
             # Wake on completion/release, or when the holder's lease would expire.
             ev = self._changed.setdefault(k, asyncio.Event())
-            await _wait_event(
-                ev, self._clock, min(remaining, rec.expires - self._clock.monotonic())
+            await wait_or_timeout(
+                ev.wait(), self._clock, min(remaining, rec.expires - self._clock.monotonic())
             )
 
     # -- key-value --------------------------------------------------------------------------
@@ -556,16 +556,3 @@ class MemoryBackend:
 
     async def aclose(self) -> None:
         """Nothing to release; present for symmetry with `RedisBackend`."""
-
-
-async def _wait_event(ev: asyncio.Event, clock: Clock, timeout: float) -> None:
-    """Wait for `ev` or `timeout` seconds of `clock` time, whichever comes first."""
-    if timeout <= 0:
-        return
-    waiter = asyncio.ensure_future(ev.wait())
-    sleeper = asyncio.ensure_future(clock.sleep(timeout))
-    try:
-        await asyncio.wait((waiter, sleeper), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
-        sleeper.cancel()

@@ -31,7 +31,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..._clock import SYSTEM_CLOCK, Clock
+from ..._clock import SYSTEM_CLOCK, Clock, wait_or_timeout
 from ..._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
 from ..._errors import BackendUnavailable, InvalidRequest, StoredRecordInvalid
 from ..._events import BackendUnavailableEvent, Event
@@ -626,17 +626,7 @@ class RedisBackend:
             await self._blocking(notify, block)
             return
         # A test clock: the wait ends when that clock says so, whatever Redis does.
-        waiter = asyncio.ensure_future(self._blocking(notify, block))
-        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
-        try:
-            await asyncio.wait((waiter, sleeper), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            waiter.cancel()
-            # Let a cancelled BLMOVE drop its connection now, not when the loop is gone.
-            await asyncio.wait((waiter, sleeper))
-        if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
-            raise waiter.exception()  # type: ignore[misc]
+        await wait_or_timeout(self._blocking(notify, block), self._clock, seconds)
 
     async def _blocking(self, notify: bytes, block: float) -> None:
         health = self._health_of(("BLMOVE", notify))
