@@ -299,8 +299,10 @@ class SnsSmsAdapter:
     ) -> list[SmsResult]:
         """Publish many messages, at most `concurrency` at once; one `SmsResult` each, in order.
 
-        A failed message (spend limit included) is a result with `error` set. With
-        `idempotency_key`, message i uses the key `f"{key}#{i}"` unless it has its own.
+        A failed message (spend limit included) is a result with `error` set. An input that
+        raises or a malformed item stops intake: the sends in flight finish and
+        `BulkSendInterrupted` carries every result so far. With `idempotency_key`, message i
+        uses the key `f"{key}#{i}"` unless it has its own.
         """
 
         return await run_bulk(

@@ -266,9 +266,11 @@ class TwilioSmsAdapter:
     ) -> list[SmsResult]:
         """Send many messages, at most `concurrency` at once; one `SmsResult` each, in order.
 
-        A failed message is a result with `error` set, never an exception. With
-        `idempotency_key`, message i uses the key `f"{key}#{i}"` (unless it has its own), so
-        re-running the same batch replays what was already sent instead of sending it again.
+        A failed message is a result with `error` set. An input that raises or a malformed item
+        stops intake: the sends in flight finish and `BulkSendInterrupted` carries every result
+        so far. With `idempotency_key`, message i uses the key `f"{key}#{i}"` (unless it has its
+        own), so re-running the same batch replays what was already sent instead of sending it
+        again.
         """
 
         return await run_bulk(
