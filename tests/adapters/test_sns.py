@@ -141,13 +141,13 @@ async def test_one_client_is_created_lazily_and_closed_with_the_connector(
 ) -> None:
     async with Connector() as connector:
         sns = SnsSmsAdapter(connector, endpoint_url=proxy.url, session=aws_session)
-        assert sns._client is None
+        assert not sns._clients
         await asyncio.gather(*(sns.send(TO, f"m{i}") for i in range(5)))
-        client = sns._client
+        [client] = sns._clients.values()
         assert client is not None
         await sns.validate_number(TO)
-        assert sns._client is client
-    assert sns._client is None
+        assert list(sns._clients.values()) == [client]
+    assert not sns._clients
     with pytest.raises(InvalidRequest, match="closed"):
         await sns.validate_number(TO)
 

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
 from ..._clock import SYSTEM_CLOCK, Clock
 from ..._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
 from ..._connector import Connector
-from ..._errors import ConnectorError, InvalidRequest
+from ..._errors import ConnectorError, CredentialRefreshError, InvalidRequest
 from ..._extras import require_extra
 from ..._logging import get_logger
 from ..._models import IdempotencyKey, Response
@@ -43,6 +44,9 @@ _OPT_OUT_CACHE: Final = 10_000
 
 _log = get_logger()
 
+#: `sessions=`: a tenant's aioboto3 Session (or an awaitable of one), from its tenant id.
+SessionFactory = Callable[[str | None], Any]
+
 
 def _usd(name: str, value: Money | None, *, positive: bool = False) -> Money | None:
     if value is None:
@@ -57,6 +61,11 @@ class SnsSmsAdapter:
     """SMS to phone numbers through SNS `Publish`, with a spend guard shared by all workers.
 
     One aioboto3 client per adapter, created on first use and closed with the connector.
+    Instead of one `session`, `sessions` (a function of the tenant id returning that tenant's
+    `aioboto3.Session`, or an awaitable of one) makes each tenant publish with its own AWS
+    account: it is called once per tenant, and that tenant's client is kept until the
+    connector closes. Each tenant then has its own spend counter, `monthly_limit`, account
+    limit and opt-out answers, as each AWS account has its own (api.md rule 37).
     `monthly_limit` (USD) is checked before each publish against the month-to-date spend that
     the adapter keeps in the connector's backend (`price_per_segment` x segments); without it
     the account's `MonthlySpendLimit` is used (read every `limit_refresh` seconds). Keep bulk
@@ -94,7 +103,12 @@ class SnsSmsAdapter:
         max_connections: int = 50,
         clock: Clock | None = None,
         check_opt_out: bool = True,
+        sessions: SessionFactory | None = None,
     ) -> None:
+        if sessions is not None and (session is not None or not callable(sessions)):
+            raise InvalidRequest(
+                "give SnsSmsAdapter a session or sessions (a function of the tenant id), not both"
+            )
         if not isinstance(region, str) or not region:
             raise InvalidRequest("region must be a non-empty str such as 'us-east-1'")
         if sms_type not in _SMS_TYPES:
@@ -114,8 +128,9 @@ class SnsSmsAdapter:
         self.service = service
         self.retry_unknown = bool(retry_unknown)
         self.check_opt_out = bool(check_opt_out)
-        self._opt_outs: OrderedDict[str, tuple[float, bool]] = OrderedDict()
+        self._opt_outs: OrderedDict[tuple[str | None, str], tuple[float, bool]] = OrderedDict()
         self._session = session
+        self._sessions = sessions
         self._rate_limit = rate_limit
         self._breaker = circuit_breaker or CircuitBreakerConfig()
         self._retry = retry or _DEFAULT_RETRY
@@ -124,9 +139,10 @@ class SnsSmsAdapter:
         self._max_connections = max_connections
         self._clock = clock or SYSTEM_CLOCK
         self._attributes = message_attributes(sms_type, self.sender_id, self.max_price)
-        self._spend = SpendTracker(connector.backend, service, self._clock)
-        self._account_limit: tuple[float, Money | None] | None = None  # (read at, value)
-        self._client: Any = None
+        # Per AWS account: None for the adapter's own, else the tenant id (with `sessions`).
+        self._spends: dict[str | None, SpendTracker] = {}
+        self._account_limits: dict[str | None, tuple[float, Money | None]] = {}  # (read at, value)
+        self._clients: dict[str | None, Any] = {}
         self._client_lock = asyncio.Lock()
         self._limit_lock = asyncio.Lock()
         self._closed = False
@@ -140,22 +156,36 @@ class SnsSmsAdapter:
         )
 
     async def aclose(self) -> None:
-        """Close the aioboto3 client (the connector calls this when it closes)."""
+        """Close the aioboto3 clients (the connector calls this when it closes)."""
         self._closed = True
-        self._client = None
+        self._clients.clear()
         await self._stack.aclose()
 
-    async def _sns(self) -> Any:
-        """The adapter's one aioboto3 SNS client, created on first use."""
-        if self._client is not None:
-            return self._client
+    def _account(self, tenant_id: str | None) -> str | None:
+        """Which AWS account a call goes to: None (the adapter's) or the tenant's."""
+        return tenant_id if self._sessions is not None else None
+
+    def _spend(self, tenant_id: str | None) -> SpendTracker:
+        account = self._account(tenant_id)
+        tracker = self._spends.get(account)
+        if tracker is None:
+            tracker = SpendTracker(self._connector.backend, self.service, self._clock, account)
+            self._spends[account] = tracker
+        return tracker
+
+    async def _sns(self, tenant_id: str | None) -> Any:
+        """The aioboto3 SNS client of the call's account, created on first use."""
+        account = self._account(tenant_id)
+        client = self._clients.get(account)
+        if client is not None:
+            return client
         async with self._client_lock:
             if self._closed:
                 raise InvalidRequest("the SNS adapter is closed (its connector was closed)")
-            if self._client is None:
+            client = self._clients.get(account)
+            if client is None:
                 require_extra("SnsSmsAdapter", "sns", "aioboto3")
-                import aioboto3  # noqa: PLC0415 - optional extra: `nexus-connector-async[sns]`
-                from botocore.config import Config  # noqa: PLC0415
+                from botocore.config import Config  # noqa: PLC0415 - optional extra
 
                 config = Config(
                     # One attempt: retries belong to the pipeline (breaker, budget, at most once).
@@ -164,8 +194,8 @@ class SnsSmsAdapter:
                     read_timeout=self._timeout,
                     max_pool_connections=self._max_connections,
                 )
-                session = self._session or aioboto3.Session()
-                self._client = await self._stack.enter_async_context(
+                session = await self._session_for(account)
+                client = await self._stack.enter_async_context(
                     session.client(
                         "sns",
                         region_name=self.region,
@@ -173,7 +203,27 @@ class SnsSmsAdapter:
                         config=config,
                     )
                 )
-        return self._client
+                self._clients[account] = client
+        return client
+
+    async def _session_for(self, tenant_id: str | None) -> Any:
+        if self._sessions is None:
+            import aioboto3  # noqa: PLC0415 - optional extra: `nexus-connector-async[sns]`
+
+            return self._session or aioboto3.Session()
+        try:
+            session = self._sessions(tenant_id)
+            if inspect.isawaitable(session):
+                session = await session
+        except ConnectorError:
+            raise
+        except Exception as exc:  # the application's own lookup failed: nothing was sent
+            raise CredentialRefreshError(
+                f"the SNS sessions function failed ({type(exc).__name__}); nothing was sent"
+            ) from exc
+        if not callable(getattr(session, "client", None)):
+            raise InvalidRequest("sessions must return an aioboto3.Session for the tenant")
+        return session
 
     async def _call(
         self,
@@ -202,14 +252,16 @@ class SnsSmsAdapter:
             result_type=result_type,
         )
 
-    async def _aws(self, method: str, **params: Any) -> Any:
+    async def _aws(self, method: str, tenant_id: str | None, **params: Any) -> Any:
         """One botocore call, its failures (client creation included) mapped to our errors."""
         try:
-            client = await self._sns()
+            client = await self._sns(tenant_id)
         except ImportError:
             raise InvalidRequest(
                 "the SNS adapter needs aioboto3: install nexus-connector-async[sns]"
             ) from None
+        except ConnectorError:
+            raise  # ours already (a failed `sessions` lookup keeps its cause)
         except Exception as exc:
             error = map_exception(exc)
             if error is None:
@@ -253,19 +305,24 @@ class SnsSmsAdapter:
         limit = await self._effective_limit(tenant_id)
         if self.check_opt_out and await self._is_opted_out(to, tenant_id):
             raise _opted_out()
+        spend = self._spend(tenant_id)
         published = False
 
         async def publish() -> str:
             nonlocal published
-            month = await self._spend.reserve(cost, limit)
+            month = await spend.reserve(cost, limit)
             try:
                 reply = await self._aws(
-                    "publish", PhoneNumber=to, Message=body, MessageAttributes=self._attributes
+                    "publish",
+                    tenant_id,
+                    PhoneNumber=to,
+                    Message=body,
+                    MessageAttributes=self._attributes,
                 )
             except ConnectorError as exc:
                 # An unknown outcome keeps its reservation: the message may have gone out.
                 if outcome_known_unsent(exc):
-                    await self._refund(cost, month)
+                    await self._refund(spend, cost, month)
                 raise
             published = True
             return str(reply["MessageId"])
@@ -330,7 +387,9 @@ class SnsSmsAdapter:
         number = validate_e164(number)
 
         async def check() -> bool:
-            reply = await self._aws("check_if_phone_number_is_opted_out", phoneNumber=number)
+            reply = await self._aws(
+                "check_if_phone_number_is_opted_out", tenant_id, phoneNumber=number
+            )
             return bool(reply["isOptedOut"])
 
         opted_out = await self._call(
@@ -361,18 +420,19 @@ class SnsSmsAdapter:
                 "nexus.sns.account_limit_unknown", service=self.service, error=type(exc).__name__
             )
             account = None
-        month = self._spend.month()
+        spend = self._spend(tenant_id)
+        month = spend.month()
         return SpendReport(
-            month_to_date=await self._spend.month_to_date(month),
+            month_to_date=await spend.month_to_date(month),
             limit=self.monthly_limit if self.monthly_limit is not None else account,
             account_limit=account,
             month=month,
         )
 
-    async def _refund(self, cost: Money, month: str) -> None:
+    async def _refund(self, spend: SpendTracker, cost: Money, month: str) -> None:
         """Give a reservation back; a backend that cannot take it is logged, never raised."""
         try:
-            await self._spend.refund(cost, month)
+            await spend.refund(cost, month)
         except ConnectorError as exc:
             # The send's own error matters more; the counter errs on the safe (high) side.
             _log.warning(
@@ -381,7 +441,8 @@ class SnsSmsAdapter:
 
     async def _is_opted_out(self, number: str, tenant_id: str | None) -> bool:
         now = self._clock.monotonic()
-        cached = self._opt_outs.get(number)
+        key = (self._account(tenant_id), number)  # opt-outs are per AWS account
+        cached = self._opt_outs.get(key)
         if cached is not None and now - cached[0] < _OPT_OUT_TTL:
             return cached[1]
         try:
@@ -392,8 +453,8 @@ class SnsSmsAdapter:
                 "nexus.sns.opt_out_unknown", service=self.service, error=type(exc).__name__
             )
             return False
-        self._opt_outs[number] = (now, bool(opted_out))
-        self._opt_outs.move_to_end(number)
+        self._opt_outs[key] = (now, bool(opted_out))
+        self._opt_outs.move_to_end(key)
         while len(self._opt_outs) > _OPT_OUT_CACHE:
             self._opt_outs.popitem(last=False)
         return bool(opted_out)
@@ -402,7 +463,7 @@ class SnsSmsAdapter:
         if self.monthly_limit is not None:
             return self.monthly_limit
         async with self._limit_lock:  # one read per refresh, not one per concurrent send
-            cached = self._account_limit
+            cached = self._account_limits.get(self._account(tenant_id))
             if cached is not None and self._clock.monotonic() - cached[0] < self._limit_refresh:
                 return cached[1]
             try:
@@ -416,14 +477,16 @@ class SnsSmsAdapter:
                     error=type(exc).__name__,
                     code=getattr(exc, "code", None),
                 )
-                self._account_limit = (self._clock.monotonic(), None)
+                self._account_limits[self._account(tenant_id)] = (self._clock.monotonic(), None)
                 return None
 
     async def _read_account_limit(
         self, idempotency_key: IdempotencyKey | None, tenant_id: str | None
     ) -> Money | None:
         async def read() -> str:
-            reply = await self._aws("get_sms_attributes", attributes=["MonthlySpendLimit"])
+            reply = await self._aws(
+                "get_sms_attributes", tenant_id, attributes=["MonthlySpendLimit"]
+            )
             return str((reply.get("attributes") or {}).get("MonthlySpendLimit") or "")
 
         text = await self._call(
@@ -436,7 +499,7 @@ class SnsSmsAdapter:
             result_type=str,
         )
         limit = _parse_limit(text)
-        self._account_limit = (self._clock.monotonic(), limit)
+        self._account_limits[self._account(tenant_id)] = (self._clock.monotonic(), limit)
         return limit
 
 
