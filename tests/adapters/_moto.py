@@ -1,14 +1,16 @@
 """moto's real SNS server on 127.0.0.1, and a fault-injecting proxy in front of it.
 
-moto answers the AWS Query protocol like SNS; the proxy records every request's `Action` and
-parameters (so tests see the message attributes on the wire) and can answer instead of moto
-with AWS error documents (throttling, 5xx, typed errors) or hold moto's answer back.
+moto answers the AWS Query protocol like SNS; the proxy records every request's `Action`,
+parameters (so tests see the message attributes on the wire) and signing access key id, and
+can answer instead of moto with AWS error documents (throttling, 5xx, typed errors) or hold
+moto's answer back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
@@ -46,10 +48,14 @@ def moto_server() -> Iterator[MotoServer]:
 
 
 class Seen(NamedTuple):
-    """One request the proxy received."""
+    """One request the proxy received; `access_key` is the SigV4 `Credential=` key id."""
 
     action: str
     params: dict[str, str]
+    access_key: str = ""
+
+
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
 
 class _Fault(NamedTuple):
@@ -120,7 +126,8 @@ class FaultProxy:
         body = await request.read()
         params = dict(parse_qsl(body.decode(), keep_blank_values=True))
         action = params.get("Action", "")
-        self.seen.append(Seen(action, params))
+        signed = _CREDENTIAL.search(request.headers.get("Authorization", ""))
+        self.seen.append(Seen(action, params, signed.group(1) if signed else ""))
         fault = None
         if self._faults.get(action):
             fault = self._faults[action].pop(0)

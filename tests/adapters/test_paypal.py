@@ -483,6 +483,37 @@ async def test_conflicts_and_5xx_are_retried_with_the_same_request_id(
     assert ids[0] == ids[1]
 
 
+async def test_a_duplicate_while_the_first_is_processed_gets_409_in_progress_not_stored(
+    sim: PayPalSimulator,
+) -> None:
+    """Two workers without a shared backend send one request id at once: the simulator answers
+    the second 409 PREVIOUS_REQUEST_IN_PROGRESS, as PayPal does, and keeps nothing for it, so
+    the second worker's next try gets the first order instead of a second payment."""
+    gate = asyncio.Event()
+    sim.hold(gate)
+    once = RetryPolicy(max_attempts=1)
+    key = IdempotencyKey("order-77")
+    async with Connector() as one, Connector() as two:
+        first_worker = PayPalPaymentAdapter(one, CLIENT_ID, SECRET, base_url=sim.url, retry=once)
+        second_worker = PayPalPaymentAdapter(two, CLIENT_ID, SECRET, base_url=sim.url, retry=once)
+        first = asyncio.create_task(
+            first_worker.charge(usd("10.00"), "vault_ok", idempotency_key=key)
+        )
+        async with asyncio.timeout(10):
+            await sim.until_held(1)
+        with pytest.raises(PayPalAPIError) as caught:
+            await second_worker.charge(usd("10.00"), "vault_ok", idempotency_key=key)
+        assert (caught.value.status, caught.value.code) == (409, "PREVIOUS_REQUEST_IN_PROGRESS")
+        gate.set()
+        paid = await first
+        again = await second_worker.charge(usd("10.00"), "vault_ok", idempotency_key=key)
+    assert (again.order_id, again.id) == (paid.order_id, paid.id)
+    assert len(sim.orders) == 1
+    creates = [r for r in api(sim) if r.path == "/v2/checkout/orders"]
+    assert len({r.headers["PayPal-Request-Id"] for r in creates}) == 1
+    assert len(creates) == 3
+
+
 async def test_rate_limits_are_retried_then_raised_as_vendor_rate_limited(
     paypal: PayPalPaymentAdapter, sim: PayPalSimulator
 ) -> None:

@@ -18,9 +18,10 @@ from nexus_connector_async import (
     RedisBackend,
     RetryPolicy,
 )
-from nexus_connector_async.adapters._errors import OptedOut
+from nexus_connector_async.adapters._errors import InvalidPhoneNumber, OptedOut
 from nexus_connector_async.adapters._sms import BulkSendInterrupted, SmsMessage, SmsResult
 from nexus_connector_async.adapters.twilio import TwilioSmsAdapter
+from nexus_connector_async.testing import capture_logs
 from nexus_connector_async.testing._twilio import DEFAULT_AUTH_TOKEN, TwilioSimulator
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0)
@@ -58,22 +59,28 @@ class InputBroke(Exception):
     """The caller's own iterator failed (a database cursor dropped, a parse error...)."""
 
 
-def campaign(size: int, *, raise_at: int | None) -> Iterator[Any]:
-    """`size` messages; every 97th malformed (media_urls=None), raising at `raise_at`."""
+def campaign(size: int, *, stop_at: int | None = None, how: str = "raise") -> Iterator[Any]:
+    """`size` messages, every 97th to a number that is not E.164; item `stop_at` breaks.
+
+    `how` is "raise" (the iterator raises there) or "malformed" (it yields `media_urls=None`).
+    """
     for i in range(size):
-        if i == raise_at:
-            raise InputBroke(f"row {i} unreadable")
-        if i % 97 == 3:
+        if i == stop_at:
+            if how == "raise":
+                raise InputBroke(f"row {i} unreadable")
             yield SmsMessage(number(i), f"otp {i}", media_urls=None)  # type: ignore[arg-type]
+        elif i % 97 == 3:
+            yield f"00{i}", f"otp {i}"  # well-formed, refused by our E.164 check: a result
         else:
             yield number(i), f"otp {i}"
 
 
-async def test_ten_thousand_messages_with_a_failing_iterator_keep_every_result_and_rerun_once(
-    connector: Connector, sim: TwilioSimulator
+@pytest.mark.parametrize("how", ["raise", "malformed"])
+async def test_ten_thousand_messages_that_break_midway_keep_every_result_and_rerun_once(
+    connector: Connector, sim: TwilioSimulator, how: str
 ) -> None:
     size = 10_000
-    raise_at = random.Random(19).randrange(2_000, 9_000)  # seeded: the same point every run
+    stop_at = random.Random(19).randrange(2_000, 9_000)  # seeded: the same point every run
     opted_out = {number(i) for i in range(0, size, 13)}
     for to in opted_out:
         sim.reject(to, 21610)
@@ -83,39 +90,40 @@ async def test_ten_thousand_messages_with_a_failing_iterator_keep_every_result_a
 
     with pytest.raises(BulkSendInterrupted) as caught:
         await twilio.send_bulk(
-            campaign(size, raise_at=raise_at), concurrency=50, idempotency_key=key
+            campaign(size, stop_at=stop_at, how=how), concurrency=50, idempotency_key=key
         )
     interrupted = caught.value
-    assert isinstance(interrupted.__cause__, InputBroke)
-    assert interrupted.position == raise_at
+    cause = InputBroke if how == "raise" else InvalidRequest
+    assert isinstance(interrupted.__cause__, cause)
+    assert interrupted.position == stop_at
     results = interrupted.results
     # Every item before the failure has exactly one result, in order; none after it.
-    assert len(results) == raise_at
-    assert [r.to for r in results] == [number(i) for i in range(raise_at)]
+    assert len(results) == stop_at
     for i, result in enumerate(results):
         if i % 97 == 3:
-            assert isinstance(result.error, InvalidRequest), i
+            assert result.to == f"00{i}"
+            assert isinstance(result.error, InvalidPhoneNumber), i
             assert (result.status, result.sent) == ("error", False)
         elif number(i) in opted_out:
+            assert result.to == number(i)
             assert isinstance(result.error, OptedOut), i
             assert result.sent is False
         else:
+            assert result.to == number(i)
             assert result.ok, (i, result.error)
             assert result.sent is True
     first = Counter(m.to for m in sim.messages)
-    assert set(first) == {r.to for r in results if r.ok}
+    assert set(first) == {r.to for r in results if r.ok}  # nothing after the bad item was sent
     assert max(first.values()) == 1
 
     # The same campaign again, this time readable to the end: what was sent is replayed.
-    again = await twilio.send_bulk(
-        campaign(size, raise_at=None), concurrency=50, idempotency_key=key
-    )
+    again = await twilio.send_bulk(campaign(size), concurrency=50, idempotency_key=key)
     assert len(again) == size
     copies = Counter(m.to for m in sim.messages)
     assert max(copies.values()) == 1  # no handset got a second copy
     expected = {number(i) for i in range(size) if i % 97 != 3} - opted_out
     assert set(copies) == expected
-    assert all(again[i].replayed for i in range(raise_at) if results[i].ok)
+    assert all(again[i].replayed for i in range(stop_at) if results[i].ok)
 
 
 async def test_sends_in_flight_finish_when_the_input_raises(
@@ -136,6 +144,50 @@ async def test_sends_in_flight_finish_when_the_input_raises(
     assert [r.to for r in results] == [number(i) for i in range(5)]
     assert all(r.ok for r in results)
     assert len(sim.messages) == 5
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        SmsMessage(number(9), "hi", media_urls=None),  # type: ignore[arg-type]
+        SmsMessage(number(9), "hi", media_urls="https://e.com/a.png"),  # type: ignore[arg-type]
+        SmsMessage(number(9), None),  # type: ignore[arg-type]
+        (number(9), "hi", "extra"),
+        "+14150000009",
+        None,
+    ],
+    ids=["media_urls None", "media_urls str", "body None", "triple", "str", "None"],
+)
+async def test_a_malformed_item_stops_intake_and_lets_the_sends_in_flight_finish(
+    connector: Connector, sim: TwilioSimulator, bad: Any
+) -> None:
+    gate = asyncio.Event()
+    sim.hold(gate)
+    pulled: list[int] = []
+
+    def messages() -> Iterator[Any]:
+        for i in range(5):
+            pulled.append(i)
+            yield number(i), "hi"
+        gate.set()  # the first five are at Twilio, unanswered, when the bad item comes
+        pulled.append(5)
+        yield bad
+        for i in range(6, 20):
+            pulled.append(i)
+            yield number(i), "hi"
+
+    with capture_logs() as logs:
+        with pytest.raises(BulkSendInterrupted, match="input item 5") as caught:
+            await make(connector, sim).send_bulk(messages(), concurrency=10)
+    interrupted = caught.value
+    assert isinstance(interrupted.__cause__, InvalidRequest)
+    assert interrupted.position == 5
+    assert [r.to for r in interrupted.results] == [number(i) for i in range(5)]
+    assert all(r.ok for r in interrupted.results)
+    assert pulled == [0, 1, 2, 3, 4, 5]  # nothing after the bad item was taken, or sent
+    assert sorted(m.to for m in sim.messages) == [number(i) for i in range(5)]
+    [event] = [e for e in logs if e["event"] == "nexus.sms.bulk_interrupted"]
+    assert (event["position"], event["error"]) == (5, "InvalidRequest")
 
 
 async def test_a_bug_in_one_send_does_not_cancel_the_others(

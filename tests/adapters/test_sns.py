@@ -28,7 +28,12 @@ from nexus_connector_async.adapters._errors import (
     VendorError,
 )
 from nexus_connector_async.adapters._money import Money
-from nexus_connector_async.adapters._sms import PhoneNumberRejected, SmsGateway
+from nexus_connector_async.adapters._sms import (
+    BulkSendInterrupted,
+    PhoneNumberRejected,
+    SmsGateway,
+    SmsMessage,
+)
 from nexus_connector_async.adapters.sns import SnsError, SnsSmsAdapter, SnsThrottled
 from nexus_connector_async.testing import capture_logs
 from tests.adapters._moto import FaultProxy, MotoServer, attributes, published, reset
@@ -136,13 +141,13 @@ async def test_one_client_is_created_lazily_and_closed_with_the_connector(
 ) -> None:
     async with Connector() as connector:
         sns = SnsSmsAdapter(connector, endpoint_url=proxy.url, session=aws_session)
-        assert sns._client is None
+        assert not sns._clients
         await asyncio.gather(*(sns.send(TO, f"m{i}") for i in range(5)))
-        client = sns._client
+        [client] = sns._clients.values()
         assert client is not None
         await sns.validate_number(TO)
-        assert sns._client is client
-    assert sns._client is None
+        assert list(sns._clients.values()) == [client]
+    assert not sns._clients
     with pytest.raises(InvalidRequest, match="closed"):
         await sns.validate_number(TO)
 
@@ -424,6 +429,22 @@ async def test_bulk_results_are_in_order_with_failures_in_place(
         n for n, ok in zip(numbers, accepted, strict=True) if ok
     )
     assert all(m["message"] == f"to {m['phone_number']}" for m in sent)
+
+
+async def test_a_malformed_bulk_item_stops_intake_and_nothing_after_it_is_published(
+    make: Any, moto: MotoServer
+) -> None:
+    first = [(f"+1415555{i:04d}", f"m{i}") for i in range(3)]
+    bad = SmsMessage(TO, "media", media_urls=None)  # type: ignore[arg-type]
+    after = [(f"+1415556{i:04d}", f"after {i}") for i in range(3)]
+    with pytest.raises(BulkSendInterrupted) as caught:
+        await make().send_bulk([*first, bad, *after], concurrency=2)
+    assert caught.value.position == 3
+    assert isinstance(caught.value.__cause__, InvalidRequest)
+    assert [r.to for r in caught.value.results] == [to for to, _ in first]
+    assert all(r.ok for r in caught.value.results)
+    sent = await published(moto.url)
+    assert sorted(m["phone_number"] for m in sent) == [to for to, _ in first]
 
 
 async def test_bulk_respects_the_rate_limit(make: Any, moto: MotoServer) -> None:

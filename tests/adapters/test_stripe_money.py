@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -12,11 +13,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nexus_connector_async import Connector, Endpoint, IdempotencyKey, InvalidRequest
+from nexus_connector_async import (
+    Connector,
+    Endpoint,
+    IdempotencyKey,
+    InvalidRequest,
+    RetryPolicy,
+)
 from nexus_connector_async.adapters import (
     PaymentDeclined,
     StripeAPIError,
     StripeCardError,
+    StripeInvalidRequestError,
     StripePaymentAdapter,
 )
 from nexus_connector_async.adapters._errors import VendorResponseError
@@ -24,6 +32,7 @@ from nexus_connector_async.adapters._money import ISO_4217_EXPONENTS, Money
 from nexus_connector_async.adapters.stripe._errors import StripeResponseError
 from nexus_connector_async.testing._stripe import StripeSimulator
 from nexus_connector_async.testing._vendor_server import parse_brackets
+from tests.adapters._stripe_minimums import at_least_minimum
 
 KEY = "sk_test_money_0123456789abcdef"
 # Independent of the adapter's tables (vendor-facts 1.9): Stripe's digits and step per code.
@@ -340,6 +349,91 @@ async def test_a_failed_validation_is_not_stored_under_its_key(
     assert len(sim.payment_intents) == 1
 
 
+def raw_endpoint(sim: StripeSimulator, path: str, key: str) -> Endpoint:
+    headers = {
+        "Authorization": f"Bearer {KEY}",
+        "Stripe-Version": "2026-06-24.dahlia",
+        "Idempotency-Key": key,
+    }
+    return Endpoint(sim.url + path, body="form", headers=headers)
+
+
+@pytest.mark.parametrize("path", ["/v1/payment_intents", "/v1/charges"])
+@pytest.mark.parametrize(
+    ("currency", "below", "minimum"),
+    [
+        ("usd", "49", "50"),
+        ("eur", "49", "50"),
+        ("gbp", "29", "30"),
+        ("jpy", "49", "50"),
+        ("cad", "49", "50"),
+        ("aud", "49", "50"),
+        ("huf", "17499", "17500"),
+        ("pln", "199", "200"),
+    ],
+)
+async def test_the_simulator_refuses_charges_below_stripes_minimum_without_storing_them(
+    connector: Connector, sim: StripeSimulator, path: str, currency: str, below: str, minimum: str
+) -> None:
+    endpoint = raw_endpoint(sim, path, f"min-{path}-{currency}")
+    source = {"source": "tok_visa"} if path == "/v1/charges" else {}
+    small = await connector.execute(
+        "raw", endpoint, {"amount": below, "currency": currency, **source}, raise_for_status=False
+    )
+    assert small.status == 400
+    error = small.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == (
+        "invalid_request_error",
+        "amount_too_small",
+        "amount",
+    )
+    assert error["doc_url"].endswith("/amount-too-small")
+    # A validation failure is not stored: the same key works once the amount is fixed.
+    fixed = await connector.execute(
+        "raw", endpoint, {"amount": minimum, "currency": currency, **source}, raise_for_status=False
+    )
+    assert fixed.status == 200, fixed.json()
+
+
+async def test_a_charge_below_the_minimum_is_a_stripe_invalid_request_error(
+    stripe: StripePaymentAdapter, sim: StripeSimulator
+) -> None:
+    with pytest.raises(StripeInvalidRequestError) as caught:
+        await stripe.charge(Money("0.49", "USD"), "pm_card_visa")
+    assert caught.value.code == "amount_too_small"
+    assert sim.payment_intents == {}
+
+
+async def test_a_duplicate_while_the_first_is_processed_gets_409_in_use_and_is_not_stored(
+    sim: StripeSimulator,
+) -> None:
+    """Two workers without a shared backend send one key at once: Stripe's 409 is "not
+    processed", so neither Stripe nor the second worker's pipeline keeps it, and the second
+    worker's next try gets Stripe's replay of the first charge."""
+    gate = asyncio.Event()
+    sim.hold(gate)
+    once = RetryPolicy(max_attempts=1)
+    key = IdempotencyKey("order-77")
+    amount = Money("10.00", "USD")
+    async with Connector() as one, Connector() as two:
+        first_worker = StripePaymentAdapter(one, KEY, base_url=sim.url, retry=once)
+        second_worker = StripePaymentAdapter(two, KEY, base_url=sim.url, retry=once)
+        first = asyncio.create_task(
+            first_worker.charge(amount, "pm_card_visa", idempotency_key=key)
+        )
+        async with asyncio.timeout(10):
+            await sim.until_held(1)
+        with pytest.raises(StripeAPIError) as caught:
+            await second_worker.charge(amount, "pm_card_visa", idempotency_key=key)
+        assert (caught.value.status, caught.value.code) == (409, "idempotency_key_in_use")
+        gate.set()
+        paid = await first
+        again = await second_worker.charge(amount, "pm_card_visa", idempotency_key=key)
+    assert again.id == paid.id
+    assert len(sim.payment_intents) == 1
+    assert sim.count("POST", "/v1/payment_intents") == 3
+
+
 # -- money property tests over every currency (round trip, inexact, mismatch) --------------------
 
 PROPERTY = settings(
@@ -353,7 +447,7 @@ async def test_every_stripe_currency_round_trips_through_the_simulator(
     stripe: StripePaymentAdapter, sim: StripeSimulator, currency: str, units: int
 ) -> None:
     digits, step = stripe_scale(currency)
-    money = Money(Decimal(units).scaleb(-digits), currency)
+    money = Money(at_least_minimum(Decimal(units).scaleb(-digits), currency), currency)
     payment = await stripe.charge(money, "pm_card_visa")
     assert payment.amount == money
     sent = parse_brackets(sim.requests[-1].body.decode())
@@ -388,7 +482,7 @@ async def test_every_currency_mismatch_is_refused_before_sending(
 ) -> None:
     if paid == asked:
         return
-    held = await stripe.authorize(Money(100, paid), "pm_card_visa")
+    held = await stripe.authorize(Money(at_least_minimum(Decimal(100), paid), paid), "pm_card_visa")
     if refund:
         held = await stripe.capture(held.id)
     before = len(sim.requests)

@@ -16,6 +16,7 @@ from nexus_connector_async.adapters.stripe import StripePaymentAdapter
 from nexus_connector_async.testing._stripe import StripeSimulator
 from nexus_connector_async.testing._vendor_server import parse_brackets
 from tests.adapters._specs import require_spec
+from tests.adapters._stripe_minimums import at_least_minimum
 
 KEY = "sk_test_spec_0123456789"
 # Operations the trimmed definition does not carry (legacy charge capture/retrieve).
@@ -106,9 +107,9 @@ async def test_charged_amounts_round_trip_exactly_through_stripe_minor_units(
     stripe: StripePaymentAdapter, sim: StripeSimulator, currency: tuple[str, int, int], units: int
 ) -> None:
     code, decimals, factor = currency
-    money = Money(Decimal(units).scaleb(-decimals), code)
+    money = Money(at_least_minimum(Decimal(units).scaleb(-decimals), code), code)
     payment = await stripe.charge(money, "pm_card_visa")
     sent = parse_brackets(sim.requests[-1].body.decode())
-    assert sent["amount"] == str(units * factor)
+    assert sent["amount"] == str(int(money.amount.scaleb(decimals)) * factor)
     assert sent["currency"] == code.lower()
     assert payment.amount == money

@@ -475,7 +475,7 @@ async def test_secrets_never_reach_logs_reprs_or_errors(
                 errors.append(exc)
     assert logs, "the pipeline logs its calls"
     text = json.dumps(logs, default=repr)
-    text += repr(twilio) + repr(wrong) + str(vars(twilio).get("_auth"))
+    text += repr(twilio) + repr(wrong) + repr(vars(twilio)) + repr(vars(wrong))
     text += "".join(f"{e!r} {e}" for e in errors)
     for secret in secrets:
         assert secret not in text

@@ -16,7 +16,7 @@ from nexus_connector_async import (
     RetryPolicy,
 )
 from nexus_connector_async.adapters._errors import InvalidPhoneNumber, OptedOut
-from nexus_connector_async.adapters._sms import SmsMessage
+from nexus_connector_async.adapters._sms import BulkSendInterrupted, SmsMessage
 from nexus_connector_async.adapters.twilio import TwilioSmsAdapter
 from nexus_connector_async.testing import capture_logs
 from nexus_connector_async.testing._twilio import (
@@ -119,26 +119,38 @@ async def test_the_input_is_consumed_lazily(connector: Connector, sim: TwilioSim
     assert max(ahead) <= 8
 
 
-async def test_mixed_and_bad_items_become_results_in_place(
+async def test_mixed_items_and_refused_values_become_results_in_place(
     connector: Connector, sim: TwilioSimulator
 ) -> None:
     items: list[Any] = [
         (number(1), "pair"),
         SmsMessage(number(2), "mms", media_urls=("https://e.com/a.png",)),
-        "not a message",
         ("0044123", "national format"),
         (number(3), ""),
+        SmsMessage(number(4), "too many", media_urls=("https://e.com/a.png",) * 11),
     ]
     results = await make(connector, sim).send_bulk(items, concurrency=3)
     assert [r.ok for r in results] == [True, True, False, False, False]
     assert results[1].message_id is not None
     assert results[1].message_id.startswith("MM")
-    assert isinstance(results[2].error, InvalidRequest)
-    assert results[2].to == ""
-    assert isinstance(results[3].error, InvalidPhoneNumber)
+    assert isinstance(results[2].error, InvalidPhoneNumber)
+    assert isinstance(results[3].error, InvalidRequest)
+    assert results[3].to == number(3)
     assert isinstance(results[4].error, InvalidRequest)
-    assert results[4].to == number(3)
+    assert all(r.sent is False for r in results[2:])
     assert len(sim.requests) == 2
+
+
+async def test_an_item_that_is_not_a_message_stops_the_batch_before_anything_after_it(
+    connector: Connector, sim: TwilioSimulator
+) -> None:
+    items: list[Any] = [(number(1), "pair"), "not a message", (number(2), "after")]
+    with pytest.raises(BulkSendInterrupted) as caught:
+        await make(connector, sim).send_bulk(items, concurrency=1)
+    assert caught.value.position == 1
+    assert [r.to for r in caught.value.results] == [number(1)]
+    assert isinstance(caught.value.__cause__, InvalidRequest)
+    assert [m.to for m in sim.messages] == [number(1)]
 
 
 async def test_a_batch_key_makes_a_rerun_replay_instead_of_resend(

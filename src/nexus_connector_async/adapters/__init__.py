@@ -47,7 +47,13 @@ from .stripe import (
     StripeRateLimitError,
     StripeResponseError,
 )
-from .twilio import TwilioError, TwilioSmsAdapter, TwilioThrottled
+from .twilio import (
+    TwilioAccount,
+    TwilioAccountProvider,
+    TwilioError,
+    TwilioSmsAdapter,
+    TwilioThrottled,
+)
 
 __all__ = [
     "AuthenticationFailed",
@@ -94,6 +100,8 @@ __all__ = [
     "StripePermissionError",
     "StripeRateLimitError",
     "StripeResponseError",
+    "TwilioAccount",
+    "TwilioAccountProvider",
     "TwilioError",
     "TwilioSmsAdapter",
     "TwilioThrottled",

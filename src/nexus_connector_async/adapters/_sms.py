@@ -131,13 +131,15 @@ def may_have_been_sent(error: ConnectorError) -> bool:
 
 
 class BulkSendInterrupted(ConnectorError):
-    """`send_bulk` stopped because its input raised; nothing that was started is lost.
+    """`send_bulk` stopped taking input; nothing that was started is lost.
 
-    `results` holds one result for every message taken before the failure, in input order
-    (each in-flight send was allowed to finish); `position` is the index of the input item
-    that could not be produced (or, for a bug inside one send, of that message). The
-    exception is the `__cause__`. Re-running the same batch key replays the messages already
-    sent instead of sending them again.
+    Raised when the input iterator raised, when an item was malformed (not a `(to, body)` pair
+    or an `SmsMessage` with str fields and a tuple of str `media_urls`: an `InvalidRequest`),
+    or when one send hit a bug. `results` holds one result for every message taken before the
+    failure, in input order (each in-flight send was allowed to finish); `position` is the
+    index of the input item that could not be produced or used (or, for a bug inside one send,
+    of that message). The exception is the `__cause__`. Re-running the same batch key replays
+    the messages already sent instead of sending them again.
     """
 
     def __init__(self, message: str, *, results: list[SmsResult], position: int) -> None:
@@ -220,7 +222,7 @@ def _as_message(item: object) -> SmsMessage:
             f"send_bulk takes (to, body) pairs or SmsMessage values, not {type(item).__name__}"
         )
     # msgspec does not check field types on construction: check them here, so one malformed
-    # item is a failed result instead of a TypeError that would abort the whole batch.
+    # item stops the batch cleanly (rule 38) instead of a TypeError inside a send.
     if not isinstance(message.to, str):
         raise InvalidRequest(f"message 'to' must be a str, not {type(message.to).__name__}")
     if not isinstance(message.body, str):
@@ -268,11 +270,12 @@ async def run_bulk(
     """Send `messages` through the adapter's `send` with a fixed pool of `concurrency` workers.
 
     Workers pull from one iterator, so the input is consumed lazily (100k messages never become
-    100k tasks); each result lands at its input position. A `ConnectorError` or a malformed
-    item becomes a failed result. When the input itself raises, no new item is taken, the
-    sends in flight finish, and `BulkSendInterrupted` carries every result so far (rule 38);
-    an unexpected exception from a send (a bug) is handled the same way, the message being
-    reported as possibly sent. In-flight sends are never cancelled by another message's failure.
+    100k tasks); each result lands at its input position. A `ConnectorError` from a send
+    becomes a failed result. When the input itself raises or yields a malformed item, no new
+    item is taken, the sends in flight finish, and `BulkSendInterrupted` carries every result
+    so far (rule 38): nothing after the bad item is sent. An unexpected exception from a send
+    (a bug) is handled the same way, the message being reported as possibly sent. In-flight
+    sends are never cancelled by another message's failure.
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise InvalidRequest(f"concurrency must be an integer >= 1, got {concurrency!r}")
@@ -288,29 +291,24 @@ async def run_bulk(
     results: list[SmsResult | None] = []
     failure: list[tuple[int, BaseException]] = []
 
-    def take() -> tuple[int, object] | None:
-        # No await between next() and append(): positions stay consistent across workers.
+    def take() -> tuple[int, SmsMessage] | None:
+        # No await between next() and append(): positions stay consistent across workers, and
+        # a bad item is seen before any later one is taken.
         if failure:
             return None
         try:
-            item = next(source)
+            message = _as_message(next(source))
         except StopIteration:
             return None
-        except Exception as exc:  # the caller's iterator failed: stop taking, keep results
+        except Exception as exc:  # the input failed or is malformed: stop taking, keep results
             failure.append((len(results), exc))
             return None
         results.append(None)
-        return len(results) - 1, item
+        return len(results) - 1, message
 
     async def worker() -> None:
         while (job := take()) is not None:
-            index, item = job
-            try:
-                message = _as_message(item)
-            except InvalidRequest as exc:
-                to = getattr(item, "to", None)
-                results[index] = SmsResult.failed(to if isinstance(to, str) else "", exc)
-                continue
+            index, message = job
             try:
                 key = _message_key(message, idempotency_key, index)
                 results[index] = await send(
@@ -344,9 +342,13 @@ async def run_bulk(
             position=position,
             error=type(cause).__name__,
         )
+        # Our own check's text names the bad field, never a value; a caller's exception is
+        # only named (its text may hold anything).
+        why = type(cause).__name__
+        if isinstance(cause, InvalidRequest):
+            why = f"{why}: {cause}"
         raise BulkSendInterrupted(
-            f"send_bulk stopped at input item {position} ({type(cause).__name__}); "
-            f"{len(done)} results kept",
+            f"send_bulk stopped at input item {position} ({why}); {len(done)} results kept",
             results=done,
             position=position,
         ) from cause

@@ -15,6 +15,10 @@ INSTRUMENT_DECLINED, `vault_payer_action` a 422 PAYER_ACTION_REQUIRED with a `pa
 link, `vault_pending` a PENDING capture; any other vault id succeeds. `approve(order_id)`
 plays the buyer approving an order; `expire_tokens()` makes every issued token unknown;
 `fail_next()` injects errors.
+
+A request whose `PayPal-Request-Id` is still being processed (see `hold`) answers 409
+RESOURCE_CONFLICT with issue `PREVIOUS_REQUEST_IN_PROGRESS` (vendor-facts 2.4, 2.5) and is not
+recorded under the id, so resending it later with the same id is safe.
 """
 
 from __future__ import annotations
@@ -141,6 +145,7 @@ class PayPalSimulator(VendorServer):
         self.authorizations: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self._request_ids: dict[tuple[str, str], tuple[int, Any]] = {}
+        self._in_flight: set[tuple[str, str]] = set()
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -186,13 +191,28 @@ class PayPalSimulator(VendorServer):
                 return json_response(
                     200 if status == 201 else status, _prefer(request, status, stored), headers
                 )
+            if request_id is not None:
+                if scope in self._in_flight:
+                    raise _Error(
+                        409,
+                        "PREVIOUS_REQUEST_IN_PROGRESS",
+                        "A previous request with this PayPal-Request-Id is still being processed.",
+                    )
+                self._in_flight.add(scope)
             try:
-                status, payload = self._route(request, body)
-            except _Error as exc:
-                status = exc.status
-                payload = error_body(exc.status, exc.issue, exc.description, exc.field, exc.links)
-            if request_id is not None and status < 500:
-                self._request_ids[scope] = (status, payload)
+                await self.processing()
+                try:
+                    status, payload = self._route(request, body)
+                except _Error as exc:
+                    status = exc.status
+                    payload = error_body(
+                        exc.status, exc.issue, exc.description, exc.field, exc.links
+                    )
+                if request_id is not None and status < 500:
+                    self._request_ids[scope] = (status, payload)
+            finally:
+                if request_id is not None:
+                    self._in_flight.discard(scope)
             if isinstance(payload, dict) and "debug_id" in payload:
                 headers["PayPal-Debug-Id"] = payload["debug_id"]
             return json_response(status, _prefer(request, status, payload), headers)

@@ -13,9 +13,13 @@ amounts and upper-case currencies. Stripe's test payment methods drive the outco
   PaymentIntent's `client_secret`), as Stripe answers.
 
 Amounts follow Stripe's currency rules (vendor-facts 1.9): three-decimal currencies (BHD, JOD,
-KWD, OMR, TND) must end in 0, ISK and UGX in 00. A request that fails validation is not stored
-under its idempotency key (Stripe stores only requests whose execution started), so the same
-key can be used again once the request is fixed.
+KWD, OMR, TND) must end in 0, ISK and UGX in 00, and a charge (PaymentIntent or Charge) below
+Stripe's minimum for its currency is refused with 400 `amount_too_small` (0.50 USD/EUR/CAD/AUD,
+0.30 GBP, 50 JPY, 175.00 HUF, 2.00 PLN; other currencies are not checked: their minimum depends
+on the account's settlement currency). A request that fails validation is not stored under its
+idempotency key (Stripe stores only requests whose execution started), so the same key can be
+used again once the request is fixed. A request whose key is still being processed (see
+`hold`) answers 409 `idempotency_key_in_use`, not stored either: retrying later is safe.
 
 Faults: `fail_next()` answers before the idempotency layer (like a proxy's 503 or Stripe's
 429), `decline_next()` declines the next confirmation like a real card failure (stored for its
@@ -52,6 +56,17 @@ _CURRENCY = re.compile(r"[a-z]{3}")
 _STEPS = {
     **dict.fromkeys(("bhd", "jod", "kwd", "omr", "tnd"), 10),
     **dict.fromkeys(("isk", "ugx"), 100),
+}
+#: Stripe's minimum charge amounts (vendor-facts 1.9): minor units, and as Stripe writes them.
+_MINIMUMS = {
+    "usd": (50, "$0.50"),
+    "eur": (50, "€0.50"),
+    "gbp": (30, "£0.30"),
+    "jpy": (50, "¥50"),
+    "cad": (50, "$0.50"),
+    "aud": (50, "$0.50"),
+    "huf": (17500, "175.00 Ft"),
+    "pln": (200, "2.00 zł"),
 }
 
 _PI_PARAMS = frozenset(
@@ -128,6 +143,7 @@ class StripeSimulator(VendorServer):
         self.charges: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self._idempotency: dict[str, _Stored] = {}
+        self._in_flight: set[str] = set()
         self._declines: list[tuple[str, str]] = []
 
     # -- hooks --------------------------------------------------------------------------------
@@ -186,19 +202,34 @@ class StripeSimulator(VendorServer):
                 replay = self._replay(key, request, params)
                 if replay is not None:
                     return replay
+                if key in self._in_flight:
+                    raise _in_use()
+                self._in_flight.add(key)
             try:
-                status, body = self._route(request.method, request.path, params)
-            except _Invalid as exc:
-                return json_response(exc.status, exc.body, headers)
-            except _Error as exc:
-                status, body = exc.status, exc.body
-            if key is not None:
-                self._idempotency[key] = _Stored(
-                    _fingerprint(request, params), status, body, request_id
-                )
-            return json_response(status, body, headers)
+                return await self._execute(request, params, key, request_id)
+            finally:
+                if key is not None:
+                    self._in_flight.discard(key)
         except _Error as exc:
             return json_response(exc.status, exc.body, headers)
+
+    async def _execute(
+        self, request: SimulatedRequest, params: dict[str, Any], key: str | None, request_id: str
+    ) -> web.StreamResponse:
+        """Run the request (once `hold` lets it) and store its answer under its key."""
+        headers = {"Request-Id": request_id}
+        await self.processing()
+        try:
+            status, body = self._route(request.method, request.path, params)
+        except _Invalid as exc:
+            return json_response(exc.status, exc.body, headers)
+        except _Error as exc:
+            status, body = exc.status, exc.body
+        if key is not None:
+            self._idempotency[key] = _Stored(
+                _fingerprint(request, params), status, body, request_id
+            )
+        return json_response(status, body, headers)
 
     def _check_auth(self, request: SimulatedRequest) -> None:
         auth = request.headers.get("Authorization", "")
@@ -284,7 +315,7 @@ class StripeSimulator(VendorServer):
     def _create_intent(self, params: dict[str, Any]) -> dict[str, Any]:
         _allowed(params, _PI_PARAMS)
         currency = _currency(params)
-        amount = _amount(params, "amount", required=True, currency=currency)
+        amount = _charge_amount(params, currency)
         capture_method = params.get("capture_method", "automatic_async")
         if capture_method not in ("automatic", "automatic_async", "manual"):
             raise _Invalid(400, f"Invalid capture_method: {capture_method}", param="capture_method")
@@ -476,7 +507,7 @@ class StripeSimulator(VendorServer):
     def _create_charge(self, params: dict[str, Any]) -> dict[str, Any]:
         _allowed(params, _CHARGE_PARAMS)
         currency = _currency(params)
-        amount = _amount(params, "amount", required=True, currency=currency)
+        amount = _charge_amount(params, currency)
         source = params.get("source")
         if not isinstance(source, str):
             raise _Invalid(400, "Must provide source or customer.", param="source")
@@ -566,6 +597,33 @@ def _amount(
             param=name,
         )
     return amount
+
+
+def _charge_amount(params: Mapping[str, Any], currency: str) -> int:
+    """A charge's `amount`: valid for its currency and at least Stripe's minimum charge."""
+    amount = _amount(params, "amount", required=True, currency=currency)
+    minimum, shown = _MINIMUMS.get(currency, (1, ""))
+    if amount < minimum:
+        raise _Invalid(
+            400,
+            f"Amount must be at least {shown} {currency}",
+            code="amount_too_small",
+            param="amount",
+            extra={"doc_url": "https://stripe.com/docs/error-codes/amount-too-small"},
+        )
+    return amount
+
+
+def _in_use() -> _Error:
+    """Stripe's answer to a request whose idempotency key is still being processed."""
+    return _Error(
+        409,
+        "There is currently another in-progress request using this idempotency key (that "
+        "probably means you submitted twice, and the other request is still going through)."
+        " Please try again later.",
+        code="idempotency_key_in_use",
+        extra={"doc_url": "https://stripe.com/docs/error-codes/idempotency-key-in-use"},
+    )
 
 
 def _currency(params: Mapping[str, Any]) -> str:

@@ -128,6 +128,7 @@ class SimulatedMessage(NamedTuple):
     body: str
     media_urls: tuple[str, ...]
     status_callback: str | None
+    account_sid: str = ""  # the (sub)account in the request path
 
 
 class _Lookup(NamedTuple):
@@ -167,6 +168,11 @@ class TwilioSimulator:
     messages but answers only once the event is set; `set_lookup(number, ...)` scripts Lookup.
     `latency` delays each created message's answer. `messages`, `requests`, `violations` and
     `max_in_flight` (concurrent Messages requests) record what happened.
+
+    `subaccounts` ({`AC...` SID: auth token}) adds subaccounts of the main account: a request
+    for a subaccount's path is accepted with that subaccount's own credentials or the main
+    account's (as Twilio lets a parent act for its subaccounts), never another subaccount's;
+    each message records its `account_sid`. Subaccounts have no balance (vendor-facts 3.3).
     """
 
     def __init__(
@@ -175,6 +181,7 @@ class TwilioSimulator:
         auth_token: str = DEFAULT_AUTH_TOKEN,
         *,
         api_keys: dict[str, str] | None = None,
+        subaccounts: dict[str, str] | None = None,
         balance: str | None = "25.00",
         currency: str = "USD",
         latency: float = 0.0,
@@ -182,6 +189,7 @@ class TwilioSimulator:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self._api_keys = dict(api_keys or {})
+        self._subaccounts = dict(subaccounts or {})
         self.balance = balance
         self.currency = currency
         self.latency = latency
@@ -298,10 +306,14 @@ class TwilioSimulator:
             user, _, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return False
-        if path_sid is not None and path_sid != self.account_sid:
+        accounts = {**self._subaccounts, self.account_sid: self.auth_token}
+        if path_sid is not None and path_sid not in accounts:
             return False
-        if user == self.account_sid:
-            return secret == self.auth_token
+        if user in accounts:
+            # Its own path, or the main account acting for a subaccount; never a sibling's.
+            if path_sid not in (None, user) and user != self.account_sid:
+                return False
+            return secret == accounts[user]
         return self._api_keys.get(user) == secret
 
     def _violation(self, text: str) -> web.Response:
@@ -318,7 +330,8 @@ class TwilioSimulator:
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
         seen = await self._record(request)
-        if not self._authorized(request, request.match_info["sid"]):
+        seen_sid = request.match_info["sid"]
+        if not self._authorized(request, seen_sid):
             return _error(401, 20003, "Authenticate")
         if request.content_type != "application/x-www-form-urlencoded":
             return self._violation(f"Content-Type {request.content_type!r}, expected a form")
@@ -352,21 +365,23 @@ class TwilioSimulator:
         if self._faults:
             fault = self._faults.pop(0)
             if fault.processed:
-                self._store(params, media)
+                self._store(params, media, seen_sid)
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
             text = "Too Many Requests" if fault.status == 429 else "Internal Server Error"
             return _error(fault.status, fault.code, text, headers)
         if to in self._rejections:
             status, code = self._rejections[to]
             return _error(status, code, f"simulated error {code} for {to}")
-        message = self._store(params, media)
+        message = self._store(params, media, seen_sid)
         if self.latency > 0:
             await asyncio.sleep(self.latency)  # a vendor's processing time
         if self._hold is not None:
             await self._hold.wait()
         return web.json_response(self._resource(message), status=201)
 
-    def _store(self, params: dict[str, str], media: tuple[str, ...]) -> SimulatedMessage:
+    def _store(
+        self, params: dict[str, str], media: tuple[str, ...], account_sid: str
+    ) -> SimulatedMessage:
         prefix = "MM" if media else "SM"
         message = SimulatedMessage(
             f"{prefix}{next(self._sids):032x}",
@@ -376,6 +391,7 @@ class TwilioSimulator:
             params.get("Body", ""),
             media,
             params.get("StatusCallback"),
+            account_sid,
         )
         self.messages.append(message)
         return message
@@ -383,9 +399,9 @@ class TwilioSimulator:
     def _resource(self, m: SimulatedMessage) -> dict[str, Any]:
         now = email.utils.formatdate(usegmt=False).replace("-0000", "+0000")
         pooled = m.from_ is None  # a Messaging Service still has to pick the sender
-        uri = f"/2010-04-01/Accounts/{self.account_sid}/Messages/{m.sid}.json"
+        uri = f"/2010-04-01/Accounts/{m.account_sid}/Messages/{m.sid}.json"
         return {
-            "account_sid": self.account_sid,
+            "account_sid": m.account_sid,
             "api_version": "2010-04-01",
             "body": m.body,
             "date_created": now,
@@ -409,10 +425,12 @@ class TwilioSimulator:
 
     async def _balance(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)
-        if not self._authorized(request, request.match_info["sid"]):
+        sid = request.match_info["sid"]
+        if not self._authorized(request, sid):
             return _error(401, 20003, "Authenticate")
-        body = {"account_sid": self.account_sid, "balance": self.balance}
-        body["currency"] = self.currency if self.balance is not None else None
+        balance = self.balance if sid == self.account_sid else None  # subaccounts have none
+        body = {"account_sid": sid, "balance": balance}
+        body["currency"] = self.currency if balance is not None else None
         return web.json_response(body)
 
     async def _lookup(self, request: web.Request) -> web.StreamResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from collections import deque
@@ -45,7 +46,9 @@ class VendorServer:
     """An aiohttp server on 127.0.0.1 (a free port) that records every request.
 
     Use `async with Simulator() as sim:` or `await sim.start()` / `await sim.close()`; `url` is
-    the base URL to give the adapter. Subclasses implement `handle`.
+    the base URL to give the adapter. Subclasses implement `handle`. `hold(event)` keeps
+    requests "being processed" until the event is set (`held` counts those waiting), to play a
+    slow vendor and concurrent duplicates.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -53,7 +56,10 @@ class VendorServer:
         self._port = port
         self._runner: web.AppRunner | None = None
         self._faults: deque[Fault] = deque()
+        self._gate: asyncio.Event | None = None
+        self._held_changed = asyncio.Condition()
         self.requests: list[SimulatedRequest] = []
+        self.held = 0
         self.url = ""
 
     async def start(self) -> Self:
@@ -94,6 +100,28 @@ class VendorServer:
         """Answer the next `times` well-formed requests with this status and JSON body."""
         for _ in range(times):
             self._faults.append(Fault(status, body if body is not None else {}, headers or {}))
+
+    def hold(self, gate: asyncio.Event | None) -> None:
+        """Process requests only once `gate` is set (None: at once), after the strict checks."""
+        self._gate = gate
+
+    async def until_held(self, count: int = 1) -> None:
+        """Wait until `count` requests wait at the `hold` gate (no polling, no sleeps)."""
+        async with self._held_changed:
+            await self._held_changed.wait_for(lambda: self.held >= count)
+
+    async def processing(self) -> None:
+        """Where a subclass executes a request: waits while `hold` keeps the gate closed."""
+        gate = self._gate
+        if gate is None or gate.is_set():
+            return
+        async with self._held_changed:
+            self.held += 1
+            self._held_changed.notify_all()
+        try:
+            await gate.wait()
+        finally:
+            self.held -= 1
 
     def count(self, method: str | None = None, path: str | None = None) -> int:
         """How many requests arrived (optionally only those with this method and path)."""

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
 from ..._clock import SYSTEM_CLOCK, Clock
 from ..._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
 from ..._connector import Connector
-from ..._errors import ConnectorError, InvalidRequest
+from ..._errors import ConnectorError, CredentialRefreshError, InvalidRequest
 from ..._extras import require_extra
 from ..._logging import get_logger
 from ..._models import IdempotencyKey, Response
@@ -44,6 +45,9 @@ _OPT_OUT_CACHE: Final = 10_000
 
 _log = get_logger()
 
+#: `sessions=`: a tenant's aioboto3 Session (or an awaitable of one), from its tenant id.
+SessionFactory = Callable[[str | None], Any]
+
 
 def _usd(name: str, value: Money | None, *, positive: bool = False) -> Money | None:
     if value is None:
@@ -58,6 +62,11 @@ class SnsSmsAdapter:
     """SMS to phone numbers through SNS `Publish`, with a spend guard shared by all workers.
 
     One aioboto3 client per adapter, created on first use and closed with the connector.
+    Instead of one `session`, `sessions` (a function of the tenant id returning that tenant's
+    `aioboto3.Session`, or an awaitable of one) makes each tenant publish with its own AWS
+    account: it is called once per tenant, and that tenant's client is kept until the
+    connector closes. Each tenant then has its own spend counter, `monthly_limit`, account
+    limit and opt-out answers, as each AWS account has its own (api.md rule 37).
     `monthly_limit` (USD) is checked before each publish against the month-to-date spend that
     the adapter keeps in the connector's backend (`price_per_segment` x segments); without it
     the account's `MonthlySpendLimit` is used (read every `limit_refresh` seconds). Keep bulk
@@ -95,7 +104,12 @@ class SnsSmsAdapter:
         max_connections: int = 50,
         clock: Clock | None = None,
         check_opt_out: bool = True,
+        sessions: SessionFactory | None = None,
     ) -> None:
+        if sessions is not None and (session is not None or not callable(sessions)):
+            raise InvalidRequest(
+                "give SnsSmsAdapter a session or sessions (a function of the tenant id), not both"
+            )
         if not isinstance(region, str) or not region:
             raise InvalidRequest("region must be a non-empty str such as 'us-east-1'")
         if sms_type not in _SMS_TYPES:
@@ -115,8 +129,9 @@ class SnsSmsAdapter:
         self.service = service
         self.retry_unknown = bool(retry_unknown)
         self.check_opt_out = bool(check_opt_out)
-        self._opt_outs: OrderedDict[str, tuple[float, bool]] = OrderedDict()
+        self._opt_outs: OrderedDict[tuple[str | None, str], tuple[float, bool]] = OrderedDict()
         self._session = session
+        self._sessions = sessions
         self._rate_limit = rate_limit
         self._breaker = circuit_breaker or CircuitBreakerConfig()
         self._retry = retry or _DEFAULT_RETRY
@@ -125,10 +140,11 @@ class SnsSmsAdapter:
         self._max_connections = max_connections
         self._clock = clock or SYSTEM_CLOCK
         self._attributes = message_attributes(sms_type, self.sender_id, self.max_price)
-        self._spend = SpendTracker(connector.backend, service, self._clock)
-        self._account_limit: tuple[float, Money | None] | None = None  # (read at, value)
-        self._client: Any = None
-        self._account: bytes | None = None  # see _account_id()
+        # Per AWS account: None for the adapter's own, else the tenant id (with `sessions`).
+        self._spends: dict[str | None, SpendTracker] = {}
+        self._account_limits: dict[str | None, tuple[float, Money | None]] = {}  # (read at, value)
+        self._clients: dict[str | None, Any] = {}
+        self._account_ids: dict[str | None, bytes] = {}  # see _account_id()
         self._client_lock = asyncio.Lock()
         self._limit_lock = asyncio.Lock()
         self._closed = False
@@ -142,22 +158,36 @@ class SnsSmsAdapter:
         )
 
     async def aclose(self) -> None:
-        """Close the aioboto3 client (the connector calls this when it closes)."""
+        """Close the aioboto3 clients (the connector calls this when it closes)."""
         self._closed = True
-        self._client = None
+        self._clients.clear()
         await self._stack.aclose()
 
-    async def _sns(self) -> Any:
-        """The adapter's one aioboto3 SNS client, created on first use."""
-        if self._client is not None:
-            return self._client
+    def _account(self, tenant_id: str | None) -> str | None:
+        """Which AWS account a call goes to: None (the adapter's) or the tenant's."""
+        return tenant_id if self._sessions is not None else None
+
+    def _spend(self, tenant_id: str | None) -> SpendTracker:
+        account = self._account(tenant_id)
+        tracker = self._spends.get(account)
+        if tracker is None:
+            tracker = SpendTracker(self._connector.backend, self.service, self._clock, account)
+            self._spends[account] = tracker
+        return tracker
+
+    async def _sns(self, tenant_id: str | None) -> Any:
+        """The aioboto3 SNS client of the call's account, created on first use."""
+        account = self._account(tenant_id)
+        client = self._clients.get(account)
+        if client is not None:
+            return client
         async with self._client_lock:
             if self._closed:
                 raise InvalidRequest("the SNS adapter is closed (its connector was closed)")
-            if self._client is None:
+            client = self._clients.get(account)
+            if client is None:
                 require_extra("SnsSmsAdapter", "sns", "aioboto3")
-                import aioboto3  # noqa: PLC0415 - optional extra: `nexus-connector-async[sns]`
-                from botocore.config import Config  # noqa: PLC0415
+                from botocore.config import Config  # noqa: PLC0415 - optional extra
 
                 config = Config(
                     # One attempt: retries belong to the pipeline (breaker, budget, at most once).
@@ -166,10 +196,9 @@ class SnsSmsAdapter:
                     read_timeout=self._timeout,
                     max_pool_connections=self._max_connections,
                 )
-                if self._session is None:
-                    self._session = aioboto3.Session()
-                session = self._session
-                self._client = await self._stack.enter_async_context(
+                session = await self._session_for(account)
+                self._account_ids[account] = await _account_id(session, self)
+                client = await self._stack.enter_async_context(
                     session.client(
                         "sns",
                         region_name=self.region,
@@ -177,21 +206,27 @@ class SnsSmsAdapter:
                         config=config,
                     )
                 )
-        return self._client
+                self._clients[account] = client
+        return client
 
-    async def _account_id(self) -> bytes:
-        """The AWS account the adapter publishes as (api.md rule 28): region, endpoint and access
-        key id, hashed. Two adapters with other credentials never replay each other's records.
-        """
-        if self._account is None:
-            await self._aws_client()
-            access = None
-            with contextlib.suppress(Exception):  # unreadable credentials fail at the call itself
-                creds = await self._session.get_credentials()
-                if creds is not None:
-                    access = (await creds.get_frozen_credentials()).access_key
-            self._account = account_scope("sns", self.region, self.endpoint_url, access)
-        return self._account
+    async def _session_for(self, tenant_id: str | None) -> Any:
+        if self._sessions is None:
+            import aioboto3  # noqa: PLC0415 - optional extra: `nexus-connector-async[sns]`
+
+            return self._session or aioboto3.Session()
+        try:
+            session = self._sessions(tenant_id)
+            if inspect.isawaitable(session):
+                session = await session
+        except ConnectorError:
+            raise
+        except Exception as exc:  # the application's own lookup failed: nothing was sent
+            raise CredentialRefreshError(
+                f"the SNS sessions function failed ({type(exc).__name__}); nothing was sent"
+            ) from exc
+        if not callable(getattr(session, "client", None)):
+            raise InvalidRequest("sessions must return an aioboto3.Session for the tenant")
+        return session
 
     async def _call(
         self,
@@ -205,8 +240,10 @@ class SnsSmsAdapter:
         fingerprint_data: Any = None,
         result_type: Any = Any,
     ) -> Any:
-        if idempotency_key is not None:
-            idempotency_key = scoped_key(idempotency_key, await self._account_id(), tenant_id)
+        if idempotency_key is not None:  # scoped by the AWS account it is sent from (rule 28)
+            await self._client_for(tenant_id)
+            account = self._account_ids[self._account(tenant_id)]
+            idempotency_key = scoped_key(idempotency_key, account, tenant_id)
         return await self._connector.call(
             self.service,
             operation,
@@ -222,9 +259,9 @@ class SnsSmsAdapter:
             result_type=result_type,
         )
 
-    async def _aws(self, method: str, **params: Any) -> Any:
+    async def _aws(self, method: str, tenant_id: str | None, **params: Any) -> Any:
         """One botocore call, its failures (client creation included) mapped to our errors."""
-        client = await self._aws_client()
+        client = await self._client_for(tenant_id)
         try:
             return await getattr(client, method)(**params)
         except Exception as exc:
@@ -233,14 +270,16 @@ class SnsSmsAdapter:
                 raise
             raise error from None
 
-    async def _aws_client(self) -> Any:
-        """The client, its creation's failures mapped to our errors."""
+    async def _client_for(self, tenant_id: str | None) -> Any:
+        """`_sns()`, its failures mapped to our errors."""
         try:
-            return await self._sns()
+            return await self._sns(tenant_id)
         except ImportError:
             raise InvalidRequest(
                 "the SNS adapter needs aioboto3: install nexus-connector-async[sns]"
             ) from None
+        except ConnectorError:
+            raise  # ours already (a failed `sessions` lookup keeps its cause)
         except Exception as exc:
             error = map_exception(exc)
             if error is None:
@@ -277,19 +316,24 @@ class SnsSmsAdapter:
         limit = await self._effective_limit(tenant_id)
         if self.check_opt_out and await self._is_opted_out(to, tenant_id):
             raise _opted_out()
+        spend = self._spend(tenant_id)
         published = False
 
         async def publish() -> str:
             nonlocal published
-            month = await self._spend.reserve(cost, limit)
+            month = await spend.reserve(cost, limit)
             try:
                 reply = await self._aws(
-                    "publish", PhoneNumber=to, Message=body, MessageAttributes=self._attributes
+                    "publish",
+                    tenant_id,
+                    PhoneNumber=to,
+                    Message=body,
+                    MessageAttributes=self._attributes,
                 )
             except ConnectorError as exc:
                 # An unknown outcome keeps its reservation: the message may have gone out.
                 if outcome_known_unsent(exc):
-                    await self._refund(cost, month)
+                    await self._refund(spend, cost, month)
                 raise
             published = True
             return str(reply["MessageId"])
@@ -323,8 +367,10 @@ class SnsSmsAdapter:
     ) -> list[SmsResult]:
         """Publish many messages, at most `concurrency` at once; one `SmsResult` each, in order.
 
-        A failed message (spend limit included) is a result with `error` set. With
-        `idempotency_key`, message i uses the key `f"{key}#{i}"` unless it has its own.
+        A failed message (spend limit included) is a result with `error` set. An input that
+        raises or a malformed item stops intake: the sends in flight finish and
+        `BulkSendInterrupted` carries every result so far. With `idempotency_key`, message i
+        uses the key `f"{key}#{i}"` unless it has its own.
         """
 
         return await run_bulk(
@@ -352,7 +398,9 @@ class SnsSmsAdapter:
         number = validate_e164(number)
 
         async def check() -> bool:
-            reply = await self._aws("check_if_phone_number_is_opted_out", phoneNumber=number)
+            reply = await self._aws(
+                "check_if_phone_number_is_opted_out", tenant_id, phoneNumber=number
+            )
             return bool(reply["isOptedOut"])
 
         opted_out = await self._call(
@@ -383,18 +431,19 @@ class SnsSmsAdapter:
                 "nexus.sns.account_limit_unknown", service=self.service, error=type(exc).__name__
             )
             account = None
-        month = self._spend.month()
+        spend = self._spend(tenant_id)
+        month = spend.month()
         return SpendReport(
-            month_to_date=await self._spend.month_to_date(month),
+            month_to_date=await spend.month_to_date(month),
             limit=self.monthly_limit if self.monthly_limit is not None else account,
             account_limit=account,
             month=month,
         )
 
-    async def _refund(self, cost: Money, month: str) -> None:
+    async def _refund(self, spend: SpendTracker, cost: Money, month: str) -> None:
         """Give a reservation back; a backend that cannot take it is logged, never raised."""
         try:
-            await self._spend.refund(cost, month)
+            await spend.refund(cost, month)
         except ConnectorError as exc:
             # The send's own error matters more; the counter errs on the safe (high) side.
             _log.warning(
@@ -403,7 +452,8 @@ class SnsSmsAdapter:
 
     async def _is_opted_out(self, number: str, tenant_id: str | None) -> bool:
         now = self._clock.monotonic()
-        cached = self._opt_outs.get(number)
+        key = (self._account(tenant_id), number)  # opt-outs are per AWS account
+        cached = self._opt_outs.get(key)
         if cached is not None and now - cached[0] < _OPT_OUT_TTL:
             return cached[1]
         try:
@@ -414,8 +464,8 @@ class SnsSmsAdapter:
                 "nexus.sns.opt_out_unknown", service=self.service, error=type(exc).__name__
             )
             return False
-        self._opt_outs[number] = (now, bool(opted_out))
-        self._opt_outs.move_to_end(number)
+        self._opt_outs[key] = (now, bool(opted_out))
+        self._opt_outs.move_to_end(key)
         while len(self._opt_outs) > _OPT_OUT_CACHE:
             self._opt_outs.popitem(last=False)
         return bool(opted_out)
@@ -424,7 +474,7 @@ class SnsSmsAdapter:
         if self.monthly_limit is not None:
             return self.monthly_limit
         async with self._limit_lock:  # one read per refresh, not one per concurrent send
-            cached = self._account_limit
+            cached = self._account_limits.get(self._account(tenant_id))
             if cached is not None and self._clock.monotonic() - cached[0] < self._limit_refresh:
                 return cached[1]
             try:
@@ -438,14 +488,16 @@ class SnsSmsAdapter:
                     error=type(exc).__name__,
                     code=getattr(exc, "code", None),
                 )
-                self._account_limit = (self._clock.monotonic(), None)
+                self._account_limits[self._account(tenant_id)] = (self._clock.monotonic(), None)
                 return None
 
     async def _read_account_limit(
         self, idempotency_key: IdempotencyKey | None, tenant_id: str | None
     ) -> Money | None:
         async def read() -> str:
-            reply = await self._aws("get_sms_attributes", attributes=["MonthlySpendLimit"])
+            reply = await self._aws(
+                "get_sms_attributes", tenant_id, attributes=["MonthlySpendLimit"]
+            )
             return str((reply.get("attributes") or {}).get("MonthlySpendLimit") or "")
 
         text = await self._call(
@@ -458,7 +510,7 @@ class SnsSmsAdapter:
             result_type=str,
         )
         limit = _parse_limit(text)
-        self._account_limit = (self._clock.monotonic(), limit)
+        self._account_limits[self._account(tenant_id)] = (self._clock.monotonic(), limit)
         return limit
 
 
@@ -494,6 +546,18 @@ def sns_segments(body: str) -> int:
 
 def _utf16(text: str) -> int:
     return sum(2 if ord(ch) > 0xFFFF else 1 for ch in text)
+
+
+async def _account_id(session: Any, adapter: SnsSmsAdapter) -> bytes:
+    """The AWS account a session publishes as (api.md rule 28): region, endpoint and access
+    key id, hashed. Two adapters (or tenants) with other credentials never share a record.
+    """
+    access = None
+    with contextlib.suppress(Exception):  # unreadable credentials fail at the call itself
+        creds = await session.get_credentials()
+        if creds is not None:
+            access = (await creds.get_frozen_credentials()).access_key
+    return account_scope("sns", adapter.region, adapter.endpoint_url, access)
 
 
 def _opted_out() -> OptedOut:

@@ -38,12 +38,21 @@ def _dollars(nanos: int) -> Money:
 
 
 class SpendTracker:
-    """The shared USD spend counter of one service, one key per calendar month (UTC)."""
+    """The shared USD spend counter of one service, one key per calendar month (UTC).
 
-    def __init__(self, store: KeyValueStore, service: str, clock: Clock) -> None:
+    `account` names one of several AWS accounts the service sends from (a tenant's, with
+    `SnsSmsAdapter(sessions=...)`): each gets its own counter.
+    """
+
+    def __init__(
+        self, store: KeyValueStore, service: str, clock: Clock, account: str | None = None
+    ) -> None:
         self._store = store
-        self._service = service
         self._clock = clock
+        # Escaped names hold no ':', so "service:month" and "service:t.account:month" differ.
+        self._prefix = f"sms-spend:{escape_name(service)}:"
+        if account is not None:
+            self._prefix += f"t.{escape_name(account)}:"
 
     def month(self) -> str:
         """The current month, `YYYY-MM` in UTC."""
@@ -51,7 +60,7 @@ class SpendTracker:
         return now.strftime("%Y-%m")
 
     def _key(self, month: str) -> str:
-        return f"sms-spend:{escape_name(self._service)}:{month}"  # escaped: no name collides
+        return self._prefix + month  # escaped: no name collides
 
     async def month_to_date(self, month: str | None = None) -> Money:
         """What was reserved so far in `month` (default: this month)."""

@@ -1,6 +1,12 @@
 """Twilio: Programmable Messaging, Balance and Lookup v2."""
 
-from ._adapter import TwilioSmsAdapter
+from ._adapter import TwilioAccount, TwilioAccountProvider, TwilioSmsAdapter
 from ._errors import TwilioError, TwilioThrottled
 
-__all__ = ["TwilioError", "TwilioSmsAdapter", "TwilioThrottled"]
+__all__ = [
+    "TwilioAccount",
+    "TwilioAccountProvider",
+    "TwilioError",
+    "TwilioSmsAdapter",
+    "TwilioThrottled",
+]

@@ -8,17 +8,19 @@ adapter is built with `retry_unknown=True`.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
-from typing import Final, TypeVar
+from typing import Final, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
 import msgspec
 
 from ..._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPolicy, Timeouts
 from ..._connector import Connector
-from ..._errors import InvalidRequest
+from ..._errors import ConnectorError, CredentialRefreshError, InvalidRequest
 from ..._models import IdempotencyKey, Response
 from ..._scrub import Scrubber, check_vendor_url
 from .._errors import VendorError
@@ -29,7 +31,7 @@ from .._sms import PhoneNumberInfo, SmsMessage, SmsResult, run_bulk
 from ._errors import TWILIO, TwilioError, error_from_response
 from ._models import decode_balance, decode_lookup, decode_message
 
-__all__ = ["TwilioSmsAdapter"]
+__all__ = ["TwilioAccount", "TwilioAccountProvider", "TwilioSmsAdapter"]
 
 _T = TypeVar("_T")
 
@@ -41,6 +43,8 @@ _MAX_BODY_CHARS: Final = 1600
 # Twilio's documented "not processed" answer: resending cannot duplicate a message.
 _NOT_PROCESSED: Final = frozenset({429})
 _DEFAULT_RETRY: Final = RetryPolicy(max_attempts=3, base_delay=0.25, max_delay=10.0)
+#: How many tenants' accounts the adapter keeps derived state for (URLs, header, scrubber).
+_ACCOUNT_CACHE: Final = 1024
 
 
 class _Secret:
@@ -96,24 +100,119 @@ def _check_sender(from_number: object) -> str:
     return from_number
 
 
+def _check_service_sid(sid: object) -> str | None:
+    if sid is not None and not (isinstance(sid, str) and _SERVICE_SID.fullmatch(sid)):
+        raise InvalidRequest("messaging_service_sid must be 'MG' followed by 32 hex digits")
+    return sid
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TwilioAccount:
+    """One Twilio account (or subaccount) and its credentials, for `TwilioSmsAdapter`.
+
+    `account_sid` (`AC...`) names the account in every URL path. Auth is HTTP Basic with that
+    SID and `auth_token`, or with `api_key_sid` (`SK...`) and the key's secret as `auth_token`.
+    `from_number` / `messaging_service_sid`, when either is set, replace the adapter's sender:
+    a subaccount sends only from numbers and Messaging Services it owns. The token never
+    appears in `repr`.
+    """
+
+    account_sid: str
+    auth_token: str = dataclasses.field(repr=False)
+    api_key_sid: str | None = None
+    from_number: str | None = None
+    messaging_service_sid: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.account_sid, str) or not _ACCOUNT_SID.fullmatch(self.account_sid):
+            raise InvalidRequest("account_sid must be 'AC' followed by 32 hex digits")
+        key = self.api_key_sid
+        if key is not None and not (isinstance(key, str) and _API_KEY_SID.fullmatch(key)):
+            raise InvalidRequest("api_key_sid must be 'SK' followed by 32 hex digits")
+        token = self.auth_token
+        if not isinstance(token, str) or not token or not token.isprintable():
+            raise InvalidRequest("auth_token must be a non-empty printable str")
+        if self.from_number is not None:
+            _check_sender(self.from_number)
+        _check_service_sid(self.messaging_service_sid)
+
+
+@runtime_checkable
+class TwilioAccountProvider(Protocol):
+    """Names the Twilio account each (service, tenant) sends from: `credentials=` of the adapter.
+
+    Asked before every call, so rotated tokens take effect at once; keep it fast (a dict, a
+    cache). An exception other than a `ConnectorError` becomes `CredentialRefreshError`
+    (nothing was sent).
+    """
+
+    async def get_account(self, service: str, tenant_id: str | None = None) -> TwilioAccount:
+        """The account (SID, Basic secret, optional sender) for (service, tenant)."""
+        ...
+
+
+class _Account:
+    """What the adapter derives from one account, built once: URLs, header, scrubber, scope."""
+
+    __slots__ = (
+        "auth",
+        "balance",
+        "from_number",
+        "messages",
+        "messaging_service_sid",
+        "scope",
+        "scrub",
+        "sid",
+    )
+
+    def __init__(self, account: TwilioAccount, messages: Endpoint, balance: Endpoint) -> None:
+        self.sid = account.account_sid
+        user = account.api_key_sid or account.account_sid
+        token = base64.b64encode(f"{user}:{account.auth_token}".encode()).decode("ascii")
+        self.auth = _Secret(f"Basic {token}")
+        self.scrub = Scrubber((account.auth_token, token))
+        # Idempotency is scoped by account (api.md 28): two accounts (two subaccounts of one
+        # parent too) never share a record, even for the same tenant and key.
+        self.scope = account_scope(
+            "twilio", account.account_sid, account.api_key_sid, account.auth_token
+        )
+        self.from_number = account.from_number
+        self.messaging_service_sid = account.messaging_service_sid
+        self.messages = messages
+        self.balance = balance
+
+    def __repr__(self) -> str:
+        return f"_Account(sid={self.sid!r})"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        # Per call, not on the Endpoint: an Endpoint's repr shows its headers.
+        return {"Authorization": self.auth.reveal()}
+
+
 class TwilioSmsAdapter:
     """SMS and MMS through Twilio, with Lookup v2 number checks and the account balance.
 
     Auth is HTTP Basic: the account SID and auth token, or an API key SID (`SK...`) with its
-    secret as `auth_token` (the `AC...` account SID still names the account in the path). Give
-    `from_number`, `messaging_service_sid`, or both. `rate_limit`, `circuit_breaker`, `retry` and
-    `timeout` tune the Messages endpoint; Lookup calls use the service `lookups_service`.
+    secret as `auth_token` (the `AC...` account SID still names the account in the path).
+    Instead of one account, `credentials` (a `TwilioAccountProvider`) is asked for each call's
+    (service, tenant) `TwilioAccount`, so each tenant sends from its own (sub)account: its SID
+    in the path, its secret in the header, its records apart (api.md rules 28, 37). Give
+    `from_number`, `messaging_service_sid`, or both (here or per account). `rate_limit`,
+    `circuit_breaker`, `retry` and `timeout` tune the Messages endpoint; Lookup calls use the
+    service `lookups_service`.
     """
 
     def __init__(
         self,
         connector: Connector,
-        account_sid: str,
-        auth_token: str,
+        account_sid: str | None = None,
+        auth_token: str | None = None,
         from_number: str | None = None,
         *,
         messaging_service_sid: str | None = None,
         api_key_sid: str | None = None,
+        credentials: TwilioAccountProvider | None = None,
         base_url: str = "https://api.twilio.com",
         lookups_base_url: str = "https://lookups.twilio.com",
         service: str = "twilio",
@@ -125,37 +224,29 @@ class TwilioSmsAdapter:
         timeout: Timeouts | None = None,
         retry_unknown: bool = False,
     ) -> None:
-        if not isinstance(account_sid, str) or not _ACCOUNT_SID.fullmatch(account_sid):
-            raise InvalidRequest("account_sid must be 'AC' followed by 32 hex digits")
-        if api_key_sid is not None and not (
-            isinstance(api_key_sid, str) and _API_KEY_SID.fullmatch(api_key_sid)
-        ):
-            raise InvalidRequest("api_key_sid must be 'SK' followed by 32 hex digits")
-        if not isinstance(auth_token, str) or not auth_token or not auth_token.isprintable():
-            raise InvalidRequest("auth_token must be a non-empty printable str")
-        if messaging_service_sid is not None and not (
-            isinstance(messaging_service_sid, str) and _SERVICE_SID.fullmatch(messaging_service_sid)
-        ):
-            raise InvalidRequest("messaging_service_sid must be 'MG' followed by 32 hex digits")
-        if from_number is None and messaging_service_sid is None:
-            raise InvalidRequest("give from_number or messaging_service_sid (or both)")
+        fixed: TwilioAccount | None = None
+        if credentials is None:
+            # The adapter's own account: checked here, before anything is sent.
+            fixed = TwilioAccount(account_sid, auth_token, api_key_sid)  # type: ignore[arg-type]
+            if from_number is None and messaging_service_sid is None:
+                raise InvalidRequest("give from_number or messaging_service_sid (or both)")
+        elif not isinstance(credentials, TwilioAccountProvider):
+            raise InvalidRequest("credentials must be a TwilioAccountProvider (get_account)")
+        elif (account_sid, auth_token, api_key_sid) != (None, None, None):
+            raise InvalidRequest(
+                "give TwilioSmsAdapter an account_sid and auth_token or a credentials provider"
+            )
         self._connector = connector
         self.account_sid = account_sid
         self.from_number = None if from_number is None else _check_sender(from_number)
-        self.messaging_service_sid = messaging_service_sid
+        self.messaging_service_sid = _check_service_sid(messaging_service_sid)
         self.service = service
         self.lookups_service = lookups_service or f"{service}-lookups"
         self.status_callback = (
             None if status_callback is None else _check_status_callback(status_callback)
         )
         self.retry_unknown = bool(retry_unknown)
-        user = api_key_sid or account_sid
-        token = base64.b64encode(f"{user}:{auth_token}".encode()).decode("ascii")
-        self._auth = _Secret(f"Basic {token}")
-        self._scrub = Scrubber((auth_token, token))
-        # Idempotency is scoped by account (api.md 28): two accounts never share a record.
-        self._account = account_scope("twilio", account_sid, api_key_sid, auth_token)
-        api = _root_url("base_url", base_url)
+        self._api = _root_url("base_url", base_url)
         self._lookups_root = _root_url("lookups_base_url", lookups_base_url) + "/v2/PhoneNumbers/"
         policy = retry or _DEFAULT_RETRY
         policy = msgspec.structs.replace(
@@ -164,23 +255,10 @@ class TwilioSmsAdapter:
         self._timeout = timeout or Timeouts(total=15.0, connect=5.0)
         self._breaker = circuit_breaker or CircuitBreakerConfig()
         self._retry = policy
-        account = f"{api}/2010-04-01/Accounts/{account_sid}"
-        self._messages = Endpoint(
-            f"{account}/Messages.json",
-            "POST",
-            body="form",
-            timeout=self._timeout,
-            rate_limit=rate_limit,
-            circuit_breaker=self._breaker,
-            retry=policy,
-        )
-        self._balance = Endpoint(
-            f"{account}/Balance.json",
-            "GET",
-            timeout=self._timeout,
-            circuit_breaker=self._breaker,
-            retry=policy,
-        )
+        self._rate_limit = rate_limit
+        self._credentials = credentials
+        self._accounts: OrderedDict[TwilioAccount, _Account] = OrderedDict()
+        self._fixed = None if fixed is None else self._derive(fixed)
 
     def __repr__(self) -> str:
         sender = self.from_number or self.messaging_service_sid
@@ -189,10 +267,60 @@ class TwilioSmsAdapter:
             f" service={self.service!r})"
         )
 
-    @property
-    def _headers(self) -> dict[str, str]:
-        # Per call, not on the Endpoint: an Endpoint's repr shows its headers.
-        return {"Authorization": self._auth.reveal()}
+    async def _account(self, tenant_id: str | None) -> _Account:
+        """The account this call goes out with: the adapter's own, or the tenant's."""
+        if self._fixed is not None:
+            return self._fixed
+        assert self._credentials is not None
+        try:
+            account = await self._credentials.get_account(self.service, tenant_id)
+        except ConnectorError:
+            raise
+        except Exception as exc:
+            raise CredentialRefreshError(
+                f"the Twilio credentials provider failed ({type(exc).__name__}); nothing was sent"
+            ) from exc
+        if not isinstance(account, TwilioAccount):
+            raise InvalidRequest("the credentials provider must return a TwilioAccount")
+        derived = self._accounts.get(account)
+        if derived is None:
+            derived = self._accounts[account] = self._derive(account)
+            while len(self._accounts) > _ACCOUNT_CACHE:
+                self._accounts.popitem(last=False)
+        self._accounts.move_to_end(account)
+        return derived
+
+    def _derive(self, account: TwilioAccount) -> _Account:
+        root = f"{self._api}/2010-04-01/Accounts/{account.account_sid}"
+        messages = Endpoint(
+            f"{root}/Messages.json",
+            "POST",
+            body="form",
+            timeout=self._timeout,
+            rate_limit=self._rate_limit,
+            circuit_breaker=self._breaker,
+            retry=self._retry,
+        )
+        balance = Endpoint(
+            f"{root}/Balance.json",
+            "GET",
+            timeout=self._timeout,
+            circuit_breaker=self._breaker,
+            retry=self._retry,
+        )
+        return _Account(account, messages, balance)
+
+    def _sender(self, account: _Account) -> list[tuple[str, str]]:
+        # The account's own sender when it names one (a subaccount's numbers are its own).
+        from_number, service_sid = self.from_number, self.messaging_service_sid
+        if account.from_number is not None or account.messaging_service_sid is not None:
+            from_number, service_sid = account.from_number, account.messaging_service_sid
+        if from_number is None and service_sid is None:
+            raise InvalidRequest("give from_number or messaging_service_sid (or both)")
+        form = [] if from_number is None else [("From", from_number)]
+        if service_sid is not None:
+            form.append(("MessagingServiceSid", service_sid))
+        return form
 
     # -- messaging ----------------------------------------------------------------------------
 
@@ -221,11 +349,8 @@ class TwilioSmsAdapter:
         if status_callback is not None:
             callback = _check_status_callback(status_callback)
         counted = count_segments(body)
-        form: list[tuple[str, str]] = [("To", to)]
-        if self.from_number is not None:
-            form.append(("From", self.from_number))
-        if self.messaging_service_sid is not None:
-            form.append(("MessagingServiceSid", self.messaging_service_sid))
+        account = await self._account(tenant_id)
+        form: list[tuple[str, str]] = [("To", to), *self._sender(account)]
         if body:
             form.append(("Body", body))
         # One plain `MediaUrl` per URL: Twilio wants the key repeated, never `MediaUrl[0]`.
@@ -234,16 +359,16 @@ class TwilioSmsAdapter:
             form.append(("StatusCallback", callback))
         response = await self._connector.execute(
             self.service,
-            self._messages,
+            account.messages,
             form,
-            idempotency_key=scoped_key(idempotency_key, self._account, tenant_id),
+            idempotency_key=scoped_key(idempotency_key, account.scope, tenant_id),
             tenant_id=tenant_id,
             raise_for_status=False,
-            headers=self._headers,
+            headers=account.headers,
             idempotent=self.retry_unknown,
         )
         if not response.ok:
-            raise error_from_response(response, self._scrub)
+            raise error_from_response(response, account.scrub)
         message = _decode(response, decode_message)
         vendor_segments = _int_or_none(message.num_segments)
         return SmsResult(
@@ -266,9 +391,11 @@ class TwilioSmsAdapter:
     ) -> list[SmsResult]:
         """Send many messages, at most `concurrency` at once; one `SmsResult` each, in order.
 
-        A failed message is a result with `error` set, never an exception. With
-        `idempotency_key`, message i uses the key `f"{key}#{i}"` (unless it has its own), so
-        re-running the same batch replays what was already sent instead of sending it again.
+        A failed message is a result with `error` set. An input that raises or a malformed item
+        stops intake: the sends in flight finish and `BulkSendInterrupted` carries every result
+        so far. With `idempotency_key`, message i uses the key `f"{key}#{i}"` (unless it has its
+        own), so re-running the same batch replays what was already sent instead of sending it
+        again.
         """
 
         return await run_bulk(
@@ -294,6 +421,7 @@ class TwilioSmsAdapter:
         `valid` is Twilio's verdict; a number that is not E.164 is refused before any request.
         """
         number = validate_e164(number)
+        account = await self._account(tenant_id)
         # `+` stays literal in the path: legal there, and never turned into a space.
         endpoint = Endpoint(
             self._lookups_root + number,
@@ -306,13 +434,13 @@ class TwilioSmsAdapter:
             self.lookups_service,
             endpoint,
             {"Fields": "line_type_intelligence"},
-            idempotency_key=scoped_key(idempotency_key, self._account, tenant_id),
+            idempotency_key=scoped_key(idempotency_key, account.scope, tenant_id),
             tenant_id=tenant_id,
             raise_for_status=False,
-            headers=self._headers,
+            headers=account.headers,
         )
         if not response.ok:
-            raise error_from_response(response, self._scrub)
+            raise error_from_response(response, account.scrub)
         found = _decode(response, decode_lookup)
         line = found.line_type_intelligence
         return PhoneNumberInfo(
@@ -335,16 +463,17 @@ class TwilioSmsAdapter:
         tenant_id: str | None = None,
     ) -> Money:
         """The account balance (it can lag behind real spend; subaccounts have none)."""
+        account = await self._account(tenant_id)
         response = await self._connector.execute(
             self.service,
-            self._balance,
-            idempotency_key=scoped_key(idempotency_key, self._account, tenant_id),
+            account.balance,
+            idempotency_key=scoped_key(idempotency_key, account.scope, tenant_id),
             tenant_id=tenant_id,
             raise_for_status=False,
-            headers=self._headers,
+            headers=account.headers,
         )
         if not response.ok:
-            raise error_from_response(response, self._scrub)
+            raise error_from_response(response, account.scrub)
         found = _decode(response, decode_balance)
         if found.balance is None or found.currency is None:
             raise TwilioError(
