@@ -144,6 +144,9 @@ class _Progress:
 # How a claimed key is settled when its call ends.
 _STORE, _RELEASE, _UNKNOWN = "complete", "release", "mark_unknown"
 _SETTLE_FIRST_DELAY, _SETTLE_MAX_DELAY = 0.05, 5.0  # background retries of a settle
+# An attempt is cut to the call's deadline only when that saves more than this: a first attempt
+# whose timeout equals the deadline keeps its own (cached) timeout instead of a new one per call.
+_DEADLINE_SLACK = 0.05
 
 
 class _Call(NamedTuple):
@@ -959,7 +962,7 @@ class Connector:
                 headers["Authorization"] = creds.authorization
         if call.deadline_at is not None:
             remaining = call.deadline_at - self._clock.monotonic()
-            if remaining < timeout.total:
+            if remaining < timeout.total - _DEADLINE_SLACK:
                 timeout = Timeouts(max(remaining, 0.001), timeout.connect, timeout.read)
         if call.probe:
             await self._renew_probe(call)

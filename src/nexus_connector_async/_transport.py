@@ -53,6 +53,9 @@ class Transport(Protocol):
         ...
 
 
+_TIMEOUT_CACHE = 256
+
+
 class AiohttpTransport:
     """The default transport: one pooled aiohttp session, created on first use.
 
@@ -103,9 +106,9 @@ class AiohttpTransport:
     def _timeout(self, t: Timeouts) -> aiohttp.ClientTimeout:
         ct = self._timeouts.get(t)
         if ct is None:
-            ct = self._timeouts[t] = aiohttp.ClientTimeout(
-                total=t.total, sock_connect=t.connect, sock_read=t.read
-            )
+            ct = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.read)
+            if len(self._timeouts) < _TIMEOUT_CACHE:  # endpoints' own; not every cut to a deadline
+                self._timeouts[t] = ct
         return ct
 
     async def send(

@@ -24,6 +24,7 @@ from nexus_connector_async import (
 )
 from nexus_connector_async import adapters as nexus_adapters
 from nexus_connector_async.adapters import PaymentDeclined
+from nexus_connector_async.testing import MockTransport, RecordedRequest
 
 from ._stub import Stub, held, status
 
@@ -134,3 +135,23 @@ def test_public_errors_show_their_public_module_in_tracebacks() -> None:
     )
     copy = pickle.loads(pickle.dumps(error))  # the public path resolves
     assert type(copy) is nexus_connector_async.ConnectionFailed
+
+
+async def test_the_default_deadline_does_not_rebuild_the_endpoints_timeout_on_every_call() -> None:
+    """Default deadline 30 s = default attempt timeout 30 s: the first attempt keeps the
+    endpoint's own `Timeouts` (it used to get a new one per call, each cached by the transport
+    without bound: memory that grew with every call, and a new aiohttp timeout each time)."""
+    seen: list[RecordedRequest] = []
+
+    def vendor(request: RecordedRequest) -> Response:
+        seen.append(request)
+        return Response(200, {}, b"{}")
+
+    endpoint = Endpoint("https://vendor.test/v1/x", "GET")
+    async with Connector(http=MockTransport(vendor)) as c:
+        for _ in range(20):
+            await c.execute("svc", endpoint)
+        short = Endpoint("https://vendor.test/v1/x", "GET", timeout=Timeouts(total=60.0))
+        await c.execute("svc", short)  # a deadline shorter than the attempt still cuts it
+    assert all(r.timeout is endpoint.timeout for r in seen[:20])
+    assert seen[20].timeout.total <= 30.0
