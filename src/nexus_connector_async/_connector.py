@@ -1069,7 +1069,9 @@ class Connector:
             response = await self._transport.send(method, url, headers, body, timeout)
         finally:
             handle.cancel()
-            await self._cleanup(backend.release_slot(call.service, scoped, slot.token))
+            await self._cleanup(
+                backend.release_slot(call.service, scoped, slot.token, limit.max_in_flight)
+            )
         if limit.adaptive:
             slow = (
                 limit.latency_target is not None

@@ -25,10 +25,10 @@ async def test_at_most_max_in_flight_then_fail_fast_with_retry_after(backend: An
 
 async def test_a_release_frees_a_slot_and_unknown_tokens_are_ignored(backend: Any) -> None:
     a = await take(backend, 1)
-    await backend.release_slot("svc", None, "not-a-token")
+    await backend.release_slot("svc", None, "not-a-token", 1)
     assert not (await take(backend, 1)).acquired
-    await backend.release_slot("svc", None, a.token)
-    await backend.release_slot("svc", None, a.token)  # twice: still only one slot back
+    await backend.release_slot("svc", None, a.token, 1)
+    await backend.release_slot("svc", None, a.token, 1)  # twice: still only one slot back
     assert (await take(backend, 1)).acquired
     assert not (await take(backend, 1)).acquired
 
@@ -66,8 +66,19 @@ async def test_a_waiter_is_woken_by_a_release(backend: Any) -> None:
     waiter = asyncio.ensure_future(take(backend, 1, wait=5.0))
     await asyncio.sleep(0.05)
     assert not waiter.done()
-    await backend.release_slot("svc", None, a.token)
+    await backend.release_slot("svc", None, a.token, 1)
     async with asyncio.timeout(3):
+        got = await waiter
+    assert got.acquired
+
+
+async def test_a_release_wakes_the_waiter_at_once_not_at_its_next_re_check(backend: Any) -> None:
+    """Redis waiters re-check every 0.5 s at most; the release itself must wake them sooner."""
+    held = [await take(backend, 2) for _ in range(2)]
+    waiter = asyncio.ensure_future(take(backend, 2, wait=30.0))
+    await asyncio.sleep(0.05)
+    await backend.release_slot("svc", None, held[0].token, 2)
+    async with asyncio.timeout(0.3):  # the fake clock stands still: only a wake-up ends the wait
         got = await waiter
     assert got.acquired
 
@@ -80,7 +91,7 @@ async def test_waiters_are_served_in_arrival_order(backend: Any) -> None:
         s = await take(backend, 1, wait=30.0)
         assert s.acquired
         order.append(i)
-        await backend.release_slot("svc", None, s.token)
+        await backend.release_slot("svc", None, s.token, 1)
 
     tasks = []
     for i in range(4):
@@ -88,7 +99,7 @@ async def test_waiters_are_served_in_arrival_order(backend: Any) -> None:
         await asyncio.sleep(0.05)  # each queued before the next arrives
     late = await take(backend, 1)  # a newcomer may not jump the queue
     assert not late.acquired
-    await backend.release_slot("svc", None, held.token)
+    await backend.release_slot("svc", None, held.token, 1)
     async with asyncio.timeout(5):
         await asyncio.gather(*tasks)
     assert order == [0, 1, 2, 3]
@@ -110,7 +121,7 @@ async def test_a_cancelled_waiter_leaves_the_queue(backend: Any) -> None:
     await asyncio.sleep(0.05)
     waiter.cancel()
     await asyncio.sleep(0.05)
-    await backend.release_slot("svc", None, a.token)
+    await backend.release_slot("svc", None, a.token, 1)
     await until(lambda: True)
     await asyncio.sleep(0.05)
     assert (await take(backend, 1)).acquired  # the cancelled waiter holds nothing

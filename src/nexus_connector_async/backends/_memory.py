@@ -532,9 +532,11 @@ class MemoryBackend:
         """Take a concurrency slot, waiting up to `max_wait` in arrival order."""
         return await self._slot_pools.acquire_slot(service, tenant, max_in_flight, lease, max_wait)
 
-    async def release_slot(self, service: str, tenant: str | None, token: str) -> None:
+    async def release_slot(
+        self, service: str, tenant: str | None, token: str, max_in_flight: int
+    ) -> None:
         """Give a concurrency slot back, waking the next waiter."""
-        await self._slot_pools.release_slot(service, tenant, token)
+        await self._slot_pools.release_slot(service, tenant, token, max_in_flight)
 
     async def renew_slot(self, service: str, tenant: str | None, token: str, lease: float) -> bool:
         """Extend a slot's lease while a long attempt runs."""

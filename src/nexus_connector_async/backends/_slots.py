@@ -42,8 +42,10 @@ class SlotStore(Protocol):
         """Take a slot, waiting up to `max_wait` seconds in arrival order for one to free."""
         ...
 
-    async def release_slot(self, service: str, tenant: str | None, token: str) -> None:
-        """Give a slot back (waking the next waiter); unknown or expired tokens are ignored."""
+    async def release_slot(
+        self, service: str, tenant: str | None, token: str, max_in_flight: int
+    ) -> None:
+        """Give a slot back, waking the waiters that may now go; unknown tokens are ignored."""
         ...
 
     async def renew_slot(self, service: str, tenant: str | None, token: str, lease: float) -> bool:
@@ -156,14 +158,14 @@ class MemorySlots:
             if pool.queue.pop(ticket, None) is not None:
                 self._wake(pool, max_in_flight)  # our place in the queue goes to the next
 
-    async def release_slot(self, service: str, tenant: str | None, token: str) -> None:
+    async def release_slot(
+        self, service: str, tenant: str | None, token: str, max_in_flight: int
+    ) -> None:
         pool = self._pools.get((service, tenant))
         if pool is None or pool.held.pop(token, None) is None:
             return
-        for ev in pool.queue.values():  # wake exactly the waiters that may now go
-            ev.set()
-            break
         self._reclaim(pool, self._clock.monotonic())
+        self._wake(pool, max_in_flight)  # exactly the waiters that may now go
         if not pool.held and not pool.queue and pool.limit is None:
             del self._pools[(service, tenant)]  # bounded memory: idle scopes are dropped
 

@@ -793,7 +793,7 @@ class RedisBackend:
 
         def give_back(reply: Any) -> None:  # cancelled while the grant was in flight
             if reply[0] == 1:
-                self._spawn_slot_release(keys, wake, token)
+                self._spawn_slot_release(keys, wake, token, max_in_flight)
 
         queued = False
         try:
@@ -813,20 +813,25 @@ class RedisBackend:
                 await self._block(wake + token.encode(), min(remaining, max(until_lease, 0.01)))
         finally:
             if queued:  # gave up or cancelled while queued: leave the queue, wake the next
-                self._spawn_slot_release(keys, wake, token)
+                self._spawn_slot_release(keys, wake, token, max_in_flight)
 
-    def _spawn_slot_release(self, keys: tuple[bytes, ...], wake: bytes, token: str) -> None:
-        args = self._slot_args(b"release", wake, token)
+    def _spawn_slot_release(
+        self, keys: tuple[bytes, ...], wake: bytes, token: str, max_in_flight: int
+    ) -> None:
+        args = self._slot_args(b"release", wake, token, max_in_flight)
         fut = self._pipe.submit(
             ("EVALSHA", self._scripts.slots.sha, 3, *keys, *args), self._scripts.slots
         )
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
-    async def release_slot(self, service: str, tenant: str | None, token: str) -> None:
-        """Give a slot back and wake the next waiter (else its lease frees it)."""
+    async def release_slot(
+        self, service: str, tenant: str | None, token: str, max_in_flight: int
+    ) -> None:
+        """Give a slot back and wake the waiters that may now go (else its lease frees it)."""
         keys, wake = self._slot_keys(service, tenant)
+        args = self._slot_args(b"release", wake, token, max_in_flight)
         with contextlib.suppress(RedisUnreachable):
-            await self._eval(self._scripts.slots, keys, self._slot_args(b"release", wake, token))
+            await self._eval(self._scripts.slots, keys, args)
 
     async def renew_slot(self, service: str, tenant: str | None, token: str, lease: float) -> bool:
         """Push the slot's lease end to now + `lease`; False if it was lost."""
