@@ -127,6 +127,19 @@ async def test_a_cancelled_waiter_leaves_the_queue(backend: Any) -> None:
     assert (await take(backend, 1)).acquired  # the cancelled waiter holds nothing
 
 
+async def test_a_waiter_cancelled_before_its_answer_came_leaves_no_place_in_the_queue(
+    backend: Any,
+) -> None:
+    a = await take(backend, 1)
+    waiter = asyncio.ensure_future(take(backend, 1, wait=30.0))
+    await asyncio.sleep(0)  # its request is out (on Redis: the answer "queued" not read yet)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    await backend.release_slot("svc", None, a.token, 1)
+    await asyncio.sleep(0.05)  # the give-back of what the cancelled request took
+    assert (await take(backend, 1)).acquired  # nobody left ahead of a newcomer
+
+
 async def test_aimd_cuts_once_per_window_and_raises_by_one(backend: Any, clock: FakeClock) -> None:
     assert await backend.adapt_slot_limit("svc", None, 10, cut=True, window=1.0) == 7
     assert await backend.adapt_slot_limit("svc", None, 10, cut=True, window=1.0) is None

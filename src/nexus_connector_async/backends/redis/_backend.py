@@ -791,8 +791,10 @@ class RedisBackend:
         token = secrets.token_hex(8)
         deadline = self._clock.monotonic() + max_wait
 
-        def give_back(reply: Any) -> None:  # cancelled while the grant was in flight
-            if reply[0] == 1:
+        def give_back(reply: Any) -> None:
+            # Cancelled while the reply was in flight: a slot granted, or a place taken in the
+            # queue (a ghost at its head would hold back every waiter behind it), goes back.
+            if reply[0] != 0:
                 self._spawn_slot_release(keys, wake, token, max_in_flight)
 
         queued = False
