@@ -86,6 +86,7 @@ from .backends._base import (
     Claim,
 )
 from .backends._memory import MemoryBackend
+from .backends._slots import Adapt
 from .credentials._base import CredentialProvider, NamesAccount, RefreshesRejected
 
 __all__ = ["Connector"]
@@ -1067,11 +1068,14 @@ class Connector:
             progress.sending = True
         try:
             response = await self._transport.send(method, url, headers, body, timeout)
-        finally:
+        except BaseException:
             handle.cancel()
             await self._cleanup(
                 backend.release_slot(call.service, scoped, slot.token, limit.max_in_flight)
             )
+            raise
+        handle.cancel()
+        adapt = cut = slow = None
         if limit.adaptive:
             slow = (
                 limit.latency_target is not None
@@ -1079,12 +1083,15 @@ class Connector:
             )
             cut = response.status == 429 or slow
             if cut or response.status < 300:
-                new = await backend.adapt_slot_limit(
-                    call.service, scoped, limit.max_in_flight, cut=cut, window=limit.window
-                )
-                if new is not None:
-                    reason = "recovered" if not cut else ("slow" if slow else "throttled")
-                    self.events.emit(ConcurrencyLimitChanged(call.service, scoped, new, reason))
+                adapt = Adapt(cut, limit.window, slot.generation)
+        # The AIMD step rides on the release (one script): a cut limit is in force before the
+        # freed slot goes to the next waiter.
+        new = await self._cleanup(
+            backend.release_slot(call.service, scoped, slot.token, limit.max_in_flight, adapt=adapt)
+        )
+        if new is not None:
+            reason = "recovered" if not cut else ("slow" if slow else "throttled")
+            self.events.emit(ConcurrencyLimitChanged(call.service, scoped, new, reason))
         return response
 
     async def _fn_attempt(
@@ -1174,17 +1181,21 @@ class Connector:
 
         return undo
 
-    async def _cleanup(self, coro: Awaitable[Any]) -> None:
-        """Run a release even if we are being cancelled; a backend failure is only logged."""
+    async def _cleanup(self, coro: Awaitable[T]) -> T | None:
+        """Run a release even if we are being cancelled; a backend failure is only logged.
+
+        Returns what the release returned (None after a failure).
+        """
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         try:
-            await asyncio.shield(task)
+            return await asyncio.shield(task)
         except asyncio.CancelledError:
             raise
         except ConnectorError as exc:
             self._log.error("nexus.backend.cleanup_failed", error=type(exc).__name__)
+            return None
 
 
 async def _refresh(

@@ -26,7 +26,7 @@ from ._base import (
     Admission,
     Claim,
 )
-from ._slots import MemorySlots, Slot
+from ._slots import Adapt, MemorySlots, Slot
 
 __all__ = ["MemoryBackend"]
 
@@ -533,21 +533,36 @@ class MemoryBackend:
         return await self._slot_pools.acquire_slot(service, tenant, max_in_flight, lease, max_wait)
 
     async def release_slot(
-        self, service: str, tenant: str | None, token: str, max_in_flight: int
-    ) -> None:
-        """Give a concurrency slot back, waking the next waiter."""
-        await self._slot_pools.release_slot(service, tenant, token, max_in_flight)
+        self,
+        service: str,
+        tenant: str | None,
+        token: str,
+        max_in_flight: int,
+        *,
+        adapt: Adapt | None = None,
+    ) -> int | None:
+        """Give a concurrency slot back (after an AIMD step), waking the next waiter."""
+        return await self._slot_pools.release_slot(
+            service, tenant, token, max_in_flight, adapt=adapt
+        )
 
     async def renew_slot(self, service: str, tenant: str | None, token: str, lease: float) -> bool:
         """Extend a slot's lease while a long attempt runs."""
         return await self._slot_pools.renew_slot(service, tenant, token, lease)
 
     async def adapt_slot_limit(
-        self, service: str, tenant: str | None, max_in_flight: int, *, cut: bool, window: float
+        self,
+        service: str,
+        tenant: str | None,
+        max_in_flight: int,
+        *,
+        cut: bool,
+        window: float,
+        generation: int | None = None,
     ) -> int | None:
         """One AIMD step of an adaptive limit; the new limit if it changed."""
         return await self._slot_pools.adapt_slot_limit(
-            service, tenant, max_in_flight, cut=cut, window=window
+            service, tenant, max_in_flight, cut=cut, window=window, generation=generation
         )
 
     async def slot_usage(

@@ -16,20 +16,33 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 from .._clock import Clock
 
-__all__ = ["MemorySlots", "Slot", "SlotStore", "adapted"]
+__all__ = ["Adapt", "MemorySlots", "Slot", "SlotStore", "adapted"]
 
 CUT = 0.7  # multiplicative decrease of an adaptive limit
 
 
 class Slot(NamedTuple):
-    """The answer to asking for a slot: `token` ("" if none came free) and the retry-after."""
+    """The answer to asking for a slot: `token` ("" if none came free) and the retry-after.
+
+    `generation` counts the changes of an adaptive limit: the one in force when the slot was
+    granted, so that a throttle answers for the limit the attempt was admitted under.
+    """
 
     token: str
     retry_after: float = 0.0
+    generation: int = 0
 
     @property
     def acquired(self) -> bool:
         return bool(self.token)
+
+
+class Adapt(NamedTuple):
+    """An attempt's AIMD signal, given with its slot back: a throttle (`cut`) or a success."""
+
+    cut: bool
+    window: float
+    generation: int  # the slot's `Slot.generation`
 
 
 @runtime_checkable
@@ -43,9 +56,19 @@ class SlotStore(Protocol):
         ...
 
     async def release_slot(
-        self, service: str, tenant: str | None, token: str, max_in_flight: int
-    ) -> None:
-        """Give a slot back, waking the waiters that may now go; unknown tokens are ignored."""
+        self,
+        service: str,
+        tenant: str | None,
+        token: str,
+        max_in_flight: int,
+        *,
+        adapt: Adapt | None = None,
+    ) -> int | None:
+        """Give a slot back, waking the waiters that may now go; unknown tokens are ignored.
+
+        With `adapt`, the AIMD step runs first, in the same step, so a cut limit is the one
+        the freed slot is handed on under. Returns the new limit when it changed, else None.
+        """
         ...
 
     async def renew_slot(self, service: str, tenant: str | None, token: str, lease: float) -> bool:
@@ -53,9 +76,16 @@ class SlotStore(Protocol):
         ...
 
     async def adapt_slot_limit(
-        self, service: str, tenant: str | None, max_in_flight: int, *, cut: bool, window: float
+        self,
+        service: str,
+        tenant: str | None,
+        max_in_flight: int,
+        *,
+        cut: bool,
+        window: float,
+        generation: int | None = None,
     ) -> int | None:
-        """AIMD: cut the limit (x0.7, once per `window`) or raise it by one per `window`.
+        """AIMD: cut the limit (x0.7) or raise it by one per `window`; see `adapted`.
 
         Returns the new limit when it changed, else None.
         """
@@ -69,13 +99,31 @@ class SlotStore(Protocol):
 
 
 def adapted(
-    current: int, max_in_flight: int, cut: bool, now: float, changed_at: float, window: float
+    current: int,
+    max_in_flight: int,
+    cut: bool,
+    now: float,
+    changed_at: float,
+    window: float,
+    fresh: bool | None = None,
 ) -> int | None:
-    """The AIMD step shared by every backend: the new limit, or None to leave it."""
+    """The AIMD step shared by every backend: the new limit, or None to leave it.
+
+    A raise needs `window` seconds since the last change. A cut needs a *fresh* throttle: one
+    from an attempt admitted under the limit in force (its slot's generation is the current
+    one), so the many 429s of one overload cut once, while a throttle right after a raise cuts
+    at once. `fresh` None (the signal's generation is not known): at most one cut per window.
+    """
     current = min(current, max_in_flight)
-    if now - changed_at < window:
-        return None
-    new = max(1, math.floor(current * CUT)) if cut else min(max_in_flight, current + 1)
+    recent = now - changed_at < window
+    if cut:
+        if fresh is False or (fresh is None and recent):
+            return None
+        new = max(1, math.floor(current * CUT))
+    else:
+        if recent:
+            return None
+        new = min(max_in_flight, current + 1)
     return new if new != current else None
 
 
@@ -85,6 +133,7 @@ class _Pool:
     queue: dict[str, asyncio.Event] = field(default_factory=dict)  # waiters, arrival order
     limit: int | None = None  # adaptive: the current limit (None: max_in_flight)
     changed_at: float = -math.inf
+    generation: int = 0  # adaptive: changes of the limit so far
 
 
 class MemorySlots:
@@ -139,7 +188,7 @@ class MemorySlots:
         pool = self._pool(service, tenant)
         ticket = f"m{next(self._ids)}"
         if self._try(pool, ticket, max_in_flight, lease):
-            return Slot(ticket)
+            return Slot(ticket, 0.0, pool.generation)
         if max_wait <= 0:
             return Slot("", self._retry_after(pool))
         deadline = self._clock.monotonic() + max_wait
@@ -153,21 +202,31 @@ class MemorySlots:
                 until_lease = self._retry_after(pool) if pool.held else remaining
                 await _wait_event(ev, self._clock, min(remaining, max(until_lease, 1e-3)))
                 if self._try(pool, ticket, max_in_flight, lease):
-                    return Slot(ticket)
+                    return Slot(ticket, 0.0, pool.generation)
         finally:
             if pool.queue.pop(ticket, None) is not None:
                 self._wake(pool, max_in_flight)  # our place in the queue goes to the next
 
     async def release_slot(
-        self, service: str, tenant: str | None, token: str, max_in_flight: int
-    ) -> None:
+        self,
+        service: str,
+        tenant: str | None,
+        token: str,
+        max_in_flight: int,
+        *,
+        adapt: Adapt | None = None,
+    ) -> int | None:
         pool = self._pools.get((service, tenant))
         if pool is None or pool.held.pop(token, None) is None:
-            return
+            return None
+        new = None
+        if adapt is not None:
+            new = self._adapt(pool, max_in_flight, adapt.cut, adapt.window, adapt.generation)
         self._reclaim(pool, self._clock.monotonic())
         self._wake(pool, max_in_flight)  # exactly the waiters that may now go
         if not pool.held and not pool.queue and pool.limit is None:
             del self._pools[(service, tenant)]  # bounded memory: idle scopes are dropped
+        return new
 
     async def renew_slot(self, service: str, tenant: str | None, token: str, lease: float) -> bool:
         pool = self._pools.get((service, tenant))
@@ -178,16 +237,30 @@ class MemorySlots:
         return True
 
     async def adapt_slot_limit(
-        self, service: str, tenant: str | None, max_in_flight: int, *, cut: bool, window: float
+        self,
+        service: str,
+        tenant: str | None,
+        max_in_flight: int,
+        *,
+        cut: bool,
+        window: float,
+        generation: int | None = None,
     ) -> int | None:
         pool = self._pool(service, tenant)
+        new = self._adapt(pool, max_in_flight, cut, window, generation)
+        self._wake(pool, max_in_flight)
+        return new
+
+    def _adapt(
+        self, pool: _Pool, max_in_flight: int, cut: bool, window: float, generation: int | None
+    ) -> int | None:
         now = self._clock.monotonic()
         current = self._limit(pool, max_in_flight)
-        new = adapted(current, max_in_flight, cut, now, pool.changed_at, window)
-        if new is None:
-            return None
-        pool.limit, pool.changed_at = new, now
-        self._wake(pool, max_in_flight)
+        fresh = None if generation is None else generation == pool.generation
+        new = adapted(current, max_in_flight, cut, now, pool.changed_at, window, fresh)
+        if new is not None:
+            pool.limit, pool.changed_at = new, now
+            pool.generation += 1
         return new
 
     async def slot_usage(

@@ -39,7 +39,7 @@ from ..._extras import require_extra
 from ..._logging import get_logger
 from .._base import ADMITTED, Admission, Claim
 from .._memory import MemoryBackend
-from .._slots import Slot
+from .._slots import Adapt, Slot
 from ._batch import (
     Health,
     NotReplicated,
@@ -775,8 +775,20 @@ class RedisBackend:
         n: int = 0,
         lease: float = 0.0,
         x: float = 0.0,
+        signal: bool | None = None,
+        generation: int | None = None,
     ) -> tuple[Any, ...]:
-        return (self._now(), op, token.encode(), str(n).encode(), _num(lease), _num(x), wake)
+        return (
+            self._now(),
+            op,
+            token.encode(),
+            str(n).encode(),
+            _num(lease),
+            _num(x),
+            wake,
+            b"" if signal is None else b"1" if signal else b"0",
+            b"" if generation is None else str(generation).encode(),
+        )
 
     async def acquire_slot(
         self, service: str, tenant: str | None, max_in_flight: int, lease: float, max_wait: float
@@ -806,7 +818,7 @@ class RedisBackend:
                 r = await self._submit(command, self._scripts.slots, on_orphan=give_back)
                 if r[0] == 1:
                     queued = False
-                    return Slot(token)
+                    return Slot(token, 0.0, int(r[2]))
                 if r[0] == 0:
                     queued = False
                     return Slot("", float(r[1]))
@@ -827,13 +839,35 @@ class RedisBackend:
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def release_slot(
-        self, service: str, tenant: str | None, token: str, max_in_flight: int
-    ) -> None:
-        """Give a slot back and wake the waiters that may now go (else its lease frees it)."""
+        self,
+        service: str,
+        tenant: str | None,
+        token: str,
+        max_in_flight: int,
+        *,
+        adapt: Adapt | None = None,
+    ) -> int | None:
+        """Give a slot back (after the AIMD step of `adapt`, in the same script) and wake the
+        waiters that may now go; if Redis is unreachable its lease frees it."""
         keys, wake = self._slot_keys(service, tenant)
-        args = self._slot_args(b"release", wake, token, max_in_flight)
-        with contextlib.suppress(RedisUnreachable):
-            await self._eval(self._scripts.slots, keys, args)
+        if adapt is None:
+            args = self._slot_args(b"release", wake, token, max_in_flight)
+        else:
+            args = self._slot_args(
+                b"release",
+                wake,
+                token,
+                max_in_flight,
+                0.0,
+                adapt.window,
+                adapt.cut,
+                adapt.generation,
+            )
+        try:
+            r = await self._eval(self._scripts.slots, keys, args)
+        except RedisUnreachable:
+            return None
+        return None if r[1] == -1 else int(r[1])
 
     async def renew_slot(self, service: str, tenant: str | None, token: str, lease: float) -> bool:
         """Push the slot's lease end to now + `lease`; False if it was lost."""
@@ -842,11 +876,18 @@ class RedisBackend:
         return bool(await self._eval(self._scripts.slots, keys, args) == 1)
 
     async def adapt_slot_limit(
-        self, service: str, tenant: str | None, max_in_flight: int, *, cut: bool, window: float
+        self,
+        service: str,
+        tenant: str | None,
+        max_in_flight: int,
+        *,
+        cut: bool,
+        window: float,
+        generation: int | None = None,
     ) -> int | None:
         """One AIMD step of the fleet's limit (stored in the meta hash); the new limit or None."""
         keys, wake = self._slot_keys(service, tenant)
-        args = self._slot_args(b"adapt", wake, "1" if cut else "0", max_in_flight, 0.0, window)
+        args = self._slot_args(b"adapt", wake, "", max_in_flight, 0.0, window, cut, generation)
         r = await self._eval(self._scripts.slots, keys, args)
         return None if r == -1 else int(r)
 
