@@ -792,6 +792,9 @@ async def _monitored(
 
         with _Monitor(redis_url) as monitor:
             await asyncio.gather(*(task() for _ in range(concurrency)))
+            # Releases of concurrency slots are queued, not awaited: let the last ones land
+            # before the end marker (closing waits for them).
+            await connector.close()
         trips, sent = backend.round_trips - trips0, backend.commands - sent0
     client = Counter(
         e["command"].split(" ", 1)[0].upper() for e in monitor.events if e["client_type"] != "lua"

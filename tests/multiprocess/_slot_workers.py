@@ -27,6 +27,7 @@ from nexus_connector_async import (
     RetryPolicy,
     Timeouts,
 )
+from nexus_connector_async.backends._base import Admission
 from nexus_connector_async.backends._slots import Adapt, Slot
 
 SERVICE = "vendor"
@@ -79,10 +80,11 @@ async def die_holding_slots(
 
 # -- cancellation at each await point of a limited call --------------------------------------
 
-#: Where a call is cancelled: while its slot is being taken (the script's reply in flight),
-#: while it waits in the queue for a slot, while it is at the vendor, while its slot is given
-#: back, or at a time of its own (anywhere).
-POINTS = ("acquiring", "queued", "at_vendor", "releasing", "anywhere")
+#: Where a call is cancelled: while its admission (which takes a free slot) is in flight; when
+#: none was free, while its own request for a slot is in flight or while it waits in the
+#: queue; while it is at the vendor; right as its slot is given back (the release is queued,
+#: not awaited: the cancel lands at the call's next await); or at a time of its own.
+POINTS = ("admitting", "acquiring", "queued", "at_vendor", "releasing", "anywhere")
 
 
 class _Cancels:
@@ -111,6 +113,14 @@ class CancellingBackend(RedisBackend):
 
     cancels: _Cancels
 
+    async def admit(self, *args: Any, **kw: Any) -> Admission:
+        task = asyncio.current_task()
+        self.cancels.here("admitting")
+        adm = await super().admit(*args, **kw)
+        if adm.slot and task is not None:
+            self.cancels.holder[adm.slot] = task
+        return adm
+
     async def acquire_slot(
         self, service: str, tenant: str | None, max_in_flight: int, lease: float, max_wait: float
     ) -> Slot:
@@ -125,7 +135,7 @@ class CancellingBackend(RedisBackend):
         self.cancels.here("queued")  # only a caller waiting for a slot blocks here
         await super()._block(notify, seconds)
 
-    async def release_slot(
+    def release_slot(
         self,
         service: str,
         tenant: str | None,
@@ -133,12 +143,11 @@ class CancellingBackend(RedisBackend):
         max_in_flight: int,
         *,
         adapt: Adapt | None = None,
-    ) -> int | None:
-        # The release runs shielded in its own task: the hook cancels the caller awaiting it.
+    ) -> asyncio.Future[int | None]:
         holder = self.cancels.holder.pop(token, None)
         if holder is not None:
             self.cancels.here("releasing", holder)
-        return await super().release_slot(service, tenant, token, max_in_flight, adapt=adapt)
+        return super().release_slot(service, tenant, token, max_in_flight, adapt=adapt)
 
 
 class CancellingTransport:

@@ -4,6 +4,9 @@ A slot is a lease: held by a token until it is released or its lease ends (so a 
 slots come back by themselves). Waiters queue first come first served: a caller may take a free
 slot only if fewer waiters are ahead of it than there are free slots. A release wakes exactly
 the waiters that may now go; a waiter also wakes when the earliest lease ends.
+
+On the happy path the slot comes with the admission (`SlotAsk` given to `admit`: one step with
+the breaker and the token); `acquire_slot` is the wait for one when none was free.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from .._clock import Clock
 
-__all__ = ["Adapt", "MemorySlots", "Slot", "SlotStore", "adapted"]
+__all__ = ["Adapt", "MemorySlots", "Slot", "SlotAsk", "SlotStore", "adapted"]
 
 CUT = 0.7  # multiplicative decrease of an adaptive limit
 
@@ -37,6 +41,21 @@ class Slot(NamedTuple):
         return bool(self.token)
 
 
+class SlotAsk(NamedTuple):
+    """A slot to take in the admission itself, if one is free for a newcomer (api.md 26).
+
+    `tenant` is the slot scope's tenant (None: the service's own). With `fail_fast`, no free
+    slot refuses the admission (`CONCURRENCY_LIMITED`, nothing taken); otherwise the attempt is
+    admitted without a slot and waits for one with `acquire_slot`. An admission that must wait
+    for a token takes no slot (it would hold it while sleeping).
+    """
+
+    tenant: str | None
+    max_in_flight: int
+    lease: float
+    fail_fast: bool
+
+
 class Adapt(NamedTuple):
     """An attempt's AIMD signal, given with its slot back: a throttle (`cut`) or a success."""
 
@@ -55,7 +74,7 @@ class SlotStore(Protocol):
         """Take a slot, waiting up to `max_wait` seconds in arrival order for one to free."""
         ...
 
-    async def release_slot(
+    def release_slot(
         self,
         service: str,
         tenant: str | None,
@@ -63,11 +82,13 @@ class SlotStore(Protocol):
         max_in_flight: int,
         *,
         adapt: Adapt | None = None,
-    ) -> int | None:
+    ) -> Awaitable[int | None]:
         """Give a slot back, waking the waiters that may now go; unknown tokens are ignored.
 
-        With `adapt`, the AIMD step runs first, in the same step, so a cut limit is the one
-        the freed slot is handed on under. Returns the new limit when it changed, else None.
+        The release is under way when this returns (queued in order with the caller's next
+        commands), so nobody has to wait for it; await the result for the new limit. With
+        `adapt`, the AIMD step runs first, in the same step, so a cut limit is the one the
+        freed slot is handed on under. Resolves to the new limit when it changed, else None.
         """
         ...
 
@@ -177,6 +198,25 @@ class MemorySlots:
             return True
         return False
 
+    def free_for_newcomer(self, service: str, tenant: str | None, max_in_flight: int) -> bool:
+        """Whether a caller arriving now may take a slot at once (free ones beyond the queue)."""
+        pool = self._pools.get((service, tenant))
+        if pool is None:
+            return True
+        self._reclaim(pool, self._clock.monotonic())
+        return self._limit(pool, max_in_flight) - len(pool.held) > len(pool.queue)
+
+    def take(self, service: str, tenant: str | None, lease: float) -> Slot:
+        """Take a slot `free_for_newcomer` said is free (no await between the two)."""
+        pool = self._pool(service, tenant)
+        token = f"m{next(self._ids)}"
+        pool.held[token] = self._clock.monotonic() + lease
+        return Slot(token, 0.0, pool.generation)
+
+    def retry_after(self, service: str, tenant: str | None) -> float:
+        pool = self._pools.get((service, tenant))
+        return 0.0 if pool is None else self._retry_after(pool)
+
     def _retry_after(self, pool: _Pool) -> float:
         if not pool.held:
             return 0.0
@@ -207,7 +247,7 @@ class MemorySlots:
             if pool.queue.pop(ticket, None) is not None:
                 self._wake(pool, max_in_flight)  # our place in the queue goes to the next
 
-    async def release_slot(
+    def release_slot(
         self,
         service: str,
         tenant: str | None,
@@ -216,6 +256,7 @@ class MemorySlots:
         *,
         adapt: Adapt | None = None,
     ) -> int | None:
+        """Give a slot back at once (see `SlotStore.release_slot`); the new limit or None."""
         pool = self._pools.get((service, tenant))
         if pool is None or pool.held.pop(token, None) is None:
             return None

@@ -39,7 +39,7 @@ from ..._extras import require_extra
 from ..._logging import get_logger
 from .._base import ADMITTED, Admission, Claim
 from .._memory import MemoryBackend
-from .._slots import Adapt, Slot
+from .._slots import Adapt, Slot, SlotAsk
 from ._batch import (
     Health,
     NotReplicated,
@@ -354,21 +354,38 @@ class RedisBackend:
         budget: RetryPolicy | None,
         is_retry: bool,
         shadow: bool,
+        slot: SlotAsk | None = None,
     ) -> tuple[tuple[Any, ...], bytes]:
         """The admission EVALSHA for these settings, and its wire form (cached: the hot path)."""
         ratio = None if budget is None else budget.budget_ratio
         floor = 0.0 if budget is None else budget.budget_min_per_second
-        cache_key = (service, scoped, breaker, limit, probe_lease, ratio, floor, is_retry, shadow)
+        cache_key = (
+            service,
+            scoped,
+            breaker,
+            limit,
+            probe_lease,
+            ratio,
+            floor,
+            is_retry,
+            shadow,
+            slot,
+        )
         cached = self._commands.get(cache_key)
         if cached is None:
             if len(self._commands) >= _CACHE_MAX:
                 self._commands.clear()
             script = self._scripts.admit
+            keys: tuple[bytes, ...] = self._admission_keys(
+                service, scoped, "" if limit is None else limit.bucket_id
+            )
+            if slot is not None:
+                keys += self._slot_keys(service, slot.tenant)[0]
             args = (
                 "EVALSHA",
                 script.sha,
-                3,
-                *self._admission_keys(service, scoped, "" if limit is None else limit.bucket_id),
+                len(keys),
+                *keys,
                 b"",  # the time override, filled in only under a test clock
                 _num(breaker.recovery_timeout),
                 str(breaker.half_open_max_calls).encode(),
@@ -380,6 +397,9 @@ class RedisBackend:
                 b"" if limit is None else _num(limit.refill_per_second),
                 b"" if limit is None else _num(limit.max_wait),
                 b"1" if shadow else b"0",
+                b"" if slot is None else str(slot.max_in_flight).encode(),
+                b"" if slot is None else _num(slot.lease),
+                b"1" if slot is not None and slot.fail_fast else b"0",
             )
             cached = self._commands[cache_key] = (args, pack(args))
         return cached
@@ -395,25 +415,34 @@ class RedisBackend:
         budget: RetryPolicy | None = None,
         is_retry: bool = False,
         shadow: bool = False,
+        slot: SlotAsk | None = None,
     ) -> Admission:
-        """Breaker, probe permit, retry budget, pause and token: one script, one round trip."""
+        """Breaker, probe permit, retry budget, pause, token and a free concurrency slot: one
+        script, one round trip."""
         scoped = tenant if limit is not None and limit.scope == "tenant" else None
         args, packed = self._admission_command(
-            service, scoped, breaker, limit, probe_lease, budget, is_retry, shadow
+            service, scoped, breaker, limit, probe_lease, budget, is_retry, shadow, slot
         )
 
         def give_back(reply: Any) -> None:
             # Cancelled while the reply was in flight: a permit nobody will use goes back now,
-            # not when its lease ends (the breaker could not probe meanwhile).
+            # not when its lease ends (the breaker could not probe meanwhile); so does a slot.
             if reply[2]:
                 _, probes, _ = self._admission_keys(service, None)
                 orphan = self._pipe.submit(("ZREM", probes, reply[2]))
                 orphan.add_done_callback(lambda f: f.cancelled() or f.exception())
+            if slot is not None and reply[6]:
+                self._spawn_slot_release(
+                    service, slot.tenant, reply[6].decode(), slot.max_in_flight
+                )
 
         try:
             if self._test_clock:
+                at = 3 + args[2]  # the time override follows the keys
                 r = await self._submit(
-                    (*args[:6], self._now(), *args[7:]), self._scripts.admit, on_orphan=give_back
+                    (*args[:at], self._now(), *args[at + 1 :]),
+                    self._scripts.admit,
+                    on_orphan=give_back,
                 )
             else:
                 r = await self._submit(args, self._scripts.admit, packed, on_orphan=give_back)
@@ -433,7 +462,14 @@ class RedisBackend:
                 )
             raise
         return Admission(
-            r[0], float(r[1]), r[2].decode() if r[2] else "", r[3] == 1, r[4], r[5] == 1
+            r[0],
+            float(r[1]),
+            r[2].decode() if r[2] else "",
+            r[3] == 1,
+            r[4],
+            r[5] == 1,
+            r[6].decode() if r[6] else "",
+            r[7],
         )
 
     async def record(
@@ -807,7 +843,7 @@ class RedisBackend:
             # Cancelled while the reply was in flight: a slot granted, or a place taken in the
             # queue (a ghost at its head would hold back every waiter behind it), goes back.
             if reply[0] != 0:
-                self._spawn_slot_release(keys, wake, token, max_in_flight)
+                self._spawn_slot_release(service, tenant, token, max_in_flight)
 
         queued = False
         try:
@@ -827,18 +863,15 @@ class RedisBackend:
                 await self._block(wake + token.encode(), min(remaining, max(until_lease, 0.01)))
         finally:
             if queued:  # gave up or cancelled while queued: leave the queue, wake the next
-                self._spawn_slot_release(keys, wake, token, max_in_flight)
+                self._spawn_slot_release(service, tenant, token, max_in_flight)
 
     def _spawn_slot_release(
-        self, keys: tuple[bytes, ...], wake: bytes, token: str, max_in_flight: int
+        self, service: str, tenant: str | None, token: str, max_in_flight: int
     ) -> None:
-        args = self._slot_args(b"release", wake, token, max_in_flight)
-        fut = self._pipe.submit(
-            ("EVALSHA", self._scripts.slots.sha, 3, *keys, *args), self._scripts.slots
-        )
+        fut = self.release_slot(service, tenant, token, max_in_flight)
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
-    async def release_slot(
+    def release_slot(
         self,
         service: str,
         tenant: str | None,
@@ -846,9 +879,14 @@ class RedisBackend:
         max_in_flight: int,
         *,
         adapt: Adapt | None = None,
-    ) -> int | None:
+    ) -> asyncio.Future[int | None]:
         """Give a slot back (after the AIMD step of `adapt`, in the same script) and wake the
-        waiters that may now go; if Redis is unreachable its lease frees it."""
+        waiters that may now go; if Redis is unreachable its lease frees it.
+
+        The script is queued in the current batch before this returns, so it reaches Redis
+        ahead of anything the caller sends next (its next admission sees the slot free), and
+        nobody waits for its reply unless they await the future.
+        """
         keys, wake = self._slot_keys(service, tenant)
         if adapt is None:
             args = self._slot_args(b"release", wake, token, max_in_flight)
@@ -863,11 +901,42 @@ class RedisBackend:
                 adapt.cut,
                 adapt.generation,
             )
+        loop = asyncio.get_running_loop()
+        out: asyncio.Future[int | None] = loop.create_future()
+        command = ("EVALSHA", self._scripts.slots.sha, 3, *keys, *args)
         try:
-            r = await self._eval(self._scripts.slots, keys, args)
-        except RedisUnreachable:
-            return None
-        return None if r[1] == -1 else int(r[1])
+            sent = self._submit_now(command, self._scripts.slots)
+        except BackendUnavailable:  # unreachable or closed: the lease frees the slot
+            out.set_result(None)
+            return out
+
+        def done(f: asyncio.Future[Any]) -> None:
+            if out.done():
+                return
+            if f.cancelled():
+                out.set_result(None)
+            elif (exc := f.exception()) is not None:
+                if isinstance(exc, RedisUnreachable):
+                    out.set_result(None)
+                else:
+                    out.set_exception(exc)
+            else:
+                r = f.result()
+                out.set_result(None if r[1] == -1 else int(r[1]))
+
+        sent.add_done_callback(done)
+        return out
+
+    def _submit_now(self, command: tuple[Any, ...], script: Any) -> asyncio.Future[Any]:
+        """`_submit`, queued before returning (only a first command ever waits for `ready`)."""
+        if self._closed:
+            raise BackendUnavailable("the backend is closed")
+        health = self._health_of(command)
+        if not health.may_try() or (health is not self._health and not self._health.may_try()):
+            raise RedisUnreachable("redis unreachable (backing off before reconnecting)")
+        if not self._ready:
+            return asyncio.ensure_future(self._submit(command, script))
+        return self._pipe.submit(command, script)
 
     async def renew_slot(self, service: str, tenant: str | None, token: str, lease: float) -> bool:
         """Push the slot's lease end to now + `lease`; False if it was lost."""

@@ -18,28 +18,15 @@ local op, token = ARGV[2], ARGV[3]
 local max_in_flight = tonumber(ARGV[4])
 
 local function limit()
-  local l = tonumber(redis.call('HGET', meta, 'limit')) or max_in_flight
-  return math.min(l, max_in_flight)
+  return slot_limit(meta, max_in_flight)
 end
 
 local function reclaim()
-  redis.call('ZREMRANGEBYSCORE', held, '-inf', fmt(NOW))
+  slot_reclaim(held)
 end
 
--- Drop waiters at the head whose give-up time passed (their worker died or left).
 local function clean_head()
-  for _ = 1, 16 do
-    local head = redis.call('ZRANGE', queue, 0, 0)[1]
-    if not head then
-      return
-    end
-    local gone = tonumber(redis.call('HGET', meta, 'w:' .. head))
-    if gone and gone > NOW then
-      return
-    end
-    redis.call('ZREM', queue, head)
-    redis.call('HDEL', meta, 'w:' .. head)
-  end
+  slot_clean_head(queue, meta)
 end
 
 -- Wake exactly the waiters that may now take a slot (the first `free` of the queue).
@@ -88,15 +75,11 @@ local function adapt(signal, window, generation)
 end
 
 local function generation()
-  return tonumber(redis.call('HGET', meta, 'gen')) or 0
+  return slot_generation(meta)
 end
 
 local function retry_after()
-  local first = redis.call('ZRANGE', held, 0, 0, 'WITHSCORES')
-  if not first[2] then
-    return '0'
-  end
-  return fmt(math.max(0, tonumber(first[2]) - NOW))
+  return fmt(slot_retry_after(held))
 end
 
 if op == 'acquire' then
@@ -111,8 +94,7 @@ if op == 'acquire' then
   local ahead = rank or redis.call('ZCARD', queue)
   local free = limit() - redis.call('ZCARD', held)
   if free > ahead then
-    redis.call('ZADD', held, fmt(NOW + lease), token)
-    keep_for(held, lease * 1000 + GC_MARGIN_MS)
+    slot_hold(held, token, lease)
     if rank then
       redis.call('ZREM', queue, token)
       redis.call('HDEL', meta, 'w:' .. token)
@@ -138,9 +120,12 @@ if op == 'acquire' then
   keep_for(meta, 86400000)
   return {2, retry_after()}
 elseif op == 'release' then
-  local removed = redis.call('ZREM', held, token) + redis.call('ZREM', queue, token)
-  redis.call('HDEL', meta, 'w:' .. token)
-  redis.call('DEL', ARGV[7] .. token)
+  local removed = redis.call('ZREM', held, token)
+  if removed == 0 then  -- a waiter leaving the queue (a holder left it when it got its slot)
+    removed = redis.call('ZREM', queue, token)
+    redis.call('HDEL', meta, 'w:' .. token)
+    redis.call('DEL', ARGV[7] .. token)
+  end
   local new = -1
   if ARGV[8] ~= '' and removed > 0 then  -- before the wake: the freed slot goes on under it
     new = adapt(ARGV[8], tonumber(ARGV[6]), ARGV[9])
@@ -153,9 +138,7 @@ elseif op == 'renew' then
   if not ends or ends <= NOW then
     return 0
   end
-  local lease = tonumber(ARGV[5])
-  redis.call('ZADD', held, fmt(NOW + lease), token)
-  keep_for(held, lease * 1000 + GC_MARGIN_MS)
+  slot_hold(held, token, tonumber(ARGV[5]))
   return 1
 elseif op == 'adapt' then
   local new = adapt(ARGV[8], tonumber(ARGV[6]), ARGV[9])
