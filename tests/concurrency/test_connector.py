@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from nexus_connector_async import (
     ConcurrencyLimit,
@@ -171,5 +172,33 @@ async def test_on_redis_a_limited_call_goes_out_after_one_round_trip_like_a_plai
                     await conn.execute("svc", ep)
                     assert trips.at_send[-1] - before == 1  # the admission alone
             assert await backend.slot_usage("svc", None, 1) == (0, 1)
+    finally:
+        await backend.aclose()
+
+
+@pytest.mark.redis
+async def test_more_waiters_than_pooled_connections_wait_their_turn_without_an_outage(
+    redis_url: str, redis_flush: None
+) -> None:
+    """Each blocked waiter holds a connection; a full pool is our congestion, not a dead Redis."""
+    client = aioredis.Redis.from_url(redis_url, max_connections=4, socket_timeout=1.0)
+    backend = RedisBackend(client, owns_client=True)
+    try:
+        held = await backend.acquire_slot("svc", None, 1, 10.0, 0.0)
+        waiters = [
+            asyncio.ensure_future(backend.acquire_slot("svc", None, 1, 10.0, 20.0))
+            for _ in range(8)
+        ]
+        await asyncio.sleep(0.2)  # all queued; at most 3 of them block on a connection
+        token = held.token
+        for _ in range(8):
+            await backend.release_slot("svc", None, token, 1)
+            async with asyncio.timeout(5):
+                done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            (got,) = done
+            waiters.remove(got)
+            assert got.result().acquired
+            token = got.result().token
+        assert backend.available
     finally:
         await backend.aclose()

@@ -27,6 +27,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any, Literal
 
+from redis import exceptions as rex
 from redis.asyncio import Redis, RedisCluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -46,6 +47,7 @@ from ._batch import (
     Pipeliner,
     RedisUnreachable,
     as_backend_error,
+    is_outage,
     pack,
 )
 from ._cluster import NodeSender
@@ -71,6 +73,7 @@ _CLAIM_STATES: tuple[
 )
 _CACHE_MAX = 10_000  # cached key names and admission commands (services x tenants x settings)
 _BLOCK_CAP = 0.5  # longest single BLMOVE: below any sane socket timeout; waiters then re-check
+_FULL_POOL_PAUSE = 0.02  # a waiter that found the connection pool full waits this long instead
 
 
 def _num(value: float) -> bytes:
@@ -187,13 +190,16 @@ class RedisBackend:
             "decode_responses": False,
         }
         client: Redis | RedisCluster
+        # Idempotency and slot waiters each hold a connection while blocked: room for many
+        # (redis-py's default is 100 per pool).
         if cluster:
-            # Idempotency waiters each hold a connection while blocked: room for many per node.
             client = RedisCluster.from_url(
                 url, retry=Retry(NoBackoff(), 1), max_connections=1024, **settings
             )
         else:
-            client = Redis.from_url(url, retry=Retry(NoBackoff(), 0), **settings)
+            client = Redis.from_url(
+                url, retry=Retry(NoBackoff(), 0), max_connections=1024, **settings
+            )
         return cls(
             client,
             prefix,
@@ -686,7 +692,13 @@ class RedisBackend:
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            health.failed(exc)
+            if isinstance(exc, rex.MaxConnectionsError):
+                # Our own pool is full (every connection blocked or busy): no outage. Hold off
+                # a little without a connection; the caller then checks again.
+                await asyncio.sleep(min(block, _FULL_POOL_PAUSE))
+                return
+            if is_outage(exc):
+                health.failed(exc)
             raise as_backend_error(exc) from None
 
     # -- key-value --------------------------------------------------------------------------------
