@@ -16,7 +16,14 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from ..._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPolicy, Timeouts
+from ..._config import (
+    CircuitBreakerConfig,
+    ConcurrencyLimit,
+    Endpoint,
+    RateLimitConfig,
+    RetryPolicy,
+    Timeouts,
+)
 from ..._connector import Connector
 from ..._errors import InvalidRequest
 from ..._models import IdempotencyKey, Response
@@ -103,6 +110,8 @@ class TwilioSmsAdapter:
     secret as `auth_token` (the `AC...` account SID still names the account in the path). Give
     `from_number`, `messaging_service_sid`, or both. `rate_limit`, `circuit_breaker`, `retry` and
     `timeout` tune the Messages endpoint; Lookup calls use the service `lookups_service`.
+    `concurrency_limit` caps the account's REST requests in flight across every worker sharing
+    the connector's backend (Twilio answers 20429 beyond its account concurrency limit).
     """
 
     def __init__(
@@ -124,6 +133,7 @@ class TwilioSmsAdapter:
         retry: RetryPolicy | None = None,
         timeout: Timeouts | None = None,
         retry_unknown: bool = False,
+        concurrency_limit: ConcurrencyLimit | None = None,
     ) -> None:
         if not isinstance(account_sid, str) or not _ACCOUNT_SID.fullmatch(account_sid):
             raise InvalidRequest("account_sid must be 'AC' followed by 32 hex digits")
@@ -173,6 +183,7 @@ class TwilioSmsAdapter:
             rate_limit=rate_limit,
             circuit_breaker=self._breaker,
             retry=policy,
+            concurrency_limit=concurrency_limit,
         )
         self._balance = Endpoint(
             f"{account}/Balance.json",
@@ -180,6 +191,7 @@ class TwilioSmsAdapter:
             timeout=self._timeout,
             circuit_breaker=self._breaker,
             retry=policy,
+            concurrency_limit=concurrency_limit,  # the same account's REST API
         )
 
     def __repr__(self) -> str:
