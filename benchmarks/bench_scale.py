@@ -27,6 +27,11 @@ client from scratch, warms up, then measures a window. Phases (`--phases`, defau
 - **monitor**: Redis commands the client sends per call, counted with `MONITOR` between two
   `ECHO` markers (plain GET and idempotent POST, at 1 and 100 in-flight calls), the commands
   scripts run inside Redis, and the backend's round trips per call.
+- **slots**: the cost of a fleet-wide `ConcurrencyLimit` (api.md 26) on Redis: the plain GET
+  beside the same GET with a limit far above the load (fixed, and adaptive), and with a limit
+  of half the load (callers wait for slots), at 1 and 100 in flight, in interleaved rounds
+  (median calls/s, ratio to the plain Redis call); then the MONITOR count of the plain and
+  the limited GET.
 
 `--profile` adds a cProfile of the Redis hot path (100 in-flight GETs, in this process) and
 prints the top functions by own time (`scale_profile.txt`). pyinstrument is not used: it is not
@@ -71,7 +76,7 @@ __all__ = ["Options", "main", "parse_args", "run"]
 _ROOT = Path(__file__).resolve().parent.parent
 SAVED = _ROOT / "benchmarks" / "results"
 LATEST = SAVED / "latest"
-PHASES = ("concurrency", "services", "tenants", "fleet", "bulk", "monitor")
+PHASES = ("concurrency", "services", "tenants", "fleet", "bulk", "monitor", "slots")
 #: A limit far above any load: the bucket is consulted on every call but never refuses.
 _UNLIMITED = 1e9
 SID = "AC" + "0" * 32
@@ -107,6 +112,7 @@ class Options:
     bulk_messages: int
     bulk_concurrency: int
     monitor_calls: int
+    slot_rounds: int
     warmup: float
     duration: float
     profile: bool
@@ -133,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bulk-messages", type=int, default=None, help="messages per bulk run")
     p.add_argument("--bulk-concurrency", type=int, default=50)
     p.add_argument("--monitor-calls", type=int, default=None, help="calls per MONITOR count")
+    p.add_argument("--slot-rounds", type=int, default=None, help="interleaved rounds (slots)")
     p.add_argument("--warmup", type=float, default=None, help="seconds before each window")
     p.add_argument("--duration", type=float, default=None, help="seconds per window")
     p.add_argument("--profile", action="store_true", help="cProfile the Redis hot path")
@@ -170,6 +177,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         bulk_messages=a.bulk_messages or (300 if q else 20_000),
         bulk_concurrency=a.bulk_concurrency,
         monitor_calls=a.monitor_calls or (20 if q else 200),
+        slot_rounds=a.slot_rounds or (2 if q else 5),
         warmup=a.warmup if a.warmup is not None else (0.15 if q else 0.5),
         duration=a.duration if a.duration is not None else (0.4 if q else 3.0),
         profile=a.profile,
@@ -196,6 +204,8 @@ class CallJob:
     redis_url: str | None = None
     services: int = 1
     tenants: int = 0  # 0: no tenant and a per-service limit; N: scope="tenant", N tenants
+    slots: int = 0  # 0: no concurrency limit; N: ConcurrencyLimit(N, max_wait=30)
+    adaptive: bool = False  # the concurrency limit is adaptive (AIMD)
     warmup: float = 0.3
     duration: float = 1.0
     start_at: float | None = None  # time.monotonic() to start at (fleet jobs start together)
@@ -220,9 +230,12 @@ def _percentile(sorted_ns: list[int], q: float) -> float | None:
     return sorted_ns[min(len(sorted_ns) - 1, int(q * (len(sorted_ns) - 1)))] / 1e6
 
 
-def _endpoint(url: str, *, tenant_scope: bool, method: str = "GET") -> Any:
+def _endpoint(
+    url: str, *, tenant_scope: bool, method: str = "GET", slots: int = 0, adaptive: bool = False
+) -> Any:
     from nexus_connector_async import (  # noqa: PLC0415
         CircuitBreakerConfig,
+        ConcurrencyLimit,
         Endpoint,
         RateLimitConfig,
         RetryPolicy,
@@ -230,13 +243,17 @@ def _endpoint(url: str, *, tenant_scope: bool, method: str = "GET") -> Any:
     )
 
     scope = "tenant" if tenant_scope else "service"
-    return (
+    endpoint = (
         Endpoint.create(url, method)
         .with_timeout(Timeouts(total=10.0, connect=5.0))
         .with_rate_limit(RateLimitConfig.per_second(_UNLIMITED, scope=scope))
         .with_circuit_breaker(CircuitBreakerConfig(failure_threshold=5, recovery_timeout=30.0))
         .with_retry(RetryPolicy(max_attempts=3, base_delay=0.1))
     )
+    if slots:
+        limit = ConcurrencyLimit(slots, max_wait=30.0, adaptive=adaptive)
+        endpoint = endpoint.with_concurrency_limit(limit)
+    return endpoint
 
 
 def _backend(variant: str, redis_url: str | None, prefix: str) -> Any:
@@ -274,7 +291,9 @@ async def _caller(job: CallJob) -> AsyncIterator[tuple[Callable[[int], Awaitable
     from nexus_connector_async import Connector  # noqa: PLC0415
 
     backend = _backend(job.variant, job.redis_url, job.prefix)
-    endpoint = _endpoint(job.url, tenant_scope=job.tenants > 0)
+    endpoint = _endpoint(
+        job.url, tenant_scope=job.tenants > 0, slots=job.slots, adaptive=job.adaptive
+    )
     services = [f"svc{i}" for i in range(job.services)]
     tenants = job.tenants
     async with Connector(backend=backend) as connector:
@@ -748,12 +767,13 @@ class _Monitor:
 
 
 async def _monitored(
-    redis_url: str, url: str, calls: int, concurrency: int, *, idempotent: bool
+    redis_url: str, url: str, calls: int, concurrency: int, *, idempotent: bool, slots: int = 0
 ) -> dict[str, Any]:
     from nexus_connector_async import Connector, IdempotencyKey  # noqa: PLC0415
 
     backend = _backend("redis", redis_url, f"scale{uuid.uuid4().hex[:8]}")
-    endpoint = _endpoint(url, tenant_scope=False, method="POST" if idempotent else "GET")
+    method = "POST" if idempotent else "GET"
+    endpoint = _endpoint(url, tenant_scope=False, method=method, slots=slots)
     run = uuid.uuid4().hex[:12]
     payload = {"amount": 42, "currency": "usd"} if idempotent else None
     async with Connector(backend=backend) as connector:
@@ -772,6 +792,9 @@ async def _monitored(
 
         with _Monitor(redis_url) as monitor:
             await asyncio.gather(*(task() for _ in range(concurrency)))
+            # Releases of concurrency slots are queued, not awaited: let the last ones land
+            # before the end marker (closing waits for them).
+            await connector.close()
         trips, sent = backend.round_trips - trips0, backend.commands - sent0
     client = Counter(
         e["command"].split(" ", 1)[0].upper() for e in monitor.events if e["client_type"] != "lua"
@@ -779,8 +802,9 @@ async def _monitored(
     inside = Counter(
         e["command"].split(" ", 1)[0].upper() for e in monitor.events if e["client_type"] == "lua"
     )
+    name = "idempotent POST" if idempotent else "plain GET"
     return {
-        "call": "idempotent POST" if idempotent else "plain GET",
+        "call": f"{name}, concurrency limit {slots}" if slots else name,
         "concurrency": concurrency,
         "calls": calls,
         "client_commands_per_call": round(sum(client.values()) / calls, 3),
@@ -799,6 +823,63 @@ def _phase_monitor(ctx: _Ctx) -> list[dict[str, Any]]:
         for idem in (False, True)
     ]
     ctx.step("monitor")
+    return rows
+
+
+#: The variants of the slots phase: (name, slots, adaptive); slots -1 is half the load.
+_SLOT_VARIANTS = (
+    ("raw", 0, False),
+    ("redis", 0, False),
+    ("redis + limit", 10_000, False),
+    ("redis + adaptive limit", 10_000, True),
+    ("redis + limit of half the load", -1, False),
+)
+
+
+def _phase_slots(ctx: _Ctx) -> list[dict[str, Any]]:
+    """A limited call beside the plain one, same stub, interleaved rounds; then MONITOR counts."""
+    rng = random.Random(ctx.opts.seed)
+    rows = []
+    for conc in (1, 100):
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in _SLOT_VARIANTS}
+        for _ in range(ctx.opts.slot_rounds):
+            order = list(_SLOT_VARIANTS)
+            rng.shuffle(order)
+            for name, slots, adaptive in order:
+                if slots == -1 and conc == 1:
+                    continue  # one call in flight cannot wait for another
+                variant = "raw" if name == "raw" else "redis"
+                n = max(1, conc // 2) if slots == -1 else slots
+                job = ctx.job(variant, concurrency=conc, slots=n, adaptive=adaptive)
+                runs[name].append(ctx.pool.one(job))
+        by_name = {}
+        for name, results in runs.items():
+            if not results:
+                continue
+            results.sort(key=lambda r: r["calls_per_s"])
+            median = results[len(results) // 2]
+            by_name[name] = {
+                "phase": "throughput",
+                "variant": name,
+                "concurrency": conc,
+                "rounds": len(results),
+                **median,
+                "calls_per_s_all": [r["calls_per_s"] for r in results],
+            }
+        for row in by_name.values():
+            for base in ("raw", "redis"):
+                ref = by_name[base]["calls_per_s"]
+                row[f"ratio_to_{base}"] = round(row["calls_per_s"] / ref, 3) if ref else None
+            rows.append(row)
+        ctx.step(f"slots, {conc} in flight")
+    url = f"{ctx.stub.base}/v1/charges"
+    for conc, calls in ((1, ctx.opts.monitor_calls), (100, ctx.opts.monitor_calls * 10)):
+        for slots in (0, 10_000):
+            counted = asyncio.run(
+                _monitored(ctx.redis_url, url, calls, conc, idempotent=False, slots=slots)
+            )
+            rows.append({"phase": "monitor", **counted})
+    ctx.step("slots, MONITOR")
     return rows
 
 
@@ -889,6 +970,7 @@ def run(opts: Options) -> dict[str, Any]:
                     "fleet": _phase_fleet,
                     "bulk": _phase_bulk,
                     "monitor": _phase_monitor,
+                    "slots": _phase_slots,
                 }
                 for name in opts.phases:
                     doc[name] = phases[name](ctx)
@@ -1040,6 +1122,39 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {_f(r['round_trips_per_call'], '.2f')} "
             f"| {', '.join(f'{k} {v}' for k, v in sorted(r['client_commands'].items()))} |"
             for r in doc["monitor"]
+        ]
+        out.append("")
+    if doc.get("slots"):
+        out += [
+            "## Concurrency limit on Redis: cost against the plain call (median of rounds)",
+            "",
+            "| variant | in flight | calls/s | x redis | x raw | p50 ms | p99 ms "
+            "| sent/call | round trips/call |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        out += [
+            f"| {r['variant']} | {r['concurrency']} | {_f(r['calls_per_s'])} "
+            f"| {_f(r['ratio_to_redis'], '.2f')} | {_f(r['ratio_to_raw'], '.2f')} "
+            f"| {_f(r['p50_ms'], '.2f')} | {_f(r['p99_ms'], '.2f')} "
+            f"| {_f(r['client_commands_per_call'] if r['variant'] != 'raw' else None, '.2f')} "
+            f"| {_f(r['round_trips_per_call'] if r['variant'] != 'raw' else None, '.2f')} |"
+            for r in doc["slots"]
+            if r["phase"] == "throughput"
+        ]
+        out += [
+            "",
+            "| call (MONITOR) | in flight | calls | client commands/call | in scripts/call "
+            "| round trips/call | sent (client) |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        out += [
+            f"| {r['call']} | {r['concurrency']} | {r['calls']:,} "
+            f"| {_f(r['client_commands_per_call'], '.2f')} "
+            f"| {_f(r['commands_in_scripts_per_call'], '.2f')} "
+            f"| {_f(r['round_trips_per_call'], '.2f')} "
+            f"| {', '.join(f'{k} {v}' for k, v in sorted(r['client_commands'].items()))} |"
+            for r in doc["slots"]
+            if r["phase"] == "monitor"
         ]
         out.append("")
     if doc.get("profile"):

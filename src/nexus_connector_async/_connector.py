@@ -80,12 +80,14 @@ from .backends._base import (
     ADMITTED,
     BUDGET_EXHAUSTED,
     CIRCUIT_OPEN,
+    CONCURRENCY_LIMITED,
     RATE_LIMITED,
     Admission,
     Backend,
     Claim,
 )
 from .backends._memory import MemoryBackend
+from .backends._slots import Adapt, Slot, SlotAsk
 from .credentials._base import CredentialProvider, NamesAccount, RefreshesRejected
 
 __all__ = ["Connector"]
@@ -96,6 +98,7 @@ _REASONS = {
     CIRCUIT_OPEN: "circuit_open",
     RATE_LIMITED: "rate_limited",
     BUDGET_EXHAUSTED: "retry_budget",
+    CONCURRENCY_LIMITED: "concurrency_limit",
 }
 _CONTENT_TYPES = {"json": "application/json", "form": "application/x-www-form-urlencoded"}
 
@@ -129,6 +132,17 @@ class _Outcome(NamedTuple):
     vendor: int  # UNTOUCHED, ANSWERED or UNKNOWN
     retry_after: float | None = None
     reauth: Credentials | None = None  # 401 with these credentials: refresh, resend once
+
+
+class _Held:
+    """A concurrency slot held by one attempt, from admission until it is given back."""
+
+    __slots__ = ("released", "slot", "taken_at")
+
+    def __init__(self, slot: Slot, taken_at: float) -> None:
+        self.slot = slot
+        self.taken_at = taken_at  # clock.monotonic(): its lease runs from here
+        self.released = False
 
 
 class _Progress:
@@ -166,6 +180,7 @@ class _Call(NamedTuple):
     probe: str = ""  # the half-open probe permit this attempt holds, renewed before sending
     progress: _Progress | None = None  # keyed calls only
     concurrency: ConcurrencyLimit | None = None  # a fleet-wide slot per attempt (api.md 26)
+    held: _Held | None = None  # the slot this attempt holds (taken with its admission)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -290,7 +305,7 @@ class Connector:
         self.shadow_services = frozenset(shadow_services)
         self._inflight: dict[tuple[str, str | None, str], asyncio.Future[bytes | None]] = {}
         self._fingerprints: dict[tuple[str, str | None, str], str] = {}
-        self._background: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Future[Any]] = set()
         self._closing = asyncio.Event()  # wakes background settles for their last try
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._closed = False
@@ -792,12 +807,21 @@ class Connector:
                 return self._finish(call, last, number - 1)
             per_attempt = self._per_attempt  # asked once: logging may be configured meanwhile
             started = self._clock.monotonic() if per_attempt else 0.0
+            held = None
+            if adm.slot:
+                held = _Held(Slot(adm.slot, 0.0, adm.slot_generation), self._clock.monotonic())
             try:
-                outcome = await attempt(call._replace(probe=adm.probe) if adm.probe else call)
+                outcome = await attempt(
+                    call._replace(probe=adm.probe, held=held) if adm.probe or held else call
+                )
             except BaseException:
+                if held is not None and not held.released:  # never got to the request
+                    self._release_slot(call, held)
                 if adm.probe:  # cancelled mid-flight: give the probe permit back
                     await self._cleanup(self.backend.release_probe(call.service, adm.probe))
                 raise
+            if held is not None and not held.released:
+                self._release_slot(call, held)
             if call.progress is not None:
                 call.progress.last = outcome
             if outcome.failure or not adm.clean or adm.probe:
@@ -892,17 +916,24 @@ class Connector:
         A refused first attempt raises; a refused retry returns None so the caller surfaces
         the last real outcome instead.
         """
+        shadow = call.service in self.shadow_services
+        slot = None
+        if call.concurrency is not None and not shadow:
+            slot = self._slot_ask(call, call.concurrency)
+        admit = functools.partial(
+            self.backend.admit,
+            call.service,
+            call.tenant,
+            call.breaker,
+            call.limit,
+            probe_lease=call.probe_lease,
+            budget=call.retry if call.retry.budget_ratio is not None else None,
+            is_retry=is_retry,
+            shadow=shadow,
+        )
         try:
-            adm = await self.backend.admit(
-                call.service,
-                call.tenant,
-                call.breaker,
-                call.limit,
-                probe_lease=call.probe_lease,
-                budget=call.retry if call.retry.budget_ratio is not None else None,
-                is_retry=is_retry,
-                shadow=call.service in self.shadow_services,
-            )
+            # `slot=` only when asked for: a backend of its own without slots keeps working.
+            adm = await (admit() if slot is None else admit(slot=slot))
         except ConnectorError as exc:
             if not is_retry:
                 raise
@@ -921,6 +952,10 @@ class Connector:
                 return None
             if adm.reason == CIRCUIT_OPEN:
                 raise CircuitOpenError(f"circuit open for {call.service!r}", retry_after=adm.wait)
+            if adm.reason == CONCURRENCY_LIMITED:
+                raise ConcurrencyLimitExceeded(
+                    f"concurrency limit of {call.service!r} reached", retry_after=adm.wait
+                )
             raise RateLimitExceeded(
                 f"rate limit exceeded for {call.service!r}", retry_after=adm.wait
             )
@@ -942,6 +977,16 @@ class Connector:
                     await self._cleanup(self.backend.release_probe(call.service, adm.probe))
                 raise
         return adm
+
+    @staticmethod
+    def _slot_ask(call: _Call, limit: ConcurrencyLimit) -> SlotAsk:
+        """The slot to take with the admission: the limit's scope, lease and fail-fast."""
+        return SlotAsk(
+            call.tenant if limit.scope == "tenant" else None,
+            limit.max_in_flight,
+            limit.lease if limit.lease is not None else call.probe_lease,
+            limit.max_wait <= 0,
+        )
 
     async def _http_attempt(
         self,
@@ -1028,54 +1073,103 @@ class Connector:
         timeout: Timeouts,
         progress: _Progress | None = None,
     ) -> Response:
-        """One HTTP exchange holding a fleet-wide slot, given back on every way out."""
+        """One HTTP exchange holding a fleet-wide slot, given back on every way out.
+
+        The slot normally came with the admission (`call.held`); if none was free then (or
+        the admission had to wait for its token), the attempt waits for one here, first come
+        first served, within `max_wait` and the deadline.
+        """
         limit = call.concurrency
         assert limit is not None
         scoped = call.tenant if limit.scope == "tenant" else None
-        lease = limit.lease if limit.lease is not None else timeout.total + 5.0
-        wait = limit.max_wait
-        if call.deadline_at is not None:
-            wait = min(wait, max(0.0, call.deadline_at - self._clock.monotonic()))
+        lease = limit.lease if limit.lease is not None else call.probe_lease
         backend: Any = self.backend
-        slot = await backend.acquire_slot(call.service, scoped, limit.max_in_flight, lease, wait)
-        if not slot.acquired:
-            self.events.emit(
-                AdmissionRejected(call.service, "concurrency_limit", slot.retry_after, False)
+        held = call.held
+        if held is None:
+            wait = limit.max_wait
+            if call.deadline_at is not None:
+                wait = min(wait, max(0.0, call.deadline_at - self._clock.monotonic()))
+            slot = await backend.acquire_slot(
+                call.service, scoped, limit.max_in_flight, lease, wait
             )
-            raise ConcurrencyLimitExceeded(
-                f"concurrency limit of {call.service!r} reached", retry_after=slot.retry_after
-            )
+            if not slot.acquired:
+                self.events.emit(
+                    AdmissionRejected(call.service, "concurrency_limit", slot.retry_after, False)
+                )
+                raise ConcurrencyLimitExceeded(
+                    f"concurrency limit of {call.service!r} reached", retry_after=slot.retry_after
+                )
+            held = _Held(slot, self._clock.monotonic())
+        token = held.slot.token
         loop = asyncio.get_running_loop()
         handle: asyncio.TimerHandle | None = None
 
         def renew() -> None:  # a long attempt keeps its slot: renewed every half lease
             nonlocal handle
-            self._spawn(backend.renew_slot(call.service, scoped, slot.token, lease))
+            self._spawn(backend.renew_slot(call.service, scoped, token, lease))
             handle = loop.call_later(lease / 2.0, renew)
 
-        handle = loop.call_later(lease / 2.0, renew)
         started = self._clock.monotonic()
+        handle = loop.call_later(max(0.0, lease / 2.0 - (started - held.taken_at)), renew)
         if progress is not None:
             progress.sending = True
         try:
             response = await self._transport.send(method, url, headers, body, timeout)
-        finally:
+        except BaseException:
             handle.cancel()
-            await self._cleanup(backend.release_slot(call.service, scoped, slot.token))
-        if limit.adaptive:
-            slow = (
-                limit.latency_target is not None
-                and self._clock.monotonic() - started > limit.latency_target
-            )
-            cut = response.status == 429 or slow
-            if cut or response.status < 300:
-                new = await backend.adapt_slot_limit(
-                    call.service, scoped, limit.max_in_flight, cut=cut, window=limit.window
-                )
-                if new is not None:
-                    reason = "recovered" if not cut else ("slow" if slow else "throttled")
-                    self.events.emit(ConcurrencyLimitChanged(call.service, scoped, new, reason))
+            self._release_slot(call, held)
+            raise
+        handle.cancel()
+        if not limit.adaptive:
+            self._release_slot(call, held)
+            return response
+        slow = (
+            limit.latency_target is not None
+            and self._clock.monotonic() - started > limit.latency_target
+        )
+        cut = response.status == 429 or slow
+        if cut or response.status < 300:
+            reason = ("slow" if slow else "throttled") if cut else "recovered"
+            self._release_slot(call, held, Adapt(cut, limit.window, held.slot.generation), reason)
+        else:
+            self._release_slot(call, held)
         return response
+
+    def _release_slot(
+        self, call: _Call, held: _Held, adapt: Adapt | None = None, reason: str = ""
+    ) -> None:
+        """Give the slot back without waiting: the backend queues the release at once.
+
+        It reaches Redis before anything this process sends next, and the caller does not wait
+        for its reply (under load it shares a round trip with other calls' commands). With
+        `adapt`, the AIMD step rides on the release (one script): a cut limit is in force
+        before the freed slot goes to the next waiter; a change is reported once it lands.
+        """
+        held.released = True
+        limit = call.concurrency
+        assert limit is not None
+        scoped = call.tenant if limit.scope == "tenant" else None
+        backend: Any = self.backend
+        future = asyncio.ensure_future(
+            backend.release_slot(
+                call.service, scoped, held.slot.token, limit.max_in_flight, adapt=adapt
+            )
+        )
+        self._background.add(future)
+
+        def landed(done: asyncio.Future[int | None]) -> None:
+            self._background.discard(done)
+            if done.cancelled():
+                return
+            exc = done.exception()
+            if exc is not None:  # its lease frees the slot
+                self._log.error("nexus.backend.cleanup_failed", error=type(exc).__name__)
+                return
+            new = done.result()
+            if new is not None:
+                self.events.emit(ConcurrencyLimitChanged(call.service, scoped, new, reason))
+
+        future.add_done_callback(landed)
 
     async def _fn_attempt(
         self, fn: Callable[[], Awaitable[Any]], timeout: float | None, call: _Call
@@ -1164,17 +1258,21 @@ class Connector:
 
         return undo
 
-    async def _cleanup(self, coro: Awaitable[Any]) -> None:
-        """Run a release even if we are being cancelled; a backend failure is only logged."""
+    async def _cleanup(self, coro: Awaitable[T]) -> T | None:
+        """Run a release even if we are being cancelled; a backend failure is only logged.
+
+        Returns what the release returned (None after a failure).
+        """
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         try:
-            await asyncio.shield(task)
+            return await asyncio.shield(task)
         except asyncio.CancelledError:
             raise
         except ConnectorError as exc:
             self._log.error("nexus.backend.cleanup_failed", error=type(exc).__name__)
+            return None
 
 
 async def _refresh(

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from nexus_connector_async import (
+    ConcurrencyLimit,
+    ConcurrencyLimitExceeded,
     Connector,
     IdempotencyKey,
     InvalidRequest,
@@ -83,6 +85,25 @@ async def test_a_thousand_messages_come_back_in_order_with_each_failure_in_place
     # Each message made exactly one request, never more than 20 at a time.
     assert len(sim.requests) == 1000
     assert 1 < sim.max_in_flight <= 20
+
+
+async def test_the_accounts_concurrency_limit_caps_requests_in_flight_below_the_bulk_pool(
+    connector: Connector, sim: TwilioSimulator
+) -> None:
+    """`send_bulk(concurrency=)` is one process's pool; `concurrency_limit` is the account's."""
+    sim.latency = 0.01
+    twilio = make(connector, sim, concurrency_limit=ConcurrencyLimit(5, max_wait=10.0))
+    results = await twilio.send_bulk(((number(i), "hi") for i in range(60)), concurrency=20)
+    assert all(r.ok for r in results)
+    assert sim.max_in_flight == 5
+    # Fail fast (max_wait=0): what finds no slot is refused, nothing beyond the limit is sent.
+    sim.max_in_flight = 0
+    twilio = make(connector, sim, concurrency_limit=ConcurrencyLimit(2))
+    results = await twilio.send_bulk(((number(i), "hi") for i in range(20)), concurrency=10)
+    refused = [r for r in results if not r.ok]
+    assert refused
+    assert all(isinstance(r.error, ConcurrencyLimitExceeded) and not r.sent for r in refused)
+    assert sim.max_in_flight <= 2
 
 
 async def test_the_rate_limit_admits_exactly_the_burst(

@@ -126,6 +126,8 @@ async def test_every_key_of_a_service_shares_one_hash_slot(backend: RedisBackend
         key("t", "idem", "svc", DIGEST),
         key("t", "tidem", "svc", "ten", DIGEST),
         key("t", "tidem", "svc", "ten", DIGEST, "n"),
+        *(key("t", kind, "svc") for kind in ("slots", "slotq", "slotm", "slotw")),
+        key("t", "slots", "svc", "t", "ten"),  # a tenant's slots, in the admission's slot too
     ]
     assert len({key_slot(n.encode()) for n in names}) == 1
     assert all(n.startswith("t:{svc}:") for n in names)

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from nexus_connector_async import (
     ConcurrencyLimit,
@@ -114,5 +115,90 @@ async def test_on_redis_waiters_complete_and_the_vendor_never_sees_more(
         assert all(r.status == 200 for r in results)
         assert gate.peak == 3
         assert await backend.slot_usage("svc", None, 3) == (0, 3)
+    finally:
+        await backend.aclose()
+
+
+class Broken:
+    """A credential provider that fails: the attempt ends before its request."""
+
+    async def get_credentials(self, service: str, tenant: str | None) -> Any:
+        raise RuntimeError("no credentials today")
+
+    async def refresh_credentials(self, service: str, tenant: str | None) -> Any:
+        raise RuntimeError("no credentials today")
+
+
+async def test_a_slot_taken_with_the_admission_comes_back_if_the_attempt_fails_before_sending() -> (
+    None
+):
+    backend = MemoryBackend()
+    gate = Gate()
+    conn = Connector(backend=backend, http=gate, credentials=Broken())  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):
+        await conn.execute("svc", EP.with_concurrency_limit(ConcurrencyLimit(1)))
+    assert await backend.slot_usage("svc", None, 1) == (0, 1)
+    assert gate.peak == 0
+
+
+class Trips(Gate):
+    """Records the backend's round trips so far when each request goes out."""
+
+    def __init__(self, backend: RedisBackend) -> None:
+        super().__init__()
+        self.release.set()
+        self.backend = backend
+        self.at_send: list[int] = []
+
+    async def send(self, *args: Any, **kw: Any) -> Response:
+        self.at_send.append(self.backend.round_trips)
+        return await super().send(*args, **kw)
+
+
+@pytest.mark.redis
+async def test_on_redis_a_limited_call_goes_out_after_one_round_trip_like_a_plain_one(
+    redis_url: str, redis_flush: None
+) -> None:
+    """Rule 26: the slot comes with the admission; its release is queued, not waited for."""
+    backend = RedisBackend.from_url(redis_url)
+    trips = Trips(backend)
+    limited = EP.with_concurrency_limit(ConcurrencyLimit(1))
+    try:
+        async with Connector(backend=backend, http=trips) as conn:  # type: ignore[arg-type]
+            for ep in (EP, limited):
+                await conn.execute("svc", ep)  # scripts loaded
+                for _ in range(3):  # with a limit of 1, each call frees its slot for the next
+                    before = backend.round_trips
+                    await conn.execute("svc", ep)
+                    assert trips.at_send[-1] - before == 1  # the admission alone
+            assert await backend.slot_usage("svc", None, 1) == (0, 1)
+    finally:
+        await backend.aclose()
+
+
+@pytest.mark.redis
+async def test_more_waiters_than_pooled_connections_wait_their_turn_without_an_outage(
+    redis_url: str, redis_flush: None
+) -> None:
+    """Each blocked waiter holds a connection; a full pool is our congestion, not a dead Redis."""
+    client = aioredis.Redis.from_url(redis_url, max_connections=4, socket_timeout=1.0)
+    backend = RedisBackend(client, owns_client=True)
+    try:
+        held = await backend.acquire_slot("svc", None, 1, 10.0, 0.0)
+        waiters = [
+            asyncio.ensure_future(backend.acquire_slot("svc", None, 1, 10.0, 20.0))
+            for _ in range(8)
+        ]
+        await asyncio.sleep(0.2)  # all queued; at most 3 of them block on a connection
+        token = held.token
+        for _ in range(8):
+            await backend.release_slot("svc", None, token, 1)
+            async with asyncio.timeout(5):
+                done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            (got,) = done
+            waiters.remove(got)
+            assert got.result().acquired
+            token = got.result().token
+        assert backend.available
     finally:
         await backend.aclose()

@@ -115,3 +115,91 @@ async def running_scripted_vendor(answer: Answer) -> AsyncIterator[ScriptedVendo
         yield vendor
     finally:
         await runner.cleanup()
+
+
+class SlotVendor:
+    """Counts its requests in flight, for the concurrency-limit proofs.
+
+    `POST /work` answers 200 after `delay` seconds, or 429 at once when more than
+    `throttle_above` requests are in flight (itself included). Every change of the count is
+    logged as `(time.monotonic(), in flight after it)` in `timeline`, every answer as
+    `(time, status)` in `answers`. `POST /hang` never answers (until the stub stops);
+    `GET /hanging` says how many hang.
+    """
+
+    def __init__(self, delay: float = 0.2, throttle_above: int | None = None) -> None:
+        self.delay = delay
+        self.throttle_above = throttle_above
+        self.in_flight = 0
+        self.peak = 0
+        self.timeline: list[tuple[float, int]] = []
+        self.answers: list[tuple[float, int]] = []
+        self.hanging = 0
+        self._release = asyncio.Event()
+        self.url = ""
+
+    async def work(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        self.timeline.append((time.monotonic(), self.in_flight))
+        try:
+            if self.throttle_above is not None and self.in_flight > self.throttle_above:
+                status = 429
+            else:
+                await asyncio.sleep(self.delay)
+                status = 200
+        finally:
+            self.in_flight -= 1
+            now = time.monotonic()
+            self.timeline.append((now, self.in_flight))
+        self.answers.append((now, status))
+        return web.json_response({"ok": status == 200}, status=status)
+
+    async def hang(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.hanging += 1
+        await self._release.wait()
+        return web.json_response({})
+
+    async def count_hanging(self, request: web.Request) -> web.Response:
+        return web.json_response({"hanging": self.hanging})
+
+    def statuses(self) -> list[int]:
+        return [status for _, status in self.answers]
+
+    def utilisation(self, start: float, end: float, limit: int) -> float:
+        """Mean requests in flight over [start, end], as a fraction of `limit`."""
+        area, level, at = 0.0, 0, start
+        for t, n in self.timeline:
+            if t > end:
+                break
+            if t > at:
+                area += level * (t - at)
+                at = t
+            level = n
+        area += level * max(0.0, end - at)
+        return area / (limit * (end - start))
+
+
+@asynccontextmanager
+async def running_slot_vendor(
+    delay: float = 0.2, throttle_above: int | None = None
+) -> AsyncIterator[SlotVendor]:
+    """Serve a `SlotVendor` on a free loopback port for the duration of the block."""
+    vendor = SlotVendor(delay, throttle_above)
+    app = web.Application()
+    app.router.add_post("/work", vendor.work)
+    app.router.add_post("/hang", vendor.hang)
+    app.router.add_get("/hanging", vendor.count_hanging)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    vendor.url = f"http://127.0.0.1:{port}"
+    try:
+        yield vendor
+    finally:
+        vendor._release.set()
+        await runner.cleanup()

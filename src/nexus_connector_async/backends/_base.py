@@ -1,8 +1,8 @@
 """What a state backend stores, as Protocols: admission (breaker + bucket), idempotency, key-value.
 
 Admission is one call on purpose: the circuit breaker check, the half-open probe permit, the
-shared pause (backpressure), the retry budget and the token take happen together, so the Redis
-backend answers them with one script in one round trip.
+shared pause (backpressure), the retry budget, the token take and a free concurrency slot
+(api.md 26) happen together, so the Redis backend answers them with one script in one round trip.
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 from .._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
+from ._slots import SlotAsk
 
 __all__ = [
     "ADMITTED",
     "BUDGET_EXHAUSTED",
     "CIRCUIT_OPEN",
+    "CONCURRENCY_LIMITED",
     "RATE_LIMITED",
     "AdmissionStore",
     "Admission",
@@ -29,6 +31,7 @@ ADMITTED = 0
 CIRCUIT_OPEN = 1
 RATE_LIMITED = 2
 BUDGET_EXHAUSTED = 3
+CONCURRENCY_LIMITED = 4  # no concurrency slot free, and the caller would not wait for one
 
 
 class Admission(NamedTuple):
@@ -39,7 +42,9 @@ class Admission(NamedTuple):
     half-open permit this attempt holds ("" if none). `clean` means the breaker is closed with no
     failures on record, so a success needs no `record()` round trip. `would_block` is the reason
     a shadow-mode admission would have refused (ADMITTED otherwise). `half_opened` is True for
-    the one admission, fleet-wide, that moved the breaker from open to half-open.
+    the one admission, fleet-wide, that moved the breaker from open to half-open. `slot` is the
+    concurrency slot taken with the admission ("" if none was asked for or free; see
+    `SlotAsk`), `slot_generation` the adaptive limit's generation it was taken under.
     """
 
     reason: int
@@ -48,6 +53,8 @@ class Admission(NamedTuple):
     clean: bool = False
     would_block: int = ADMITTED
     half_opened: bool = False
+    slot: str = ""
+    slot_generation: int = 0
 
     @property
     def admitted(self) -> bool:
@@ -87,12 +94,14 @@ class AdmissionStore(Protocol):
         budget: RetryPolicy | None = None,
         is_retry: bool = False,
         shadow: bool = False,
+        slot: SlotAsk | None = None,
     ) -> Admission:
-        """Decide whether one attempt may go, atomically taking a token and/or probe permit.
+        """Decide whether one attempt may go, atomically taking a token and/or probe permit,
+        and the concurrency slot of `slot` when one is free.
 
         If the caller is cancelled while the decision is in flight, the implementation gives
-        back a probe permit it granted (the memory backend never suspends here; Redis hands
-        the permit of an orphaned reply back at once).
+        back a probe permit or slot it granted (the memory backend never suspends here; Redis
+        hands those of an orphaned reply back at once).
         """
         ...
 

@@ -22,11 +22,12 @@ from ._base import (
     ADMITTED,
     BUDGET_EXHAUSTED,
     CIRCUIT_OPEN,
+    CONCURRENCY_LIMITED,
     RATE_LIMITED,
     Admission,
     Claim,
 )
-from ._slots import MemorySlots, Slot
+from ._slots import Adapt, MemorySlots, Slot, SlotAsk
 
 __all__ = ["MemoryBackend"]
 
@@ -185,12 +186,24 @@ class MemoryBackend:
         budget: RetryPolicy | None = None,
         is_retry: bool = False,
         shadow: bool = False,
+        slot: SlotAsk | None = None,
     ) -> Admission:
         now = self._clock.monotonic()
         self._sweep(now)
         b = self._breaker(service, now, breaker.recovery_timeout)
         was_open = b.state == OPEN
-        would = self._decide(b, service, tenant, breaker, limit, budget, is_retry, now, probe_lease)
+        would = self._decide(
+            b,
+            service,
+            tenant,
+            breaker,
+            limit,
+            budget,
+            is_retry,
+            now,
+            probe_lease,
+            None if shadow else slot,  # shadow mode: the slot is asked for before sending
+        )
         if was_open and b.state == HALF_OPEN:
             would = would._replace(half_opened=True)
         if would.reason == ADMITTED or not shadow:
@@ -209,6 +222,7 @@ class MemoryBackend:
         is_retry: bool,
         now: float,
         probe_lease: float,
+        slot: SlotAsk | None = None,
     ) -> Admission:
         # 1. circuit breaker
         probe = False
@@ -224,6 +238,14 @@ class MemoryBackend:
             if len(b.probes) >= cfg.half_open_max_calls:
                 return Admission(CIRCUIT_OPEN, max(0.001, min(b.probes.values()) - now))
             probe = True
+        # 1b. a concurrency slot: refused before anything is spent, taken once admitted
+        free = False
+        if slot is not None:
+            free = self._slot_pools.free_for_newcomer(service, slot.tenant, slot.max_in_flight)
+            if not free and slot.fail_fast:
+                return Admission(
+                    CONCURRENCY_LIMITED, self._slot_pools.retry_after(service, slot.tenant)
+                )
         # 2. retry budget
         if budget is not None and budget.budget_ratio is not None:
             floor = budget.budget_min_per_second
@@ -270,7 +292,13 @@ class MemoryBackend:
         if probe:
             permit = f"p{next(self._ids)}"
             b.probes[permit] = now + probe_lease
-        return Admission(ADMITTED, wait, permit, b.state == CLOSED and b.failures == 0)
+        clean = b.state == CLOSED and b.failures == 0
+        if free and wait == 0 and slot is not None:
+            taken = self._slot_pools.take(service, slot.tenant, slot.lease)
+            return Admission(
+                ADMITTED, 0.0, permit, clean, slot=taken.token, slot_generation=taken.generation
+            )
+        return Admission(ADMITTED, wait, permit, clean)
 
     async def record(
         self, service: str, breaker: CircuitBreakerConfig, *, success: bool, probe: str = ""
@@ -532,20 +560,39 @@ class MemoryBackend:
         """Take a concurrency slot, waiting up to `max_wait` in arrival order."""
         return await self._slot_pools.acquire_slot(service, tenant, max_in_flight, lease, max_wait)
 
-    async def release_slot(self, service: str, tenant: str | None, token: str) -> None:
-        """Give a concurrency slot back, waking the next waiter."""
-        await self._slot_pools.release_slot(service, tenant, token)
+    def release_slot(
+        self,
+        service: str,
+        tenant: str | None,
+        token: str,
+        max_in_flight: int,
+        *,
+        adapt: Adapt | None = None,
+    ) -> asyncio.Future[int | None]:
+        """Give a concurrency slot back now (after an AIMD step), waking the next waiter."""
+        done: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        done.set_result(
+            self._slot_pools.release_slot(service, tenant, token, max_in_flight, adapt=adapt)
+        )
+        return done
 
     async def renew_slot(self, service: str, tenant: str | None, token: str, lease: float) -> bool:
         """Extend a slot's lease while a long attempt runs."""
         return await self._slot_pools.renew_slot(service, tenant, token, lease)
 
     async def adapt_slot_limit(
-        self, service: str, tenant: str | None, max_in_flight: int, *, cut: bool, window: float
+        self,
+        service: str,
+        tenant: str | None,
+        max_in_flight: int,
+        *,
+        cut: bool,
+        window: float,
+        generation: int | None = None,
     ) -> int | None:
         """One AIMD step of an adaptive limit; the new limit if it changed."""
         return await self._slot_pools.adapt_slot_limit(
-            service, tenant, max_in_flight, cut=cut, window=window
+            service, tenant, max_in_flight, cut=cut, window=window, generation=generation
         )
 
     async def slot_usage(

@@ -18,7 +18,14 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from ..._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPolicy, Timeouts
+from ..._config import (
+    CircuitBreakerConfig,
+    ConcurrencyLimit,
+    Endpoint,
+    RateLimitConfig,
+    RetryPolicy,
+    Timeouts,
+)
 from ..._connector import Connector
 from ..._errors import ConnectorError, CredentialRefreshError, InvalidRequest
 from ..._models import IdempotencyKey, Response
@@ -200,7 +207,9 @@ class TwilioSmsAdapter:
     in the path, its secret in the header, its records apart (api.md rules 28, 37). Give
     `from_number`, `messaging_service_sid`, or both (here or per account). `rate_limit`,
     `circuit_breaker`, `retry` and `timeout` tune the Messages endpoint; Lookup calls use the
-    service `lookups_service`.
+    service `lookups_service`. `concurrency_limit` caps the account's REST requests in flight
+    across every worker sharing the connector's backend (Twilio answers 20429 beyond its
+    account concurrency limit); with per-tenant accounts give it `scope="tenant"`.
     """
 
     def __init__(
@@ -223,6 +232,7 @@ class TwilioSmsAdapter:
         retry: RetryPolicy | None = None,
         timeout: Timeouts | None = None,
         retry_unknown: bool = False,
+        concurrency_limit: ConcurrencyLimit | None = None,
     ) -> None:
         fixed: TwilioAccount | None = None
         if credentials is None:
@@ -256,6 +266,7 @@ class TwilioSmsAdapter:
         self._breaker = circuit_breaker or CircuitBreakerConfig()
         self._retry = policy
         self._rate_limit = rate_limit
+        self._concurrency = concurrency_limit
         self._credentials = credentials
         self._accounts: OrderedDict[TwilioAccount, _Account] = OrderedDict()
         self._fixed = None if fixed is None else self._derive(fixed)
@@ -300,6 +311,7 @@ class TwilioSmsAdapter:
             rate_limit=self._rate_limit,
             circuit_breaker=self._breaker,
             retry=self._retry,
+            concurrency_limit=self._concurrency,
         )
         balance = Endpoint(
             f"{root}/Balance.json",
@@ -307,6 +319,7 @@ class TwilioSmsAdapter:
             timeout=self._timeout,
             circuit_breaker=self._breaker,
             retry=self._retry,
+            concurrency_limit=self._concurrency,  # the same account's REST API
         )
         return _Account(account, messages, balance)
 

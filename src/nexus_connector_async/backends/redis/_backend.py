@@ -27,6 +27,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any, Literal
 
+from redis import exceptions as rex
 from redis.asyncio import Redis, RedisCluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -39,13 +40,14 @@ from ..._extras import require_extra
 from ..._logging import get_logger
 from .._base import ADMITTED, Admission, Claim
 from .._memory import MemoryBackend
-from .._slots import Slot
+from .._slots import Adapt, Slot, SlotAsk
 from ._batch import (
     Health,
     NotReplicated,
     Pipeliner,
     RedisUnreachable,
     as_backend_error,
+    is_outage,
     pack,
 )
 from ._cluster import NodeSender
@@ -71,6 +73,7 @@ _CLAIM_STATES: tuple[
 )
 _CACHE_MAX = 10_000  # cached key names and admission commands (services x tenants x settings)
 _BLOCK_CAP = 0.5  # longest single BLMOVE: below any sane socket timeout; waiters then re-check
+_FULL_POOL_PAUSE = 0.02  # a waiter that found the connection pool full waits this long instead
 
 
 def _num(value: float) -> bytes:
@@ -187,13 +190,16 @@ class RedisBackend:
             "decode_responses": False,
         }
         client: Redis | RedisCluster
+        # Idempotency and slot waiters each hold a connection while blocked: room for many
+        # (redis-py's default is 100 per pool).
         if cluster:
-            # Idempotency waiters each hold a connection while blocked: room for many per node.
             client = RedisCluster.from_url(
                 url, retry=Retry(NoBackoff(), 1), max_connections=1024, **settings
             )
         else:
-            client = Redis.from_url(url, retry=Retry(NoBackoff(), 0), **settings)
+            client = Redis.from_url(
+                url, retry=Retry(NoBackoff(), 0), max_connections=1024, **settings
+            )
         return cls(
             client,
             prefix,
@@ -354,21 +360,38 @@ class RedisBackend:
         budget: RetryPolicy | None,
         is_retry: bool,
         shadow: bool,
+        slot: SlotAsk | None = None,
     ) -> tuple[tuple[Any, ...], bytes]:
         """The admission EVALSHA for these settings, and its wire form (cached: the hot path)."""
         ratio = None if budget is None else budget.budget_ratio
         floor = 0.0 if budget is None else budget.budget_min_per_second
-        cache_key = (service, scoped, breaker, limit, probe_lease, ratio, floor, is_retry, shadow)
+        cache_key = (
+            service,
+            scoped,
+            breaker,
+            limit,
+            probe_lease,
+            ratio,
+            floor,
+            is_retry,
+            shadow,
+            slot,
+        )
         cached = self._commands.get(cache_key)
         if cached is None:
             if len(self._commands) >= _CACHE_MAX:
                 self._commands.clear()
             script = self._scripts.admit
+            keys: tuple[bytes, ...] = self._admission_keys(
+                service, scoped, "" if limit is None else limit.bucket_id
+            )
+            if slot is not None:
+                keys += self._slot_keys(service, slot.tenant)[0]
             args = (
                 "EVALSHA",
                 script.sha,
-                3,
-                *self._admission_keys(service, scoped, "" if limit is None else limit.bucket_id),
+                len(keys),
+                *keys,
                 b"",  # the time override, filled in only under a test clock
                 _num(breaker.recovery_timeout),
                 str(breaker.half_open_max_calls).encode(),
@@ -380,6 +403,9 @@ class RedisBackend:
                 b"" if limit is None else _num(limit.refill_per_second),
                 b"" if limit is None else _num(limit.max_wait),
                 b"1" if shadow else b"0",
+                b"" if slot is None else str(slot.max_in_flight).encode(),
+                b"" if slot is None else _num(slot.lease),
+                b"1" if slot is not None and slot.fail_fast else b"0",
             )
             cached = self._commands[cache_key] = (args, pack(args))
         return cached
@@ -395,25 +421,34 @@ class RedisBackend:
         budget: RetryPolicy | None = None,
         is_retry: bool = False,
         shadow: bool = False,
+        slot: SlotAsk | None = None,
     ) -> Admission:
-        """Breaker, probe permit, retry budget, pause and token: one script, one round trip."""
+        """Breaker, probe permit, retry budget, pause, token and a free concurrency slot: one
+        script, one round trip."""
         scoped = tenant if limit is not None and limit.scope == "tenant" else None
         args, packed = self._admission_command(
-            service, scoped, breaker, limit, probe_lease, budget, is_retry, shadow
+            service, scoped, breaker, limit, probe_lease, budget, is_retry, shadow, slot
         )
 
         def give_back(reply: Any) -> None:
             # Cancelled while the reply was in flight: a permit nobody will use goes back now,
-            # not when its lease ends (the breaker could not probe meanwhile).
+            # not when its lease ends (the breaker could not probe meanwhile); so does a slot.
             if reply[2]:
                 _, probes, _ = self._admission_keys(service, None)
                 orphan = self._pipe.submit(("ZREM", probes, reply[2]))
                 orphan.add_done_callback(lambda f: f.cancelled() or f.exception())
+            if slot is not None and reply[6]:
+                self._spawn_slot_release(
+                    service, slot.tenant, reply[6].decode(), slot.max_in_flight
+                )
 
         try:
             if self._test_clock:
+                at = 3 + args[2]  # the time override follows the keys
                 r = await self._submit(
-                    (*args[:6], self._now(), *args[7:]), self._scripts.admit, on_orphan=give_back
+                    (*args[:at], self._now(), *args[at + 1 :]),
+                    self._scripts.admit,
+                    on_orphan=give_back,
                 )
             else:
                 r = await self._submit(args, self._scripts.admit, packed, on_orphan=give_back)
@@ -433,7 +468,14 @@ class RedisBackend:
                 )
             raise
         return Admission(
-            r[0], float(r[1]), r[2].decode() if r[2] else "", r[3] == 1, r[4], r[5] == 1
+            r[0],
+            float(r[1]),
+            r[2].decode() if r[2] else "",
+            r[3] == 1,
+            r[4],
+            r[5] == 1,
+            r[6].decode() if r[6] else "",
+            r[7],
         )
 
     async def record(
@@ -640,7 +682,13 @@ class RedisBackend:
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            health.failed(exc)
+            if isinstance(exc, rex.MaxConnectionsError):
+                # Our own pool is full (every connection blocked or busy): no outage. Hold off
+                # a little without a connection; the caller then checks again.
+                await asyncio.sleep(min(block, _FULL_POOL_PAUSE))
+                return
+            if is_outage(exc):
+                health.failed(exc)
             raise as_backend_error(exc) from None
 
     # -- key-value --------------------------------------------------------------------------------
@@ -765,8 +813,20 @@ class RedisBackend:
         n: int = 0,
         lease: float = 0.0,
         x: float = 0.0,
+        signal: bool | None = None,
+        generation: int | None = None,
     ) -> tuple[Any, ...]:
-        return (self._now(), op, token.encode(), str(n).encode(), _num(lease), _num(x), wake)
+        return (
+            self._now(),
+            op,
+            token.encode(),
+            str(n).encode(),
+            _num(lease),
+            _num(x),
+            wake,
+            b"" if signal is None else b"1" if signal else b"0",
+            b"" if generation is None else str(generation).encode(),
+        )
 
     async def acquire_slot(
         self, service: str, tenant: str | None, max_in_flight: int, lease: float, max_wait: float
@@ -781,9 +841,11 @@ class RedisBackend:
         token = secrets.token_hex(8)
         deadline = self._clock.monotonic() + max_wait
 
-        def give_back(reply: Any) -> None:  # cancelled while the grant was in flight
-            if reply[0] == 1:
-                self._spawn_slot_release(keys, wake, token)
+        def give_back(reply: Any) -> None:
+            # Cancelled while the reply was in flight: a slot granted, or a place taken in the
+            # queue (a ghost at its head would hold back every waiter behind it), goes back.
+            if reply[0] != 0:
+                self._spawn_slot_release(service, tenant, token, max_in_flight)
 
         queued = False
         try:
@@ -794,7 +856,7 @@ class RedisBackend:
                 r = await self._submit(command, self._scripts.slots, on_orphan=give_back)
                 if r[0] == 1:
                     queued = False
-                    return Slot(token)
+                    return Slot(token, 0.0, int(r[2]))
                 if r[0] == 0:
                     queued = False
                     return Slot("", float(r[1]))
@@ -803,20 +865,80 @@ class RedisBackend:
                 await self._block(wake + token.encode(), min(remaining, max(until_lease, 0.01)))
         finally:
             if queued:  # gave up or cancelled while queued: leave the queue, wake the next
-                self._spawn_slot_release(keys, wake, token)
+                self._spawn_slot_release(service, tenant, token, max_in_flight)
 
-    def _spawn_slot_release(self, keys: tuple[bytes, ...], wake: bytes, token: str) -> None:
-        args = self._slot_args(b"release", wake, token)
-        fut = self._pipe.submit(
-            ("EVALSHA", self._scripts.slots.sha, 3, *keys, *args), self._scripts.slots
-        )
+    def _spawn_slot_release(
+        self, service: str, tenant: str | None, token: str, max_in_flight: int
+    ) -> None:
+        fut = self.release_slot(service, tenant, token, max_in_flight)
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
-    async def release_slot(self, service: str, tenant: str | None, token: str) -> None:
-        """Give a slot back and wake the next waiter (else its lease frees it)."""
+    def release_slot(
+        self,
+        service: str,
+        tenant: str | None,
+        token: str,
+        max_in_flight: int,
+        *,
+        adapt: Adapt | None = None,
+    ) -> asyncio.Future[int | None]:
+        """Give a slot back (after the AIMD step of `adapt`, in the same script) and wake the
+        waiters that may now go; if Redis is unreachable its lease frees it.
+
+        The script is queued in the current batch before this returns, so it reaches Redis
+        ahead of anything the caller sends next (its next admission sees the slot free), and
+        nobody waits for its reply unless they await the future.
+        """
         keys, wake = self._slot_keys(service, tenant)
-        with contextlib.suppress(RedisUnreachable):
-            await self._eval(self._scripts.slots, keys, self._slot_args(b"release", wake, token))
+        if adapt is None:
+            args = self._slot_args(b"release", wake, token, max_in_flight)
+        else:
+            args = self._slot_args(
+                b"release",
+                wake,
+                token,
+                max_in_flight,
+                0.0,
+                adapt.window,
+                adapt.cut,
+                adapt.generation,
+            )
+        loop = asyncio.get_running_loop()
+        out: asyncio.Future[int | None] = loop.create_future()
+        command = ("EVALSHA", self._scripts.slots.sha, 3, *keys, *args)
+        try:
+            sent = self._submit_now(command, self._scripts.slots)
+        except BackendUnavailable:  # unreachable or closed: the lease frees the slot
+            out.set_result(None)
+            return out
+
+        def done(f: asyncio.Future[Any]) -> None:
+            if out.done():
+                return
+            if f.cancelled():
+                out.set_result(None)
+            elif (exc := f.exception()) is not None:
+                if isinstance(exc, RedisUnreachable):
+                    out.set_result(None)
+                else:
+                    out.set_exception(exc)
+            else:
+                r = f.result()
+                out.set_result(None if r[1] == -1 else int(r[1]))
+
+        sent.add_done_callback(done)
+        return out
+
+    def _submit_now(self, command: tuple[Any, ...], script: Any) -> asyncio.Future[Any]:
+        """`_submit`, queued before returning (only a first command ever waits for `ready`)."""
+        if self._closed:
+            raise BackendUnavailable("the backend is closed")
+        health = self._health_of(command)
+        if not health.may_try() or (health is not self._health and not self._health.may_try()):
+            raise RedisUnreachable("redis unreachable (backing off before reconnecting)")
+        if not self._ready:
+            return asyncio.ensure_future(self._submit(command, script))
+        return self._pipe.submit(command, script)
 
     async def renew_slot(self, service: str, tenant: str | None, token: str, lease: float) -> bool:
         """Push the slot's lease end to now + `lease`; False if it was lost."""
@@ -825,11 +947,18 @@ class RedisBackend:
         return bool(await self._eval(self._scripts.slots, keys, args) == 1)
 
     async def adapt_slot_limit(
-        self, service: str, tenant: str | None, max_in_flight: int, *, cut: bool, window: float
+        self,
+        service: str,
+        tenant: str | None,
+        max_in_flight: int,
+        *,
+        cut: bool,
+        window: float,
+        generation: int | None = None,
     ) -> int | None:
         """One AIMD step of the fleet's limit (stored in the meta hash); the new limit or None."""
         keys, wake = self._slot_keys(service, tenant)
-        args = self._slot_args(b"adapt", wake, "1" if cut else "0", max_in_flight, 0.0, window)
+        args = self._slot_args(b"adapt", wake, "", max_in_flight, 0.0, window, cut, generation)
         r = await self._eval(self._scripts.slots, keys, args)
         return None if r == -1 else int(r)
 

@@ -85,3 +85,51 @@ local function put_value(key, value, ttl_arg)
     redis.call('PEXPIRE', key, math.ceil(ttl * 1000) + GC_MARGIN_MS)
   end
 end
+
+-- Concurrency slots (api.md 26), shared by slots.lua and admit.lua. A scope's keys: `held`, a
+-- zset of slot tokens by lease end; `queue`, a zset of waiters by arrival; `meta`, a hash (the
+-- header of slots.lua says what it holds). The limit is max_in_flight, or the adaptive one
+-- stored in meta if lower.
+local function slot_limit(meta, max_in_flight)
+  local l = tonumber(redis.call('HGET', meta, 'limit')) or max_in_flight
+  return math.min(l, max_in_flight)
+end
+
+local function slot_reclaim(held)
+  redis.call('ZREMRANGEBYSCORE', held, '-inf', fmt(NOW))
+end
+
+-- Drop waiters at the head whose give-up time passed (their worker died or left).
+local function slot_clean_head(queue, meta)
+  for _ = 1, 16 do
+    local head = redis.call('ZRANGE', queue, 0, 0)[1]
+    if not head then
+      return
+    end
+    local gone = tonumber(redis.call('HGET', meta, 'w:' .. head))
+    if gone and gone > NOW then
+      return
+    end
+    redis.call('ZREM', queue, head)
+    redis.call('HDEL', meta, 'w:' .. head)
+  end
+end
+
+-- Seconds until the earliest lease ends (0 if no slot is held).
+local function slot_retry_after(held)
+  local first = redis.call('ZRANGE', held, 0, 0, 'WITHSCORES')
+  if not first[2] then
+    return 0
+  end
+  return math.max(0, tonumber(first[2]) - NOW)
+end
+
+local function slot_generation(meta)
+  return tonumber(redis.call('HGET', meta, 'gen')) or 0
+end
+
+-- Hold slot `token` until now + lease.
+local function slot_hold(held, token, lease)
+  redis.call('ZADD', held, fmt(NOW + lease), token)
+  keep_for(held, lease * 1000 + GC_MARGIN_MS)
+end

@@ -1,5 +1,6 @@
 -- admit.lua: may one attempt go now? Breaker check, half-open probe permit, retry budget, shared
--- pause and token bucket, in one atomic step (the same decisions as MemoryBackend._decide).
+-- pause, token bucket and a free concurrency slot, in one atomic step (the same decisions as
+-- MemoryBackend._decide).
 -- KEYS[1] breaker hash: state, failures, successes, opened_at, paused_until, budget, budget_at, seq
 -- KEYS[2] probe zset: permit -> lease expiry (the half-open permits held right now)
 -- KEYS[3] bucket hash: tokens, updated, cap, rate (not touched when ARGV[8] is '')
@@ -7,9 +8,15 @@
 -- ARGV[4] probe lease seconds   ARGV[5] budget ratio ('' = no budget)   ARGV[6] budget floor/s
 -- ARGV[7] '1' if this attempt is a retry   ARGV[8] bucket capacity ('' = no rate limit)
 -- ARGV[9] refill tokens/s   ARGV[10] max_wait seconds   ARGV[11] '1' for shadow mode
+-- KEYS[4..6], only with ARGV[12] ~= '': the concurrency slots' held zset, waiter queue and meta
+-- hash (slots.lua)   ARGV[12] max_in_flight ('' = no slot in this admission)
+-- ARGV[13] slot lease seconds   ARGV[14] '1' to refuse when no slot is free (else admit
+-- without one: the caller then waits in slots.lua's queue)
 -- Returns {reason, wait (string seconds), probe permit ('' = none), clean 0/1, would_block,
--- half_opened 0/1 (this call moved the breaker from open to half-open)}:
--- reason 0 admitted (wait = sleep first), 1 circuit open, 2 rate limited, 3 budget exhausted.
+-- half_opened 0/1 (this call moved the breaker from open to half-open), slot token ('' = none
+-- taken: none asked for, none free, or a wait for the token first), slot generation}:
+-- reason 0 admitted (wait = sleep first), 1 circuit open, 2 rate limited, 3 budget exhausted,
+-- 4 no concurrency slot free (wait = until the earliest lease ends).
 local cb, probes, bucket = KEYS[1], KEYS[2], KEYS[3]
 local f = redis.call('HMGET', cb, 'state', 'failures', 'opened_at', 'paused_until', 'budget',
   'budget_at')
@@ -39,6 +46,18 @@ local function decide()
       return {1, math.max(0.001, tonumber(first[2]) - NOW)}
     end
     probe = true
+  end
+  -- A slot, if one is free for a newcomer (FIFO: more free than waiters queued). Refused here,
+  -- before the budget or a token is spent; taken at the end, once the attempt may go at once.
+  local slot_free = false
+  if ARGV[12] ~= '' and ARGV[11] ~= '1' then
+    slot_reclaim(KEYS[4])
+    slot_clean_head(KEYS[5], KEYS[6])
+    local free = slot_limit(KEYS[6], tonumber(ARGV[12])) - redis.call('ZCARD', KEYS[4])
+    slot_free = free > redis.call('ZCARD', KEYS[5])
+    if not slot_free and ARGV[14] == '1' then
+      return {4, slot_retry_after(KEYS[4])}
+    end
   end
   if ARGV[5] ~= '' then
     local ratio, floor = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -107,6 +126,12 @@ local function decide()
   if state == 'closed' and failures == 0 then
     clean = 1
   end
+  if slot_free and wait == 0 then
+    local slot = 's' .. redis.call('HINCRBY', KEYS[6], 'seq', 1)  -- 's': taken by admit.lua
+    slot_hold(KEYS[4], slot, tonumber(ARGV[13]))
+    keep_for(KEYS[6], 86400000)
+    return {0, wait, permit, clean, slot, slot_generation(KEYS[6])}
+  end
   return {0, wait, permit, clean}
 end
 
@@ -117,6 +142,6 @@ if touched then
 end
 if r[1] ~= 0 and ARGV[11] == '1' then
   -- Shadow mode: report what would have happened, block nothing, take nothing.
-  return {0, '0', '', 0, r[1], half_opened}
+  return {0, '0', '', 0, r[1], half_opened, '', 0}
 end
-return {r[1], fmt(r[2]), r[3] or '', r[4] or 0, 0, half_opened}
+return {r[1], fmt(r[2]), r[3] or '', r[4] or 0, 0, half_opened, r[5] or '', r[6] or 0}

@@ -1,41 +1,32 @@
 -- slots.lua: fleet-wide concurrency slots (api.md 26), one script for every slot operation.
 -- KEYS[1] zset of held slots: token -> lease end
 -- KEYS[2] zset of waiters: ticket -> arrival number (FIFO)
--- KEYS[3] meta hash: seq (arrival counter), limit and changed_at (adaptive), w:<ticket> (the
---         waiter's give-up time, so a dead waiter leaves the queue)
+-- KEYS[3] meta hash: seq (arrival counter), limit, changed_at and gen (adaptive: the limit, its
+--         last change and the number of changes), w:<ticket> (the waiter's give-up time, so a
+--         dead waiter leaves the queue)
 -- ARGV[1] time override ('' = TIME)   ARGV[2] op: acquire | release | renew | adapt | usage
--- ARGV[3] token (adapt: '1' cut, '0' raise)   ARGV[4] max_in_flight   ARGV[5] lease seconds
--- ARGV[6] acquire: seconds left to wait (0: fail fast); adapt: window seconds
+-- ARGV[3] token   ARGV[4] max_in_flight   ARGV[5] lease seconds
+-- ARGV[6] acquire: seconds left to wait (0: fail fast); release, adapt: the AIMD window
 -- ARGV[7] prefix of the waiters' wake lists (a waiter blocks on prefix .. ticket)
--- Returns: acquire {1, 0} granted, {0, retry_after} refused, {2, retry_after} queued (block,
--- then ask again); release 1/0; renew 1/0; adapt the new limit or -1; usage {in use, limit}.
+-- ARGV[8] release, adapt: the AIMD signal, '1' throttled (cut), '0' success (raise), '' none
+-- ARGV[9] release, adapt: the generation the attempt was admitted under ('' = not known)
+-- Returns: acquire {1, 0, generation} granted, {0, retry_after} refused, {2, retry_after}
+-- queued (block, then ask again); release {removed 1/0, new limit or -1}; renew 1/0; adapt the
+-- new limit or -1; usage {in use, limit}.
 local held, queue, meta = KEYS[1], KEYS[2], KEYS[3]
 local op, token = ARGV[2], ARGV[3]
 local max_in_flight = tonumber(ARGV[4])
 
 local function limit()
-  local l = tonumber(redis.call('HGET', meta, 'limit')) or max_in_flight
-  return math.min(l, max_in_flight)
+  return slot_limit(meta, max_in_flight)
 end
 
 local function reclaim()
-  redis.call('ZREMRANGEBYSCORE', held, '-inf', fmt(NOW))
+  slot_reclaim(held)
 end
 
--- Drop waiters at the head whose give-up time passed (their worker died or left).
 local function clean_head()
-  for _ = 1, 16 do
-    local head = redis.call('ZRANGE', queue, 0, 0)[1]
-    if not head then
-      return
-    end
-    local gone = tonumber(redis.call('HGET', meta, 'w:' .. head))
-    if gone and gone > NOW then
-      return
-    end
-    redis.call('ZREM', queue, head)
-    redis.call('HDEL', meta, 'w:' .. head)
-  end
+  slot_clean_head(queue, meta)
 end
 
 -- Wake exactly the waiters that may now take a slot (the first `free` of the queue).
@@ -54,12 +45,41 @@ local function wake()
   end
 end
 
-local function retry_after()
-  local first = redis.call('ZRANGE', held, 0, 0, 'WITHSCORES')
-  if not first[2] then
-    return '0'
+-- One AIMD step (the same rules as _slots.adapted): a raise needs `window` seconds since the
+-- last change; a cut needs a throttle from an attempt admitted under the current generation
+-- (unknown generation: at most one cut per window). Returns the new limit or -1.
+local function adapt(signal, window, generation)
+  local m = redis.call('HMGET', meta, 'limit', 'changed_at', 'gen')
+  local current = math.min(tonumber(m[1]) or max_in_flight, max_in_flight)
+  local changed_at = tonumber(m[2])
+  local gen = tonumber(m[3]) or 0
+  local recent = changed_at ~= nil and NOW - changed_at < window
+  local new
+  if signal == '1' then
+    if (generation ~= '' and tonumber(generation) ~= gen) or (generation == '' and recent) then
+      return -1
+    end
+    new = math.max(1, math.floor(current * 0.7))
+  else
+    if recent then
+      return -1
+    end
+    new = math.min(max_in_flight, current + 1)
   end
-  return fmt(math.max(0, tonumber(first[2]) - NOW))
+  if new == current then
+    return -1
+  end
+  redis.call('HSET', meta, 'limit', new, 'changed_at', fmt(NOW), 'gen', gen + 1)
+  keep_for(meta, 86400000)
+  return new
+end
+
+local function generation()
+  return slot_generation(meta)
+end
+
+local function retry_after()
+  return fmt(slot_retry_after(held))
 end
 
 if op == 'acquire' then
@@ -68,20 +88,19 @@ if op == 'acquire' then
   clean_head()
   local lease = tonumber(ARGV[5])
   if redis.call('ZSCORE', held, token) then
-    return {1, '0'}
+    return {1, '0', generation()}
   end
   local rank = redis.call('ZRANK', queue, token)
   local ahead = rank or redis.call('ZCARD', queue)
   local free = limit() - redis.call('ZCARD', held)
   if free > ahead then
-    redis.call('ZADD', held, fmt(NOW + lease), token)
-    keep_for(held, lease * 1000 + GC_MARGIN_MS)
+    slot_hold(held, token, lease)
     if rank then
       redis.call('ZREM', queue, token)
       redis.call('HDEL', meta, 'w:' .. token)
       wake()  -- the next in line may fit too
     end
-    return {1, '0'}
+    return {1, '0', generation()}
   end
   local wait = tonumber(ARGV[6])
   if wait <= 0 then
@@ -101,40 +120,31 @@ if op == 'acquire' then
   keep_for(meta, 86400000)
   return {2, retry_after()}
 elseif op == 'release' then
-  local removed = redis.call('ZREM', held, token) + redis.call('ZREM', queue, token)
-  redis.call('HDEL', meta, 'w:' .. token)
-  redis.call('DEL', ARGV[7] .. token)
+  local removed = redis.call('ZREM', held, token)
+  if removed == 0 then  -- a waiter leaving the queue (a holder left it when it got its slot)
+    removed = redis.call('ZREM', queue, token)
+    redis.call('HDEL', meta, 'w:' .. token)
+    redis.call('DEL', ARGV[7] .. token)
+  end
+  local new = -1
+  if ARGV[8] ~= '' and removed > 0 then  -- before the wake: the freed slot goes on under it
+    new = adapt(ARGV[8], tonumber(ARGV[6]), ARGV[9])
+  end
   reclaim()
   wake()
-  return removed
+  return {removed, new}
 elseif op == 'renew' then
   local ends = tonumber(redis.call('ZSCORE', held, token))
   if not ends or ends <= NOW then
     return 0
   end
-  local lease = tonumber(ARGV[5])
-  redis.call('ZADD', held, fmt(NOW + lease), token)
-  keep_for(held, lease * 1000 + GC_MARGIN_MS)
+  slot_hold(held, token, tonumber(ARGV[5]))
   return 1
 elseif op == 'adapt' then
-  local current = limit()
-  local window = tonumber(ARGV[6])
-  local changed_at = tonumber(redis.call('HGET', meta, 'changed_at'))
-  if changed_at and NOW - changed_at < window then
-    return -1
+  local new = adapt(ARGV[8], tonumber(ARGV[6]), ARGV[9])
+  if new ~= -1 then
+    wake()
   end
-  local new
-  if token == '1' then
-    new = math.max(1, math.floor(current * 0.7))
-  else
-    new = math.min(max_in_flight, current + 1)
-  end
-  if new == current then
-    return -1
-  end
-  redis.call('HSET', meta, 'limit', new, 'changed_at', fmt(NOW))
-  keep_for(meta, 86400000)
-  wake()
   return new
 elseif op == 'usage' then
   reclaim()
