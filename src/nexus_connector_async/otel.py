@@ -8,20 +8,26 @@ Instruments (all with a `service` attribute):
 - `nexus.attempts` counter, by `outcome`;
 - `nexus.rejections` counter, by `reason` (`circuit_open`, `rate_limited`, `retry_budget`), and
   `shadow` rejections that shadow mode let through;
-- `nexus.circuit.transitions` counter, by `state`; `nexus.idempotency.replays` counter.
+- `nexus.circuit.transitions` counter, by `state`; `nexus.idempotency.replays` counter;
+- `nexus.concurrency.limit_changes` counter, by `reason` (`throttled`, `slow`, `recovered`), and
+  `nexus.concurrency.limit`, a gauge of each adaptive limit's last reported value (concurrency
+  limit refusals count in `nexus.rejections` as `concurrency_limit`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
 
 from ._events import (
     AdmissionRejected,
     AttemptFinished,
     CallFinished,
     CircuitStateChanged,
+    ConcurrencyLimitChanged,
     Event,
     IdempotentReplay,
     ShadowWouldBlock,
@@ -55,6 +61,22 @@ class OpenTelemetryHook:
         self._replays = meter.create_counter(
             "nexus.idempotency.replays", description="stored responses replayed"
         )
+        self._limit_changes = meter.create_counter(
+            "nexus.concurrency.limit_changes", description="adaptive concurrency limit moves"
+        )
+        self._limits: dict[tuple[str, str | None], int] = {}
+        meter.create_observable_gauge(
+            "nexus.concurrency.limit",
+            callbacks=[self._observe_limits],
+            description="the adaptive concurrency limit last reported, per service (and tenant)",
+        )
+
+    def _observe_limits(self, options: CallbackOptions) -> Iterable[Observation]:
+        for (service, tenant), limit in list(self._limits.items()):
+            attrs = (
+                {"service": service} if tenant is None else {"service": service, "tenant": tenant}
+            )
+            yield Observation(limit, attrs)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, CallFinished):
@@ -73,3 +95,6 @@ class OpenTelemetryHook:
             self._transitions.add(1, {"service": event.service, "state": event.state})
         elif isinstance(event, IdempotentReplay):
             self._replays.add(1, {"service": event.service})
+        elif isinstance(event, ConcurrencyLimitChanged):
+            self._limit_changes.add(1, {"service": event.service, "reason": event.reason})
+            self._limits[(event.service, event.tenant)] = event.limit

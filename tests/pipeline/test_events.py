@@ -10,10 +10,12 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from nexus_connector_async import (
+    AdmissionRejected,
     CallFinished,
     CircuitBreakerConfig,
     CircuitOpenError,
     CircuitStateChanged,
+    ConcurrencyLimitChanged,
     Connector,
     Endpoint,
     Event,
@@ -151,3 +153,27 @@ async def test_every_breaker_transition_is_an_event_open_half_open_closed(stub: 
         assert (await c.execute("vendor", endpoint(stub))).status == 200  # the probe closes it
     transitions = [e.state for e in seen if isinstance(e, CircuitStateChanged)]
     assert transitions == ["open", "half_open", "closed"]
+
+
+def test_opentelemetry_hook_reports_adaptive_limit_changes_and_the_current_limit() -> None:
+    reader = InMemoryMetricReader()
+    hook = OpenTelemetryHook(MeterProvider(metric_readers=[reader]))
+    hook(ConcurrencyLimitChanged("twilio", None, 7, "throttled"))
+    hook(ConcurrencyLimitChanged("twilio", None, 4, "throttled"))
+    hook(ConcurrencyLimitChanged("twilio", None, 5, "recovered"))
+    hook(AdmissionRejected("twilio", "concurrency_limit", 0.5, False))
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = {
+        (metric.name, tuple(sorted(p.attributes.items()))): p
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        for p in metric.data.data_points
+    }
+    changes = "nexus.concurrency.limit_changes"
+    assert points[(changes, (("reason", "throttled"), ("service", "twilio")))].value == 2
+    assert points[(changes, (("reason", "recovered"), ("service", "twilio")))].value == 1
+    assert points[("nexus.concurrency.limit", (("service", "twilio"),))].value == 5
+    rejected = (("reason", "concurrency_limit"), ("service", "twilio"))
+    assert points[("nexus.rejections", rejected)].value == 1
