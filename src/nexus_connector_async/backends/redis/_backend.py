@@ -303,7 +303,16 @@ class RedisBackend:
             raise RedisUnreachable("redis unreachable (backing off before reconnecting)")
         if not self._ready:
             await self._ensure_ready()
-        return await self._pipe.submit(command, script, packed, on_orphan, durable=durable)
+        reply = self._pipe.submit(command, script, packed, on_orphan, durable=durable)
+        try:
+            return await reply
+        except asyncio.CancelledError:
+            # Cancelled after the reply came but before we resumed to take it: nobody has it
+            # (the batcher hands replies to `on_orphan` only while the future is pending).
+            taken = reply.done() and not reply.cancelled() and reply.exception() is None
+            if on_orphan is not None and taken:
+                on_orphan(reply.result())
+            raise
 
     def bind_events(self, emit: Callable[[Event], None]) -> None:
         """Report outages as `BackendUnavailableEvent` to a connector's hooks (it calls this)."""
