@@ -27,7 +27,6 @@ import secrets
 from collections.abc import Callable
 from typing import Any, Literal
 
-from redis import exceptions as rex
 from redis.asyncio import Redis, RedisCluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -49,6 +48,7 @@ from ._batch import (
     as_backend_error,
     is_outage,
     pack,
+    pool_full,
 )
 from ._cluster import NodeSender
 from ._keys import check_prefix, key
@@ -691,7 +691,7 @@ class RedisBackend:
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            if isinstance(exc, rex.MaxConnectionsError):
+            if pool_full(exc):
                 # Our own pool is full (every connection blocked or busy): no outage. Hold off
                 # a little without a connection; the caller then checks again.
                 await asyncio.sleep(min(block, _FULL_POOL_PAUSE))

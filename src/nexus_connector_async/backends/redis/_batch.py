@@ -65,11 +65,21 @@ class RedisUnreachable(BackendUnavailable):
     """Redis could not be reached (or is in backoff after failing to); modes may fall back."""
 
 
+def pool_full(exc: BaseException) -> bool:
+    """Whether `exc` is our own connection pool being full (congestion, not a dead server).
+
+    redis-py 6+ raises `MaxConnectionsError`; 5.x's asyncio pool a plain `ConnectionError`
+    with this message.
+    """
+    return isinstance(exc, rex.MaxConnectionsError) or (
+        type(exc) is rex.ConnectionError and str(exc) == "Too many connections"
+    )
+
+
 def is_outage(exc: BaseException) -> bool:
     """Whether `exc` says Redis is unreachable rather than that a command was wrong."""
-    # A full local pool (MaxConnectionsError) is our own congestion, not a dead server.
-    return isinstance(exc, _OUTAGE) and not isinstance(
-        exc, rex.NoScriptError | rex.MaxConnectionsError
+    return (
+        isinstance(exc, _OUTAGE) and not isinstance(exc, rex.NoScriptError) and not pool_full(exc)
     )
 
 
