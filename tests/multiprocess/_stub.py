@@ -39,23 +39,32 @@ class Vendor:
 
 
 @asynccontextmanager
+async def _served(app: web.Application) -> AsyncIterator[str]:
+    """Serve `app` on a free loopback port for the duration of the block; yields its URL."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
 async def running_vendor(delay: float = 0.0) -> AsyncIterator[Vendor]:
     """Serve a `Vendor` on a free loopback port for the duration of the block."""
     vendor = Vendor(delay)
     app = web.Application()
     app.router.add_post("/pay", vendor.pay)
     app.router.add_get("/seen", vendor.seen)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    vendor.url = f"http://127.0.0.1:{port}"
-    try:
-        yield vendor
-    finally:
-        vendor._release.set()
-        await runner.cleanup()
+    async with _served(app) as url:
+        vendor.url = url
+        try:
+            yield vendor
+        finally:
+            vendor._release.set()  # let held requests go before the server stops
 
 
 Answer = Callable[[str, int], tuple[int, dict[str, str]]]
@@ -105,16 +114,9 @@ async def running_scripted_vendor(answer: Answer) -> AsyncIterator[ScriptedVendo
     app = web.Application()
     app.router.add_post("/_flag/{name}", vendor.flag)
     app.router.add_route("*", "/{lane}", vendor.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    vendor.url = f"http://127.0.0.1:{port}"
-    try:
+    async with _served(app) as url:
+        vendor.url = url
         yield vendor
-    finally:
-        await runner.cleanup()
 
 
 class SlotVendor:
@@ -192,14 +194,9 @@ async def running_slot_vendor(
     app.router.add_post("/work", vendor.work)
     app.router.add_post("/hang", vendor.hang)
     app.router.add_get("/hanging", vendor.count_hanging)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    vendor.url = f"http://127.0.0.1:{port}"
-    try:
-        yield vendor
-    finally:
-        vendor._release.set()
-        await runner.cleanup()
+    async with _served(app) as url:
+        vendor.url = url
+        try:
+            yield vendor
+        finally:
+            vendor._release.set()  # let held requests go before the server stops
