@@ -26,6 +26,7 @@ from ._base import (
     RATE_LIMITED,
     Admission,
     Claim,
+    MemoryPermit,
 )
 from ._slots import Adapt, MemorySlots, Slot, SlotAsk
 
@@ -290,7 +291,7 @@ class MemoryBackend:
             return Admission(RATE_LIMITED, wait)
         permit = ""
         if probe:
-            permit = f"p{next(self._ids)}"
+            permit = MemoryPermit(next(self._ids))
             b.probes[permit] = now + probe_lease
         clean = b.state == CLOSED and b.failures == 0
         if free and wait == 0 and slot is not None:

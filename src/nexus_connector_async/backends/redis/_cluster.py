@@ -25,7 +25,8 @@ from typing import Any
 from redis import exceptions as rex
 
 from ..._errors import BackendUnavailable
-from ._batch import acknowledged, as_backend_error, is_outage, is_stale, pack
+from ._health import as_backend_error, is_outage
+from ._pipeliner import acknowledged, is_stale, pack
 
 __all__ = ["NodeSender", "command_key"]
 

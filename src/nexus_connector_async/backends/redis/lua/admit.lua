@@ -138,7 +138,7 @@ end
 local r = decide()
 if touched then
   local paused = math.max(0, (tonumber(f[4]) or 0) - NOW)
-  keep_for(cb, (3600 + recovery + paused) * 1000)
+  keep_idle(cb, recovery + paused)
 end
 if r[1] ~= 0 and ARGV[11] == '1' then
   -- Shadow mode: report what would have happened, block nothing, take nothing.
