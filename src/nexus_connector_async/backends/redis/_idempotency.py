@@ -15,6 +15,7 @@ from ._core import RedisCore, num
 from ._keys import key
 from ._pipeliner import NotReplicated
 from ._replies import claim_reply
+from ._scripts import Script
 
 __all__ = ["IdempotencyMixin"]
 
@@ -87,17 +88,23 @@ class IdempotencyMixin(RedisCore):
         self, service: str, tenant: str | None, key: str, token: str, lease: float
     ) -> bool:
         """Push our lease end to now + `lease` while the call is still running."""
-        keys = self._idem_keys(service, tenant, key)
-        args = (self._now(), token, num(lease))
-        return bool(await self._eval(self._scripts.idem_extend, keys, args) == 1)
+        return await self._owner_write(
+            self._scripts.idem_extend, service, tenant, key, token, lease
+        )
 
     async def mark_unknown(
         self, service: str, tenant: str | None, key: str, token: str, ttl: float
     ) -> bool:
         """Keep our key `unknown` for `ttl` seconds (at most once: its outcome is unknown)."""
+        script = self._scripts.idem_mark_unknown
+        return await self._owner_write(script, service, tenant, key, token, ttl)
+
+    async def _owner_write(
+        self, script: Script, service: str, tenant: str | None, key: str, token: str, t: float
+    ) -> bool:
+        """One owner-only script taking (token, seconds); True if `token` still owned the key."""
         keys = self._idem_keys(service, tenant, key)
-        args = (self._now(), token, num(ttl))
-        return bool(await self._eval(self._scripts.idem_mark_unknown, keys, args) == 1)
+        return bool(await self._eval(script, keys, (self._now(), token, num(t))) == 1)
 
     async def forget(self, service: str, tenant: str | None, key: str) -> bool:
         """Free an `unknown` key the application has reconciled; True if it was one."""

@@ -28,14 +28,15 @@ from redis import exceptions as rex
 
 from ..._errors import BackendUnavailable
 from ..._logging import get_logger
-from ._health import Health, as_backend_error, is_outage
+from ._health import Health, as_backend_error, is_outage, pool_full
 
 if TYPE_CHECKING:
     from ._cluster import NodeSender
 
-__all__ = ["NotReplicated", "Pipeliner", "acknowledged", "is_stale", "pack"]
+__all__ = ["NotReplicated", "Pipeliner", "acknowledged", "is_stale", "pack", "read_replies"]
 
 _log = get_logger("nexus_connector_async.redis")
+_FULL_POOL_PAUSE = 0.005  # a batch that found the connection pool full waits this long, again
 
 
 def is_stale(conn: Any) -> bool:
@@ -221,7 +222,7 @@ class Pipeliner:
         outcome is unknown, so it is never resent); the connection is dropped.
         """
         pool = self._client.connection_pool
-        conn = self._idle.pop() if self._idle else await pool.get_connection()
+        conn = self._idle.pop() if self._idle else await _connection(pool)
         try:
             if is_stale(conn):
                 await conn.disconnect(nowait=True)
@@ -232,13 +233,7 @@ class Pipeliner:
             await pool.release(conn)
             raise
         try:
-            for _ in packed:
-                try:
-                    results.append(await conn.read_response(timeout=math.inf))
-                except rex.ResponseError as exc:
-                    if is_outage(exc):
-                        raise
-                    results.append(exc)
+            await read_replies(conn, len(packed), results)
         except BaseException as exc:
             await conn.disconnect(nowait=True)
             await pool.release(conn)
@@ -286,6 +281,33 @@ class Pipeliner:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         while self._idle:
             await self._client.connection_pool.release(self._idle.pop())
+
+
+async def read_replies(conn: Any, count: int, into: list[Any]) -> None:
+    """Read `count` replies from `conn` into `into` as they come; a command's own error reply
+    is its reply, an outage raises (what was read by then stays in `into`)."""
+    for _ in range(count):
+        try:
+            into.append(await conn.read_response(timeout=math.inf))
+        except rex.ResponseError as exc:
+            if is_outage(exc):
+                raise
+            into.append(exc)
+
+
+async def _connection(pool: Any) -> Any:
+    """A pooled connection; while our own pool is full (every connection blocked in a waiter's
+    BLMOVE or busy), wait for one rather than fail a batch nothing of which was written yet.
+
+    The batch's own timeout bounds the wait.
+    """
+    while True:
+        try:
+            return await pool.get_connection()
+        except Exception as exc:
+            if not pool_full(exc):
+                raise
+        await asyncio.sleep(_FULL_POOL_PAUSE)
 
 
 def acknowledged(results: list[Any], durable: list[int], replicas: Any) -> list[Any]:
