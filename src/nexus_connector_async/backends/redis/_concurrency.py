@@ -115,8 +115,7 @@ class ConcurrencyMixin(RedisCore):
         except BackendUnavailable:  # unreachable or closed: the lease frees the slot
             out.set_result(None)
             return out
-        # record.lua's slot arguments are slots.lua's ARGV[3..9]
-        parked = self._parked[service] = Parked(sent, keys, args[2:])
+        parked = self._parked[service] = Parked(sent, command)
 
         def done(f: asyncio.Future[Any]) -> None:
             if self._parked.get(service) is parked:

@@ -51,8 +51,17 @@ class Parked(NamedTuple):
     """A slot release still waiting in the current batch, which a `record` may take along."""
 
     reply: asyncio.Future[Any]  # the release's reply (then the record's too, if it was taken)
-    keys: tuple[bytes, ...]  # the slot scope's keys
-    args: tuple[Any, ...]  # slots.lua's ARGV[3..9] for the release
+    command: tuple[Any, ...]  # its EVALSHA of slots.lua (3 keys)
+
+    @property
+    def keys(self) -> tuple[Any, ...]:
+        """The slot scope's keys."""
+        return self.command[3:6]
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        """slots.lua's ARGV[3..9] for the release (record.lua's ARGV[7..13])."""
+        return self.command[8:]
 
 
 class RedisCore:
