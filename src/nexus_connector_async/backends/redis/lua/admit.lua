@@ -116,7 +116,7 @@ local function decide()
   end
   local permit = ''
   if probe then
-    permit = 'r' .. redis.call('HINCRBY', cb, 'seq', 1)  -- 'r': a Redis permit
+    permit = 'r' .. redis.call('HINCRBY', cb, 'seq', 1)  -- opaque: the client types it RedisPermit
     local lease = tonumber(ARGV[4])
     redis.call('ZADD', probes, fmt(NOW + lease), permit)
     keep_for(probes, lease * 1000 + GC_MARGIN_MS)
