@@ -80,6 +80,8 @@ class FaultProxy:
         self.upstream = upstream
         self.url = ""
         self.seen: list[Seen] = []
+        self.in_flight: dict[str, int] = {}  # requests of each action not answered yet
+        self.peak: dict[str, int] = {}  # the most of each action ever in flight at once
         self._faults: dict[str, list[_Fault]] = {}
         self._rejected: dict[str, _Fault] = {}
         self._hold: asyncio.Event | None = None
@@ -126,6 +128,16 @@ class FaultProxy:
         body = await request.read()
         params = dict(parse_qsl(body.decode(), keep_blank_values=True))
         action = params.get("Action", "")
+        self.in_flight[action] = now = self.in_flight.get(action, 0) + 1
+        self.peak[action] = max(self.peak.get(action, 0), now)
+        try:
+            return await self._answer(request, body, params, action)
+        finally:
+            self.in_flight[action] -= 1
+
+    async def _answer(
+        self, request: web.Request, body: bytes, params: dict[str, str], action: str
+    ) -> web.StreamResponse:
         signed = _CREDENTIAL.search(request.headers.get("Authorization", ""))
         self.seen.append(Seen(action, params, signed.group(1) if signed else ""))
         fault = None
