@@ -25,7 +25,7 @@ from .._config import (
     Timeouts,
 )
 from .._connector import Connector
-from .._errors import HttpStatusError, InvalidRequest
+from .._errors import ConnectorError, HttpStatusError, InvalidRequest
 from .._models import Credentials, IdempotencyKey, Response
 from .._scrub import check_vendor_url
 from ..credentials._base import CredentialProvider
@@ -46,6 +46,8 @@ _T = TypeVar("_T")
 
 #: Turns a vendor's non-2xx answer into its typed error (`StripeCardError`, `TwilioError`...).
 ErrorMapper = Callable[[Response], Exception]
+#: Turns an SDK's exception (botocore's `ClientError`...) into ours, or None to let it through.
+SdkErrorMapper = Callable[[Exception], ConnectorError | None]
 
 
 class SecretHeaders(Mapping[str, str]):
@@ -171,7 +173,7 @@ class VendorClient:
     same policies. The adapter owns its vendor's payloads only.
     """
 
-    __slots__ = ("base", "connector", "credentials", "errors", "policies", "service")
+    __slots__ = ("base", "connector", "credentials", "errors", "policies", "sdk_errors", "service")
 
     def __init__(
         self,
@@ -180,6 +182,7 @@ class VendorClient:
         policies: Policies,
         *,
         errors: ErrorMapper | None = None,
+        sdk_errors: SdkErrorMapper | None = None,
         base_url: str | None = None,
         credentials: CredentialProvider | None = None,
         example_url: str | None = None,
@@ -188,6 +191,7 @@ class VendorClient:
         self.service = service
         self.policies = policies
         self.errors = errors
+        self.sdk_errors = sdk_errors
         self.credentials = credentials
         self.base = "" if base_url is None else check_base_url(base_url, example=example_url)
 
@@ -257,6 +261,21 @@ class VendorClient:
             mapper = errors or self.errors
             raise HttpStatusError(response) if mapper is None else mapper(response)
         return response
+
+    async def sdk(self, fn: Callable[[], Awaitable[_T]]) -> _T:
+        """Await one SDK request, its exceptions mapped by `sdk_errors` (others pass).
+
+        Our own errors pass unchanged, their cause kept (a failed credential lookup's).
+        """
+        try:
+            return await fn()
+        except ConnectorError:
+            raise
+        except Exception as exc:
+            error = None if self.sdk_errors is None else self.sdk_errors(exc)
+            if error is None:
+                raise
+            raise error from None
 
     async def call(
         self,

@@ -155,6 +155,7 @@ class SnsSmsAdapter:
                 rate_limit,
                 concurrency_limit,
             ),
+            sdk_errors=map_exception,
         )
         self._limit_refresh = limit_refresh
         self._max_connections = max_connections
@@ -281,29 +282,16 @@ class SnsSmsAdapter:
     async def _aws(self, method: str, tenant_id: str | None, **params: Any) -> Any:
         """One botocore call, its failures (client creation included) mapped to our errors."""
         client = await self._client_for(tenant_id)
-        try:
-            return await getattr(client, method)(**params)
-        except Exception as exc:
-            error = map_exception(exc)
-            if error is None:
-                raise
-            raise error from None
+        return await self._vendor.sdk(lambda: getattr(client, method)(**params))
 
     async def _client_for(self, tenant_id: str | None) -> Any:
         """`_sns()`, its failures mapped to our errors."""
         try:
-            return await self._sns(tenant_id)
+            return await self._vendor.sdk(lambda: self._sns(tenant_id))
         except ImportError:
             raise InvalidRequest(
                 "the SNS adapter needs aioboto3: install nexus-connector-async[sns]"
             ) from None
-        except ConnectorError:
-            raise  # ours already (a failed `sessions` lookup keeps its cause)
-        except Exception as exc:
-            error = map_exception(exc)
-            if error is None:
-                raise
-            raise error from None
 
     # -- messaging ----------------------------------------------------------------------------
 
