@@ -390,22 +390,9 @@ class PayPalSimulator(VendorServer):
         final = body.get("final_capture", False)
         if not isinstance(final, bool):
             raise PayPalError(400, "INVALID_PARAMETER_SYNTAX", field="/final_capture")
-        left = Decimal(auth["amount"]["value"]) - auth["captured"]
-        amount = (
-            check_amount(body["amount"], "/amount")
-            if "amount" in body
-            else {**auth["amount"], "value": fmt_value(left, auth["amount"]["currency_code"])}
-        )
-        if amount["currency_code"] != auth["amount"]["currency_code"]:
-            raise PayPalError(422, "AUTH_CAPTURE_CURRENCY_MISMATCH")
-        if Decimal(amount["value"]) > left:
-            raise PayPalError(422, "MAX_CAPTURE_AMOUNT_EXCEEDED")
-        auth["captured"] += Decimal(amount["value"])
-        auth["status"] = (
-            "CAPTURED"
-            if final or auth["captured"] == Decimal(auth["amount"]["value"])
-            else "PARTIALLY_CAPTURED"
-        )
+        mismatch, exceeded = "AUTH_CAPTURE_CURRENCY_MISMATCH", "MAX_CAPTURE_AMOUNT_EXCEEDED"
+        amount, all_of_it = _take(auth, "captured", body, mismatch, exceeded)
+        auth["status"] = "CAPTURED" if final or all_of_it else "PARTIALLY_CAPTURED"
         return self._new_capture(amount, "COMPLETED", None, final_capture=final)
 
     def _refund(self, capture_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -419,23 +406,30 @@ class PayPalSimulator(VendorServer):
                 if capture["status"] == "REFUNDED"
                 else "REFUND_NOT_ALLOWED",
             )
-        code = capture["amount"]["currency_code"]
-        left = Decimal(capture["amount"]["value"]) - capture["refunded"]
-        amount = (
-            check_amount(body["amount"], "/amount")
-            if "amount" in body
-            else {"currency_code": code, "value": fmt_value(left, code)}
-        )
-        if amount["currency_code"] != code:
-            raise PayPalError(422, "REFUND_CAPTURE_CURRENCY_MISMATCH")
-        if Decimal(amount["value"]) > left:
-            raise PayPalError(422, "REFUND_AMOUNT_EXCEEDED")
-        capture["refunded"] += Decimal(amount["value"])
-        capture["status"] = (
-            "REFUNDED"
-            if capture["refunded"] == Decimal(capture["amount"]["value"])
-            else "PARTIALLY_REFUNDED"
-        )
+        mismatch, exceeded = "REFUND_CAPTURE_CURRENCY_MISMATCH", "REFUND_AMOUNT_EXCEEDED"
+        amount, all_of_it = _take(capture, "refunded", body, mismatch, exceeded)
+        capture["status"] = "REFUNDED" if all_of_it else "PARTIALLY_REFUNDED"
         refund: dict[str, Any] = {"id": paypal_id(), "status": "COMPLETED", "amount": amount}
         self.refunds[refund["id"]] = refund
         return refund
+
+
+def _take(
+    target: dict[str, Any], taken: str, body: dict[str, Any], mismatch: str, exceeded: str
+) -> tuple[dict[str, str], bool]:
+    """Capture or refund part of `target` (what is left when `body` names no amount): adds it
+    to `target[taken]` and says whether all of it is now taken."""
+    code = target["amount"]["currency_code"]
+    whole = Decimal(target["amount"]["value"])
+    left = whole - target[taken]
+    amount = (
+        check_amount(body["amount"], "/amount")
+        if "amount" in body
+        else {"currency_code": code, "value": fmt_value(left, code)}
+    )
+    if amount["currency_code"] != code:
+        raise PayPalError(422, mismatch)
+    if Decimal(amount["value"]) > left:
+        raise PayPalError(422, exceeded)
+    target[taken] += Decimal(amount["value"])
+    return amount, target[taken] == whole

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -49,9 +48,9 @@ from ._stripe_params import (
     check_charge_amount,
     check_currency,
     check_metadata,
+    check_request,
     in_use,
     mask,
-    parse_form,
 )
 from ._vendor_server import Answer, SimulatedRequest, VendorServer, new_id
 
@@ -65,7 +64,6 @@ _DECLINES = {
     "tok_chargeDeclinedInsufficientFunds": "insufficient_funds",
 }
 _NEEDS_3DS = frozenset({"pm_card_authenticationRequired", "pm_card_threeDSecure2Required"})
-_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(\.[a-z]+)?")
 
 
 class StripeSimulator(VendorServer):
@@ -127,7 +125,7 @@ class StripeSimulator(VendorServer):
 
     async def parse(self, request: SimulatedRequest) -> dict[str, Any]:
         """The version header, the method, the form body and the idempotency key."""
-        return self._check_request(request)
+        return check_request(request)
 
     def replay_key(self, request: SimulatedRequest) -> str | None:
         """Stripe keys POSTs only."""
@@ -184,36 +182,6 @@ class StripeSimulator(VendorServer):
             )
         if credential != self.api_key:
             raise StripeError(401, f"Invalid API Key provided: {mask(credential)}")
-
-    def _check_request(self, request: SimulatedRequest) -> dict[str, Any]:
-        version = request.headers.get("Stripe-Version")
-        if version is None:
-            raise StripeError(
-                400, "This simulator requires a Stripe-Version header on every request."
-            )
-        if not _VERSION.fullmatch(version):
-            raise StripeError(400, f"Invalid Stripe API version: {version}")
-        if request.method == "GET":
-            if request.body:
-                raise StripeError(400, "GET requests must not have a body.")
-            return parse_form(request.query)
-        if request.method != "POST":
-            raise StripeError(405, f"Unrecognized request URL ({request.method}: {request.path}).")
-        content_type = request.headers.get("Content-Type", "")
-        if request.body and not content_type.startswith("application/x-www-form-urlencoded"):
-            raise StripeError(
-                400,
-                "Invalid request: the body must be application/x-www-form-urlencoded "
-                f"(got {content_type or 'no Content-Type'}).",
-            )
-        key = request.headers.get("Idempotency-Key")
-        if not key:
-            raise StripeError(
-                400, "This simulator requires an Idempotency-Key header on every POST."
-            )
-        if len(key) > 255:
-            raise StripeError(400, "Idempotency keys can be at most 255 characters long.")
-        return parse_form(request.body.decode("utf-8", errors="strict"))
 
     # -- routes ------------------------------------------------------------------------------------
 

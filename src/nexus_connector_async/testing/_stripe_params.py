@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ._vendor_server import Answer, Answered, new_id, parse_brackets
+from ._vendor_server import Answer, Answered, SimulatedRequest, new_id, parse_brackets
 
 __all__ = [
     "CAPTURE_PARAMS",
@@ -23,11 +23,13 @@ __all__ = [
     "check_charge_amount",
     "check_currency",
     "check_metadata",
+    "check_request",
     "in_use",
     "mask",
     "parse_form",
 ]
 
+_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(\.[a-z]+)?")
 _INTEGER = re.compile(r"[0-9]+")
 _CURRENCY = re.compile(r"[a-z]{3}")
 #: Stripe's amount steps in minor units (vendor-facts 1.9): the last digit(s) must be zero.
@@ -96,6 +98,34 @@ class StripeError(Answered):
 
 class Invalid(StripeError):
     """A request that fails validation before execution: Stripe does not store it."""
+
+
+def check_request(request: SimulatedRequest) -> dict[str, Any]:
+    """The checks before a request is executed: version, method, form body, idempotency key."""
+    version = request.headers.get("Stripe-Version")
+    if version is None:
+        raise StripeError(400, "This simulator requires a Stripe-Version header on every request.")
+    if not _VERSION.fullmatch(version):
+        raise StripeError(400, f"Invalid Stripe API version: {version}")
+    if request.method == "GET":
+        if request.body:
+            raise StripeError(400, "GET requests must not have a body.")
+        return parse_form(request.query)
+    if request.method != "POST":
+        raise StripeError(405, f"Unrecognized request URL ({request.method}: {request.path}).")
+    content_type = request.headers.get("Content-Type", "")
+    if request.body and not content_type.startswith("application/x-www-form-urlencoded"):
+        raise StripeError(
+            400,
+            "Invalid request: the body must be application/x-www-form-urlencoded "
+            f"(got {content_type or 'no Content-Type'}).",
+        )
+    key = request.headers.get("Idempotency-Key")
+    if not key:
+        raise StripeError(400, "This simulator requires an Idempotency-Key header on every POST.")
+    if len(key) > 255:
+        raise StripeError(400, "Idempotency keys can be at most 255 characters long.")
+    return parse_form(request.body.decode("utf-8", errors="strict"))
 
 
 def parse_form(text: str) -> dict[str, Any]:
