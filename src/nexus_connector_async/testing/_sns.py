@@ -161,7 +161,7 @@ async def moto_published(moto_url: str) -> list[dict[str, Any]]:
         session.get(f"{moto_url}/moto-api/data.json") as resp,
     ):
         data = await resp.json(content_type=None)  # moto labels it application/javascript
-    return list(data["sns"]["SMS"])
+    return list(data.get("sns", {}).get("SMS", []))  # nothing until SNS was first used
 
 
 async def moto_reset(moto_url: str) -> None:
