@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar, NamedTuple, Self
 from urllib.parse import parse_qsl
@@ -86,6 +87,14 @@ class Fault(NamedTuple):
     processed: bool = False
 
 
+@dataclass(slots=True)
+class _Queued:
+    """An injected fault and how many more requests it answers (None: all)."""
+
+    fault: Fault
+    remaining: int | None
+
+
 class _Stored(NamedTuple):
     fingerprint: str
     answer: Answer
@@ -107,7 +116,7 @@ class VendorServer:
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
-        self._faults: list[list[Any]] = []  # [Fault, remaining times or None for always]
+        self._faults: list[_Queued] = []
         self._replays: dict[Hashable, _Stored] = {}
         self._in_flight: set[Hashable] = set()
         self._gate: asyncio.Event | None = None
@@ -165,7 +174,7 @@ class VendorServer:
         """Answer the next `times` (None: every) well-formed requests that `match` accepts
         with this status and body (JSON unless bytes); `processed` executes them first."""
         answer = Answer(status, body if body is not None else {}, headers or {})
-        self._faults.append([Fault(answer, match, processed), times])
+        self._faults.append(_Queued(Fault(answer, match, processed), times))
 
     def hold(self, gate: asyncio.Event | None) -> None:
         """Process requests only once `gate` is set (None: at once), after the strict checks."""
@@ -199,14 +208,13 @@ class VendorServer:
 
     def take_fault(self, request: SimulatedRequest) -> Fault | None:
         """The next injected fault for `request`, if any (once it passed the strict checks)."""
-        for entry in self._faults:
-            fault, remaining = entry
-            if fault.match is None or fault.match(request):
-                if remaining is not None:
-                    entry[1] = remaining - 1
-                    if remaining <= 1:
-                        self._faults.remove(entry)
-                return fault  # type: ignore[no-any-return]
+        for queued in self._faults:
+            if queued.fault.match is None or queued.fault.match(request):
+                if queued.remaining is not None:
+                    queued.remaining -= 1
+                    if queued.remaining <= 0:
+                        self._faults.remove(queued)
+                return queued.fault
         return None
 
     # -- the pipeline --------------------------------------------------------------------------
