@@ -229,13 +229,14 @@ class VendorServer:
             if fault is not None and not fault.processed:
                 return self.render(fault.answer)
             key = self.replay_key(request)
-            if key is not None and key in self._replays:
-                stored = self._replays[key]
+            stored = self._replays.get(key) if key is not None else None
+            if stored is not None:
                 if stored.fingerprint != self.fingerprint(request, parsed):
                     raise Answered(self.key_reused(request))
-                return self.render(self.finish(request, self.replayed(stored.answer)))
-            answer = await self._execute(request, parsed, key)
-            if fault is not None:
+                answer = self.replayed(stored.answer)
+            else:
+                answer = await self._execute(request, parsed, key)
+            if fault is not None:  # processed: the work is done, the answer is the fault
                 return self.render(fault.answer)
             return self.render(self.finish(request, answer))
         except Answered as exc:
