@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,43 +16,17 @@ from nexus_connector_async import (
 )
 from nexus_connector_async.adapters._money import Money
 from nexus_connector_async.adapters.sns import SnsSmsAdapter
-from tests.adapters._moto import FaultProxy, MotoServer, published, reset
+from tests.adapters._moto import MotoServer, SnsSimulator, published
 
-aioboto3 = pytest.importorskip("aioboto3", reason="the SNS adapter needs the `sns` extra")
+pytest.importorskip("aioboto3", reason="the SNS adapter needs the `sns` extra")
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0)
 NUMBERS = [f"+1415555{n:04d}" for n in range(12)]
-
-
-@pytest.fixture(scope="module")
-def aws_session() -> Iterator[Any]:
-    """Dummy credentials from the environment only (no profile, no instance metadata)."""
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
-        env.delenv("AWS_SESSION_TOKEN", raising=False)
-        env.delenv("AWS_PROFILE", raising=False)
-        env.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-        env.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        yield aioboto3.Session()
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
+LIMIT = 3
 
 
 @pytest.fixture
-async def proxy(moto: MotoServer) -> AsyncIterator[FaultProxy]:
-    await reset(moto.url)
-    async with FaultProxy(moto.url) as p:
-        yield p
-
-
-@pytest.fixture
-def make(proxy: FaultProxy, aws_session: Any) -> Callable[..., SnsSmsAdapter]:
+def make(proxy: SnsSimulator, aws_session: Any) -> Callable[..., SnsSmsAdapter]:
     def build(connector: Connector, **kw: Any) -> SnsSmsAdapter:
         return SnsSmsAdapter(
             connector,
@@ -67,43 +41,44 @@ def make(proxy: FaultProxy, aws_session: Any) -> Callable[..., SnsSmsAdapter]:
     return build
 
 
-async def _until(predicate: Callable[[], bool]) -> None:
-    for _ in range(400):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never held")
-
-
 async def test_send_bulk_never_has_more_publishes_in_flight_than_the_limit(
-    make: Callable[..., SnsSmsAdapter], proxy: FaultProxy, moto: MotoServer
+    make: Callable[..., SnsSmsAdapter], proxy: SnsSimulator, moto: MotoServer
 ) -> None:
-    """The bulk pool (10) is wider than the limit (3): the limit is what reaches SNS."""
+    """The bulk pool (10) is wider than the limit (3): the limit is what reaches SNS.
+
+    Each round holds the publishes at the simulator: exactly three arrive and no fourth while
+    they are held; releasing them lets the next three in (the new gate holds those).
+    """
     gate = asyncio.Event()
-    proxy.hold(gate)  # moto handles each publish but its answer waits for the gate
+    proxy.hold(gate)
     async with Connector() as connector:
-        sns = make(connector, concurrency_limit=ConcurrencyLimit(3, max_wait=30.0))
+        sns = make(connector, concurrency_limit=ConcurrencyLimit(LIMIT, max_wait=30.0))
         bulk = asyncio.ensure_future(sns.send_bulk([(n, "hello") for n in NUMBERS], concurrency=10))
-        await _until(lambda: proxy.in_flight.get("Publish", 0) == 3)
-        await asyncio.sleep(0.1)  # seven more senders are ready: none gets past the limit
-        assert len(proxy.actions("Publish")) == 3
+        for round_ in range(1, len(NUMBERS) // LIMIT + 1):
+            await asyncio.wait_for(proxy.until_held(LIMIT), 10.0)
+            await asyncio.sleep(0.1)  # seven more senders are ready: none gets past the limit
+            assert proxy.held == LIMIT
+            assert len(proxy.actions("Publish")) == LIMIT * round_
+            gate, released = asyncio.Event(), gate
+            proxy.hold(gate)  # the next round arrives at a closed gate
+            released.set()
         gate.set()
         results = await bulk
     assert [r.error for r in results] == [None] * len(NUMBERS)
-    assert proxy.peak["Publish"] == 3
     assert sorted(sms["phone_number"] for sms in await published(moto.url)) == NUMBERS
 
 
 async def test_a_bulk_message_without_a_free_slot_fails_fast_unsent(
-    make: Callable[..., SnsSmsAdapter], proxy: FaultProxy, moto: MotoServer
+    make: Callable[..., SnsSmsAdapter], proxy: SnsSimulator, moto: MotoServer
 ) -> None:
     gate = asyncio.Event()
     proxy.hold(gate)
     async with Connector() as connector:
         sns = make(connector, concurrency_limit=ConcurrencyLimit(2))  # max_wait=0
         bulk = asyncio.ensure_future(sns.send_bulk([(n, "hi") for n in NUMBERS[:5]]))
-        await _until(lambda: proxy.in_flight.get("Publish", 0) == 2)
+        await asyncio.wait_for(proxy.until_held(2), 10.0)
         await asyncio.sleep(0.1)
+        assert proxy.held == 2
         gate.set()
         results = await bulk
         # The refused ones never reached the spend counter either: only two were reserved.
@@ -111,5 +86,5 @@ async def test_a_bulk_message_without_a_free_slot_fails_fast_unsent(
     refused = [r for r in results if r.error is not None]
     assert len(refused) == 3
     assert all(isinstance(r.error, ConcurrencyLimitExceeded) and not r.sent for r in refused)
-    assert proxy.peak["Publish"] == 2
+    assert len(proxy.actions("Publish")) == 2
     assert len(await published(moto.url)) == 2

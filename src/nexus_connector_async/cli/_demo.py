@@ -86,7 +86,7 @@ async def run_demo(
         concurrency_limit=ConcurrencyLimit(IN_FLIGHT, max_wait=0.25),
     )
     async with sim, Connector() as connector:
-        ep = msgspec.structs.replace(endpoint, url=sim.url("/v1/charges"))
+        ep = msgspec.structs.replace(endpoint, url=f"{sim.url}/v1/charges")
         keys: list[IdempotencyKey] = []
         limiter = asyncio.Semaphore(concurrency)
         started = time.monotonic()
@@ -145,7 +145,7 @@ async def run_demo(
 
     out.write(
         f"\n  {plural(payments, 'payment')} in {elapsed:.1f}s; the vendor saw "
-        f"{plural(sim.requests, 'request')} and made {plural(sim.charges, 'charge')};\n"
+        f"{plural(len(sim.requests), 'request')} and made {plural(sim.charges, 'charge')};\n"
         f"  never more than {IN_FLIGHT} requests at the vendor at once (ConcurrencyLimit).\n\n"
     )
     out.write(f"  {'outcome':<14}{'count':>6}  meaning\n  {'-' * 72}\n")
