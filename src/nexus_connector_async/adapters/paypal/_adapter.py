@@ -36,7 +36,7 @@ from .._payments import (
     key_arguments,
     scoped_key,
 )
-from .._vendor import Policies, Route, VendorClient, check_base_url, check_text, header_safe
+from .._vendor import Policies, Route, VendorClient, check_text, header_safe
 from ._errors import PayPalDeclined, PayPalResponseError, clean, debug_id, error_from_response
 from ._models import (
     AmountObject,
@@ -166,38 +166,32 @@ class PayPalPaymentAdapter:
     ) -> None:
         header_safe(client_id, "client_id")
         header_safe(client_secret, "client_secret")
-        # The client secret must not cross a network in clear: http:// only for simulators.
-        base = check_base_url(
-            base_url if base_url is not None else (SANDBOX_URL if sandbox else LIVE_URL),
-            example=LIVE_URL,
-        )
         self._service = service
         self._secrets = Scrubber((client_secret,), tokenish=True)
         # Idempotency is scoped by account (api.md 28): the app's credentials.
         self._account = account_scope("paypal", client_id, client_secret)
         self._currencies: OrderedDict[tuple[str | None, str], str] = OrderedDict()
-        self._credentials: CredentialProvider
+        # The client secret must not cross a network in clear: the client checks the URL.
+        self._vendor = VendorClient(
+            connector,
+            service,
+            Policies(timeout, retry, circuit_breaker or CircuitBreakerConfig(), rate_limit),
+            errors=functools.partial(error_from_response, secrets=self._secrets),
+            base_url=base_url if base_url is not None else (SANDBOX_URL if sandbox else LIVE_URL),
+            credentials=credentials,
+            example_url=LIVE_URL,
+        )
         if credentials is None:
             # The platform's own app: one token whatever the tenant.
-            self._credentials = _ClientToken(
+            self._vendor.credentials = _ClientToken(
                 OAuth2CredentialProvider(
-                    f"{base}/v1/oauth2/token",
+                    f"{self._vendor.base}/v1/oauth2/token",
                     client_id,
                     client_secret,
                     backend=connector.backend,
                     services=[service],
                 )
             )
-        else:
-            self._credentials = credentials
-        self._vendor = VendorClient(
-            connector,
-            service,
-            Policies(timeout, retry, circuit_breaker or CircuitBreakerConfig(), rate_limit),
-            errors=functools.partial(error_from_response, secrets=self._secrets),
-            base_url=base,
-            credentials=self._credentials,
-        )
         post = functools.partial(
             self._vendor.route,
             headers={"Accept": "application/json", "Prefer": "return=representation"},

@@ -137,9 +137,6 @@ class StripePaymentAdapter:
             header_safe(api_key, "api_key")
         header_safe(api_version, "api_version")
         self.api_version = api_version
-        headers = {"Stripe-Version": api_version}
-        if stripe_account is not None:
-            headers["Stripe-Account"] = check_id(stripe_account, "stripe_account")
         # Per-tenant keys are not known up front: key-like text is scrubbed whatever its value.
         self._secrets = Scrubber((api_key,) if api_key else (), tokenish=api_key is None)
         if retry.retry_hint is None:
@@ -154,6 +151,9 @@ class StripePaymentAdapter:
             example_url=DEFAULT_BASE_URL,
         )
         self._service = service
+        headers = {"Stripe-Version": api_version}
+        if stripe_account is not None:
+            headers["Stripe-Account"] = check_id(stripe_account, "stripe_account")
         # Idempotency is scoped by account (api.md 28): the key (or the provider, with the
         # tenant in every scoped key) and the connected account.
         self._account = account_scope("stripe", api_key or "per-tenant provider", stripe_account)
