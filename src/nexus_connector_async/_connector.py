@@ -73,7 +73,7 @@ from ._events import (
 )
 from ._logging import get_logger
 from ._models import Credentials, FinalKey, IdempotencyKey, Response, ScopedKey
-from ._retry import backoff, parse_retry_after, resendable, should_retry_header
+from ._retry import backoff, parse_retry_after, resendable
 from ._scrub import MaskedBody, MaskedHeaders, MaskedUrl, url_label
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport, Transport
 from .backends._base import (
@@ -431,6 +431,7 @@ class Connector:
         fingerprint_data: Any = None,
         result_type: Any = Any,
         deadline: float | None = None,
+        concurrency_limit: ConcurrencyLimit | None = None,
     ) -> T:
         """Guard any awaitable factory (an aioboto3 call, say) with the same policies.
 
@@ -440,6 +441,8 @@ class Connector:
         their `retry_after`. With an idempotency key the result is stored (msgpack, decoded as
         `result_type`) and replayed for repeats; unless `idempotent` is True the call is sent
         at most once (a timeout leaves the key `unknown`: `OutcomeUnknown` until forgotten).
+        `concurrency_limit` makes each attempt hold a fleet-wide slot while `fn` runs, as an
+        endpoint's does for its request (api.md rule 26).
         """
         _check_names(service, tenant_id)
         if not isinstance(operation, str) or not operation:
@@ -456,6 +459,8 @@ class Connector:
             deadline,
             operation,
         )
+        if concurrency_limit is not None:
+            call = call._replace(concurrency=concurrency_limit)
 
         attempt = functools.partial(self._fn_attempt, fn, timeout)
         if key is None:
@@ -1018,9 +1023,8 @@ class Connector:
                     progress.sending = True
                 response = await self._transport.send(method, url, headers, body, timeout)
             else:  # `sending` is set once the slot is ours: waiting for one sends nothing
-                response = await self._send_in_slot(
-                    call, method, url, headers, body, timeout, progress
-                )
+                send = functools.partial(self._transport.send, method, url, headers, body, timeout)
+                response = await self._in_slot(call, send, progress)
         except ConnectorError as exc:
             if progress is not None:
                 progress.sending = False
@@ -1037,7 +1041,8 @@ class Connector:
             fresh = await _refresh(provider, call, creds)
             if fresh is not None and fresh.access_token != creds.access_token:
                 return _Outcome(response, None, False, False, UNTOUCHED, reauth=creds)
-        verdict = should_retry_header(response.headers)
+        hint = call.retry.retry_hint  # the vendor's own verdict, when its adapter gave one
+        verdict = None if hint is None else hint(response)
         retryable = verdict if verdict is not None else status in call.retry.retry_statuses
         retry_after = None
         if status in (429, 503) or "Retry-After" in response.headers:
@@ -1063,17 +1068,14 @@ class Connector:
                 retry_after=call.probe_lease,
             )
 
-    async def _send_in_slot(
+    async def _in_slot(
         self,
         call: _Call,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        body: bytes | None,
-        timeout: Timeouts,
+        send: Callable[[], Awaitable[T]],
         progress: _Progress | None = None,
-    ) -> Response:
-        """One HTTP exchange holding a fleet-wide slot, given back on every way out.
+    ) -> T:
+        """One attempt (an HTTP exchange, or a `call()` function) holding a fleet-wide slot,
+        given back on every way out.
 
         The slot normally came with the admission (`call.held`); if none was free then (or
         the admission had to wait for its token), the attempt waits for one here, first come
@@ -1114,21 +1116,22 @@ class Connector:
         if progress is not None:
             progress.sending = True
         try:
-            response = await self._transport.send(method, url, headers, body, timeout)
+            response = await send()
         except BaseException:
             handle.cancel()
             self._release_slot(call, held)
             raise
         handle.cancel()
-        if not limit.adaptive:
+        status = getattr(response, "status", 200)  # a `call()` result that returned succeeded
+        if not limit.adaptive or not isinstance(status, int):
             self._release_slot(call, held)
             return response
         slow = (
             limit.latency_target is not None
             and self._clock.monotonic() - started > limit.latency_target
         )
-        cut = response.status == 429 or slow
-        if cut or response.status < 300:
+        cut = status == 429 or slow
+        if cut or status < 300:
             reason = ("slow" if slow else "throttled") if cut else "recovered"
             self._release_slot(call, held, Adapt(cut, limit.window, held.slot.generation), reason)
         else:
@@ -1177,14 +1180,23 @@ class Connector:
         if call.probe:
             await self._renew_probe(call)
         progress = call.progress
-        if progress is not None:
-            progress.sending = True
-        try:
+        ran = False
+
+        async def run() -> Any:  # the timeout covers `fn` only, never a wait for a slot
+            nonlocal ran
+            ran = True
             if timeout is None:
-                value = await fn()
-            else:
-                async with asyncio.timeout(timeout):
-                    value = await fn()
+                return await fn()
+            async with asyncio.timeout(timeout):
+                return await fn()
+
+        try:
+            if call.concurrency is None:
+                if progress is not None:
+                    progress.sending = True
+                value = await run()
+            else:  # `sending` is set once the slot is ours: waiting for one sends nothing
+                value = await self._in_slot(call, run, progress)
         except TimeoutError:
             if progress is not None:
                 progress.sending = False
@@ -1195,8 +1207,8 @@ class Connector:
                 progress.sending = False
             throttled = bool(getattr(exc, "throttled", False))
             transient = exc.transient and not throttled
-            if throttled or not getattr(exc, "sent", True):
-                seen = UNTOUCHED
+            if throttled or not getattr(exc, "sent", True) or not ran:
+                seen = UNTOUCHED  # `not ran`: no slot came free, `fn` was never called
             elif isinstance(exc, RequestTimeout | ConnectionFailed | ResponseTooLarge):
                 seen = UNKNOWN  # sent, no answer: the vendor may have acted on it
             else:

@@ -7,6 +7,7 @@ import email.utils
 import random
 import time
 
+import msgspec
 import pytest
 from aiohttp import web
 
@@ -21,6 +22,7 @@ from nexus_connector_async import (
     Timeouts,
 )
 from nexus_connector_async._retry import backoff, parse_retry_after
+from nexus_connector_async.adapters.stripe._adapter import should_retry
 from nexus_connector_async.testing import FakeClock, capture_logs, set_testing
 
 from ._stub import Stub, held, status
@@ -162,8 +164,10 @@ def test_set_testing_turns_backoff_off() -> None:
 async def test_stripe_should_retry_false_stops_a_retry_and_true_forces_one(
     connector: Connector, stub: Stub
 ) -> None:
+    """The pipeline asks the policy's `retry_hint` (here the Stripe adapter's) over the status."""
     stub.queue(status(503, **{"Stripe-Should-Retry": "false"}))
-    ep = Endpoint.create(stub.url(), "GET").with_retry(FAST)
+    hinted = msgspec.structs.replace(FAST, retry_hint=should_retry)
+    ep = Endpoint.create(stub.url(), "GET").with_retry(hinted)
     with pytest.raises(HttpStatusError):
         await connector.execute("vendor", ep)
     assert stub.count == 1
