@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from ._config import IDEMPOTENT_METHODS, RetryPolicy
 
-__all__ = ["backoff", "parse_retry_after", "resendable", "set_testing"]
+__all__ = ["backoff", "parse_retry_after", "resend_safe", "set_testing"]
 
 _testing = False
 
@@ -56,7 +56,7 @@ def should_retry_header(headers: Mapping[str, str]) -> bool | None:
     return value.strip().lower() == "true"
 
 
-def resendable(method: str, *, vendor_dedupes: bool, idempotent: bool | None) -> bool:
+def resend_safe(method: str, *, vendor_dedupes: bool, idempotent: bool | None) -> bool:
     """Whether a request that may have reached the vendor can be sent again (api.md rule 18).
 
     Yes when the method is idempotent or the vendor deduplicates it (the endpoint's idempotency
