@@ -10,6 +10,7 @@ MODULES = [
     "nexus_connector_async",
     "nexus_connector_async.adapters",
     "nexus_connector_async.testing",
+    "nexus_connector_async.typing",
 ]
 
 API_NAMES = {
@@ -56,3 +57,25 @@ def test_all_is_sorted_and_every_name_resolves(name: str) -> None:
 def test_the_documented_api_names_are_exported() -> None:
     module = importlib.import_module("nexus_connector_async")
     assert set(module.__all__) >= API_NAMES
+
+
+def test_the_typing_side_door_names_the_pluggable_protocols() -> None:
+    """Backends, credential providers and event sources implement the declared Protocols."""
+    from nexus_connector_async import MemoryBackend, StaticCredentialProvider
+    from nexus_connector_async.typing import Backend, CredentialProvider, EventSource
+
+    assert isinstance(MemoryBackend(), Backend)
+    assert isinstance(StaticCredentialProvider({"svc": "k"}), CredentialProvider)
+    assert not isinstance(MemoryBackend(), EventSource)
+
+
+def test_exception_attributes_the_pipeline_reads_are_declared_on_the_base() -> None:
+    """`transient`, `throttled`, `sent`, `retry_after`, `status`: plain attributes, defaults."""
+    from nexus_connector_async import ConnectionFailed, ConnectorError, RequestTimeout
+    from nexus_connector_async import ResponseTooLarge, TransportError
+
+    error = ConnectorError("x")
+    assert (error.transient, error.throttled, error.sent) == (False, False, True)
+    assert error.retry_after is None and error.status is None
+    for kind in (ConnectionFailed, RequestTimeout, ResponseTooLarge):
+        assert issubclass(kind, TransportError) and kind("x").transient
