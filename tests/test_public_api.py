@@ -6,6 +6,17 @@ import importlib
 
 import pytest
 
+from nexus_connector_async import (
+    ConnectionFailed,
+    ConnectorError,
+    MemoryBackend,
+    RequestTimeout,
+    ResponseTooLarge,
+    StaticCredentialProvider,
+    TransportError,
+)
+from nexus_connector_async.typing import Backend, CredentialProvider, EventSource
+
 MODULES = [
     "nexus_connector_async",
     "nexus_connector_async.adapters",
@@ -61,9 +72,6 @@ def test_the_documented_api_names_are_exported() -> None:
 
 def test_the_typing_side_door_names_the_pluggable_protocols() -> None:
     """Backends, credential providers and event sources implement the declared Protocols."""
-    from nexus_connector_async import MemoryBackend, StaticCredentialProvider
-    from nexus_connector_async.typing import Backend, CredentialProvider, EventSource
-
     assert isinstance(MemoryBackend(), Backend)
     assert isinstance(StaticCredentialProvider({"svc": "k"}), CredentialProvider)
     assert not isinstance(MemoryBackend(), EventSource)
@@ -71,11 +79,9 @@ def test_the_typing_side_door_names_the_pluggable_protocols() -> None:
 
 def test_exception_attributes_the_pipeline_reads_are_declared_on_the_base() -> None:
     """`transient`, `throttled`, `sent`, `retry_after`, `status`: plain attributes, defaults."""
-    from nexus_connector_async import ConnectionFailed, ConnectorError, RequestTimeout
-    from nexus_connector_async import ResponseTooLarge, TransportError
-
     error = ConnectorError("x")
     assert (error.transient, error.throttled, error.sent) == (False, False, True)
-    assert error.retry_after is None and error.status is None
+    assert (error.retry_after, error.status) == (None, None)
     for kind in (ConnectionFailed, RequestTimeout, ResponseTooLarge):
-        assert issubclass(kind, TransportError) and kind("x").transient
+        assert issubclass(kind, TransportError)
+        assert kind("x").transient

@@ -1,17 +1,17 @@
 """The `Connector`: the composition root of the pipeline every outbound call goes through.
 
     execute(service, endpoint, payload)
-      request          names checked, key scoped, request built        pipeline/_request.py
+      request          names checked, key scoped, request built       pipeline/_request.py
       1. idempotency   claim the key (or replay / wait / conflict);
-                       the final answer stored, released or "unknown"  pipeline/_idempotency.py
-      retry loop       attempt, backoff + jitter while safe to resend  pipeline/_retry.py
-      4. auth flow     a 401 refreshes and resends once (not a retry)  pipeline/_auth.py
-      2.+3. admission  breaker + limiter in one atomic step per send;
-                       the outcome recorded with the breaker           pipeline/_admission.py
-      5. attempt       credentials, one HTTP exchange, classified      pipeline/_attempt.py
+                       then store the answer, release or keep unknown pipeline/_idempotency.py
+      retry loop       again after backoff + jitter while safe        pipeline/_retry.py
+      auth flow        a 401 refreshes and resends once (no retry)    pipeline/_auth.py
+      2.+3. admission  breaker + limiter, one atomic step per send;
+                       the outcome recorded with the breaker          pipeline/_admission.py
+      4.+5. attempt    credentials, one HTTP exchange, classified     pipeline/_attempt.py
 
-Each layer is a small object wired once in `__init__`; `execute()` stacks them per call, from
-the outside in, with plain calls (partials, no wrapper coroutines).
+The layers are wired once in `__init__`; `execute()` stacks them per call with plain partials
+(no wrapper coroutines: the hot path is measured), innermost first, then runs the outermost.
 """
 
 from __future__ import annotations
@@ -28,19 +28,17 @@ from ._errors import HttpStatusError, InvalidRequest
 from ._events import EventBus, EventHook, EventSource, StructlogHook
 from ._logging import get_logger
 from ._models import IdempotencyKey, Response
-from ._retry import resend_safe
-from ._scrub import url_label
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport, Transport
 from .backends._base import Backend
 from .backends._memory import MemoryBackend
 from .credentials._base import CredentialProvider
+from .pipeline import _request as request
 from .pipeline._admission import Gate
 from .pipeline._attempt import Attempts
 from .pipeline._auth import AuthFlow
 from .pipeline._call import Wiring
 from .pipeline._concurrency import Slots
 from .pipeline._idempotency import Idempotency, fingerprint, replay_response, store_response
-from .pipeline._request import as_key, build, check_names, has_authorization, new_call, scoped_key
 from .pipeline._retry import Retry
 from .pipeline._tasks import Tasks
 
@@ -73,12 +71,8 @@ class Connector:
         max_shared_pause: float = 300.0,
         default_deadline: float | None = 30.0,
     ) -> None:
-        idempotency_wait = _number("Connector.idempotency_wait", idempotency_wait)
-        max_shared_pause = _number("Connector.max_shared_pause", max_shared_pause)
-        idempotency_lease = _number("Connector.idempotency_lease", idempotency_lease, strict=True)
-        #: The deadline of a call whose endpoint and caller give none: all attempts, backoff and
-        #: rate-limit waits together. 30 s fits a web request; None lets a call run as long as
-        #: its attempts take (max_attempts x Timeouts.total, plus backoff).
+        #: The deadline of a call whose endpoint and caller give none (attempts, backoff and
+        #: rate-limit waits together); None lets it run as long as its attempts take.
         self.default_deadline = (
             None
             if default_deadline is None
@@ -87,15 +81,14 @@ class Connector:
         self._clock = clock or SYSTEM_CLOCK
         self.backend: Backend = backend if backend is not None else MemoryBackend(clock=clock)
         self.credentials = credentials
-        # The library's logger picks stdlib logging or structlog per line (structlog once the
-        # app configured it, even after this point); a `logger` given here is used as it is.
+        # Stdlib logging or structlog per line (structlog once the app configured it); a
+        # `logger` given here is used as it is.
         self._log = logger if logger is not None else get_logger()
         #: Every event goes to the logger first, then to `events` hooks (metrics, your own).
         hooks = list(events)
         self.events = EventBus([StructlogHook(self._log), *hooks])
-        # Parts that report their own events (token refreshes, backend outages) send them here.
         parts: tuple[object, ...] = (self.backend, credentials)
-        for part in parts:
+        for part in parts:  # token refreshes and backend outages reach the same hooks
             if isinstance(part, EventSource):
                 part.bind_events(self.events.emit)
         self.shadow_services = frozenset(shadow_services)
@@ -103,9 +96,13 @@ class Connector:
         wiring = Wiring(
             self.backend, self._clock, self.events, self._log, self._tasks, hooked=bool(hooks)
         )
-        # The layers, outermost first (see the module docstring); each holds only the wiring.
-        self._idempotency = Idempotency(wiring, float(idempotency_wait), float(idempotency_lease))
-        self._retry = Retry(wiring, max_shared_pause)
+        # The layers, outermost first.
+        self._idempotency = Idempotency(
+            wiring,
+            float(_number("Connector.idempotency_wait", idempotency_wait)),
+            float(_number("Connector.idempotency_lease", idempotency_lease, strict=True)),
+        )
+        self._retry = Retry(wiring, _number("Connector.max_shared_pause", max_shared_pause))
         slots = Slots(wiring)
         self._gate = Gate(wiring, slots, self.shadow_services)
         self._attempts = Attempts(
@@ -138,14 +135,6 @@ class Connector:
         """The longest a vendor's Retry-After pauses the service for every worker (seconds)."""
         return self._retry.max_shared_pause
 
-    @property
-    def _transport(self) -> Transport:
-        return self._attempts.transport
-
-    @_transport.setter
-    def _transport(self, transport: Transport) -> None:
-        self._attempts.transport = transport
-
     async def __aenter__(self) -> Connector:
         return self
 
@@ -168,8 +157,6 @@ class Connector:
         await self._attempts.transport.aclose()
         await self.backend.aclose()
 
-    # -- public entry points ------------------------------------------------------------------
-
     async def execute(
         self,
         service: str,
@@ -187,51 +174,34 @@ class Connector:
         """Send one request to `service` through the whole pipeline and return its response.
 
         `headers` adds per-call headers; `credentials` overrides the connector's provider for
-        this call (adapters with their own OAuth client use it); `deadline` (seconds) bounds all
-        attempts, backoff sleeps and rate-limit waits together. `idempotent` overrides whether a
-        request that may have reached the vendor can be sent again: None decides by method, or
-        an idempotency key the endpoint's `idempotency_header` carries to the vendor; a key
-        alone is not enough. A keyed call that is not resendable is sent at most once: if its
-        outcome is unknown, later calls with the key raise `OutcomeUnknown`.
+        this call; `deadline` (seconds) bounds all attempts, backoff sleeps and rate-limit
+        waits together. `idempotent` overrides whether a request that may have reached the
+        vendor can be sent again (None: by method, or a key the endpoint's
+        `idempotency_header` carries to the vendor). A keyed call that is not resendable is
+        sent at most once: if its outcome is unknown, its key raises `OutcomeUnknown`.
         """
-        # The request: checked names, the scoped key, method, URL, body and headers.
-        check_names(service, tenant_id)
+        request.check_names(service, tenant_id)
         provider = credentials if credentials is not None else self.credentials
-        key = scoped_key(idempotency_key, provider, service, tenant_id)
-        method, url, body, hdrs = build(endpoint, payload, headers, key)
+        key = request.scoped_key(idempotency_key, provider, service, tenant_id)
+        method, url, body, hdrs = request.build(endpoint, payload, headers, key)
         headers = hdrs  # the caller's plain dict leaves this frame: tracebacks show the masked copy
         # The payload may hold card data: only its fingerprint stays in this frame's locals.
         fp = fingerprint(method, url, payload) if key is not None else ""
         del payload
-        call = new_call(
-            self._clock.monotonic(),
-            self.default_deadline,
-            service,
-            tenant_id,
-            endpoint.circuit_breaker,
-            endpoint.rate_limit,
-            endpoint.retry,
-            resend_safe(
-                method,
-                vendor_dedupes=key is not None and endpoint.idempotency_header is not None,
-                idempotent=idempotent,
-            ),
-            endpoint.timeout.total,
-            deadline if deadline is not None else endpoint.deadline,
-            f"{method} {url_label(endpoint.url)}",  # no query: its values may be secrets
+        now, default = self._clock.monotonic(), self.default_deadline
+        call = request.endpoint_call(
+            now, default, service, tenant_id, endpoint, key, idempotent, deadline
         )
-        if endpoint.concurrency_limit is not None:
-            call = call._replace(concurrency=endpoint.concurrency_limit)
-        # The stack, innermost first. 5. the attempt: credentials, one exchange, classified.
-        auth = None if provider is None or has_authorization(hdrs) else AuthFlow(provider)
+        # The stack, innermost first: the attempt (credentials, one exchange, classified) ...
+        auth = None if provider is None or request.has_authorization(hdrs) else AuthFlow(provider)
         attempt = functools.partial(
             self._attempts.http, auth, method, url, hdrs, body, endpoint.timeout
         )
-        # 2.+3. admitted by breaker and limiter, recorded with the breaker; 4. the auth flow.
+        # ... admitted per send and recorded with the breaker; a 401 resent once by the auth flow
         send: Any = functools.partial(self._gate.attempt, attempt)
         if auth is not None:
             send = functools.partial(auth.send, send)
-        # The retry loop, then 1. idempotency around it all.
+        # ... in the retry loop, all of it under the idempotency key.
         if key is None:
             response: Response = await self._retry.run(send, call)
         else:
@@ -266,44 +236,42 @@ class Connector:
     ) -> T:
         """Guard any awaitable factory (an aioboto3 call, say) with the same policies.
 
-        `fn` is called once per attempt. Exceptions with `transient=True` (timeouts, connection
-        failures, 5xx) count against the breaker and are retried when `idempotent` is True, or
-        the error says nothing was sent; exceptions with `throttled=True` are retried after
-        their `retry_after`. With an idempotency key the result is stored (msgpack, decoded as
-        `result_type`) and replayed for repeats; unless `idempotent` is True the call is sent
-        at most once (a timeout leaves the key `unknown`: `OutcomeUnknown` until forgotten).
+        `fn` is called once per attempt. `ConnectorError`s with `transient=True` count against
+        the breaker and are retried when `idempotent` is True or nothing was `sent`; those with
+        `throttled=True` are retried after their `retry_after`. With an idempotency key the
+        result is stored (msgpack, decoded as `result_type`) and replayed for repeats; unless
+        `idempotent` is True it is sent at most once (a timeout leaves the key `unknown`).
         """
-        check_names(service, tenant_id)
-        if not isinstance(operation, str) or not operation:
-            raise InvalidRequest("operation must be a non-empty str")
-        key = as_key(idempotency_key)
-        call = new_call(
-            self._clock.monotonic(),
-            self.default_deadline,
+        request.check_names(service, tenant_id)
+        now, default = self._clock.monotonic(), self.default_deadline
+        call = request.guarded_call(
+            now,
+            default,
             service,
             tenant_id,
-            circuit_breaker or CircuitBreakerConfig(),
-            rate_limit,
-            retry or RetryPolicy(),
-            bool(idempotent),
-            timeout or 30.0,
-            deadline,
             operation,
+            deadline,
+            timeout,
+            idempotent,
+            rate_limit,
+            circuit_breaker,
+            retry,
         )
-        # The same stack, with the factory as the attempt (no credentials: fn brings its own).
-        attempt = functools.partial(self._attempts.guarded, fn, timeout)
-        send = functools.partial(self._gate.attempt, attempt)
+        # The same stack, with the factory as the attempt (it brings its own credentials).
+        send = functools.partial(
+            self._gate.attempt, functools.partial(self._attempts.guarded, fn, timeout)
+        )
+        key = request.as_key(idempotency_key)
         if key is None:
             result: T = await self._retry.run(send, call)
             return result
-        decoder = msgspec.msgpack.Decoder(result_type)
         return await self._idempotency.run(  # type: ignore[no-any-return]
             call,
             key,
             fingerprint("CALL", operation, fingerprint_data),
             functools.partial(self._retry.run, send),
             msgspec.msgpack.encode,
-            decoder.decode,
+            msgspec.msgpack.Decoder(result_type).decode,
         )
 
     async def forget(
@@ -316,13 +284,12 @@ class Connector:
     ) -> bool:
         """Clear a key left `unknown` (api.md rule 19), once you have reconciled it with the vendor.
 
-        Afterwards a call with the key is sent again. Only an unknown key is cleared: a key in
-        progress or with a stored answer is left alone. Returns True if one was cleared. Give
-        the `credentials` the call was made with, if it overrode the connector's.
+        Afterwards a call with the key is sent again. Only an unknown key is cleared; returns
+        True if one was. Give the `credentials` the call was made with, if it overrode ours.
         """
-        check_names(service, tenant_id)
+        request.check_names(service, tenant_id)
         provider = credentials if credentials is not None else self.credentials
-        key = scoped_key(idempotency_key, provider, service, tenant_id)
+        key = request.scoped_key(idempotency_key, provider, service, tenant_id)
         if key is None:
             raise InvalidRequest("forget() needs an idempotency key")
         return await self.backend.forget(service, tenant_id, key.digest)

@@ -16,11 +16,21 @@ from .._config import (
 from .._encoding import encode_form, encode_json, form_pairs, urlencode_pairs
 from .._errors import InvalidRequest
 from .._models import FinalKey, IdempotencyKey, ScopedKey
-from .._scrub import MaskedBody, MaskedHeaders, MaskedUrl
+from .._retry import resend_safe
+from .._scrub import MaskedBody, MaskedHeaders, MaskedUrl, url_label
 from ..credentials._base import CredentialProvider, NamesAccount
 from ._call import Call
 
-__all__ = ["build", "check_names", "has_authorization", "new_call", "scoped_key"]
+__all__ = [
+    "as_key",
+    "build",
+    "check_names",
+    "endpoint_call",
+    "guarded_call",
+    "has_authorization",
+    "new_call",
+    "scoped_key",
+]
 
 _CONTENT_TYPES = {"json": "application/json", "form": "application/x-www-form-urlencoded"}
 
@@ -155,3 +165,68 @@ def build(
     if key is not None and endpoint.idempotency_header:
         headers[endpoint.idempotency_header] = key.value
     return method, url, body, headers
+
+
+def endpoint_call(
+    now: float,
+    default_deadline: float | None,
+    service: str,
+    tenant: str | None,
+    endpoint: Endpoint,
+    key: IdempotencyKey | None,
+    idempotent: bool | None,
+    deadline: float | None,
+) -> Call:
+    """The `Call` of one `execute()`: the endpoint's policies, resend safety and label."""
+    method = endpoint.method
+    call = new_call(
+        now,
+        default_deadline,
+        service,
+        tenant,
+        endpoint.circuit_breaker,
+        endpoint.rate_limit,
+        endpoint.retry,
+        resend_safe(
+            method,
+            vendor_dedupes=key is not None and endpoint.idempotency_header is not None,
+            idempotent=idempotent,
+        ),
+        endpoint.timeout.total,
+        deadline if deadline is not None else endpoint.deadline,
+        f"{method} {url_label(endpoint.url)}",  # no query: its values may be secrets
+    )
+    if endpoint.concurrency_limit is not None:
+        return call._replace(concurrency=endpoint.concurrency_limit)
+    return call
+
+
+def guarded_call(
+    now: float,
+    default_deadline: float | None,
+    service: str,
+    tenant: str | None,
+    operation: str,
+    deadline: float | None,
+    timeout: float | None,
+    idempotent: bool | None,
+    limit: RateLimitConfig | None,
+    breaker: CircuitBreakerConfig | None,
+    retry: RetryPolicy | None,
+) -> Call:
+    """The `Call` of one `Connector.call()`: resend-safe only if the caller says so."""
+    if not isinstance(operation, str) or not operation:
+        raise InvalidRequest("operation must be a non-empty str")
+    return new_call(
+        now,
+        default_deadline,
+        service,
+        tenant,
+        breaker or CircuitBreakerConfig(),
+        limit,
+        retry or RetryPolicy(),
+        bool(idempotent),
+        timeout or 30.0,
+        deadline,
+        operation,
+    )
