@@ -40,7 +40,7 @@ async def _raw_send(connector: Connector, sim: TwilioSimulator, **extra: str) ->
 
     auth = base64.b64encode(f"{sim.account_sid}:{DEFAULT_AUTH_TOKEN}".encode()).decode()
     endpoint = Endpoint(
-        f"{sim.base_url}/2010-04-01/Accounts/{sim.account_sid}/Messages.json",
+        f"{sim.url}/2010-04-01/Accounts/{sim.account_sid}/Messages.json",
         body="form",
         headers={"Authorization": f"Basic {auth}"},
     )
@@ -71,7 +71,7 @@ async def test_the_adapter_refuses_an_underscore_callback_before_sending(
     connector: Connector, sim: TwilioSimulator
 ) -> None:
     twilio = TwilioSmsAdapter(
-        connector, sim.account_sid, DEFAULT_AUTH_TOKEN, "+15005550006", base_url=sim.base_url
+        connector, sim.account_sid, DEFAULT_AUTH_TOKEN, "+15005550006", base_url=sim.url
     )
     with pytest.raises(InvalidRequest, match="underscore"):
         await twilio.send("+14155550100", "hi", status_callback="https://a_b.example/cb")
@@ -109,7 +109,7 @@ async def test_the_twilio_simulator_reports_its_own_count(
     connector: Connector, sim: TwilioSimulator
 ) -> None:
     twilio = TwilioSmsAdapter(
-        connector, sim.account_sid, DEFAULT_AUTH_TOKEN, "+15005550006", base_url=sim.base_url
+        connector, sim.account_sid, DEFAULT_AUTH_TOKEN, "+15005550006", base_url=sim.url
     )
     result = await twilio.send("+14155550100", "€" * 81)
     assert result.segments == 2
@@ -137,7 +137,7 @@ async def test_twilio_reads_a_balance_in_a_retired_currency_and_refuses_media_no
 ) -> None:
     async with TwilioSimulator(currency="HRK") as hrk:
         twilio = TwilioSmsAdapter(
-            connector, hrk.account_sid, DEFAULT_AUTH_TOKEN, "+15005550006", base_url=hrk.base_url
+            connector, hrk.account_sid, DEFAULT_AUTH_TOKEN, "+15005550006", base_url=hrk.url
         )
         assert await twilio.balance() == Money.from_vendor("25.00", "HRK")
         with pytest.raises(InvalidRequest, match="media_urls"):

@@ -49,8 +49,8 @@ def make(connector: Connector, sim: TwilioSimulator) -> TwilioSmsAdapter:
         sim.account_sid,
         DEFAULT_AUTH_TOKEN,
         "+15005550006",
-        base_url=sim.base_url,
-        lookups_base_url=sim.base_url,
+        base_url=sim.url,
+        lookups_base_url=sim.url,
         retry=FAST,
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -36,42 +36,20 @@ from nexus_connector_async.adapters._sms import (
 )
 from nexus_connector_async.adapters.sns import SnsError, SnsSmsAdapter, SnsThrottled
 from nexus_connector_async.testing import capture_logs
-from tests.adapters._moto import FaultProxy, MotoServer, attributes, published, reset
+from tests.adapters._moto import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    MotoServer,
+    SnsSimulator,
+    attributes,
+    published,
+)
 
 aioboto3 = pytest.importorskip("aioboto3", reason="the SNS adapter needs the `sns` extra")
 
-ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
-SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 FAST = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0)
 TO = "+14155552671"
 PRICE = Money("0.00645", "USD")
-
-
-@pytest.fixture(scope="module")
-def aws_session() -> Iterator[Any]:
-    """Dummy credentials from the environment only (no profile, no instance metadata)."""
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        env.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        env.delenv("AWS_SESSION_TOKEN", raising=False)
-        env.delenv("AWS_PROFILE", raising=False)
-        env.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-        env.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        yield aioboto3.Session()
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def proxy(moto: MotoServer) -> AsyncIterator[FaultProxy]:
-    await reset(moto.url)
-    async with FaultProxy(moto.url) as p:
-        yield p
 
 
 @pytest.fixture
@@ -81,7 +59,7 @@ async def connector() -> AsyncIterator[Connector]:
 
 
 @pytest.fixture
-def make(connector: Connector, proxy: FaultProxy, aws_session: Any) -> Any:
+def make(connector: Connector, proxy: SnsSimulator, aws_session: Any) -> Any:
     def build(conn: Connector | None = None, **kw: Any) -> SnsSmsAdapter:
         kw.setdefault("retry", FAST)
         kw.setdefault("session", aws_session)
@@ -105,7 +83,7 @@ async def set_account_limit(moto: MotoServer, session: Any, dollars: str) -> Non
 
 
 async def test_send_publishes_to_the_number_with_the_sms_attributes(
-    sns: SnsSmsAdapter, proxy: FaultProxy, moto: MotoServer
+    sns: SnsSmsAdapter, proxy: SnsSimulator, moto: MotoServer
 ) -> None:
     result = await sns.send(TO, "Your code is 123456")
 
@@ -129,7 +107,7 @@ async def test_send_publishes_to_the_number_with_the_sms_attributes(
 
 
 async def test_a_promotional_adapter_without_sender_sends_only_the_type(
-    make: Any, proxy: FaultProxy
+    make: Any, proxy: SnsSimulator
 ) -> None:
     await make(sms_type="Promotional").send(TO, "sale!")
     [publish] = proxy.actions("Publish")
@@ -137,7 +115,7 @@ async def test_a_promotional_adapter_without_sender_sends_only_the_type(
 
 
 async def test_one_client_is_created_lazily_and_closed_with_the_connector(
-    proxy: FaultProxy, aws_session: Any
+    proxy: SnsSimulator, aws_session: Any
 ) -> None:
     async with Connector() as connector:
         sns = SnsSmsAdapter(connector, endpoint_url=proxy.url, session=aws_session)
@@ -164,7 +142,7 @@ async def test_the_adapter_satisfies_the_sms_gateway_protocol(sns: SnsSmsAdapter
     [("4155552671", "not_e164"), ("+44 20 7183 8750", "not_e164"), ("+0441", "bad_country_code")],
 )
 async def test_non_e164_numbers_are_refused_before_any_call(
-    sns: SnsSmsAdapter, proxy: FaultProxy, number: str, reason: str
+    sns: SnsSmsAdapter, proxy: SnsSimulator, number: str, reason: str
 ) -> None:
     with pytest.raises(InvalidPhoneNumber) as info:
         await sns.send(number, "hi")
@@ -184,7 +162,7 @@ async def test_non_e164_numbers_are_refused_before_any_call(
     ],
 )
 async def test_bad_bodies_are_refused_before_any_call(
-    sns: SnsSmsAdapter, proxy: FaultProxy, body: str, media: tuple[str, ...], match: str
+    sns: SnsSmsAdapter, proxy: SnsSimulator, body: str, media: tuple[str, ...], match: str
 ) -> None:
     with pytest.raises(InvalidRequest, match=match):
         await sns.send(TO, body, media_urls=media)
@@ -239,7 +217,7 @@ def test_bad_configuration_is_refused(kwargs: dict[str, Any], match: str) -> Non
     ],
 )
 async def test_throttling_is_retried_by_the_pipeline_and_never_by_botocore(
-    make: Any, proxy: FaultProxy, moto: MotoServer, code: str, status: int
+    make: Any, proxy: SnsSimulator, moto: MotoServer, code: str, status: int
 ) -> None:
     once = make(retry=RetryPolicy(max_attempts=1))
     proxy.fail("Publish", code, status=status, message="Rate exceeded")
@@ -256,7 +234,7 @@ async def test_throttling_is_retried_by_the_pipeline_and_never_by_botocore(
 
 
 async def test_an_internal_error_is_not_resent(
-    sns: SnsSmsAdapter, proxy: FaultProxy, moto: MotoServer
+    sns: SnsSmsAdapter, proxy: SnsSimulator, moto: MotoServer
 ) -> None:
     proxy.fail("Publish", "InternalError", status=500)
     with pytest.raises(SnsError) as info:
@@ -266,7 +244,7 @@ async def test_an_internal_error_is_not_resent(
 
 
 async def test_retry_unknown_opts_in_to_resending_after_an_internal_error(
-    make: Any, proxy: FaultProxy, moto: MotoServer
+    make: Any, proxy: SnsSimulator, moto: MotoServer
 ) -> None:
     proxy.fail("Publish", "InternalError", status=500)
     result = await make(retry_unknown=True).send(TO, "hi")
@@ -275,7 +253,7 @@ async def test_retry_unknown_opts_in_to_resending_after_an_internal_error(
 
 
 async def test_a_timeout_after_publishing_is_not_retried(
-    make: Any, proxy: FaultProxy, moto: MotoServer
+    make: Any, proxy: SnsSimulator, moto: MotoServer
 ) -> None:
     sns = make(timeout=0.5)
     await sns.spend()  # client created, account limit cached: only the publish is held
@@ -307,7 +285,7 @@ async def test_a_timeout_after_publishing_is_not_retried(
 )
 async def test_client_errors_map_to_typed_errors_and_release_the_spend(
     sns: SnsSmsAdapter,
-    proxy: FaultProxy,
+    proxy: SnsSimulator,
     code: str,
     status: int,
     message: str,
@@ -340,7 +318,7 @@ async def test_an_idempotency_key_replays_instead_of_publishing_again(
 
 
 async def test_validate_number_asks_sns_about_opt_outs(
-    sns: SnsSmsAdapter, proxy: FaultProxy
+    sns: SnsSmsAdapter, proxy: SnsSimulator
 ) -> None:
     # moto reports numbers ending in 99 as opted out.
     assert (await sns.validate_number("+14155550199")).opted_out is True
@@ -369,7 +347,7 @@ async def test_spend_reports_segments_times_price_and_the_account_limit(
 
 
 async def test_a_send_that_would_pass_the_monthly_limit_is_refused_before_publishing(
-    make: Any, proxy: FaultProxy, moto: MotoServer
+    make: Any, proxy: SnsSimulator, moto: MotoServer
 ) -> None:
     sns = make(monthly_limit=Money("0.02", "USD"))
     for _ in range(3):
@@ -411,7 +389,7 @@ async def test_workers_sharing_a_backend_share_the_spend(make: Any, moto: MotoSe
 
 
 async def test_bulk_results_are_in_order_with_failures_in_place(
-    make: Any, proxy: FaultProxy, moto: MotoServer
+    make: Any, proxy: SnsSimulator, moto: MotoServer
 ) -> None:
     numbers = [f"+1415555{i:04d}" for i in range(120)]
     for n in numbers[::5]:
@@ -458,7 +436,7 @@ async def test_bulk_respects_the_rate_limit(make: Any, moto: MotoServer) -> None
 # -- secrets ------------------------------------------------------------------------------------
 
 
-async def test_aws_keys_never_reach_logs_reprs_or_errors(make: Any, proxy: FaultProxy) -> None:
+async def test_aws_keys_never_reach_logs_reprs_or_errors(make: Any, proxy: SnsSimulator) -> None:
     sns = make()
     errors: list[BaseException] = []
     with capture_logs() as logs:

@@ -3,7 +3,7 @@ opted-out numbers are not "accepted" (api.md rule 39), against moto's real SNS s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,7 +21,7 @@ from nexus_connector_async.adapters._money import Money
 from nexus_connector_async.adapters.sns import SnsSmsAdapter
 from nexus_connector_async.adapters.sns._errors import SnsClientError
 from nexus_connector_async.testing import capture_logs
-from tests.adapters._moto import FaultProxy, MotoServer, published, reset
+from tests.adapters._moto import MotoServer, SnsSimulator, published
 
 aioboto3 = pytest.importorskip("aioboto3", reason="the SNS adapter needs the `sns` extra")
 from botocore import exceptions as bx  # noqa: E402
@@ -30,46 +30,20 @@ FAST = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0)
 TO = "+14155552671"
 
 
-@pytest.fixture(scope="module")
-def aws_session() -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
-        env.delenv("AWS_SESSION_TOKEN", raising=False)
-        env.delenv("AWS_PROFILE", raising=False)
-        env.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-        env.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        yield aioboto3.Session()
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def proxy(moto: MotoServer) -> AsyncIterator[FaultProxy]:
-    await reset(moto.url)
-    async with FaultProxy(moto.url) as p:
-        yield p
-
-
 @pytest.fixture
 async def connector() -> AsyncIterator[Connector]:
     async with Connector() as c:
         yield c
 
 
-def make(connector: Connector, proxy: FaultProxy, session: Any, **kw: Any) -> SnsSmsAdapter:
+def make(connector: Connector, proxy: SnsSimulator, session: Any, **kw: Any) -> SnsSmsAdapter:
     kw.setdefault("retry", FAST)
     return SnsSmsAdapter(connector, endpoint_url=proxy.url, session=session, **kw)
 
 
 @pytest.mark.parametrize("mode", ["local", "fail_open", "fail_closed"])
 async def test_the_spend_guard_fails_closed_while_the_backend_cannot_count(
-    proxy: FaultProxy, aws_session: Any, mode: Any
+    proxy: SnsSimulator, aws_session: Any, mode: Any
 ) -> None:
     backend = RedisBackend.from_url("redis://127.0.0.1:9", on_unavailable=mode)
     async with Connector(backend=backend) as connector:
@@ -81,7 +55,7 @@ async def test_the_spend_guard_fails_closed_while_the_backend_cannot_count(
 
 
 async def test_an_unreadable_account_limit_is_unknown_with_a_warning_not_a_failed_send(
-    connector: Connector, proxy: FaultProxy, aws_session: Any, moto: MotoServer
+    connector: Connector, proxy: SnsSimulator, aws_session: Any, moto: MotoServer
 ) -> None:
     proxy.fail("GetSMSAttributes", "AuthorizationError", status=403, times=10)
     sns = make(connector, proxy, aws_session)  # no monthly_limit: the account's is wanted
@@ -127,7 +101,7 @@ class _FailingClient:
 )
 async def test_every_botocore_error_is_typed_and_the_reservation_is_refunded(
     connector: Connector,
-    proxy: FaultProxy,
+    proxy: SnsSimulator,
     aws_session: Any,
     exc: Exception,
     error_type: type[ConnectorError],
@@ -146,7 +120,7 @@ class _BrokenSession:
 
 
 async def test_a_client_that_cannot_be_created_is_a_typed_error_and_refunds(
-    connector: Connector, proxy: FaultProxy
+    connector: Connector, proxy: SnsSimulator
 ) -> None:
     sns = make(
         connector, proxy, _BrokenSession(), monthly_limit=Money("5.00", "USD"), check_opt_out=False
@@ -157,7 +131,7 @@ async def test_a_client_that_cannot_be_created_is_a_typed_error_and_refunds(
 
 
 async def test_an_opted_out_number_is_not_accepted_and_not_published(
-    connector: Connector, proxy: FaultProxy, aws_session: Any, moto: MotoServer
+    connector: Connector, proxy: SnsSimulator, aws_session: Any, moto: MotoServer
 ) -> None:
     opted_out = "+14155550199"  # moto: numbers ending in 99 opted out
     sns = make(connector, proxy, aws_session)
@@ -175,7 +149,7 @@ async def test_an_opted_out_number_is_not_accepted_and_not_published(
 
 
 async def test_the_spend_estimate_splits_at_word_boundaries_like_sns(
-    connector: Connector, proxy: FaultProxy, aws_session: Any
+    connector: Connector, proxy: SnsSimulator, aws_session: Any
 ) -> None:
     price = Money("0.01", "USD")
     sns = make(connector, proxy, aws_session, price_per_segment=price, check_opt_out=False)

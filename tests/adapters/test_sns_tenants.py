@@ -19,7 +19,8 @@ from nexus_connector_async.adapters._errors import AuthenticationFailed, SpendLi
 from nexus_connector_async.adapters._money import Money
 from nexus_connector_async.adapters.sns import SnsSmsAdapter
 from nexus_connector_async.testing import capture_logs
-from tests.adapters._moto import FaultProxy, MotoServer, published, reset
+from tests.adapters._moto import MotoServer, SnsSimulator, published
+from tests.adapters._moto import no_ambient_aws as clear_ambient_aws
 
 aioboto3 = pytest.importorskip("aioboto3", reason="the SNS adapter needs the `sns` extra")
 
@@ -34,28 +35,10 @@ KEYS = {
 
 @pytest.fixture(scope="module", autouse=True)
 def no_ambient_aws() -> Iterator[None]:
-    """No profile, credentials file or instance metadata: only the tenants' keys exist."""
+    """Only the tenants' keys exist."""
     with pytest.MonkeyPatch.context() as env:
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            env.delenv(name, raising=False)
-        env.delenv("AWS_PROFILE", raising=False)
-        env.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-        env.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        clear_ambient_aws(env)
         yield
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def proxy(moto: MotoServer) -> AsyncIterator[FaultProxy]:
-    await reset(moto.url)
-    async with FaultProxy(moto.url) as p:
-        yield p
 
 
 @pytest.fixture
@@ -76,12 +59,12 @@ class Sessions:
         return aioboto3.Session(aws_access_key_id=access_key, aws_secret_access_key=secret_key)
 
 
-def make(connector: Connector, proxy: FaultProxy, sessions: Any, **kw: Any) -> SnsSmsAdapter:
+def make(connector: Connector, proxy: SnsSimulator, sessions: Any, **kw: Any) -> SnsSmsAdapter:
     return SnsSmsAdapter(connector, endpoint_url=proxy.url, sessions=sessions, retry=FAST, **kw)
 
 
 async def test_each_tenant_publishes_with_its_own_access_key_and_client(
-    proxy: FaultProxy, moto: MotoServer
+    proxy: SnsSimulator, moto: MotoServer
 ) -> None:
     sessions = Sessions()
     async with Connector() as connector:
@@ -107,7 +90,7 @@ async def test_each_tenant_publishes_with_its_own_access_key_and_client(
 
 
 async def test_an_async_sessions_function_is_awaited(
-    connector: Connector, proxy: FaultProxy
+    connector: Connector, proxy: SnsSimulator
 ) -> None:
     sync = Sessions()
 
@@ -119,7 +102,7 @@ async def test_an_async_sessions_function_is_awaited(
 
 
 async def test_each_tenant_account_has_its_own_spend_counter_and_limit(
-    connector: Connector, proxy: FaultProxy
+    connector: Connector, proxy: SnsSimulator
 ) -> None:
     sns = make(connector, proxy, Sessions(), monthly_limit=Money(PRICE.amount * 2, "USD"))
     for _ in range(2):
@@ -133,7 +116,7 @@ async def test_each_tenant_account_has_its_own_spend_counter_and_limit(
 
 
 async def test_a_failing_sessions_function_is_typed_and_nothing_is_published(
-    connector: Connector, proxy: FaultProxy, moto: MotoServer
+    connector: Connector, proxy: SnsSimulator, moto: MotoServer
 ) -> None:
     sns = make(connector, proxy, Sessions(), monthly_limit=Money("1", "USD"))
     with pytest.raises(CredentialRefreshError, match="KeyError") as caught:
@@ -164,7 +147,7 @@ def test_sessions_is_a_function_and_excludes_session(kwargs: dict[str, Any], mat
 
 
 async def test_tenant_secret_keys_never_reach_logs_reprs_or_errors(
-    connector: Connector, proxy: FaultProxy
+    connector: Connector, proxy: SnsSimulator
 ) -> None:
     sns = make(connector, proxy, Sessions())
     errors: list[BaseException] = []

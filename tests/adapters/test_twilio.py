@@ -38,12 +38,8 @@ from nexus_connector_async.adapters._money import Money
 from nexus_connector_async.adapters._sms import PhoneNumberRejected, SmsGateway
 from nexus_connector_async.adapters.twilio import TwilioError, TwilioSmsAdapter, TwilioThrottled
 from nexus_connector_async.adapters.twilio._adapter import _price
-from nexus_connector_async.testing import capture_logs
-from nexus_connector_async.testing._twilio import (
-    DEFAULT_AUTH_TOKEN,
-    SimulatedRequest,
-    TwilioSimulator,
-)
+from nexus_connector_async.testing import SimulatedRequest, capture_logs
+from nexus_connector_async.testing._twilio import DEFAULT_AUTH_TOKEN, TwilioSimulator
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0)
 FROM = "+15005550006"
@@ -72,8 +68,8 @@ def make(connector: Connector, sim: TwilioSimulator, **kw: Any) -> TwilioSmsAdap
         sim.account_sid,
         kw.pop("auth_token", DEFAULT_AUTH_TOKEN),
         kw.pop("from_number", FROM),
-        base_url=sim.base_url,
-        lookups_base_url=sim.base_url,
+        base_url=sim.url,
+        lookups_base_url=sim.url,
         **kw,
     )
 
@@ -414,7 +410,7 @@ async def test_validate_number_uses_lookup_v2_line_type_intelligence(
     assert request.path == f"/v2/PhoneNumbers/{TO}"
     assert " " not in request.raw_path
     assert "%20" not in request.raw_path
-    assert request.query == [("Fields", "line_type_intelligence")]
+    assert request.query_params == [("Fields", "line_type_intelligence")]
     assert basic_user_secret(request) == (sim.account_sid, DEFAULT_AUTH_TOKEN)
     assert info.number == TO
     assert info.valid
@@ -542,11 +538,11 @@ async def test_requests_conform_to_the_twilio_openapi_definitions(
                 index = template.split("/").index("{" + param["name"] + "}")
                 _validate(spec, param["schema"], request.path.split("/")[index])
             elif param["in"] == "query":
-                values = [v for k, v in request.query if k == param["name"]]
+                values = [v for k, v in request.query_params if k == param["name"]]
                 if values:
                     _validate(spec, param["schema"], values[0])
         query_names = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
-        assert {k for k, _ in request.query} <= query_names
+        assert {k for k, _ in request.query_params} <= query_names
         if request.method == "POST":
             schema = operation["requestBody"]["content"]["application/x-www-form-urlencoded"][
                 "schema"
@@ -583,7 +579,7 @@ async def test_the_simulator_answers_with_the_documented_response_shapes(
     ]
     async with aiohttp.ClientSession(headers=auth) as session:
         for method, path, data, status in calls:
-            async with session.request(method, sim.base_url + path, data=data) as resp:
+            async with session.request(method, sim.url + path, data=data) as resp:
                 assert str(resp.status) == status
                 body = await resp.json()
             spec = specs["twilio_lookups_v2" if "/v2/" in path else "twilio_api_v2010"]

@@ -20,12 +20,8 @@ from nexus_connector_async import (
 from nexus_connector_async.adapters._errors import InvalidPhoneNumber, OptedOut
 from nexus_connector_async.adapters._sms import BulkSendInterrupted, SmsMessage
 from nexus_connector_async.adapters.twilio import TwilioSmsAdapter
-from nexus_connector_async.testing import capture_logs
-from nexus_connector_async.testing._twilio import (
-    DEFAULT_AUTH_TOKEN,
-    SimulatedRequest,
-    TwilioSimulator,
-)
+from nexus_connector_async.testing import SimulatedRequest, capture_logs
+from nexus_connector_async.testing._twilio import DEFAULT_AUTH_TOKEN, TwilioSimulator
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0)
 
@@ -52,8 +48,8 @@ def make(connector: Connector, sim: TwilioSimulator, **kw: Any) -> TwilioSmsAdap
         sim.account_sid,
         DEFAULT_AUTH_TOKEN,
         "+15005550006",
-        base_url=sim.base_url,
-        lookups_base_url=sim.base_url,
+        base_url=sim.url,
+        lookups_base_url=sim.url,
         retry=FAST,
         **kw,
     )

@@ -20,8 +20,8 @@ from nexus_connector_async import (
 from nexus_connector_async.adapters import TwilioAccount, TwilioAccountProvider
 from nexus_connector_async.adapters._errors import AuthenticationFailed
 from nexus_connector_async.adapters.twilio import TwilioError, TwilioSmsAdapter
-from nexus_connector_async.testing import capture_logs
-from nexus_connector_async.testing._twilio import SimulatedRequest, TwilioSimulator
+from nexus_connector_async.testing import SimulatedRequest, capture_logs
+from nexus_connector_async.testing._twilio import TwilioSimulator
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0)
 TO = "+14155552671"
@@ -72,8 +72,8 @@ def make(connector: Connector, sim: TwilioSimulator, provider: Any, **kw: Any) -
     return TwilioSmsAdapter(
         connector,
         credentials=provider,
-        base_url=sim.base_url,
-        lookups_base_url=sim.base_url,
+        base_url=sim.url,
+        lookups_base_url=sim.url,
         retry=FAST,
         **kw,
     )

@@ -70,7 +70,7 @@ async def run_demo(
         idempotency_header="Idempotency-Key",
     )
     async with sim, Connector() as connector:
-        ep = msgspec.structs.replace(endpoint, url=sim.url("/v1/charges"))
+        ep = msgspec.structs.replace(endpoint, url=f"{sim.url}/v1/charges")
         keys: list[IdempotencyKey] = []
         limiter = asyncio.Semaphore(concurrency)
         started = time.monotonic()
@@ -127,7 +127,7 @@ async def run_demo(
 
     out.write(
         f"\n  {plural(payments, 'payment')} in {elapsed:.1f}s; the vendor saw "
-        f"{plural(sim.requests, 'request')} and made {plural(sim.charges, 'charge')}.\n\n"
+        f"{plural(len(sim.requests), 'request')} and made {plural(sim.charges, 'charge')}.\n\n"
     )
     out.write(f"  {'outcome':<14}{'count':>6}  meaning\n  {'-' * 72}\n")
     for key, meaning in ROWS:

@@ -4,7 +4,9 @@
 - `set_testing()`: backoff sleeps become 0 s, so retries in your tests are instant.
 - `MockTransport`: answer requests with a function instead of a server.
 - `capture_logs`: structlog's context manager, re-exported for asserting on our events.
-- `VendorSimulator`, `StripeSimulator`, `PayPalSimulator`: vendor imitations on 127.0.0.1.
+- `VendorSimulator`, `StripeSimulator`, `PayPalSimulator`, `TwilioSimulator`, `SnsSimulator`:
+  vendor imitations on 127.0.0.1, all on one base: `sim.url`, `sim.requests` (each a
+  `SimulatedRequest`), `sim.inject(...)` for faults, `sim.hold(event)` for a slow vendor.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from .._retry import set_testing
 from ._clock import FakeClock
 from ._paypal import PayPalSimulator
 from ._simulator import VendorSimulator
+from ._sns import SnsSimulator
 from ._stripe import StripeSimulator
 from ._transport import MockTransport, RecordedRequest
 from ._twilio import SimulatedMessage, TwilioSimulator
@@ -27,6 +30,7 @@ __all__ = [
     "RecordedRequest",
     "SimulatedMessage",
     "SimulatedRequest",
+    "SnsSimulator",
     "StripeSimulator",
     "TwilioSimulator",
     "VendorSimulator",

@@ -24,99 +24,28 @@ recorded under the id, so resending it later with the same id is safe.
 from __future__ import annotations
 
 import base64
-import re
 import secrets
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 import msgspec
-from aiohttp import web
 
-from ._vendor_server import SimulatedRequest, VendorServer, json_response, parse_brackets
+from ._paypal_rules import (
+    OAuthError,
+    PayPalError,
+    check_amount,
+    error_body,
+    find_vault_id,
+    fmt_value,
+    json_object,
+    paypal_id,
+    prefer,
+    public,
+)
+from ._vendor_server import Answer, Answered, SimulatedRequest, VendorServer, parse_brackets
 
 __all__ = ["PayPalSimulator"]
-
-_NO_DECIMALS = frozenset({"HUF", "JPY", "TWD"})
-_VALUE = re.compile(r"(-?[0-9]+)|(-?([0-9]+)?[.][0-9]+)")
-_CURRENCY = re.compile(r"[A-Z]{3}")
-#: PayPal's REST currency list (vendor-facts 2.6); BRL, CNY and MYR are in-country only.
-_CURRENCIES = frozenset(
-    {
-        *("AUD", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "HUF", "ILS"),
-        *("JPY", "MXN", "MYR", "NOK", "NZD", "PHP", "PLN", "RUB", "SEK", "SGD", "THB", "TWD"),
-        "USD",
-    }
-)
-_MAX_VALUE = Decimal("999999999999999.99")
-_NAMES = {
-    400: (
-        "INVALID_REQUEST",
-        "Request is not well-formed, syntactically incorrect, or violates schema.",
-    ),
-    401: (
-        "AUTHENTICATION_FAILURE",
-        "Authentication failed due to invalid authentication credentials.",
-    ),
-    403: ("NOT_AUTHORIZED", "Authorization failed due to insufficient permissions."),
-    404: ("RESOURCE_NOT_FOUND", "The specified resource does not exist."),
-    409: ("RESOURCE_CONFLICT", "The server has detected a conflict while processing this request."),
-    415: (
-        "UNSUPPORTED_MEDIA_TYPE",
-        "The server does not support the request payload's media type.",
-    ),
-    422: (
-        "UNPROCESSABLE_ENTITY",
-        "The requested action could not be performed, semantically incorrect, or failed "
-        "business validation.",
-    ),
-    429: ("RATE_LIMIT_REACHED", "Too many requests. Blocked due to rate limiting."),
-    500: ("INTERNAL_SERVER_ERROR", "An internal server error has occurred."),
-    503: ("SERVICE_UNAVAILABLE", "Service Unavailable."),
-}
-
-
-def _new_id(size: int = 17) -> str:
-    alphabet = "ABCDEFGHJKLMNPRSTUVWXY0123456789"
-    return "".join(secrets.choice(alphabet) for _ in range(size))
-
-
-class _Error(Exception):
-    def __init__(
-        self,
-        status: int,
-        issue: str | None = None,
-        description: str = "",
-        field: str | None = None,
-        links: list[dict[str, str]] | None = None,
-    ) -> None:
-        super().__init__(issue or str(status))
-        self.status = status
-        self.issue = issue
-        self.description = description
-        self.field = field
-        self.links = links
-
-
-def error_body(
-    status: int,
-    issue: str | None,
-    description: str = "",
-    field: str | None = None,
-    links: list[dict[str, str]] | None = None,
-) -> dict[str, Any]:
-    """PayPal's standard error body for `status` with one `details` entry (and `links`)."""
-    name, message = _NAMES.get(status, ("UNKNOWN_ERROR", "An unknown error occurred."))
-    body: dict[str, Any] = {"name": name, "message": message, "debug_id": secrets.token_hex(6)}
-    if issue is not None:
-        detail: dict[str, Any] = {"issue": issue, "description": description or issue}
-        if field is not None:
-            detail["field"] = field
-            detail["location"] = "body"
-        body["details"] = [detail]
-    if links:
-        body["links"] = links
-    return body
 
 
 class PayPalSimulator(VendorServer):
@@ -144,8 +73,6 @@ class PayPalSimulator(VendorServer):
         self.captures: dict[str, dict[str, Any]] = {}
         self.authorizations: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
-        self._request_ids: dict[tuple[str, str], tuple[int, Any]] = {}
-        self._in_flight: set[tuple[str, str]] = set()
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -171,69 +98,61 @@ class PayPalSimulator(VendorServer):
         """Forget every issued token: the next API call gets an OAuth-style 401."""
         self.tokens.clear()
 
-    # -- dispatch --------------------------------------------------------------------------------
+    # -- the pipeline steps ------------------------------------------------------------------
 
-    async def handle(self, request: SimulatedRequest) -> web.StreamResponse:
-        headers = {"PayPal-Debug-Id": secrets.token_hex(6)}
+    def authenticate(self, request: SimulatedRequest) -> None:
+        """The OAuth2 token endpoint answers here; API calls need a Bearer token it issued."""
         if request.path == "/v1/oauth2/token":
-            return self._token(request)
-        try:
-            self._check_auth(request)
-            body = self._check_request(request)
-            fault = self.take_fault()
-            if fault is not None:
-                return json_response(fault.status, fault.body, fault.headers)
-            request_id = request.headers.get("PayPal-Request-Id")
-            scope = (request.path, request_id or "")
-            if request_id is not None and scope in self._request_ids:
-                status, stored = self._request_ids[scope]
-                # A repeat returns the original's latest state; a create answers 200, not 201.
-                return json_response(
-                    200 if status == 201 else status, _prefer(request, status, stored), headers
-                )
-            if request_id is not None:
-                if scope in self._in_flight:
-                    raise _Error(
-                        409,
-                        "PREVIOUS_REQUEST_IN_PROGRESS",
-                        "A previous request with this PayPal-Request-Id is still being processed.",
-                    )
-                self._in_flight.add(scope)
-            try:
-                await self.processing()
-                try:
-                    status, payload = self._route(request, body)
-                except _Error as exc:
-                    status = exc.status
-                    payload = error_body(
-                        exc.status, exc.issue, exc.description, exc.field, exc.links
-                    )
-                if request_id is not None and status < 500:
-                    self._request_ids[scope] = (status, payload)
-            finally:
-                if request_id is not None:
-                    self._in_flight.discard(scope)
-            if isinstance(payload, dict) and "debug_id" in payload:
-                headers["PayPal-Debug-Id"] = payload["debug_id"]
-            return json_response(status, _prefer(request, status, payload), headers)
-        except _OAuthError:
-            oauth = {
-                "error": "invalid_token",
-                "error_description": "Access Token not found in cache",
-            }
-            return json_response(401, oauth, headers)
-        except _Error as exc:
-            payload = error_body(exc.status, exc.issue, exc.description, exc.field, exc.links)
-            return json_response(exc.status, payload, {"PayPal-Debug-Id": payload["debug_id"]})
+            raise Answered(self._token(request))
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "Bearer" or token not in self.tokens:
+            raise OAuthError()
 
-    def _token(self, request: SimulatedRequest) -> web.StreamResponse:
+    async def parse(self, request: SimulatedRequest) -> Any:
+        """The method, the JSON media type, `PayPal-Request-Id` and the JSON body."""
+        return self._check_request(request)
+
+    def replay_key(self, request: SimulatedRequest) -> tuple[str, str] | None:
+        """PayPal scopes a `PayPal-Request-Id` to the path it was sent to."""
+        request_id = request.headers.get("PayPal-Request-Id")
+        return None if request_id is None else (request.path, request_id)
+
+    def in_progress(self, request: SimulatedRequest) -> Answer:
+        """409 RESOURCE_CONFLICT / PREVIOUS_REQUEST_IN_PROGRESS, not stored (vendor-facts 2.4)."""
+        return PayPalError(
+            409,
+            "PREVIOUS_REQUEST_IN_PROGRESS",
+            "A previous request with this PayPal-Request-Id is still being processed.",
+        ).answer
+
+    def replayed(self, answer: Answer) -> Answer:
+        """A repeat returns the original's latest state; a create answers 200, not 201."""
+        return answer._replace(status=200) if answer.status == 201 else answer
+
+    def remembers(self, answer: Answer) -> bool:
+        """A 5xx is not kept under its request id: resending it runs again."""
+        return answer.status < 500
+
+    async def route(self, request: SimulatedRequest, parsed: Any) -> Answer:
+        """Execute the call; a business error is an answer like any other (and remembered)."""
+        try:
+            status, payload = self._route(request, parsed)
+        except PayPalError as exc:
+            return exc.answer
+        return Answer(status, payload, {"PayPal-Debug-Id": secrets.token_hex(6)})
+
+    def finish(self, request: SimulatedRequest, answer: Answer) -> Answer:
+        """The body `Prefer` asks for (PayPal's default is `return=minimal`)."""
+        return answer._replace(body=prefer(request, answer.status, answer.body))
+
+    def _token(self, request: SimulatedRequest) -> Answer:
         self.token_requests += 1
         if request.method != "POST":
-            return json_response(405, {"error": "invalid_request"})
+            return Answer(405, {"error": "invalid_request"})
         if not request.headers.get("Content-Type", "").startswith(
             "application/x-www-form-urlencoded"
         ):
-            return json_response(
+            return Answer(
                 400, {"error": "invalid_request", "error_description": "Content-Type must be form"}
             )
         scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
@@ -242,18 +161,18 @@ class PayPalSimulator(VendorServer):
         except ValueError:
             user = password = ""
         if scheme != "Basic" or (user, password) != (self.client_id, self.client_secret):
-            return json_response(
+            return Answer(
                 401,
                 {"error": "invalid_client", "error_description": "Client Authentication failed"},
             )
         form = parse_brackets(request.body.decode())
         if form.get("grant_type") != "client_credentials":
-            return json_response(
+            return Answer(
                 400, {"error": "unsupported_grant_type", "error_description": "Grant Type is NULL"}
             )
         token = "A21AA" + secrets.token_urlsafe(24)
         self.tokens.add(token)
-        return json_response(
+        return Answer(
             200,
             {
                 "scope": "https://uri.paypal.com/services/payments/payment",
@@ -265,33 +184,30 @@ class PayPalSimulator(VendorServer):
             },
         )
 
-    def _check_auth(self, request: SimulatedRequest) -> None:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme != "Bearer" or token not in self.tokens:
-            raise _OAuthError()
-
     def _check_request(self, request: SimulatedRequest) -> Any:
         if request.method == "GET":
             return None
         if request.method != "POST":
-            raise _Error(405, "METHOD_NOT_SUPPORTED")
+            raise PayPalError(405, "METHOD_NOT_SUPPORTED")
         if request.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
-            raise _Error(415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json")
+            raise PayPalError(
+                415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json"
+            )
         request_id = request.headers.get("PayPal-Request-Id")
         if not request_id:
-            raise _Error(
+            raise PayPalError(
                 400,
                 "PAYPAL_REQUEST_ID_REQUIRED",
                 "This simulator requires PayPal-Request-Id on every POST.",
             )
         if len(request_id) > 108:
-            raise _Error(
+            raise PayPalError(
                 400, "INVALID_STRING_LENGTH", "PayPal-Request-Id is at most 108 characters."
             )
         try:
             return msgspec.json.decode(request.body) if request.body else None
         except (msgspec.DecodeError, UnicodeDecodeError):
-            raise _Error(400, "MALFORMED_REQUEST_JSON") from None
+            raise PayPalError(400, "MALFORMED_REQUEST_JSON") from None
 
     # -- routes ---------------------------------------------------------------------------------
 
@@ -299,17 +215,19 @@ class PayPalSimulator(VendorServer):
         parts = request.path.strip("/").split("/")
         method = request.method
         if method == "POST" and parts == ["v2", "checkout", "orders"]:
-            return 201, self._create_order(_object(body))
+            return 201, self._create_order(json_object(body))
         if parts[:3] == ["v2", "checkout", "orders"] and len(parts) >= 4:
             order = self.orders.get(parts[3])
             if order is None:
-                raise _Error(404, "INVALID_RESOURCE_ID", "Specified resource ID does not exist.")
+                raise PayPalError(
+                    404, "INVALID_RESOURCE_ID", "Specified resource ID does not exist."
+                )
             if method == "GET" and len(parts) == 4:
                 return 200, order
             if method == "POST" and parts[4:] == ["capture"]:
-                return 201, self._complete(order, _object(body), "CAPTURE")
+                return 201, self._complete(order, json_object(body), "CAPTURE")
             if method == "POST" and parts[4:] == ["authorize"]:
-                return 201, self._complete(order, _object(body), "AUTHORIZE")
+                return 201, self._complete(order, json_object(body), "AUTHORIZE")
         if method == "GET" and len(parts) == 4 and parts[:2] == ["v2", "payments"]:
             store = {
                 "authorizations": self.authorizations,
@@ -317,34 +235,36 @@ class PayPalSimulator(VendorServer):
                 "refunds": self.refunds,
             }.get(parts[2])
             if store is not None and parts[3] in store:
-                return 200, _public(store[parts[3]])
-            raise _Error(404, "INVALID_RESOURCE_ID", "Specified resource ID does not exist.")
+                return 200, public(store[parts[3]])
+            raise PayPalError(404, "INVALID_RESOURCE_ID", "Specified resource ID does not exist.")
         if (
             method == "POST"
             and parts[:3] == ["v2", "payments", "authorizations"]
             and parts[4:] == ["capture"]
         ):
-            return 201, self._capture_authorization(parts[3], _object(body))
+            return 201, self._capture_authorization(parts[3], json_object(body))
         if (
             method == "POST"
             and parts[:3] == ["v2", "payments", "captures"]
             and parts[4:] == ["refund"]
         ):
-            return 201, self._refund(parts[3], _object(body))
-        raise _Error(404, "INVALID_RESOURCE_ID", f"No route for {method} {request.path}")
+            return 201, self._refund(parts[3], json_object(body))
+        raise PayPalError(404, "INVALID_RESOURCE_ID", f"No route for {method} {request.path}")
 
     def _create_order(self, body: dict[str, Any]) -> dict[str, Any]:
         intent = body.get("intent")
         if intent not in ("CAPTURE", "AUTHORIZE"):
-            raise _Error(
+            raise PayPalError(
                 400, "INVALID_PARAMETER_VALUE", "intent must be CAPTURE or AUTHORIZE", "/intent"
             )
         units = body.get("purchase_units")
         if not isinstance(units, list) or not 1 <= len(units) <= 10:
-            raise _Error(400, "MISSING_REQUIRED_PARAMETER", "purchase_units", "/purchase_units")
+            raise PayPalError(
+                400, "MISSING_REQUIRED_PARAMETER", "purchase_units", "/purchase_units"
+            )
         out_units = []
         for i, unit in enumerate(units):
-            amount = _amount(
+            amount = check_amount(
                 unit.get("amount") if isinstance(unit, dict) else None,
                 f"/purchase_units/{i}/amount",
             )
@@ -352,10 +272,12 @@ class PayPalSimulator(VendorServer):
                 {"reference_id": unit.get("reference_id", "default"), "amount": amount}
             )
         if len({u["amount"]["currency_code"] for u in out_units}) > 1:
-            raise _Error(422, "MULTI_CURRENCY_ORDER", "All units must share one currency.")
+            raise PayPalError(422, "MULTI_CURRENCY_ORDER", "All units must share one currency.")
         if len(out_units) > 1 and len({u["reference_id"] for u in out_units}) < len(out_units):
-            raise _Error(422, "DUPLICATE_REFERENCE_ID", "reference_id must be unique per unit.")
-        order_id = _new_id()
+            raise PayPalError(
+                422, "DUPLICATE_REFERENCE_ID", "reference_id must be unique per unit."
+            )
+        order_id = paypal_id()
         order: dict[str, Any] = {
             "id": order_id,
             "intent": intent,
@@ -378,7 +300,7 @@ class PayPalSimulator(VendorServer):
         self.orders[order_id] = order
         source = body.get("payment_source")
         if isinstance(source, dict):
-            vault_id = _vault_id(source)
+            vault_id = find_vault_id(source)
             if vault_id is not None:
                 order["status"] = "APPROVED"
                 self._complete(order, {}, intent, vault_id)
@@ -395,19 +317,19 @@ class PayPalSimulator(VendorServer):
         self, order: dict[str, Any], body: dict[str, Any], action: str, vault_id: str | None = None
     ) -> dict[str, Any]:
         if order["intent"] != action:
-            raise _Error(422, "ACTION_DOES_NOT_MATCH_INTENT")
+            raise PayPalError(422, "ACTION_DOES_NOT_MATCH_INTENT")
         if order["status"] == "COMPLETED":
-            raise _Error(
+            raise PayPalError(
                 422, "ORDER_ALREADY_CAPTURED" if action == "CAPTURE" else "ORDER_ALREADY_AUTHORIZED"
             )
         if order["status"] != "APPROVED":
-            raise _Error(
+            raise PayPalError(
                 422, "ORDER_NOT_APPROVED", "Payer has not yet approved the Order for payment."
             )
         if vault_id == "vault_instrument_declined":
-            raise _Error(422, "INSTRUMENT_DECLINED", "The instrument presented was declined.")
+            raise PayPalError(422, "INSTRUMENT_DECLINED", "The instrument presented was declined.")
         if vault_id == "vault_payer_action":
-            raise _Error(
+            raise PayPalError(
                 422,
                 "PAYER_ACTION_REQUIRED",
                 "The payer must complete an action (3-D Secure) before the payment.",
@@ -432,13 +354,13 @@ class PayPalSimulator(VendorServer):
             unit["payments"] = {"captures": [capture]}
         else:
             auth: dict[str, Any] = {
-                "id": _new_id(),
+                "id": paypal_id(),
                 "status": "CREATED",
                 "amount": dict(unit["amount"]),
                 "captured": Decimal(0),
             }
             self.authorizations[auth["id"]] = auth
-            unit["payments"] = {"authorizations": [_public(auth)]}
+            unit["payments"] = {"authorizations": [public(auth)]}
         order["status"] = "COMPLETED"
         return order
 
@@ -446,7 +368,7 @@ class PayPalSimulator(VendorServer):
         self, amount: dict[str, str], status: str, details: Any, *, final_capture: bool
     ) -> dict[str, Any]:
         capture: dict[str, Any] = {
-            "id": _new_id(),
+            "id": paypal_id(),
             "status": status,
             "amount": dict(amount),
             "final_capture": final_capture,
@@ -457,142 +379,57 @@ class PayPalSimulator(VendorServer):
         if status in ("DECLINED", "FAILED"):
             capture["processor_response"] = {"response_code": "0500"}
         self.captures[capture["id"]] = capture
-        return _public(capture)
+        return public(capture)
 
     def _capture_authorization(self, auth_id: str, body: dict[str, Any]) -> dict[str, Any]:
         auth = self.authorizations.get(auth_id)
         if auth is None:
-            raise _Error(404, "INVALID_RESOURCE_ID")
+            raise PayPalError(404, "INVALID_RESOURCE_ID")
         if auth["status"] not in ("CREATED", "PARTIALLY_CAPTURED"):
-            raise _Error(422, "AUTHORIZATION_ALREADY_CAPTURED")
+            raise PayPalError(422, "AUTHORIZATION_ALREADY_CAPTURED")
         final = body.get("final_capture", False)
         if not isinstance(final, bool):
-            raise _Error(400, "INVALID_PARAMETER_SYNTAX", field="/final_capture")
-        left = Decimal(auth["amount"]["value"]) - auth["captured"]
-        amount = (
-            _amount(body["amount"], "/amount")
-            if "amount" in body
-            else {**auth["amount"], "value": _fmt(left, auth["amount"]["currency_code"])}
-        )
-        if amount["currency_code"] != auth["amount"]["currency_code"]:
-            raise _Error(422, "AUTH_CAPTURE_CURRENCY_MISMATCH")
-        if Decimal(amount["value"]) > left:
-            raise _Error(422, "MAX_CAPTURE_AMOUNT_EXCEEDED")
-        auth["captured"] += Decimal(amount["value"])
-        auth["status"] = (
-            "CAPTURED"
-            if final or auth["captured"] == Decimal(auth["amount"]["value"])
-            else "PARTIALLY_CAPTURED"
-        )
+            raise PayPalError(400, "INVALID_PARAMETER_SYNTAX", field="/final_capture")
+        mismatch, exceeded = "AUTH_CAPTURE_CURRENCY_MISMATCH", "MAX_CAPTURE_AMOUNT_EXCEEDED"
+        amount, all_of_it = _take(auth, "captured", body, mismatch, exceeded)
+        auth["status"] = "CAPTURED" if final or all_of_it else "PARTIALLY_CAPTURED"
         return self._new_capture(amount, "COMPLETED", None, final_capture=final)
 
     def _refund(self, capture_id: str, body: dict[str, Any]) -> dict[str, Any]:
         capture = self.captures.get(capture_id)
         if capture is None:
-            raise _Error(404, "INVALID_RESOURCE_ID")
+            raise PayPalError(404, "INVALID_RESOURCE_ID")
         if capture["status"] not in ("COMPLETED", "PARTIALLY_REFUNDED"):
-            raise _Error(
+            raise PayPalError(
                 422,
                 "CAPTURE_FULLY_REFUNDED"
                 if capture["status"] == "REFUNDED"
                 else "REFUND_NOT_ALLOWED",
             )
-        code = capture["amount"]["currency_code"]
-        left = Decimal(capture["amount"]["value"]) - capture["refunded"]
-        amount = (
-            _amount(body["amount"], "/amount")
-            if "amount" in body
-            else {"currency_code": code, "value": _fmt(left, code)}
-        )
-        if amount["currency_code"] != code:
-            raise _Error(422, "REFUND_CAPTURE_CURRENCY_MISMATCH")
-        if Decimal(amount["value"]) > left:
-            raise _Error(422, "REFUND_AMOUNT_EXCEEDED")
-        capture["refunded"] += Decimal(amount["value"])
-        capture["status"] = (
-            "REFUNDED"
-            if capture["refunded"] == Decimal(capture["amount"]["value"])
-            else "PARTIALLY_REFUNDED"
-        )
-        refund: dict[str, Any] = {"id": _new_id(), "status": "COMPLETED", "amount": amount}
+        mismatch, exceeded = "REFUND_CAPTURE_CURRENCY_MISMATCH", "REFUND_AMOUNT_EXCEEDED"
+        amount, all_of_it = _take(capture, "refunded", body, mismatch, exceeded)
+        capture["status"] = "REFUNDED" if all_of_it else "PARTIALLY_REFUNDED"
+        refund: dict[str, Any] = {"id": paypal_id(), "status": "COMPLETED", "amount": amount}
         self.refunds[refund["id"]] = refund
         return refund
 
 
-class _OAuthError(_Error):
-    """401 in the OAuth shape, as PayPal answers an unknown or expired token."""
-
-    def __init__(self) -> None:
-        super().__init__(401, "invalid_token")
-
-
-def _prefer(request: SimulatedRequest, status: int, payload: Any) -> Any:
-    """The body `Prefer` asks for: PayPal's default `return=minimal` keeps id, status, links."""
-    if request.method != "POST" or not 200 <= status < 300 or not isinstance(payload, dict):
-        return payload
-    prefer = request.headers.get("Prefer", "return=minimal").replace(" ", "")
-    if "return=representation" in prefer.split(","):
-        return payload
-    return {k: payload[k] for k in ("id", "status", "links") if k in payload}
-
-
-def _public(obj: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in obj.items() if not isinstance(v, Decimal)}
-
-
-def _object(body: Any) -> dict[str, Any]:
-    if body is None:
-        raise _Error(400, "MALFORMED_REQUEST_JSON", "A JSON object body is required (send {}).")
-    if not isinstance(body, dict):
-        raise _Error(400, "MALFORMED_REQUEST_JSON")
-    return body
-
-
-def _vault_id(source: dict[str, Any]) -> str | None:
-    for kind in ("card", "paypal", "venmo"):
-        entry = source.get(kind)
-        if isinstance(entry, dict) and isinstance(entry.get("vault_id"), str):
-            return str(entry["vault_id"])
-    return None
-
-
-def _fmt(value: Decimal, currency: str) -> str:
-    return f"{value:.0f}" if currency in _NO_DECIMALS else f"{value:.2f}"
-
-
-def _amount(obj: Any, field: str) -> dict[str, str]:
-    if not isinstance(obj, dict):
-        raise _Error(400, "MISSING_REQUIRED_PARAMETER", field=field)
-    code, value = obj.get("currency_code"), obj.get("value")
-    if not isinstance(code, str) or not _CURRENCY.fullmatch(code):
-        raise _Error(
-            422,
-            "INVALID_CURRENCY_CODE",
-            "Currency code must be 3 upper-case letters.",
-            f"{field}/currency_code",
-        )
-    if code not in _CURRENCIES:
-        raise _Error(
-            422,
-            "CURRENCY_NOT_SUPPORTED",
-            f"Currency code {code} is not currently supported.",
-            f"{field}/currency_code",
-        )
-    if not isinstance(value, str) or len(value) > 32 or not _VALUE.fullmatch(value):
-        raise _Error(
-            400, "INVALID_PARAMETER_SYNTAX", "value must be a decimal string.", f"{field}/value"
-        )
-    decimals = len(value.partition(".")[2])
-    if code in _NO_DECIMALS and "." in value:
-        raise _Error(
-            422, "DECIMALS_NOT_SUPPORTED", f"{code} does not support decimals.", f"{field}/value"
-        )
-    if decimals > 2:
-        raise _Error(422, "DECIMAL_PRECISION", "At most two decimal places.", f"{field}/value")
-    if Decimal(value) <= 0:
-        raise _Error(422, "CANNOT_BE_ZERO_OR_NEGATIVE", field=f"{field}/value")
-    if Decimal(value) > _MAX_VALUE:
-        raise _Error(
-            422, "MAX_VALUE_EXCEEDED", "Value exceeds 999999999999999.99.", f"{field}/value"
-        )
-    return {"currency_code": code, "value": value}
+def _take(
+    target: dict[str, Any], taken: str, body: dict[str, Any], mismatch: str, exceeded: str
+) -> tuple[dict[str, str], bool]:
+    """Capture or refund part of `target` (what is left when `body` names no amount): adds it
+    to `target[taken]` and says whether all of it is now taken."""
+    code = target["amount"]["currency_code"]
+    whole = Decimal(target["amount"]["value"])
+    left = whole - target[taken]
+    amount = (
+        check_amount(body["amount"], "/amount")
+        if "amount" in body
+        else {"currency_code": code, "value": fmt_value(left, code)}
+    )
+    if amount["currency_code"] != code:
+        raise PayPalError(422, mismatch)
+    if Decimal(amount["value"]) > left:
+        raise PayPalError(422, exceeded)
+    target[taken] += Decimal(amount["value"])
+    return amount, target[taken] == whole

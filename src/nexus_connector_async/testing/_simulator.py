@@ -5,21 +5,21 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import Any
+from typing import Any, Self
 
-import msgspec
-from aiohttp import web
+from ._vendor_server import Answer, SimulatedRequest, VendorServer
 
 __all__ = ["VendorSimulator"]
 
 
-class VendorSimulator:
+class VendorSimulator(VendorServer):
     """A payment-vendor-like HTTP server with latency, 5xx outages and 429 throttling.
 
     `outage=(start, end)` answers 503 to every request between those seconds after start;
     `throttle_rate` answers that fraction with 429 and `Retry-After`; `error_rate` answers that
-    fraction with 500. Requests carrying an `Idempotency-Key` seen before get the first answer
-    again, as Stripe does. Use as `async with VendorSimulator() as sim: sim.url("/v1/charges")`.
+    fraction with 500. Requests carrying an `Idempotency-Key` seen with a 200 get that answer
+    again, as Stripe does. `charges` counts the charges made, `by_status` the answers. Use as
+    `async with VendorSimulator() as sim:` and send to `f"{sim.url}/v1/charges"`.
     """
 
     def __init__(
@@ -32,86 +32,51 @@ class VendorSimulator:
         outage: tuple[float, float] | None = None,
         seed: int | None = None,
     ) -> None:
+        super().__init__()
         self.latency = latency
         self.error_rate = error_rate
         self.throttle_rate = throttle_rate
         self.retry_after = retry_after
         self.outage = outage
-        self.requests = 0
         self.charges = 0
-        self.by_status: dict[int, int] = {}
         self._random = random.Random(seed)
-        self._seen: dict[str, tuple[int, bytes]] = {}
-        self._runner: web.AppRunner | None = None
         self._started = 0.0
-        self.base = ""
 
-    def url(self, path: str = "/v1/charges") -> str:
-        """The absolute URL of `path` on this simulator."""
-        return self.base + path
-
-    async def __aenter__(self) -> VendorSimulator:
-        await self.start()
+    async def start(self) -> Self:
+        """Listen on a free port of 127.0.0.1; the `outage` window counts from now."""
+        await super().start()
+        self._started = time.monotonic()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def start(self) -> None:
-        """Listen on a free port of 127.0.0.1."""
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.base = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        self._started = time.monotonic()
-
-    async def close(self) -> None:
-        """Stop listening."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    def _answer(
-        self, status: int, body: Any, headers: dict[str, str] | None = None
-    ) -> web.Response:
-        self.by_status[status] = self.by_status.get(status, 0) + 1
-        return web.Response(
-            status=status,
-            body=msgspec.json.encode(body),
-            headers={"Content-Type": "application/json", **(headers or {})},
-        )
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        self.requests += 1
-        await request.read()
+    async def parse(self, request: SimulatedRequest) -> None:
+        """Reading the request takes the configured `latency` (replays included)."""
         low, high = self.latency
         if high > 0:
             await asyncio.sleep(self._random.uniform(low, high))
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and key in self._seen:
-            status, body = self._seen[key]
-            self.by_status[status] = self.by_status.get(status, 0) + 1
-            return web.Response(
-                status=status, body=body, headers={"Content-Type": "application/json"}
-            )
+
+    def replay_key(self, request: SimulatedRequest) -> str | None:
+        """Any request may carry an `Idempotency-Key`."""
+        return request.headers.get("Idempotency-Key")
+
+    def remembers(self, answer: Answer) -> bool:
+        """Only a charge made is kept: a throttled or failed request may be sent again."""
+        return answer.status == 200
+
+    async def route(self, request: SimulatedRequest, parsed: Any) -> Answer:
+        """The outage window, then a throttle or error roll, else a charge."""
         elapsed = time.monotonic() - self._started
         if self.outage is not None and self.outage[0] <= elapsed < self.outage[1]:
-            return self._answer(503, {"error": {"type": "api_error", "message": "outage"}})
+            return Answer(503, {"error": {"type": "api_error", "message": "outage"}})
         roll = self._random.random()
         if roll < self.throttle_rate:
-            return self._answer(
+            return Answer(
                 429,
                 {"error": {"type": "rate_limit_error", "code": "rate_limit"}},
                 {"Retry-After": f"{self.retry_after:g}"},
             )
         if roll < self.throttle_rate + self.error_rate:
-            return self._answer(500, {"error": {"type": "api_error"}})
+            return Answer(500, {"error": {"type": "api_error"}})
         self.charges += 1
-        charge = {"id": f"ch_{self.charges:06d}", "object": "charge", "status": "succeeded"}
-        response = self._answer(200, charge)
-        if key is not None:
-            self._seen[key] = (200, msgspec.json.encode(charge))
-        return response
+        return Answer(
+            200, {"id": f"ch_{self.charges:06d}", "object": "charge", "status": "succeeded"}
+        )

@@ -17,14 +17,14 @@ import binascii
 import email.utils
 import itertools
 import re
-from collections.abc import Callable
 from typing import Any, NamedTuple
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
-import msgspec
 from aiohttp import web
 
-__all__ = ["SimulatedMessage", "SimulatedRequest", "TwilioSimulator", "simulated_segments"]
+from ._vendor_server import Answer, Answered, SimulatedRequest, VendorServer
+
+__all__ = ["SimulatedMessage", "TwilioSimulator", "simulated_segments"]
 
 # GSM 03.38 default alphabet in code order 0x00-0x7F (0x1B, the escape, is not a character),
 # and the extension table reached through that escape (two septets each).
@@ -107,17 +107,6 @@ _REPEATABLE = frozenset({"MediaUrl", "PersistentAction"})
 _COUNTRIES = {"1": "US", "44": "GB", "49": "DE", "33": "FR", "55": "BR", "61": "AU"}
 
 
-class SimulatedRequest(NamedTuple):
-    """One request as the simulator saw it (form pairs in order, repeated keys kept)."""
-
-    method: str
-    path: str
-    raw_path: str
-    query: list[tuple[str, str]]
-    form: list[tuple[str, str]]
-    headers: dict[str, str]
-
-
 class SimulatedMessage(NamedTuple):
     """A message the simulator accepted (it would go to the handset)."""
 
@@ -139,28 +128,42 @@ class _Lookup(NamedTuple):
     validation_errors: tuple[str, ...]
 
 
-class _Fault(NamedTuple):
-    status: int
-    code: int
-    processed: bool  # the message was created before the error was answered
-    retry_after: str | None
+_ACCOUNT_PATH = re.compile(r"/2010-04-01/Accounts/([^/]+)/(Messages|Balance)\.json")
+_LOOKUP_PATH = re.compile(r"/v2/PhoneNumbers/([^/]+)")
 
 
-def _error(
-    status: int, code: int, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
+class _Send(NamedTuple):
+    """A Messages create that passed the checks."""
+
+    params: dict[str, str]
+    media: tuple[str, ...]
+    account_sid: str
+
+
+def _error(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> Answer:
     body = {
         "code": code,
         "message": message,
         "more_info": f"https://www.twilio.com/docs/errors/{code}",
         "status": status,
     }
-    return web.json_response(body, status=status, headers=headers)
+    return Answer(status, body, headers or {})
 
 
-class TwilioSimulator:
+def _is_send(request: SimulatedRequest) -> bool:
+    match = _ACCOUNT_PATH.fullmatch(request.path)
+    return request.method == "POST" and match is not None and match.group(2) == "Messages"
+
+
+def _media_type(request: SimulatedRequest) -> str:
+    """The media type as aiohttp reports it (no parameters; octet-stream when absent)."""
+    value = request.headers.get("Content-Type", "application/octet-stream")
+    return value.split(";")[0].strip().lower()
+
+
+class TwilioSimulator(VendorServer):
     """Twilio on 127.0.0.1: `async with TwilioSimulator() as sim:` then point the adapter at
-    `sim.base_url` for both `base_url` and `lookups_base_url`.
+    `sim.url` for both `base_url` and `lookups_base_url`.
 
     Hooks: `reject(number, code)` makes every send to `number` fail with that Twilio code;
     `throttle(n)` answers the next n sends 429/20429 without creating them; `fail(n, status,
@@ -186,6 +189,7 @@ class TwilioSimulator:
         currency: str = "USD",
         latency: float = 0.0,
     ) -> None:
+        super().__init__()
         self.account_sid = account_sid
         self.auth_token = auth_token
         self._api_keys = dict(api_keys or {})
@@ -193,22 +197,16 @@ class TwilioSimulator:
         self.balance = balance
         self.currency = currency
         self.latency = latency
-        self.base_url = ""
         self.messages: list[SimulatedMessage] = []
-        self.requests: list[SimulatedRequest] = []
         self.violations: list[str] = []
         self.in_flight = 0
         self.max_in_flight = 0
-        self.on_request: Callable[[SimulatedRequest], None] | None = None
         self._rejections: dict[str, tuple[int, int]] = {}
-        self._faults: list[_Fault] = []
-        self._hold: asyncio.Event | None = None
         self._lookups: dict[str, _Lookup] = {}
         self._sids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
 
     def __repr__(self) -> str:
-        return f"TwilioSimulator(base_url={self.base_url!r}, messages={len(self.messages)})"
+        return f"TwilioSimulator(url={self.url!r}, messages={len(self.messages)})"
 
     # -- scripting -----------------------------------------------------------------------------
 
@@ -218,16 +216,14 @@ class TwilioSimulator:
 
     def throttle(self, times: int = 1, *, retry_after: float | None = None) -> None:
         """The next `times` sends get 429 / 20429 and are not processed, as Twilio documents."""
-        header = None if retry_after is None else f"{retry_after:g}"
-        self._faults.extend([_Fault(429, 20429, False, header)] * times)
+        headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
+        fault = _error(429, 20429, "Too Many Requests", headers)
+        self.inject(*fault, times=times, match=_is_send)
 
     def fail(self, times: int = 1, *, status: int = 500, processed: bool = True) -> None:
         """The next `times` sends get a 5xx; with `processed` the message was created anyway."""
-        self._faults.extend([_Fault(status, 20500, processed, None)] * times)
-
-    def hold(self, gate: asyncio.Event | None) -> None:
-        """Create messages at once but answer only after `gate` is set (None: answer at once)."""
-        self._hold = gate
+        fault = _error(status, 20500, "Internal Server Error")
+        self.inject(*fault, times=times, match=_is_send, processed=processed)
 
     def set_lookup(
         self,
@@ -248,56 +244,54 @@ class TwilioSimulator:
         """Messages accepted for `number`."""
         return [m for m in self.messages if m.to == number]
 
-    # -- server --------------------------------------------------------------------------------
+    # -- the pipeline steps ------------------------------------------------------------------
 
-    async def __aenter__(self) -> TwilioSimulator:
-        await self.start()
-        return self
+    #: Messages are created at once; `hold` delays only the answer.
+    hold_before_route = False
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    async def handle(self, request: SimulatedRequest) -> web.StreamResponse:
+        """The pipeline, counting concurrent Messages requests in `max_in_flight`."""
+        if not _is_send(request):
+            return await super().handle(request)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await super().handle(request)
+        finally:
+            self.in_flight -= 1
 
-    async def start(self) -> None:
-        """Listen on a free port of 127.0.0.1."""
-        app = web.Application()
-        account = "/2010-04-01/Accounts/{sid}"
-        app.router.add_post(account + "/Messages.json", self._create_message)
-        app.router.add_get(account + "/Balance.json", self._balance)
-        app.router.add_get("/v2/PhoneNumbers/{number}", self._lookup)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{port}"
+    def authenticate(self, request: SimulatedRequest) -> None:
+        """HTTP Basic with the account (or a subaccount, or an API key) in the path."""
+        account = _ACCOUNT_PATH.fullmatch(request.path)
+        lookup = _LOOKUP_PATH.fullmatch(request.path)
+        if account is None and lookup is None:
+            raise Answered(
+                _error(404, 20404, f"The requested resource {request.path} was not found")
+            )
+        sid, kind = account.groups() if account is not None else (None, "Lookup")
+        if request.method != ("POST" if kind == "Messages" else "GET"):
+            raise Answered(_error(405, 20004, "Method not allowed"))
+        if not self._authorized(request, sid):
+            raise Answered(_error(401, 20003, "Authenticate"))
 
-    async def close(self) -> None:
-        """Stop listening."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+    async def parse(self, request: SimulatedRequest) -> _Send | None:
+        """What Twilio and a careful client check before a message is created."""
+        if _is_send(request):
+            return self._check_send(request)
+        if _LOOKUP_PATH.fullmatch(request.path) and " " in request.path:
+            raise Answered(self._violation("'+' in the Lookup path was decoded as a space"))
+        return None
 
-    # -- handlers ------------------------------------------------------------------------------
+    async def route(self, request: SimulatedRequest, parsed: Any) -> Answer:
+        """Create the message, or answer Balance or Lookup."""
+        if isinstance(parsed, _Send):
+            return await self._create(parsed)
+        account = _ACCOUNT_PATH.fullmatch(request.path)
+        if account is not None:
+            return self._balance(account.group(1))
+        return self._lookup(request)
 
-    async def _record(self, request: web.Request) -> SimulatedRequest:
-        raw = await request.read()
-        form: list[tuple[str, str]] = []
-        if raw:
-            form = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
-        seen = SimulatedRequest(
-            request.method,
-            request.path,
-            request.raw_path,
-            list(parse_qsl(request.query_string, keep_blank_values=True)),
-            form,
-            dict(request.headers),
-        )
-        self.requests.append(seen)
-        if self.on_request is not None:
-            self.on_request(seen)
-        return seen
-
-    def _authorized(self, request: web.Request, path_sid: str | None) -> bool:
+    def _authorized(self, request: SimulatedRequest, path_sid: str | None) -> bool:
         header = request.headers.get("Authorization", "")
         scheme, _, encoded = header.partition(" ")
         if scheme != "Basic":
@@ -316,68 +310,58 @@ class TwilioSimulator:
             return secret == accounts[user]
         return self._api_keys.get(user) == secret
 
-    def _violation(self, text: str) -> web.Response:
+    def _violation(self, text: str) -> Answer:
         self.violations.append(text)
         return _error(400, 0, f"simulator: {text}")
 
-    async def _create_message(self, request: web.Request) -> web.StreamResponse:
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            return await self._create(request)
-        finally:
-            self.in_flight -= 1
-
-    async def _create(self, request: web.Request) -> web.StreamResponse:
-        seen = await self._record(request)
-        seen_sid = request.match_info["sid"]
-        if not self._authorized(request, seen_sid):
-            return _error(401, 20003, "Authenticate")
-        if request.content_type != "application/x-www-form-urlencoded":
-            return self._violation(f"Content-Type {request.content_type!r}, expected a form")
-        names = [k for k, _ in seen.form]
+    def _check_send(self, request: SimulatedRequest) -> _Send:
+        media_type = _media_type(request)
+        if media_type != "application/x-www-form-urlencoded":
+            raise Answered(self._violation(f"Content-Type {media_type!r}, expected a form"))
+        form = request.form
+        names = [k for k, _ in form]
         for name in names:
             if not _PASCAL.fullmatch(name) or name not in _CREATE_PARAMS:
-                return self._violation(f"unknown or non-PascalCase parameter {name!r}")
+                raise Answered(self._violation(f"unknown or non-PascalCase parameter {name!r}"))
             if name not in _REPEATABLE and names.count(name) > 1:
-                return self._violation(f"parameter {name!r} repeated")
-        params = dict(seen.form)
-        media = tuple(v for k, v in seen.form if k == "MediaUrl")
+                raise Answered(self._violation(f"parameter {name!r} repeated"))
+        params = dict(form)
+        media = tuple(v for k, v in form if k == "MediaUrl")
         to = params.get("To", "")
-        if "To" not in params:
-            return _error(400, 21604, "A 'To' phone number is required.")
-        if "From" not in params and "MessagingServiceSid" not in params:
-            return _error(400, 21603, "A 'From' phone number is required.")
         body = params.get("Body", "")
-        if not body and not media and "ContentSid" not in params:
-            return _error(400, 21602, "Message body is required.")
-        if len(body) > 1600:
-            return _error(
-                400, 21617, "The concatenated message body exceeds the 1600 character limit."
-            )
-        if len(media) > 10:
-            return self._violation(f"{len(media)} MediaUrl values; Twilio takes at most 10")
-        if not _E164.fullmatch(to):
-            return _error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
         callback = params.get("StatusCallback")
-        if callback is not None and _bad_callback(callback):
-            return _error(400, 21609, f"The StatusCallback URL {callback} is not valid.")
-        if self._faults:
-            fault = self._faults.pop(0)
-            if fault.processed:
-                self._store(params, media, seen_sid)
-            headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
-            text = "Too Many Requests" if fault.status == 429 else "Internal Server Error"
-            return _error(fault.status, fault.code, text, headers)
+        refusal = None
+        if "To" not in params:
+            refusal = _error(400, 21604, "A 'To' phone number is required.")
+        elif "From" not in params and "MessagingServiceSid" not in params:
+            refusal = _error(400, 21603, "A 'From' phone number is required.")
+        elif not body and not media and "ContentSid" not in params:
+            refusal = _error(400, 21602, "Message body is required.")
+        elif len(body) > 1600:
+            text = "The concatenated message body exceeds the 1600 character limit."
+            refusal = _error(400, 21617, text)
+        elif len(media) > 10:
+            refusal = self._violation(f"{len(media)} MediaUrl values; Twilio takes at most 10")
+        elif not _E164.fullmatch(to):
+            refusal = _error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        elif callback is not None and _bad_callback(callback):
+            refusal = _error(400, 21609, f"The StatusCallback URL {callback} is not valid.")
+        if refusal is not None:
+            raise Answered(refusal)
+        account = _ACCOUNT_PATH.fullmatch(request.path)
+        assert account is not None
+        return _Send(params, media, account.group(1))
+
+    async def _create(self, send: _Send) -> Answer:
+        to = send.params["To"]
         if to in self._rejections:
             status, code = self._rejections[to]
-            return _error(status, code, f"simulated error {code} for {to}")
-        message = self._store(params, media, seen_sid)
+            raise Answered(_error(status, code, f"simulated error {code} for {to}"))
+        message = self._store(send.params, send.media, send.account_sid)
         if self.latency > 0:
             await asyncio.sleep(self.latency)  # a vendor's processing time
-        if self._hold is not None:
-            await self._hold.wait()
-        return web.json_response(self._resource(message), status=201)
+        await self.processing()
+        return Answer(201, self._resource(message))
 
     def _store(
         self, params: dict[str, str], media: tuple[str, ...], account_sid: str
@@ -423,24 +407,15 @@ class TwilioSimulator:
             "uri": uri,
         }
 
-    async def _balance(self, request: web.Request) -> web.StreamResponse:
-        await self._record(request)
-        sid = request.match_info["sid"]
-        if not self._authorized(request, sid):
-            return _error(401, 20003, "Authenticate")
+    def _balance(self, sid: str) -> Answer:
         balance = self.balance if sid == self.account_sid else None  # subaccounts have none
         body = {"account_sid": sid, "balance": balance}
         body["currency"] = self.currency if balance is not None else None
-        return web.json_response(body)
+        return Answer(200, body)
 
-    async def _lookup(self, request: web.Request) -> web.StreamResponse:
-        seen = await self._record(request)
-        if not self._authorized(request, None):
-            return _error(401, 20003, "Authenticate")
-        number = request.match_info["number"]
-        if " " in number:
-            return self._violation("'+' in the Lookup path was decoded as a space")
-        fields = dict(seen.query).get("Fields", "")
+    def _lookup(self, request: SimulatedRequest) -> Answer:
+        number = request.path.removeprefix("/v2/PhoneNumbers/")
+        fields = dict(request.query_params).get("Fields", "")
         found = self._lookups.get(number) or _Lookup(True, "mobile", "Simulated Mobile", None, ())
         calling = next((c for c in _COUNTRIES if number[1:].startswith(c)), None)
         country = found.country_code or (_COUNTRIES[calling] if calling else None)
@@ -472,6 +447,4 @@ class TwilioSimulator:
             "pre_fill": None,
             "url": f"https://lookups.twilio.com/v2/PhoneNumbers/{number}",
         }
-        return web.Response(
-            body=msgspec.json.encode(body), content_type="application/json", status=200
-        )
+        return Answer(200, body)

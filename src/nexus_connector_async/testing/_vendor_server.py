@@ -1,66 +1,136 @@
-"""The loopback HTTP server under the vendor simulators, with request recording and fault hooks."""
+"""The one base of every vendor simulator: a loopback HTTP server that records each request and
+answers it through one pipeline, authenticate -> parse -> fault -> replay -> route -> remember.
+
+A simulator fills in the steps it needs (`authenticate`, `parse`, `route`, and for vendors with
+idempotency `replay_key`); the lifecycle, the request record, fault injection (`inject`), the
+replay store, `hold` and the log line that says why a request was refused live here once.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import re
-import secrets
-from collections import deque
-from collections.abc import Mapping
-from typing import Any, NamedTuple, Self
+from collections import Counter
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, ClassVar, NamedTuple, Self
 from urllib.parse import parse_qsl
 
-import msgspec
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from .._logging import get_logger, redact_text
+from .._logging import get_logger
+from ._wire import json_response, new_id, parse_brackets, rejection_reason
 
-__all__ = ["Fault", "SimulatedRequest", "VendorServer", "parse_brackets", "rejection_reason"]
+__all__ = [
+    "Answer",
+    "Answered",
+    "Fault",
+    "SimulatedRequest",
+    "VendorServer",
+    "json_response",
+    "new_id",
+    "parse_brackets",
+    "rejection_reason",
+]
 
 _log = get_logger("nexus_connector_async.testing")
 # Answers that are a normal outcome of a well-formed request (a declined card, a throttle, an
 # injected outage): logged at INFO. Any other 4xx means the request itself was refused.
 _OUTCOMES = frozenset({402, 429})
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 class SimulatedRequest(NamedTuple):
-    """One request a simulator received, exactly as it arrived."""
+    """One request a simulator received, exactly as it arrived (`raw_path` still encoded)."""
 
     method: str
     path: str
     query: str
     headers: CIMultiDictProxy[str]
     body: bytes
+    raw_path: str = ""
+
+    @property
+    def query_params(self) -> list[tuple[str, str]]:
+        """The query string's pairs in order, repeated keys kept."""
+        return parse_qsl(self.query, keep_blank_values=True)
+
+    @property
+    def form(self) -> list[tuple[str, str]]:
+        """The body read as a form: its pairs in order, repeated keys kept."""
+        return parse_qsl(self.body.decode("utf-8", "replace"), keep_blank_values=True)
+
+
+class Answer(NamedTuple):
+    """What a simulator answers: a status, a body (JSON-encoded unless bytes) and headers."""
+
+    status: int
+    body: Any = None
+    headers: Mapping[str, str] = _NO_HEADERS
+
+
+class Answered(Exception):
+    """Raised by any pipeline step to answer `answer` at once (a refusal, a token, ...)."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(answer.status)
+        self.answer = answer
 
 
 class Fault(NamedTuple):
-    """An injected answer: status, JSON body and extra headers."""
+    """An injected answer; `match` picks the requests it is for; with `processed` the request
+    is executed first (the vendor did the work but the answer was lost or failed)."""
 
-    status: int
-    body: Any
-    headers: Mapping[str, str]
+    answer: Answer
+    match: Callable[[SimulatedRequest], bool] | None = None
+    processed: bool = False
+
+
+@dataclass(slots=True)
+class _Queued:
+    """An injected fault and how many more requests it answers (None: all)."""
+
+    fault: Fault
+    remaining: int | None
+
+
+class _Stored(NamedTuple):
+    fingerprint: str
+    answer: Answer
 
 
 class VendorServer:
     """An aiohttp server on 127.0.0.1 (a free port) that records every request.
 
     Use `async with Simulator() as sim:` or `await sim.start()` / `await sim.close()`; `url` is
-    the base URL to give the adapter. Subclasses implement `handle`. `hold(event)` keeps
-    requests "being processed" until the event is set (`held` counts those waiting), to play a
-    slow vendor and concurrent duplicates.
+    the base URL to give the adapter. `requests` lists what arrived, `by_status` counts the
+    answers. `inject()` queues faults; `hold(event)` keeps requests "being processed" until the
+    event is set (`held` counts those waiting), to play a slow vendor and concurrent duplicates.
     """
+
+    #: Whether the `hold` gate is passed before `route` (False: the route passes it itself).
+    hold_before_route: ClassVar[bool] = True
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
-        self._faults: deque[Fault] = deque()
+        self._faults: list[_Queued] = []
+        self._replays: dict[Hashable, _Stored] = {}
+        self._in_flight: set[Hashable] = set()
         self._gate: asyncio.Event | None = None
         self._held_changed = asyncio.Condition()
         self.requests: list[SimulatedRequest] = []
+        self.by_status: Counter[int] = Counter()
+        self.on_request: Callable[[SimulatedRequest], None] | None = None
         self.held = 0
         self.url = ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(url={self.url!r}, requests={len(self.requests)})"
+
+    # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> Self:
         """Start listening; returns the simulator so `sim = await Sim().start()` reads well."""
@@ -68,7 +138,7 @@ class VendorServer:
             return self
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port)
         await site.start()
@@ -89,17 +159,22 @@ class VendorServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    # -- scripting -----------------------------------------------------------------------------
+
     def inject(
         self,
         status: int,
         body: Any = None,
         headers: Mapping[str, str] | None = None,
         *,
-        times: int = 1,
+        times: int | None = 1,
+        match: Callable[[SimulatedRequest], bool] | None = None,
+        processed: bool = False,
     ) -> None:
-        """Answer the next `times` well-formed requests with this status and JSON body."""
-        for _ in range(times):
-            self._faults.append(Fault(status, body if body is not None else {}, headers or {}))
+        """Answer the next `times` (None: every) well-formed requests that `match` accepts
+        with this status and body (JSON unless bytes); `processed` executes them first."""
+        answer = Answer(status, body if body is not None else {}, headers or {})
+        self._faults.append(_Queued(Fault(answer, match, processed), times))
 
     def hold(self, gate: asyncio.Event | None) -> None:
         """Process requests only once `gate` is set (None: at once), after the strict checks."""
@@ -111,7 +186,7 @@ class VendorServer:
             await self._held_changed.wait_for(lambda: self.held >= count)
 
     async def processing(self) -> None:
-        """Where a subclass executes a request: waits while `hold` keeps the gate closed."""
+        """Where a request is executed: waits while `hold` keeps the gate closed."""
         gate = self._gate
         if gate is None or gate.is_set():
             return
@@ -131,20 +206,125 @@ class VendorServer:
             if (method is None or r.method == method) and (path is None or r.path == path)
         )
 
-    def take_fault(self) -> Fault | None:
-        """The next injected fault, if any (called once a request passed the strict checks)."""
-        return self._faults.popleft() if self._faults else None
+    def take_fault(self, request: SimulatedRequest) -> Fault | None:
+        """The next injected fault for `request`, if any (once it passed the strict checks)."""
+        for queued in self._faults:
+            if queued.fault.match is None or queued.fault.match(request):
+                if queued.remaining is not None:
+                    queued.remaining -= 1
+                    if queued.remaining <= 0:
+                        self._faults.remove(queued)
+                return queued.fault
+        return None
+
+    # -- the pipeline --------------------------------------------------------------------------
+
+    async def handle(self, request: SimulatedRequest) -> web.StreamResponse:
+        """Answer one recorded request: authenticate -> parse -> fault -> replay -> route ->
+        remember. Any step may raise `Answered` to answer at once."""
+        try:
+            self.authenticate(request)
+            parsed = await self.parse(request)
+            fault = self.take_fault(request)
+            if fault is not None and not fault.processed:
+                return self.render(fault.answer)
+            key = self.replay_key(request)
+            stored = self._replays.get(key) if key is not None else None
+            if stored is not None:
+                if stored.fingerprint != self.fingerprint(request, parsed):
+                    raise Answered(self.key_reused(request))
+                answer = self.replayed(stored.answer)
+            else:
+                answer = await self._execute(request, parsed, key)
+            if fault is not None:  # processed: the work is done, the answer is the fault
+                return self.render(fault.answer)
+            return self.render(self.finish(request, answer))
+        except Answered as exc:
+            return self.render(exc.answer)
+
+    async def _execute(
+        self, request: SimulatedRequest, parsed: Any, key: Hashable | None
+    ) -> Answer:
+        """Route the request once `hold` lets it, and remember its answer under its key."""
+        if key is not None:
+            if key in self._in_flight:
+                busy = self.in_progress(request)
+                if busy is not None:
+                    raise Answered(busy)
+            self._in_flight.add(key)
+        try:
+            if self.hold_before_route:
+                await self.processing()
+            answer = await self.route(request, parsed)
+            if key is not None and self.remembers(answer):
+                self._replays[key] = _Stored(self.fingerprint(request, parsed), answer)
+            return answer
+        finally:
+            if key is not None:
+                self._in_flight.discard(key)
+
+    # -- the steps a simulator fills in ----------------------------------------------------------
+
+    def authenticate(self, request: SimulatedRequest) -> None:
+        """Raise `Answered` (a 401) unless the request carries valid credentials."""
+
+    async def parse(self, request: SimulatedRequest) -> Any:
+        """Check the request is well-formed (else raise `Answered`); return what `route` uses."""
+        return None
+
+    def replay_key(self, request: SimulatedRequest) -> Hashable | None:
+        """The idempotency key whose first answer a repeat gets again (None: no replay)."""
+        return None
+
+    def fingerprint(self, request: SimulatedRequest, parsed: Any) -> str:
+        """What a reused key must match (vendors that refuse a key reused for another request)."""
+        return ""
+
+    def key_reused(self, request: SimulatedRequest) -> Answer:
+        """The answer to a key reused with other parameters."""
+        return Answer(400, {"error": {"message": "idempotency key reused"}})
+
+    def in_progress(self, request: SimulatedRequest) -> Answer | None:
+        """The answer while the key's first request runs (None: run the duplicate too)."""
+        return None
+
+    def replayed(self, answer: Answer) -> Answer:
+        """How a remembered answer is sent again."""
+        return answer
+
+    def remembers(self, answer: Answer) -> bool:
+        """Whether a routed answer is stored under its idempotency key."""
+        return True
+
+    async def route(self, request: SimulatedRequest, parsed: Any) -> Answer:
+        """Execute the request: the vendor's own behaviour."""
+        raise Answered(Answer(404, {"error": {"message": f"no route for {request.path}"}}))
+
+    def finish(self, request: SimulatedRequest, answer: Answer) -> Answer:
+        """Adjust a routed or replayed answer before it is sent (vendor headers, `Prefer`)."""
+        return answer
+
+    def render(self, answer: Answer) -> web.Response:
+        """The HTTP response for `answer` (counted in `by_status`)."""
+        self.by_status[answer.status] += 1
+        if isinstance(answer.body, bytes):
+            return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+        return json_response(answer.status, answer.body, answer.headers)
+
+    # -- recording -----------------------------------------------------------------------------
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
         recorded = SimulatedRequest(
             request.method,
             request.path,
             request.query_string,
             CIMultiDictProxy(CIMultiDict(request.headers)),
-            body,
+            await request.read(),
+            request.raw_path,
         )
         self.requests.append(recorded)
+        if self.on_request is not None:
+            self.on_request(recorded)
         response = await self.handle(recorded)
         if response.status >= 400:
             self._log_rejection(recorded, response)
@@ -163,81 +343,3 @@ class VendorServer:
             status=response.status,
             reason=rejection_reason(body if isinstance(body, bytes) else b""),
         )
-
-    async def handle(self, request: SimulatedRequest) -> web.StreamResponse:
-        """Answer one recorded request (subclasses)."""
-        raise NotImplementedError
-
-
-def rejection_reason(body: bytes) -> str | None:
-    """The vendor-style reason in an error body (Stripe, PayPal, Twilio shapes), shortened."""
-    try:
-        data = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    error = data.get("error")
-    found: Any = None
-    if isinstance(error, dict):  # Stripe: {"error": {"message": ..., "code": ...}}
-        found = error.get("message") or error.get("code")
-    if not found:  # PayPal and Twilio: a top-level message; OAuth: error_description
-        details = data.get("details")
-        issue = details[0].get("issue") if isinstance(details, list) and details else None
-        found = data.get("message") or data.get("error_description") or issue or error
-    if not isinstance(found, str | int) or isinstance(found, bool):
-        return None
-    text = redact_text(str(found))
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> web.Response:
-    """A JSON response (msgspec-encoded)."""
-    return web.Response(
-        status=status,
-        body=msgspec.json.encode(body),
-        headers={"Content-Type": "application/json", **(headers or {})},
-    )
-
-
-def new_id(prefix: str, size: int = 12) -> str:
-    """A random vendor-looking id: `prefix` + hex."""
-    return prefix + secrets.token_hex(size)
-
-
-_KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
-
-
-def parse_brackets(body: str) -> dict[str, Any]:
-    """Decode a bracket-notation form (`a[b][0]=x`) into nested dicts and lists.
-
-    Raises `ValueError` for keys that are not well-formed bracket notation.
-    """
-    root: dict[str, Any] = {}
-    for key, value in parse_qsl(body, keep_blank_values=True, strict_parsing=bool(body)):
-        match = _KEY.fullmatch(key)
-        if match is None:
-            raise ValueError(f"malformed parameter name {key!r}")
-        parts = [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
-        node = root
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ValueError(f"parameter {key!r} mixes a value and a hash")
-            node = child
-        if parts[-1] in node:
-            raise ValueError(f"parameter {key!r} given twice")
-        node[parts[-1]] = value
-    parsed: dict[str, Any] = _listify(root)
-    return parsed
-
-
-def _listify(node: Any) -> Any:
-    if not isinstance(node, dict):
-        return node
-    items = {k: _listify(v) for k, v in node.items()}
-    if items and all(k.isdigit() for k in items):
-        indexes = sorted(int(k) for k in items)
-        if indexes == list(range(len(items))):
-            return [items[str(i)] for i in indexes]
-    return items
