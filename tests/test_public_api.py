@@ -80,7 +80,7 @@ def test_the_typing_side_door_names_the_pluggable_protocols() -> None:
 def test_exception_attributes_the_pipeline_reads_are_declared_on_the_base() -> None:
     """`transient`, `throttled`, `sent`, `retry_after`, `status`: plain attributes, defaults."""
     error = ConnectorError("x")
-    assert (error.transient, error.throttled, error.sent) == (False, False, True)
+    assert (error.transient, error.throttled, error.sent) == (False, False, None)
     assert (error.retry_after, error.status) == (None, None)
     for kind in (ConnectionFailed, RequestTimeout, ResponseTooLarge):
         assert issubclass(kind, TransportError)

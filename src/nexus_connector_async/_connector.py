@@ -130,10 +130,18 @@ class Connector:
         """The lease of a claimed key, extended while its call runs (seconds)."""
         return self._idempotency.lease
 
+    @idempotency_lease.setter
+    def idempotency_lease(self, seconds: float) -> None:
+        self._idempotency.lease = float(seconds)
+
     @property
     def max_shared_pause(self) -> float:
         """The longest a vendor's Retry-After pauses the service for every worker (seconds)."""
         return self._retry.max_shared_pause
+
+    @max_shared_pause.setter
+    def max_shared_pause(self, seconds: float) -> None:
+        self._retry.max_shared_pause = float(seconds)
 
     async def __aenter__(self) -> Connector:
         return self

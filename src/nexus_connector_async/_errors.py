@@ -44,8 +44,9 @@ class ConnectorError(Exception):
     #: The vendor refused the call for now (a 429 and the like): retried after `retry_after`,
     #: never counted by the breaker, and certainly not acted on.
     throttled: bool = False
-    #: False only when we know no byte of the request reached the vendor.
-    sent: bool = True
+    #: Whether the request reached the vendor: False when we know it did not, True when we
+    #: know it did, None when the error does not say (then it may have).
+    sent: bool | None = None
     #: Seconds to wait before trying again, when the error says so.
     retry_after: float | None = None
     #: The HTTP status of the vendor's answer, when there was one.
@@ -201,6 +202,8 @@ class StoredRecordInvalid(ConnectorError):
 
 class CredentialRefreshError(ConnectorError):
     """Fetching or refreshing an OAuth2 token failed; carries the OAuth error code if any."""
+
+    sent = False  # nothing goes out without the credentials
 
     def __init__(
         self, message: str, *, error: str | None = None, description: str | None = None

@@ -108,7 +108,7 @@ def from_error(exc: ConnectorError) -> Outcome:
     """
     if exc.throttled:
         return Outcome.throttled(exc, retry_after=exc.retry_after)
-    if not exc.sent:
+    if exc.sent is False:
         vendor = UNTOUCHED
     elif isinstance(exc, TransportError):
         vendor = UNKNOWN  # sent, no answer: the vendor may have acted on it
@@ -125,5 +125,5 @@ def from_transport_error(exc: ConnectorError) -> Outcome:
     A non-transient error (bad input caught on the way out) acted on nothing.
     """
     if exc.transient:
-        return Outcome.retryable_failure(exc, vendor=UNKNOWN if exc.sent else UNTOUCHED)
+        return Outcome.retryable_failure(exc, vendor=UNTOUCHED if exc.sent is False else UNKNOWN)
     return Outcome.final_error(exc, vendor=UNTOUCHED)
