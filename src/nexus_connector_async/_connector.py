@@ -36,7 +36,7 @@ from .pipeline import _request as request
 from .pipeline._admission import Gate
 from .pipeline._attempt import Attempts
 from .pipeline._auth import AuthFlow
-from .pipeline._call import Wiring
+from .pipeline._call import Send, Wiring
 from .pipeline._concurrency import Slots
 from .pipeline._idempotency import Idempotency, fingerprint, replay_response, store_response
 from .pipeline._retry import Retry
@@ -71,6 +71,9 @@ class Connector:
         max_shared_pause: float = 300.0,
         default_deadline: float | None = 30.0,
     ) -> None:
+        idempotency_wait = _number("Connector.idempotency_wait", idempotency_wait)
+        max_shared_pause = _number("Connector.max_shared_pause", max_shared_pause)
+        idempotency_lease = _number("Connector.idempotency_lease", idempotency_lease, strict=True)
         #: The deadline of a call whose endpoint and caller give none (attempts, backoff and
         #: rate-limit waits together); None lets it run as long as its attempts take.
         self.default_deadline = (
@@ -97,12 +100,8 @@ class Connector:
             self.backend, self._clock, self.events, self._log, self._tasks, hooked=bool(hooks)
         )
         # The layers, outermost first.
-        self._idempotency = Idempotency(
-            wiring,
-            float(_number("Connector.idempotency_wait", idempotency_wait)),
-            float(_number("Connector.idempotency_lease", idempotency_lease, strict=True)),
-        )
-        self._retry = Retry(wiring, _number("Connector.max_shared_pause", max_shared_pause))
+        self._idempotency = Idempotency(wiring, float(idempotency_wait), float(idempotency_lease))
+        self._retry = Retry(wiring, max_shared_pause)
         slots = Slots(wiring)
         self._gate = Gate(wiring, slots, self.shadow_services)
         self._attempts = Attempts(
@@ -206,7 +205,7 @@ class Connector:
             self._attempts.http, auth, method, url, hdrs, body, endpoint.timeout
         )
         # ... admitted per send and recorded with the breaker; a 401 resent once by the auth flow
-        send: Any = functools.partial(self._gate.attempt, attempt)
+        send: Send = functools.partial(self._gate.attempt, attempt)
         if auth is not None:
             send = functools.partial(auth.send, send)
         # ... in the retry loop, all of it under the idempotency key.

@@ -7,7 +7,7 @@ recorded with the breaker, and gives it back on every way out.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 
 from .._config import ConcurrencyLimit
 from .._errors import CircuitOpenError, ConcurrencyLimitExceeded, ConnectorError, RateLimitExceeded
@@ -27,7 +27,7 @@ from ..backends._base import (
     Admission,
 )
 from ..backends._slots import Slot, SlotAsk
-from ._call import Call, Held, Wiring
+from ._call import Attempt, Call, Held, Wiring
 from ._concurrency import Slots
 from ._outcome import Outcome
 
@@ -41,9 +41,6 @@ _REASONS = {
 }
 
 _NO_SLOT: dict[str, SlotAsk] = {}
-
-#: The innermost layer: one attempt for this call (holding its probe and slot), classified.
-Attempt = Callable[[Call], Awaitable[Outcome]]
 
 
 class Gate:

@@ -9,19 +9,15 @@ any send, it is admitted by the breaker and the limiter first.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
 from .._models import Credentials
 from .._scrub import MaskedHeaders
 from ..credentials._base import CredentialProvider, RefreshesRejected
-from ._call import Call
+from ._call import Call, Send
 from ._outcome import Outcome
 
-__all__ = ["AuthFlow", "Send"]
-
-#: One admitted attempt: (call, attempt number, is it a retry) -> its outcome, or None when a
-#: retry was refused admission.
-Send = Callable[[Call, int, bool], Awaitable[Outcome | None]]
+__all__ = ["AuthFlow"]
 
 
 class AuthFlow:

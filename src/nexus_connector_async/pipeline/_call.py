@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from .._clock import Clock
@@ -14,7 +14,7 @@ from ..backends._slots import Slot
 from ._outcome import Outcome
 from ._tasks import Tasks
 
-__all__ = ["Call", "Held", "Progress", "Wiring"]
+__all__ = ["Attempt", "Call", "Held", "Progress", "Send", "Wiring"]
 
 
 class Progress:
@@ -94,3 +94,10 @@ class Wiring:
         """Whether anyone takes the audit event of a finished call."""
         enabled = self._enabled
         return self._hooked or enabled is None or enabled(logging.INFO)
+
+
+#: The innermost layer: one attempt of this call (holding its probe and slot), classified.
+Attempt = Callable[[Call], Awaitable[Outcome]]
+#: One admitted attempt: (call, attempt number, is it a retry) -> its outcome, or None when a
+#: retry was refused admission. The retry loop calls it; the auth flow may wrap it.
+Send = Callable[[Call, int, bool], Awaitable[Outcome | None]]

@@ -13,8 +13,7 @@ from .._errors import ConnectorError, RequestTimeout
 from .._events import BackendWriteFailed, CallFinished, RetryScheduled
 from .._models import Response
 from .._retry import backoff
-from ._auth import Send
-from ._call import Call, Wiring
+from ._call import Call, Send, Wiring
 from ._outcome import UNTOUCHED, Outcome
 
 __all__ = ["Retry"]
