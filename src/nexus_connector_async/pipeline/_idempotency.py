@@ -186,20 +186,10 @@ class Idempotency:
                     f"idempotency key still in progress after {self.wait:g}s"
                 )
             break
-        return await self._run_claimed(call, key, fp, claim.token, attempts, store)
-
-    async def _run_claimed(
-        self,
-        call: Call,
-        key: IdempotencyKey,
-        fp: str,
-        token: str,
-        attempts: Callable[[Call], Awaitable[Any]],
-        store: Callable[[Any], bytes | None],
-    ) -> Any:
-        """We own the key: run the call, then store its final answer, release the key, or keep
-        it unknown. The heartbeat keeps our lease until the backend has taken that."""
-        scope = (call.service, call.tenant, key.digest)
+        # We own the key (inline, not a coroutine of its own: one frame fewer per keyed call):
+        # run the call, then store its final answer, release the key, or keep it unknown. The
+        # heartbeat keeps our lease until the backend has taken that.
+        token = claim.token
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._inflight[scope] = future
         self._fingerprints[scope] = fp

@@ -91,6 +91,10 @@ def scoped_key(
     checked = as_key(key)
     if checked is None or isinstance(checked, FinalKey):
         return checked
+    if provider is None:  # skips a runtime Protocol check (slow) on the plain keyed call
+        if tenant is None:
+            return checked
+        return ScopedKey(checked, b"", tenant)
     account = provider.account_id(service, tenant) if isinstance(provider, NamesAccount) else None
     if account is None and tenant is None:
         return checked
