@@ -72,7 +72,9 @@ class Connector:
         default_deadline: float | None = 30.0,
     ) -> None:
         idempotency_wait = _number("Connector.idempotency_wait", idempotency_wait)
-        max_shared_pause = _number("Connector.max_shared_pause", max_shared_pause)
+        #: A vendor's Retry-After pauses the service for every worker, but never longer than
+        #: this: one hostile or garbled header must not stop a fleet for years.
+        self.max_shared_pause = _number("Connector.max_shared_pause", max_shared_pause)
         idempotency_lease = _number("Connector.idempotency_lease", idempotency_lease, strict=True)
         #: The deadline of a call whose endpoint and caller give none (attempts, backoff and
         #: rate-limit waits together); None lets it run as long as its attempts take.
@@ -100,8 +102,10 @@ class Connector:
             self.backend, self._clock, self.events, self._log, self._tasks, hooked=bool(hooks)
         )
         # The layers, outermost first.
-        self._idempotency = Idempotency(wiring, float(idempotency_wait), float(idempotency_lease))
-        self._retry = Retry(wiring, max_shared_pause)
+        self.idempotency_wait = float(idempotency_wait)  # the layers read these three per call
+        self.idempotency_lease = float(idempotency_lease)
+        self._idempotency = Idempotency(wiring, self)
+        self._retry = Retry(wiring, self)
         slots = Slots(wiring)
         self._gate = Gate(wiring, slots, self.shadow_services)
         self._attempts = Attempts(
@@ -114,33 +118,6 @@ class Connector:
 
     def __repr__(self) -> str:
         return f"Connector(backend={self.backend!r})"
-
-    @property
-    def idempotency_wait(self) -> float:
-        """How long a call waits for another one holding its idempotency key (seconds)."""
-        return self._idempotency.wait
-
-    @idempotency_wait.setter
-    def idempotency_wait(self, seconds: float) -> None:
-        self._idempotency.wait = float(seconds)
-
-    @property
-    def idempotency_lease(self) -> float:
-        """The lease of a claimed key, extended while its call runs (seconds)."""
-        return self._idempotency.lease
-
-    @idempotency_lease.setter
-    def idempotency_lease(self, seconds: float) -> None:
-        self._idempotency.lease = float(seconds)
-
-    @property
-    def max_shared_pause(self) -> float:
-        """The longest a vendor's Retry-After pauses the service for every worker (seconds)."""
-        return self._retry.max_shared_pause
-
-    @max_shared_pause.setter
-    def max_shared_pause(self, seconds: float) -> None:
-        self._retry.max_shared_pause = float(seconds)
 
     async def __aenter__(self) -> Connector:
         return self

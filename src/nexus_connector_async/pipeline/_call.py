@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from .._clock import Clock
 from .._config import CircuitBreakerConfig, ConcurrencyLimit, RateLimitConfig, RetryPolicy
@@ -14,7 +14,7 @@ from ..backends._slots import Slot
 from ._outcome import Outcome
 from ._tasks import Tasks
 
-__all__ = ["Attempt", "Call", "Held", "Progress", "Send", "Wiring"]
+__all__ = ["Attempt", "Call", "Held", "Progress", "Send", "Settings", "Wiring"]
 
 
 class Progress:
@@ -58,6 +58,14 @@ class Call(NamedTuple):
     progress: Progress | None = None  # keyed calls only
     concurrency: ConcurrencyLimit | None = None  # a fleet-wide slot per attempt (api.md 26)
     held: Held | None = None  # the slot this attempt holds (taken with its admission)
+
+
+class Settings(Protocol):
+    """The connector's tunable attributes, read by the layers on each call (so they may change)."""
+
+    idempotency_wait: float
+    idempotency_lease: float
+    max_shared_pause: float
 
 
 class Wiring:

@@ -27,7 +27,7 @@ from .._errors import (
 from .._events import BackendWriteFailed, IdempotentReplay, OutcomeUnknownEvent
 from .._models import IdempotencyKey, Response
 from ..backends._base import Claim
-from ._call import Call, Progress, Wiring
+from ._call import Call, Progress, Settings, Wiring
 from ._outcome import UNKNOWN, Outcome
 
 __all__ = [
@@ -120,12 +120,13 @@ def _outcome_unknown(call: Call, progress: Progress) -> bool:
 class Idempotency:
     """Runs keyed calls at most once per key, fleet-wide (the backend) and in-process."""
 
-    __slots__ = ("_fingerprints", "_inflight", "_wiring", "lease", "wait")
+    __slots__ = ("_fingerprints", "_inflight", "_settings", "_wiring")
 
-    def __init__(self, wiring: Wiring, wait: float, lease: float) -> None:
+    def __init__(self, wiring: Wiring, settings: Settings) -> None:
         self._wiring = wiring
-        self.wait = wait  # how long a repeat waits for the call holding its key
-        self.lease = lease  # the claim's lease, extended while the call runs
+        # `idempotency_wait`: how long a repeat waits for the call holding its key;
+        # `idempotency_lease`: the claim's lease, extended while the call runs.
+        self._settings = settings
         self._inflight: dict[Scope, asyncio.Future[bytes | None]] = {}
         self._fingerprints: dict[Scope, str] = {}
 
@@ -146,7 +147,8 @@ class Idempotency:
         wiring = self._wiring
         clock, backend, tasks = wiring.clock, wiring.backend, wiring.tasks
         scope = (call.service, call.tenant, key.digest)
-        deadline = clock.monotonic() + self.wait
+        wait, lease = self._settings.idempotency_wait, self._settings.idempotency_lease
+        deadline = clock.monotonic() + wait
         replayed = IdempotentReplay(call.service, call.tenant, key.digest)
         # A call the vendor cannot deduplicate is armed: if we die holding the key, its lease
         # ends as "unknown", not free (rule 19).
@@ -164,13 +166,13 @@ class Idempotency:
                 continue  # the holder released the key (or left it unknown): ask the backend
             # A cancellation while a claim is in flight must not strand the key for its lease.
             claim = await tasks.shielded(
-                backend.claim(*scope, fp, self.lease, unknown_ttl=unknown_ttl),
+                backend.claim(*scope, fp, lease, unknown_ttl=unknown_ttl),
                 self._unclaim(scope),
             )
             if claim.state == "in_progress":
                 remaining = deadline - clock.monotonic()
                 claim = await tasks.shielded(
-                    backend.wait(*scope, fp, self.lease, remaining, unknown_ttl=unknown_ttl),
+                    backend.wait(*scope, fp, lease, remaining, unknown_ttl=unknown_ttl),
                     self._unclaim(scope),
                 )
             if claim.state == "completed":
@@ -182,9 +184,7 @@ class Idempotency:
             if claim.state == "unknown":
                 raise OutcomeUnknown(service=call.service, idempotency_key=key.caller_value)
             if claim.state == "in_progress":
-                raise IdempotencyInProgress(
-                    f"idempotency key still in progress after {self.wait:g}s"
-                )
+                raise IdempotencyInProgress(f"idempotency key still in progress after {wait:g}s")
             break
         # We own the key (inline, not a coroutine of its own: one frame fewer per keyed call):
         # run the call, then store its final answer, release the key, or keep it unknown. The
@@ -333,13 +333,15 @@ class Idempotency:
             raise IdempotencyInProgress("idempotency key still in progress")
         await wait_or_timeout(future, self._wiring.clock, timeout)
         if not future.done():
-            raise IdempotencyInProgress(f"idempotency key still in progress after {self.wait:g}s")
+            raise IdempotencyInProgress(
+                f"idempotency key still in progress after {self._settings.idempotency_wait:g}s"
+            )
         return future.result()
 
     def _heartbeat(self, scope: Scope, token: str) -> Callable[[], None]:
         """Extend the key's lease every third of it while the call runs (timer, not a task)."""
         loop = asyncio.get_running_loop()
-        interval = self.lease / 3.0
+        interval = self._settings.idempotency_lease / 3.0
         spawn = self._wiring.tasks.spawn
         handle: asyncio.TimerHandle | None = None
 
@@ -353,7 +355,7 @@ class Idempotency:
 
     async def _extend(self, scope: Scope, token: str) -> None:
         try:
-            await self._wiring.backend.extend(*scope, token, self.lease)
+            await self._wiring.backend.extend(*scope, token, self._settings.idempotency_lease)
         except ConnectorError as exc:  # the next beat tries again; the lease has slack
             self._wiring.log.warning(
                 "nexus.idempotency.extend_failed",

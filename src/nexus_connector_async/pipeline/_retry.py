@@ -13,7 +13,7 @@ from .._errors import ConnectorError, RequestTimeout
 from .._events import BackendWriteFailed, CallFinished, RetryScheduled
 from .._models import Response
 from .._retry import backoff
-from ._call import Call, Send, Wiring
+from ._call import Call, Send, Settings, Wiring
 from ._outcome import UNTOUCHED, Outcome
 
 __all__ = ["Retry"]
@@ -22,13 +22,11 @@ __all__ = ["Retry"]
 class Retry:
     """Runs a call's attempts until one is final; returns its value or raises its error."""
 
-    __slots__ = ("_wiring", "max_shared_pause")
+    __slots__ = ("_settings", "_wiring")
 
-    def __init__(self, wiring: Wiring, max_shared_pause: float) -> None:
+    def __init__(self, wiring: Wiring, settings: Settings) -> None:
         self._wiring = wiring
-        #: A vendor's Retry-After pauses the service for every worker, but never longer than
-        #: this: one hostile or garbled header must not stop a fleet for years.
-        self.max_shared_pause = max_shared_pause
+        self._settings = settings  # `max_shared_pause` caps the shared pause of a 429
 
     async def run(self, send: Send, call: Call) -> Any:
         """The loop: send (admitted), and go again after a delay while that is allowed."""
@@ -55,7 +53,8 @@ class Retry:
         """Shared backpressure: every worker holds off this service until then."""
         wiring = self._wiring
         try:
-            await wiring.backend.pause(call.service, min(retry_after, self.max_shared_pause))
+            pause = min(retry_after, self._settings.max_shared_pause)
+            await wiring.backend.pause(call.service, pause)
         except ConnectorError as exc:
             wiring.events.emit(BackendWriteFailed(call.service, "pause", type(exc).__name__))
 

@@ -19,6 +19,15 @@ from nexus_connector_async.pipeline._tasks import Tasks
 from nexus_connector_async.testing import FakeClock
 
 
+class Settings:
+    """The tunables a connector gives its layers."""
+
+    def __init__(self, wait: float = 5.0, lease: float = 30.0, pause: float = 300.0) -> None:
+        self.idempotency_wait = wait
+        self.idempotency_lease = lease
+        self.max_shared_pause = pause
+
+
 class Parts:
     """The wiring plus what a test looks at: the clock, the backend and the events."""
 

@@ -17,7 +17,7 @@ from nexus_connector_async.pipeline._idempotency import (
 )
 from nexus_connector_async.testing import FakeClock
 
-from ._wiring import Parts, response
+from ._wiring import Parts, Settings, response
 
 UNSTORED = frozenset({409, 425, 429})
 
@@ -42,7 +42,7 @@ def test_not_processed_answers_are_not_stored() -> None:
 
 async def test_a_repeat_replays_the_stored_answer_without_running_again() -> None:
     parts = Parts()
-    layer = Idempotency(parts.wiring, wait=5.0, lease=30.0)
+    layer = Idempotency(parts.wiring, Settings())
     runs: list[Call] = []
 
     async def attempts(call: Call) -> Response:
@@ -60,7 +60,7 @@ async def test_a_repeat_replays_the_stored_answer_without_running_again() -> Non
 
 async def test_concurrent_calls_with_one_key_in_one_process_run_once() -> None:
     parts = Parts(FakeClock())  # time stands still: the waiters wait for the holder
-    layer = Idempotency(parts.wiring, wait=5.0, lease=30.0)
+    layer = Idempotency(parts.wiring, Settings())
     gate = asyncio.Event()
     runs = 0
 
@@ -84,7 +84,7 @@ async def test_concurrent_calls_with_one_key_in_one_process_run_once() -> None:
 
 async def test_a_stored_record_that_does_not_decode_is_never_replayed() -> None:
     parts = Parts()
-    layer = Idempotency(parts.wiring, wait=5.0, lease=30.0)
+    layer = Idempotency(parts.wiring, Settings())
 
     async def attempts(call: Call) -> Response:
         return response(200)
