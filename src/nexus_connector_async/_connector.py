@@ -101,9 +101,9 @@ class Connector:
         wiring = Wiring(
             self.backend, self._clock, self.events, self._log, self._tasks, hooked=bool(hooks)
         )
-        # The layers, outermost first.
-        self.idempotency_wait = float(idempotency_wait)  # the layers read these three per call
+        self.idempotency_wait = float(idempotency_wait)
         self.idempotency_lease = float(idempotency_lease)
+        # The layers, outermost first; they read the tunables (`Settings`) off `self` per call.
         self._idempotency = Idempotency(wiring, self)
         self._retry = Retry(wiring, self)
         slots = Slots(wiring)
