@@ -16,7 +16,13 @@ from typing import Any, Final, Literal, TypeVar, cast
 
 import msgspec
 
-from ..._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy, Timeouts
+from ..._config import (
+    CircuitBreakerConfig,
+    RateLimitConfig,
+    RetryPolicy,
+    Timeouts,
+    vendor_retry_hint,
+)
 from ..._connector import Connector
 from ..._errors import InvalidRequest
 from ..._models import IdempotencyKey, Response
@@ -53,16 +59,9 @@ DEFAULT_BASE_URL: Final = "https://api.stripe.com"
 DEFAULT_API_VERSION: Final = "2026-06-24.dahlia"
 
 
-def should_retry(response: Response) -> bool | None:
-    """Stripe's own verdict from `Stripe-Should-Retry`: True, False, or None when absent.
-
-    The adapter's `RetryPolicy.retry_hint`: the header decides over the status (vendor-facts
-    1.8), and the pipeline asks without knowing it is Stripe's.
-    """
-    value = response.headers.get("Stripe-Should-Retry")
-    if value is None:
-        return None
-    return value.strip().lower() == "true"
+#: Stripe's own verdict from `Stripe-Should-Retry` (True, False, None when absent), which
+#: decides over the status (vendor-facts 1.8): every `RetryPolicy`'s default `retry_hint`.
+should_retry: Final = vendor_retry_hint
 
 
 #: stripe-python's policy (vendor-facts 1.8): 2 retries, 0.5 s doubling to 5 s, retry 409 and
@@ -139,8 +138,6 @@ class StripePaymentAdapter:
         self.api_version = api_version
         # Per-tenant keys are not known up front: key-like text is scrubbed whatever its value.
         self._secrets = Scrubber((api_key,) if api_key else (), tokenish=api_key is None)
-        if retry.retry_hint is None:
-            retry = msgspec.structs.replace(retry, retry_hint=should_retry)
         self._vendor = VendorClient(
             connector,
             service,
