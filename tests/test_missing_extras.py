@@ -73,3 +73,21 @@ def test_sns_adapter_without_the_sns_extra_names_it() -> None:
     assert proc.stderr.strip().splitlines()[-1] == (
         "ImportError: SnsSmsAdapter needs the 'sns' extra: pip install 'nexus-connector-async[sns]'"
     )
+
+
+def test_sns_from_settings_without_the_sns_extra_builds_and_its_first_send_names_it() -> None:
+    """`connect()` imports no adapter it does not build, and SNS asks for aioboto3 lazily."""
+    proc = _run(
+        "aioboto3",
+        "import asyncio, sys\n"
+        "from nexus_connector_async import Settings, connect\n"
+        "assert 'nexus_connector_async.adapters' not in sys.modules\n"
+        "async def main():\n"
+        "    async with connect(Settings(sms='sns')) as app:\n"
+        "        print(type(app.sms).__name__, flush=True)\n"
+        "        await app.sms.send('+14155552671', 'hi')\n"
+        "asyncio.run(main())\n",
+    )
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines() == ["SnsSmsAdapter"]
+    assert "nexus-connector-async[sns]" in proc.stderr.strip().splitlines()[-1]

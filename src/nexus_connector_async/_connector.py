@@ -23,7 +23,14 @@ from typing import Any, TypeVar
 import msgspec
 
 from ._clock import SYSTEM_CLOCK, Clock
-from ._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPolicy, _number
+from ._config import (
+    CircuitBreakerConfig,
+    ConcurrencyLimit,
+    Endpoint,
+    RateLimitConfig,
+    RetryPolicy,
+    _number,
+)
 from ._errors import HttpStatusError, InvalidRequest
 from ._events import EventBus, EventHook, EventSource, StructlogHook
 from ._logging import get_logger
@@ -217,6 +224,7 @@ class Connector:
         fingerprint_data: Any = None,
         result_type: Any = Any,
         deadline: float | None = None,
+        concurrency_limit: ConcurrencyLimit | None = None,
     ) -> T:
         """Guard any awaitable factory (an aioboto3 call, say) with the same policies.
 
@@ -225,6 +233,8 @@ class Connector:
         `throttled=True` are retried after their `retry_after`. With an idempotency key the
         result is stored (msgpack, decoded as `result_type`) and replayed for repeats; unless
         `idempotent` is True it is sent at most once (a timeout leaves the key `unknown`).
+        `concurrency_limit` makes each attempt hold a fleet-wide slot while `fn` runs, as an
+        endpoint's does for its request (api.md rule 26).
         """
         request.check_names(service, tenant_id)
         now, default = self._clock.monotonic(), self.default_deadline
@@ -241,6 +251,8 @@ class Connector:
             circuit_breaker,
             retry,
         )
+        if concurrency_limit is not None:
+            call = call._replace(concurrency=concurrency_limit)
         # The same stack, with the factory as the attempt (it brings its own credentials).
         send = functools.partial(
             self._gate.attempt, functools.partial(self._attempts.guarded, fn, timeout)

@@ -1,11 +1,14 @@
-"""Backoff arithmetic and the vendor hints that steer it (Retry-After, Stripe-Should-Retry)."""
+"""Backoff arithmetic and the standard hint that steers it (`Retry-After`).
+
+A vendor's own verdict (a header of its own) comes from its adapter as a
+`RetryPolicy.retry_hint`: nothing here knows a vendor.
+"""
 
 from __future__ import annotations
 
 import email.utils
 import math
 import random
-from collections.abc import Mapping
 
 from ._config import IDEMPOTENT_METHODS, RetryPolicy
 
@@ -46,14 +49,6 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
-
-
-def should_retry_header(headers: Mapping[str, str]) -> bool | None:
-    """Stripe's `Stripe-Should-Retry` verdict: True, False or None when absent."""
-    value = headers.get("Stripe-Should-Retry")
-    if value is None:
-        return None
-    return value.strip().lower() == "true"
 
 
 def resend_safe(method: str, *, vendor_dedupes: bool, idempotent: bool | None) -> bool:

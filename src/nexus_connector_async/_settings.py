@@ -9,7 +9,6 @@ no secret value ever appears in an error or a repr.
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import stat
@@ -18,7 +17,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import msgspec
 
@@ -26,6 +25,11 @@ from ._config import RateLimitConfig
 from ._connector import Connector
 from ._errors import InvalidRequest
 from ._scrub import mask_redis_url
+
+if TYPE_CHECKING:  # the adapters load only when configured: see build_payments / build_sms
+    from .adapters._payments import PaymentGateway
+    from .adapters._sms import SmsGateway
+    from .backends.redis import RedisBackend
 
 __all__ = ["ConfigError", "Gateways", "Settings", "connect"]
 
@@ -263,19 +267,18 @@ def parse_rate(spec: str | Mapping[str, Any]) -> RateLimitConfig:
 
 
 class Gateways(NamedTuple):
-    """What `connect()` builds: the connector and the configured gateways (or None)."""
+    """What `connect()` builds: the connector and the configured gateways (or None).
+
+    `payments` is a `PaymentGateway` (Stripe or PayPal) and `sms` an `SmsGateway` (Twilio or
+    SNS), so code written against them switches vendors by configuration alone.
+    """
 
     connector: Connector
-    payments: Any
-    sms: Any
+    payments: PaymentGateway | None
+    sms: SmsGateway | None
 
 
-def _adapter(module: str, name: str) -> Any:
-    """Import an adapter class only when configured (SNS needs the `sns` extra)."""
-    return getattr(importlib.import_module(f"nexus_connector_async.adapters.{module}"), name)
-
-
-def build_backend(settings: Settings) -> Any:
+def build_backend(settings: Settings) -> RedisBackend | None:
     """The backend the settings ask for: Redis when `redis_url` is set, else in-memory."""
     if not settings.redis_url:
         return None
@@ -289,20 +292,25 @@ def build_backend(settings: Settings) -> Any:
     )
 
 
-def build_payments(connector: Connector, settings: Settings) -> Any:
-    """The payment gateway named by `settings.payments` (None when unset)."""
+def build_payments(connector: Connector, settings: Settings) -> PaymentGateway | None:
+    """The payment gateway named by `settings.payments` (None when unset).
+
+    Each adapter is imported only when configured: the core does not load the adapters.
+    """
     limit = settings.rate_limits.get
     if settings.payments == "stripe":
+        from .adapters.stripe import StripePaymentAdapter  # noqa: PLC0415 - when configured
+
         kw: dict[str, Any] = {"rate_limit": limit("stripe")}
         if settings.stripe_base_url:
             kw["base_url"] = settings.stripe_base_url
         if settings.stripe_api_version:
             kw["api_version"] = settings.stripe_api_version
-        return _adapter("stripe", "StripePaymentAdapter")(
-            connector, settings.stripe_api_key or "", **kw
-        )
+        return StripePaymentAdapter(connector, settings.stripe_api_key or "", **kw)
     if settings.payments == "paypal":
-        return _adapter("paypal", "PayPalPaymentAdapter")(
+        from .adapters.paypal import PayPalPaymentAdapter  # noqa: PLC0415 - when configured
+
+        return PayPalPaymentAdapter(
             connector,
             settings.paypal_client_id or "",
             settings.paypal_client_secret or "",
@@ -313,16 +321,21 @@ def build_payments(connector: Connector, settings: Settings) -> Any:
     return None
 
 
-def build_sms(connector: Connector, settings: Settings) -> Any:
-    """The SMS gateway named by `settings.sms` (None when unset)."""
+def build_sms(connector: Connector, settings: Settings) -> SmsGateway | None:
+    """The SMS gateway named by `settings.sms` (None when unset).
+
+    SNS needs the `sns` extra (aioboto3): without it the first send says which to install.
+    """
     limit = settings.rate_limits.get
     if settings.sms == "twilio":
+        from .adapters.twilio import TwilioSmsAdapter  # noqa: PLC0415 - when configured
+
         kw: dict[str, Any] = {"rate_limit": limit("twilio")}
         if settings.twilio_base_url:
             kw["base_url"] = settings.twilio_base_url
         if settings.twilio_messaging_service_sid:
             kw["messaging_service_sid"] = settings.twilio_messaging_service_sid
-        return _adapter("twilio", "TwilioSmsAdapter")(
+        return TwilioSmsAdapter(
             connector,
             settings.twilio_account_sid or "",
             settings.twilio_auth_token or "",
@@ -330,7 +343,9 @@ def build_sms(connector: Connector, settings: Settings) -> Any:
             **kw,
         )
     if settings.sms == "sns":
-        return _adapter("sns", "SnsSmsAdapter")(
+        from .adapters.sns import SnsSmsAdapter  # noqa: PLC0415 - when configured
+
+        return SnsSmsAdapter(
             connector,
             region=settings.sns_region,
             endpoint_url=settings.sns_endpoint_url,

@@ -15,14 +15,18 @@ from hypothesis import strategies as st
 from nexus_connector_async._errors import InvalidRequest
 from nexus_connector_async.adapters._money import (
     ISO_4217_EXPONENTS,
-    PAYPAL_CURRENCIES,
     Money,
-    from_paypal_amount,
-    from_stripe_minor,
     require_non_negative,
     require_positive,
-    stripe_currency,
+)
+from nexus_connector_async.adapters.paypal._money import (
+    PAYPAL_CURRENCIES,
+    from_paypal_amount,
     to_paypal_amount,
+)
+from nexus_connector_async.adapters.stripe._money import (
+    from_stripe_minor,
+    stripe_currency,
     to_stripe_minor,
 )
 

@@ -403,7 +403,10 @@ async def test_the_adapter_repr_and_its_endpoints_hide_the_key(
     stripe: StripePaymentAdapter,
 ) -> None:
     assert KEY not in repr(stripe)
-    assert KEY not in repr(stripe._headers)
+    # The key reaches requests through the vendor client's credential provider only.
+    assert KEY not in repr(stripe._vendor)
+    assert KEY not in repr(stripe._vendor.credentials)
+    assert KEY not in repr(stripe._intents)
 
 
 # -- through the pipeline: idempotency, breaker, limiter -------------------------------------

@@ -189,7 +189,15 @@ async def test_more_waiters_than_pooled_connections_wait_their_turn_without_an_o
             asyncio.ensure_future(backend.acquire_slot("svc", None, 1, 10.0, 20.0))
             for _ in range(8)
         ]
-        await asyncio.sleep(0.2)  # all queued; at most 3 of them block on a connection
+        # Wait until all 8 are queued (at most 3 of them block on a connection), not a sleep.
+        probe = aioredis.Redis.from_url(redis_url)
+        try:
+            queue = f"{backend.prefix}:{{svc}}:slotq"
+            async with asyncio.timeout(10):
+                while await probe.zcard(queue) < 8:
+                    await asyncio.sleep(0.01)
+        finally:
+            await probe.aclose()
         token = held.token
         for _ in range(8):
             await backend.release_slot("svc", None, token, 1)

@@ -31,14 +31,10 @@ from nexus_connector_async import (
     Timeouts,
 )
 from nexus_connector_async.adapters import InvalidPhoneNumber, Money, count_segments, validate_e164
-from nexus_connector_async.adapters._money import (
-    ISO_4217_EXPONENTS,
-    from_paypal_amount,
-    from_stripe_minor,
-    to_paypal_amount,
-    to_stripe_minor,
-)
+from nexus_connector_async.adapters._money import ISO_4217_EXPONENTS
 from nexus_connector_async.adapters._phone import validate_sms_body
+from nexus_connector_async.adapters.paypal._money import from_paypal_amount, to_paypal_amount
+from nexus_connector_async.adapters.stripe._money import from_stripe_minor, to_stripe_minor
 from nexus_connector_async.testing import FakeClock, MockTransport
 
 from ._strategies import anything, check_refusal, hostile_text

@@ -21,6 +21,7 @@ from nexus_connector_async import (
     Timeouts,
 )
 from nexus_connector_async._retry import backoff, parse_retry_after
+from nexus_connector_async.adapters.stripe._adapter import should_retry
 from nexus_connector_async.testing import FakeClock, capture_logs, set_testing
 
 from ._stub import Stub, held, status
@@ -162,6 +163,8 @@ def test_set_testing_turns_backoff_off() -> None:
 async def test_stripe_should_retry_false_stops_a_retry_and_true_forces_one(
     connector: Connector, stub: Stub
 ) -> None:
+    """api.md: `RetryPolicy` honours `Stripe-Should-Retry` over the status (its default hint)."""
+    assert FAST.retry_hint is should_retry
     stub.queue(status(503, **{"Stripe-Should-Retry": "false"}))
     ep = Endpoint.create(stub.url(), "GET").with_retry(FAST)
     with pytest.raises(HttpStatusError):

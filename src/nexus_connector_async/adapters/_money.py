@@ -1,4 +1,7 @@
-"""Exact money amounts and their vendor encodings (Stripe minor units, PayPal value strings).
+"""Exact money amounts: the shared `Money` type, ISO 4217 tables and the exact conversions.
+
+Each vendor's own encoding lives in its folder (`stripe/_money.py`: minor units;
+`paypal/_money.py`: value strings), built on `to_minor` and `known_exponent` here.
 
 Amounts are `Decimal`s end to end: floats are refused at the door, and a conversion that
 would need rounding raises `InvalidRequest` instead of charging a slightly different amount.
@@ -15,17 +18,18 @@ from typing import TYPE_CHECKING, Any, Final
 from .._errors import InvalidRequest
 
 __all__ = [
+    "DEFAULT_EXPONENT",
+    "EXACT",
     "ISO_4217_EXPONENTS",
-    "PAYPAL_CURRENCIES",
     "RETIRED_EXPONENTS",
+    "VENDOR_CODE",
     "Money",
-    "from_paypal_amount",
-    "from_stripe_minor",
+    "known_exponent",
+    "require_money",
     "require_non_negative",
     "require_positive",
-    "stripe_currency",
-    "to_paypal_amount",
-    "to_stripe_minor",
+    "shorten",
+    "to_minor",
 ]
 
 #: Active ISO 4217 codes (list one, as amended up to 2026: XAD, XCG and ZWG in; ANG, BGN, CUC,
@@ -74,46 +78,27 @@ RETIRED_EXPONENTS: Final[Mapping[str, int]] = {
     "ANG": 2, "BGN": 2, "CUC": 2, "HRK": 2, "SLL": 2, "ZWL": 2,
 }
 # fmt: on
-_VENDOR_CODE = re.compile(r"[A-Za-z]{3}")
+VENDOR_CODE = re.compile(r"[A-Za-z]{3}")
 #: The exponent assumed for a code we do not know at all (Stripe's and ISO's usual two).
-_DEFAULT_EXPONENT: Final = 2
+DEFAULT_EXPONENT: Final = 2
 
-# Stripe's exceptions to the ISO exponent (vendor-facts 1.9). MGA is ISO two-decimal but
-# zero-decimal on Stripe; ISK and UGX are ISO zero-decimal but sent x100 with "00" at the end.
-# fmt: off
-_STRIPE_ZERO_DECIMAL: Final = frozenset({
-    "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "VND", "VUV", "XAF",
-    "XOF", "XPF",
-})
-_STRIPE_WHOLE_TIMES_100: Final = frozenset({"ISK", "UGX"})
-_STRIPE_THREE_DECIMAL_LAST_ZERO: Final = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
-
-#: Currencies PayPal's REST API accepts (vendor-facts 2.6; BRL, CNY and MYR in-country only).
-PAYPAL_CURRENCIES: Final = frozenset({
-    "AUD", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "HUF", "ILS", "JPY",
-    "MXN", "MYR", "NOK", "NZD", "PHP", "PLN", "RUB", "SEK", "SGD", "THB", "TWD", "USD",
-})
-# fmt: on
-_PAYPAL_NO_DECIMALS: Final = frozenset({"HUF", "JPY", "TWD"})
-_PAYPAL_VALUE = re.compile(r"(-?[0-9]+)|(-?([0-9]+)?[.][0-9]+)")
-_PAYPAL_MAX_LEN: Final = 32
 
 # Plain decimal notation only: no exponent, spaces, underscores or non-ASCII digits, which
 # Decimal() would otherwise accept ("1_000", " 5 ", "1e3", Arabic-Indic digits).
 _AMOUNT_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _NOT_FINITE: Final = frozenset({"nan", "snan", "inf", "infinity"})
-# Bounds keep every conversion exact under _EXACT's precision and stop "1e999999"-style input
+# Bounds keep every conversion exact under EXACT's precision and stop "1e999999"-style input
 # from turning into a million-digit integer.
 _MAX_INT_DIGITS: Final = 24
 _MAX_FRACTION_DIGITS: Final = 24
 _ONE: Final = Decimal(1)
-_EXACT: Final = decimal.Context(
+EXACT: Final = decimal.Context(
     prec=_MAX_INT_DIGITS + _MAX_FRACTION_DIGITS + 8,
     traps=[decimal.Inexact, decimal.Rounded, decimal.InvalidOperation],
 )
 
 
-def _shorten(text: str, limit: int = 40) -> str:
+def shorten(text: str, limit: int = 40) -> str:
     """`repr` of user input, cut so an error message never carries a huge payload."""
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
@@ -127,9 +112,9 @@ def _parse_amount(amount: object) -> Decimal:
         )
     if isinstance(amount, str) and not _AMOUNT_TEXT.fullmatch(amount):
         if amount.strip().lstrip("+-").lower() in _NOT_FINITE:
-            raise InvalidRequest(f"amount must be a finite number, got {_shorten(amount)}")
+            raise InvalidRequest(f"amount must be a finite number, got {shorten(amount)}")
         raise InvalidRequest(
-            f"amount {_shorten(amount)} is not a plain decimal number"
+            f"amount {shorten(amount)} is not a plain decimal number"
             " (ASCII digits, an optional sign and decimal point; no spaces or exponent)"
         )
     value = Decimal(amount)
@@ -142,7 +127,7 @@ def _parse_amount(amount: object) -> Decimal:
     if exponent < -_MAX_FRACTION_DIGITS:
         raise InvalidRequest(f"amount has more than {_MAX_FRACTION_DIGITS} decimal places")
     if exponent > 0:  # Decimal("1E+3") from arithmetic: keep it as the plain integer 1000
-        value = value.quantize(_ONE, context=_EXACT)
+        value = value.quantize(_ONE, context=EXACT)
     return value
 
 
@@ -151,7 +136,7 @@ def _parse_currency(currency: object) -> str:
         raise InvalidRequest(f"currency must be a str, not {type(currency).__name__}")
     code = currency.upper()
     if len(code) != 3 or not code.isascii() or code not in ISO_4217_EXPONENTS:
-        raise InvalidRequest(f"currency {_shorten(currency)} is not an active ISO 4217 code")
+        raise InvalidRequest(f"currency {shorten(currency)} is not an active ISO 4217 code")
     if ISO_4217_EXPONENTS[code] is None:
         raise InvalidRequest(
             f"currency {code} has no minor unit in ISO 4217 (metal, fund unit or test code)"
@@ -194,8 +179,8 @@ class Money:
         acted would hide a done payment or refund. The amount is checked as strictly as ever.
         Such a `Money` can be passed back to the vendor (a refund of that BGN payment).
         """
-        if not isinstance(currency, str) or not _VENDOR_CODE.fullmatch(currency):
-            raise InvalidRequest(f"currency {_shorten(str(currency))} is not a 3-letter code")
+        if not isinstance(currency, str) or not VENDOR_CODE.fullmatch(currency):
+            raise InvalidRequest(f"currency {shorten(str(currency))} is not a 3-letter code")
         money = object.__new__(cls)
         object.__setattr__(money, "_amount", _parse_amount(amount))
         object.__setattr__(money, "_currency", currency.upper())
@@ -224,8 +209,8 @@ class Money:
         A retired code has its former exponent; a code read back from a vendor that no table
         knows is assumed to have 2.
         """
-        exponent = _known_exponent(self._currency)
-        return _DEFAULT_EXPONENT if exponent is None else exponent
+        exponent = known_exponent(self._currency)
+        return DEFAULT_EXPONENT if exponent is None else exponent
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Money):
@@ -242,13 +227,13 @@ class Money:
         return f"{self._amount:f} {self._currency}"
 
 
-def _known_exponent(code: str) -> int | None:
+def known_exponent(code: str) -> int | None:
     """The exponent of an active or retired code with a minor unit, else None."""
     exponent = ISO_4217_EXPONENTS.get(code)
     return RETIRED_EXPONENTS.get(code) if exponent is None else exponent
 
 
-def _require_money(money: object, what: str) -> Money:
+def require_money(money: object, what: str) -> Money:
     if not isinstance(money, Money):
         raise InvalidRequest(f"{what} must be a Money, not {type(money).__name__}")
     return money
@@ -256,21 +241,21 @@ def _require_money(money: object, what: str) -> Money:
 
 def require_positive(money: Money, what: str = "amount") -> Money:
     """Return `money` if it is greater than zero, else raise `InvalidRequest` naming `what`."""
-    if not _require_money(money, what).amount > 0:
+    if not require_money(money, what).amount > 0:
         raise InvalidRequest(f"{what} must be greater than zero, got {money}")
     return money
 
 
 def require_non_negative(money: Money, what: str = "amount") -> Money:
     """Return `money` if it is zero or more (a zero refund or limit), else raise."""
-    if _require_money(money, what).amount < 0:
+    if require_money(money, what).amount < 0:
         raise InvalidRequest(f"{what} must not be negative, got {money}")
     return money
 
 
-def _to_minor(money: Money, digits: int, step: int, vendor: str) -> int:
+def to_minor(money: Money, digits: int, step: int, vendor: str) -> int:
     """`money` in units of 10**-digits, refusing anything that is not a multiple of `step`."""
-    minor = money.amount.scaleb(digits, context=_EXACT)
+    minor = money.amount.scaleb(digits, context=EXACT)
     if minor != minor.to_integral_value() or int(minor) % step:
         unit = Decimal(step).scaleb(-digits).normalize()
         raise InvalidRequest(
@@ -278,84 +263,3 @@ def _to_minor(money: Money, digits: int, step: int, vendor: str) -> int:
             f" steps of {unit:f}; round it explicitly first (nothing is rounded silently)"
         )
     return int(minor)
-
-
-def _stripe_scale(currency: str) -> tuple[int, int]:
-    """(decimal digits, required step in those units) for a Stripe `amount` in `currency`."""
-    if currency in _STRIPE_ZERO_DECIMAL:
-        return 0, 1
-    if currency in _STRIPE_WHOLE_TIMES_100:
-        return 2, 100
-    if currency in _STRIPE_THREE_DECIMAL_LAST_ZERO:
-        return 3, 10
-    exponent = _known_exponent(currency)
-    return (_DEFAULT_EXPONENT if exponent is None else exponent), 1
-
-
-def to_stripe_minor(money: Money) -> int:
-    """Stripe's integer `amount` for `money`: 10.00 USD -> 1000, 500 JPY -> 500, 5 ISK -> 500.
-
-    Raises `InvalidRequest` when Stripe cannot carry the amount exactly (10.005 USD, 1.5 JPY,
-    5.5 ISK, 5.125 KWD) rather than rounding it.
-    """
-    digits, step = _stripe_scale(_require_money(money, "amount").currency)
-    return _to_minor(money, digits, step, "Stripe")
-
-
-def from_stripe_minor(amount: int, currency: str) -> Money:
-    """The `Money` for a Stripe `amount` and (lower-case) `currency`: 1000, "usd" -> 10.00 USD.
-
-    Lenient on purpose (api.md rule 34): it reads what Stripe sent, so it does not re-check
-    Stripe's input rules and takes any 3-letter code (retired BGN or HRK included). Raises
-    `InvalidRequest` only for a value that is not an amount at all; adapters turn that into a
-    vendor error carrying the response.
-    """
-    if isinstance(amount, bool) or not isinstance(amount, int):
-        raise InvalidRequest(f"Stripe amount must be an int, not {type(amount).__name__}")
-    if not isinstance(currency, str) or not _VENDOR_CODE.fullmatch(currency):
-        raise InvalidRequest(f"Stripe currency {_shorten(str(currency))} is not a 3-letter code")
-    code = currency.upper()
-    digits, _ = _stripe_scale(code)
-    # Built from the tuple, not by arithmetic: exact for any int, and Money bounds its size.
-    sign, coefficient, _ = Decimal(amount).as_tuple()
-    return Money.from_vendor(Decimal((sign, coefficient, -digits)), code)
-
-
-def stripe_currency(money: Money) -> str:
-    """Stripe's spelling of the currency: the ISO code in lower case."""
-    return _require_money(money, "amount").currency.lower()
-
-
-def to_paypal_amount(money: Money) -> dict[str, str]:
-    """PayPal's `{"currency_code": "USD", "value": "10.00"}` for `money`, formatted exactly.
-
-    HUF, JPY and TWD take no decimals and every other PayPal currency two; an amount that
-    would need rounding, or a currency PayPal does not support, raises `InvalidRequest`.
-    """
-    code = _require_money(money, "amount").currency
-    if code not in PAYPAL_CURRENCIES:
-        raise InvalidRequest(f"PayPal does not support {code}")
-    digits = 0 if code in _PAYPAL_NO_DECIMALS else 2
-    minor = _to_minor(money, digits, 1, "PayPal")
-    value = f"{Decimal(minor).scaleb(-digits, context=_EXACT):f}"
-    # The amount bounds keep this far below PayPal's 32 characters; the pattern is PayPal's.
-    assert len(value) <= _PAYPAL_MAX_LEN
-    assert _PAYPAL_VALUE.fullmatch(value)
-    return {"currency_code": code, "value": value}
-
-
-def from_paypal_amount(obj: Mapping[str, str]) -> Money:
-    """The `Money` for a PayPal amount object such as `{"currency_code": "USD", "value": "1.5"}`.
-
-    The value must match PayPal's own pattern; any 3-letter currency is accepted (rule 34),
-    since this reads what PayPal sent.
-    """
-    try:
-        code, value = obj["currency_code"], obj["value"]
-    except (KeyError, TypeError):
-        raise InvalidRequest("a PayPal amount needs 'currency_code' and 'value'") from None
-    if not isinstance(value, str):
-        raise InvalidRequest(f"PayPal amount value must be a str, not {type(value).__name__}")
-    if len(value) > _PAYPAL_MAX_LEN or not _PAYPAL_VALUE.fullmatch(value):
-        raise InvalidRequest(f"PayPal amount value {_shorten(value)} is not a decimal string")
-    return Money.from_vendor(value, code)

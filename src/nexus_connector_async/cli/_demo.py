@@ -2,7 +2,9 @@
 
 A local vendor simulator injects latency, a 5xx outage and 429s with Retry-After; the connector
 (in-memory backend, the default) retries what is safe, opens and closes its circuit, respects
-its rate limit and replays repeated idempotency keys. Ends with a table of what happened.
+its rate limit and its concurrency limit (at most `IN_FLIGHT` requests at the vendor at once,
+as Twilio limits an account's concurrent requests) and replays repeated idempotency keys. Ends
+with a table of what happened.
 """
 
 from __future__ import annotations
@@ -16,10 +18,18 @@ from typing import TextIO
 
 import msgspec
 
-from .._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPolicy, Timeouts
+from .._config import (
+    CircuitBreakerConfig,
+    ConcurrencyLimit,
+    Endpoint,
+    RateLimitConfig,
+    RetryPolicy,
+    Timeouts,
+)
 from .._connector import Connector
 from .._errors import (
     CircuitOpenError,
+    ConcurrencyLimitExceeded,
     ConnectorError,
     HttpStatusError,
     RateLimitExceeded,
@@ -28,11 +38,15 @@ from .._errors import (
 from .._models import IdempotencyKey
 from ..testing._simulator import VendorSimulator
 
+#: The vendor's limit on requests open at once (Twilio answers 20429 beyond its account's).
+IN_FLIGHT = 8
+
 ROWS = (
     ("sent", "paid on the first attempt"),
     ("retried", "paid after retries (same idempotency key)"),
     ("replayed", "repeat of a paid key: stored response, nothing sent"),
     ("rate_limited", "refused by the rate limiter (no token within max_wait)"),
+    ("concurrency", "refused by the concurrency limit (no free slot within max_wait)"),
     ("circuit_open", "refused while the circuit was open"),
     ("failed", "vendor error after all safe retries"),
 )
@@ -68,6 +82,8 @@ async def run_demo(
         ),
         retry=RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.5),
         idempotency_header="Idempotency-Key",
+        # Fleet-wide with a RedisBackend: every worker's requests count against the one limit.
+        concurrency_limit=ConcurrencyLimit(IN_FLIGHT, max_wait=0.25),
     )
     async with sim, Connector() as connector:
         ep = msgspec.structs.replace(endpoint, url=f"{sim.url}/v1/charges")
@@ -87,6 +103,8 @@ async def run_demo(
                     response = await connector.execute(
                         "stripe", ep, {"amount": amount, "currency": "usd"}, idempotency_key=key
                     )
+                except ConcurrencyLimitExceeded:  # a RateLimitExceeded: caught first
+                    counts["concurrency"] += 1
                 except RateLimitExceeded:
                     counts["rate_limited"] += 1
                 except CircuitOpenError:
@@ -127,7 +145,8 @@ async def run_demo(
 
     out.write(
         f"\n  {plural(payments, 'payment')} in {elapsed:.1f}s; the vendor saw "
-        f"{plural(len(sim.requests), 'request')} and made {plural(sim.charges, 'charge')}.\n\n"
+        f"{plural(len(sim.requests), 'request')} and made {plural(sim.charges, 'charge')};\n"
+        f"  never more than {IN_FLIGHT} requests at the vendor at once (ConcurrencyLimit).\n\n"
     )
     out.write(f"  {'outcome':<14}{'count':>6}  meaning\n  {'-' * 72}\n")
     for key, meaning in ROWS:

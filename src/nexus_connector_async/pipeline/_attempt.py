@@ -9,6 +9,7 @@ return an `Outcome`, never raising a classified error.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -64,9 +65,8 @@ class Attempts:
                     progress.sending = True
                 response = await self.transport.send(method, url, headers, body, timeout)
             else:  # `sending` is set once the slot is ours: waiting for one sends nothing
-                response = await self.slots.send(
-                    self.transport, call, method, url, headers, body, timeout, progress
-                )
+                send = functools.partial(self.transport.send, method, url, headers, body, timeout)
+                response = await self.slots.run(call, send, progress)
         except ConnectorError as exc:
             if progress is not None:
                 progress.sending = False
@@ -89,14 +89,28 @@ class Attempts:
         if call.probe:
             await self.renew_probe(call)
         progress = call.progress
-        if progress is not None:
-            progress.sending = True
+        ran = True
         try:
-            if timeout is None:
-                value = await fn()
-            else:
-                async with asyncio.timeout(timeout):
+            if call.concurrency is None:
+                if progress is not None:
+                    progress.sending = True
+                if timeout is None:
                     value = await fn()
+                else:
+                    async with asyncio.timeout(timeout):
+                        value = await fn()
+            else:  # `sending` is set once the slot is ours: waiting for one sends nothing
+                ran = False
+
+                async def run() -> Any:  # the timeout covers `fn` only, never the slot wait
+                    nonlocal ran
+                    ran = True
+                    if timeout is None:
+                        return await fn()
+                    async with asyncio.timeout(timeout):
+                        return await fn()
+
+                value = await self.slots.run(call, run, progress)
         except TimeoutError:
             if progress is not None:
                 progress.sending = False
@@ -105,7 +119,7 @@ class Attempts:
         except ConnectorError as exc:
             if progress is not None:
                 progress.sending = False
-            return from_error(exc)
+            return from_error(exc, ran=ran)
         if progress is not None:
             progress.sending = False
         return Outcome.success(value)

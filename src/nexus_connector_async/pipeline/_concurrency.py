@@ -8,18 +8,17 @@ limit's step (AIMD) riding on the release.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from .._config import Timeouts
 from .._errors import ConcurrencyLimitExceeded
 from .._events import AdmissionRejected, ConcurrencyLimitChanged
-from .._models import Response
-from .._transport import Transport
 from ..backends._slots import Adapt
 from ._call import Call, Held, Progress, Wiring
 
 __all__ = ["Slots"]
+
+T = TypeVar("T")
 
 
 class Slots:
@@ -30,18 +29,11 @@ class Slots:
     def __init__(self, wiring: Wiring) -> None:
         self._wiring = wiring
 
-    async def send(
-        self,
-        transport: Transport,
-        call: Call,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        body: bytes | None,
-        timeout: Timeouts,
-        progress: Progress | None,
-    ) -> Response:
-        """One HTTP exchange holding a fleet-wide slot, given back on every way out.
+    async def run(
+        self, call: Call, send: Callable[[], Awaitable[T]], progress: Progress | None
+    ) -> T:
+        """One attempt (an HTTP exchange, or a `call()` factory) holding a fleet-wide slot,
+        given back on every way out.
 
         The slot normally came with the admission (`call.held`); if none was free then (or
         the admission had to wait for its token), the attempt waits for one here, first come
@@ -84,20 +76,21 @@ class Slots:
         if progress is not None:
             progress.sending = True
         try:
-            response = await transport.send(method, url, headers, body, timeout)
+            response = await send()
         except BaseException:
             handle.cancel()
             self.release(call, held)
             raise
         handle.cancel()
-        if not limit.adaptive:
+        status = getattr(response, "status", 200)  # a `call()` result that returned succeeded
+        if not limit.adaptive or not isinstance(status, int):
             self.release(call, held)
             return response
         slow = (
             limit.latency_target is not None and clock.monotonic() - started > limit.latency_target
         )
-        cut = response.status == 429 or slow
-        if cut or response.status < 300:
+        cut = status == 429 or slow
+        if cut or status < 300:
             reason = ("slow" if slow else "throttled") if cut else "recovered"
             self.release(call, held, Adapt(cut, limit.window, held.slot.generation), reason)
         else:

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from .._config import RetryPolicy
 from .._errors import ConnectorError, TransportError
 from .._models import Credentials, Response
-from .._retry import parse_retry_after, should_retry_header
+from .._retry import parse_retry_after
 
 __all__ = ["ANSWERED", "UNKNOWN", "UNTOUCHED", "Outcome", "from_error", "from_response"]
 
@@ -82,12 +82,14 @@ class Outcome(NamedTuple):
 
 
 def from_response(response: Response, policy: RetryPolicy) -> Outcome:
-    """Classify an HTTP answer; Stripe-Should-Retry overrides the policy's retry statuses."""
+    """Classify an HTTP answer; the policy's `retry_hint` (the vendor's own verdict, when its
+    adapter gave one) overrides its retry statuses."""
     status = response.status
     if status < 300:
         return Outcome.success(response, status)
     headers = response.headers
-    verdict = should_retry_header(headers)
+    hint = policy.retry_hint
+    verdict = None if hint is None else hint(response)
     retry_after = None
     if status in (429, 503) or "Retry-After" in headers:
         retry_after = parse_retry_after(headers.get("Retry-After"), time.time())
@@ -99,8 +101,8 @@ def from_response(response: Response, policy: RetryPolicy) -> Outcome:
     )
 
 
-def from_error(exc: ConnectorError) -> Outcome:
-    """Classify an error raised by a transport or a guarded call's factory.
+def from_error(exc: ConnectorError, *, ran: bool = True) -> Outcome:
+    """Classify an error raised by a guarded call (`ran`: its factory was called at all).
 
     Throttled: not acted on, retried after `retry_after`, not counted. Transient: counted and
     retryable; the vendor may have acted if the request was sent and no answer came (a
@@ -108,7 +110,7 @@ def from_error(exc: ConnectorError) -> Outcome:
     """
     if exc.throttled:
         return Outcome.throttled(exc, retry_after=exc.retry_after)
-    if exc.sent is False:
+    if exc.sent is False or not ran:  # `not ran`: no slot came free, nothing was called
         vendor = UNTOUCHED
     elif isinstance(exc, TransportError):
         vendor = UNKNOWN  # sent, no answer: the vendor may have acted on it

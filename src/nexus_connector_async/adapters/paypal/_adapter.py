@@ -9,6 +9,7 @@ backend by `OAuth2CredentialProvider` and passed per call, so no other service s
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import OrderedDict
 from collections.abc import Callable
@@ -16,14 +17,14 @@ from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 
-from ..._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPolicy, Timeouts
+from ..._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy, Timeouts
 from ..._connector import Connector
 from ..._errors import ConnectorError, InvalidRequest
 from ..._models import Credentials, IdempotencyKey, Response
-from ..._scrub import Scrubber, check_vendor_url
+from ..._scrub import Scrubber
 from ...credentials._base import CredentialProvider, RefreshesRejected
 from ...credentials._oauth2 import OAuth2CredentialProvider
-from .._money import Money, from_paypal_amount, require_positive, to_paypal_amount
+from .._money import Money, require_positive
 from .._payments import (
     Payment,
     PaymentStatus,
@@ -35,7 +36,7 @@ from .._payments import (
     key_arguments,
     scoped_key,
 )
-from .._vendor import SecretHeaders, check_text, header_safe
+from .._vendor import Policies, Route, VendorClient, check_text, header_safe
 from ._errors import PayPalDeclined, PayPalResponseError, clean, debug_id, error_from_response
 from ._models import (
     AmountObject,
@@ -47,6 +48,7 @@ from ._models import (
     decode_order,
     decode_refund,
 )
+from ._money import from_paypal_amount, to_paypal_amount
 
 __all__ = ["LIVE_URL", "SANDBOX_URL", "PayPalPaymentAdapter"]
 
@@ -164,54 +166,53 @@ class PayPalPaymentAdapter:
     ) -> None:
         header_safe(client_id, "client_id")
         header_safe(client_secret, "client_secret")
-        base = base_url if base_url is not None else (SANDBOX_URL if sandbox else LIVE_URL)
-        if not isinstance(base, str) or not check_vendor_url(base):
-            # The client secret must not cross a network in clear: http:// only for simulators.
-            raise InvalidRequest(
-                "base_url must be an https URL such as https://api-m.paypal.com "
-                "(http:// only for a loopback host)"
-            )
-        self._connector = connector
-        self._base = base.rstrip("/")
         self._service = service
         self._secrets = Scrubber((client_secret,), tokenish=True)
         # Idempotency is scoped by account (api.md 28): the app's credentials.
         self._account = account_scope("paypal", client_id, client_secret)
         self._currencies: OrderedDict[tuple[str | None, str], str] = OrderedDict()
-        self._credentials: CredentialProvider
+        # The client secret must not cross a network in clear: the client checks the URL.
+        self._vendor = VendorClient(
+            connector,
+            service,
+            Policies(timeout, retry, circuit_breaker or CircuitBreakerConfig(), rate_limit),
+            errors=functools.partial(error_from_response, secrets=self._secrets),
+            base_url=base_url if base_url is not None else (SANDBOX_URL if sandbox else LIVE_URL),
+            credentials=credentials,
+            example_url=LIVE_URL,
+        )
         if credentials is None:
             # The platform's own app: one token whatever the tenant.
-            self._credentials = _ClientToken(
+            self._vendor.credentials = _ClientToken(
                 OAuth2CredentialProvider(
-                    f"{self._base}/v1/oauth2/token",
+                    f"{self._vendor.base}/v1/oauth2/token",
                     client_id,
                     client_secret,
                     backend=connector.backend,
                     services=[service],
                 )
             )
-        else:
-            self._credentials = credentials
-        policies: dict[str, Any] = {
-            "timeout": timeout,
-            "rate_limit": rate_limit,
-            "circuit_breaker": circuit_breaker or CircuitBreakerConfig(),
-            "retry": retry,
-        }
-        self._post_defaults: dict[str, Any] = {
-            **policies,
-            "headers": SecretHeaders(
-                {"Accept": "application/json", "Prefer": "return=representation"}
-            ),
-            "idempotency_header": "PayPal-Request-Id",
-        }
-        self._get_defaults: dict[str, Any] = {
-            **policies,
-            "headers": SecretHeaders({"Accept": "application/json"}),
+        post = functools.partial(
+            self._vendor.route,
+            headers={"Accept": "application/json", "Prefer": "return=representation"},
+            idempotency_header="PayPal-Request-Id",
+        )
+        get = functools.partial(
+            self._vendor.route, method="GET", headers={"Accept": "application/json"}
+        )
+        self._orders = post("/v2/checkout/orders")
+        self._order = get("/v2/checkout/orders/{id}")
+        self._order_capture = post("/v2/checkout/orders/{id}/capture")
+        self._order_authorize = post("/v2/checkout/orders/{id}/authorize")
+        self._authorization_capture = post("/v2/payments/authorizations/{id}/capture")
+        self._capture_refund = post("/v2/payments/captures/{id}/refund")
+        self._lookups = {
+            kind: get(f"/v2/payments/{kind}/{{id}}")
+            for kind in ("authorizations", "captures", "refunds")
         }
 
     def __repr__(self) -> str:
-        return f"PayPalPaymentAdapter(base_url={self._base!r}, service={self._service!r})"
+        return f"PayPalPaymentAdapter(base_url={self._vendor.base!r}, service={self._service!r})"
 
     # -- Orders v2 ------------------------------------------------------------------------------
 
@@ -236,7 +237,7 @@ class PayPalPaymentAdapter:
             context = {"return_url": _url(return_url), "cancel_url": _url(cancel_url)}
             context = {k: v for k, v in context.items() if v is not None}
             body["payment_source"] = {"paypal": {"experience_context": context}}
-        response = await self._post("/v2/checkout/orders", body, idempotency_key, tenant_id)
+        response = await self._post(self._orders, body, idempotency_key, tenant_id)
         return self._from_order(response, raise_declined=True)
 
     async def get_order(
@@ -248,9 +249,7 @@ class PayPalPaymentAdapter:
     ) -> Payment:
         """The order as PayPal has it now (a DECLINED capture shows as `failed`, not raised)."""
         order_id = check_id(order_id, "order_id", _ORDER_ID)
-        response = await self._send(
-            "GET", f"/v2/checkout/orders/{order_id}", None, idempotency_key, tenant_id
-        )
+        response = await self._send(self._order, None, idempotency_key, tenant_id, order_id)
         return self._from_order(response, raise_declined=False)
 
     async def capture_order(
@@ -282,9 +281,8 @@ class PayPalPaymentAdapter:
     ) -> Payment:
         """POST /v2/checkout/orders/{id}/{capture|authorize}: the payment it made, remembered."""
         order_id = check_id(order_id, "order_id", _ORDER_ID)
-        response = await self._post(
-            f"/v2/checkout/orders/{order_id}/{action}", {}, idempotency_key, tenant_id
-        )
+        route = self._order_capture if action == "capture" else self._order_authorize
+        response = await self._post(route, {}, idempotency_key, tenant_id, order_id)
         return self._remember(self._from_order(response, raise_declined=True), tenant_id)
 
     # -- Payments v2 ----------------------------------------------------------------------------
@@ -307,10 +305,7 @@ class PayPalPaymentAdapter:
             body["amount"] = to_paypal_amount(require_positive(amount, "capture amount"))
             await self._check_currency("authorizations", authorization_id, amount, tenant_id)
         response = await self._post(
-            f"/v2/payments/authorizations/{authorization_id}/capture",
-            body,
-            idempotency_key,
-            tenant_id,
+            self._authorization_capture, body, idempotency_key, tenant_id, authorization_id
         )
         capture = self._decode(decode_capture, response)
         if capture.amount is None:
@@ -333,7 +328,7 @@ class PayPalPaymentAdapter:
             body["amount"] = to_paypal_amount(require_positive(amount, "refund amount"))
             await self._check_currency("captures", capture_id, amount, tenant_id)
         response = await self._post(
-            f"/v2/payments/captures/{capture_id}/refund", body, idempotency_key, tenant_id
+            self._capture_refund, body, idempotency_key, tenant_id, capture_id
         )
         refund = self._decode(decode_refund, response)
         if refund.amount is None and amount is None:
@@ -366,9 +361,7 @@ class PayPalPaymentAdapter:
         """`InvalidRequest` unless `amount` is in the currency of the authorization/capture."""
         currency = self._currencies.get((tenant_id, payment_id))
         if currency is None:
-            response = await self._send(
-                "GET", f"/v2/payments/{kind}/{payment_id}", None, None, tenant_id
-            )
+            response = await self._send(self._lookups[kind], None, None, tenant_id, payment_id)
             found = self._decode(decode_capture, response)
             currency = _money(found.amount, None, response).currency
         if amount.currency != currency:
@@ -381,13 +374,8 @@ class PayPalPaymentAdapter:
         self, refund: RefundObject, response: Response, tenant_id: str | None
     ) -> RefundObject:
         try:
-            fetched = await self._send(
-                "GET",
-                f"/v2/payments/refunds/{check_id(refund.id, 'refund id')}",
-                None,
-                None,
-                tenant_id,
-            )
+            refund_id = check_id(refund.id, "refund id")
+            fetched = await self._send(self._lookups["refunds"], None, None, tenant_id, refund_id)
         except ConnectorError:  # InvalidRequest included (an id unsafe in a path)
             raise _unreadable(response, "the refund was made but its amount is unknown") from None
         return self._decode(decode_refund, fetched)
@@ -398,13 +386,8 @@ class PayPalPaymentAdapter:
         if asked is not None:
             return capture  # _money falls back to what was asked
         try:
-            fetched = await self._send(
-                "GET",
-                f"/v2/payments/captures/{check_id(capture.id, 'capture id')}",
-                None,
-                None,
-                tenant_id,
-            )
+            capture_id = check_id(capture.id, "capture id")
+            fetched = await self._send(self._lookups["captures"], None, None, tenant_id, capture_id)
         except ConnectorError:
             return capture  # _money then reports the missing amount as a vendor error
         return self._decode(decode_capture, fetched)
@@ -427,7 +410,7 @@ class PayPalPaymentAdapter:
         is the capture id (what `refund` takes); a DECLINED capture raises `PaymentDeclined`.
         """
         body = self._vaulted(amount, payment_method, source, "CAPTURE", reference_id)
-        response = await self._post("/v2/checkout/orders", body, idempotency_key, tenant_id)
+        response = await self._post(self._orders, body, idempotency_key, tenant_id)
         return self._remember(self._from_order(response, raise_declined=True), tenant_id)
 
     async def authorize(
@@ -442,7 +425,7 @@ class PayPalPaymentAdapter:
     ) -> Payment:
         """Authorize `amount` on a vaulted source; the result's `id` is what `capture` takes."""
         body = self._vaulted(amount, payment_method, source, "AUTHORIZE", reference_id)
-        response = await self._post("/v2/checkout/orders", body, idempotency_key, tenant_id)
+        response = await self._post(self._orders, body, idempotency_key, tenant_id)
         return self._remember(self._from_order(response, raise_declined=True), tenant_id)
 
     async def capture(
@@ -501,25 +484,25 @@ class PayPalPaymentAdapter:
 
     async def _post(
         self,
-        path: str,
+        route: Route,
         body: dict[str, Any],
         key: IdempotencyKey | None,
         tenant_id: str | None,
+        object_id: str | None = None,
     ) -> Response:
-        return await self._send("POST", path, body, call_key(key, _MAX_REQUEST_ID), tenant_id)
+        key = call_key(key, _MAX_REQUEST_ID)
+        return await self._send(route, body, key, tenant_id, object_id)
 
     async def _send(
         self,
-        method: str,
-        path: str,
+        route: Route,
         body: dict[str, Any] | None,
         key: IdempotencyKey | None,
         tenant_id: str | None,
+        object_id: str | None = None,
     ) -> Response:
-        defaults = self._post_defaults if method == "POST" else self._get_defaults
-        endpoint = Endpoint(self._base + path, method, body="json", **defaults)
-        response = await self._connector.execute(
-            self._service,
+        endpoint = route.endpoint if object_id is None else route.at(id=object_id)
+        return await self._vendor.send(
             endpoint,
             body,
             **(
@@ -532,12 +515,7 @@ class PayPalPaymentAdapter:
                 else {}
             ),
             tenant_id=tenant_id,
-            raise_for_status=False,
-            credentials=self._credentials,
         )
-        if not response.ok:
-            raise error_from_response(response, self._secrets)
-        return response
 
     # -- results -------------------------------------------------------------------------------
 

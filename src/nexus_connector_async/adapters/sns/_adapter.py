@@ -17,7 +17,13 @@ from decimal import Decimal
 from typing import Any, Final
 
 from ..._clock import SYSTEM_CLOCK, Clock
-from ..._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
+from ..._config import (
+    CircuitBreakerConfig,
+    ConcurrencyLimit,
+    RateLimitConfig,
+    RetryPolicy,
+    Timeouts,
+)
 from ..._connector import Connector
 from ..._errors import ConnectorError, CredentialRefreshError, InvalidRequest
 from ..._extras import require_extra
@@ -28,6 +34,7 @@ from .._money import Money, require_non_negative, require_positive
 from .._payments import account_scope, scoped_key
 from .._phone import count_segments, validate_e164, validate_sms_body
 from .._sms import PhoneNumberInfo, SmsMessage, SmsResult, run_bulk
+from .._vendor import Policies, VendorClient
 from ._errors import SNS, map_exception, outcome_known_unsent
 from ._models import SmsType, SpendReport, message_attributes, validate_sender_id
 from ._spend import SpendTracker
@@ -72,6 +79,9 @@ class SnsSmsAdapter:
     the account's `MonthlySpendLimit` is used (read every `limit_refresh` seconds). Keep bulk
     `concurrency` at or below `max_connections`: a wait for a pooled connection counts against
     `timeout`, and a timed-out publish is reported as an unknown outcome.
+    `concurrency_limit` caps the publishes in flight across every worker sharing the
+    connector's backend (one AWS account's SMS throughput is shared by all of them); with
+    `sessions` give it `scope="tenant"` for one cap per tenant's account.
 
     The spend guard fails closed: while the backend cannot count, sends raise
     `BackendUnavailable` (nothing published) whatever its `on_unavailable` mode. An account
@@ -105,6 +115,7 @@ class SnsSmsAdapter:
         clock: Clock | None = None,
         check_opt_out: bool = True,
         sessions: SessionFactory | None = None,
+        concurrency_limit: ConcurrencyLimit | None = None,
     ) -> None:
         if sessions is not None and (session is not None or not callable(sessions)):
             raise InvalidRequest(
@@ -132,10 +143,20 @@ class SnsSmsAdapter:
         self._opt_outs: OrderedDict[tuple[str | None, str], tuple[float, bool]] = OrderedDict()
         self._session = session
         self._sessions = sessions
-        self._rate_limit = rate_limit
-        self._breaker = circuit_breaker or CircuitBreakerConfig()
-        self._retry = retry or _DEFAULT_RETRY
         self._timeout = float(timeout)
+        # aioboto3 signs its own requests (SigV4 from the session): no credential provider.
+        self._vendor = VendorClient(
+            connector,
+            service,
+            Policies(
+                Timeouts(total=self._timeout),
+                retry or _DEFAULT_RETRY,
+                circuit_breaker or CircuitBreakerConfig(),
+                rate_limit,
+                concurrency_limit,
+            ),
+            sdk_errors=map_exception,
+        )
         self._limit_refresh = limit_refresh
         self._max_connections = max_connections
         self._clock = clock or SYSTEM_CLOCK
@@ -236,25 +257,24 @@ class SnsSmsAdapter:
         idempotent: bool | None,
         idempotency_key: IdempotencyKey | None = None,
         tenant_id: str | None = None,
-        rate_limit: RateLimitConfig | None = None,
+        publish: bool = False,
         fingerprint_data: Any = None,
         result_type: Any = Any,
     ) -> Any:
+        """One SNS API call through the pipeline; `publish` ones take the rate and concurrency
+        limits (they are what the account's SMS throughput counts)."""
         if idempotency_key is not None:  # scoped by the AWS account it is sent from (rule 28)
             await self._client_for(tenant_id)
             account = self._account_ids[self._account(tenant_id)]
             idempotency_key = scoped_key(idempotency_key, account, tenant_id)
-        return await self._connector.call(
-            self.service,
+        return await self._vendor.call(
             operation,
             request,
+            idempotent=idempotent,
             idempotency_key=idempotency_key,
             tenant_id=tenant_id,
-            rate_limit=rate_limit,
-            circuit_breaker=self._breaker,
-            retry=self._retry,
-            timeout=self._timeout,
-            idempotent=idempotent,
+            rate_limited=publish,
+            concurrency_limited=publish,
             fingerprint_data=fingerprint_data,
             result_type=result_type,
         )
@@ -262,29 +282,16 @@ class SnsSmsAdapter:
     async def _aws(self, method: str, tenant_id: str | None, **params: Any) -> Any:
         """One botocore call, its failures (client creation included) mapped to our errors."""
         client = await self._client_for(tenant_id)
-        try:
-            return await getattr(client, method)(**params)
-        except Exception as exc:
-            error = map_exception(exc)
-            if error is None:
-                raise
-            raise error from None
+        return await self._vendor.sdk(lambda: getattr(client, method)(**params))
 
     async def _client_for(self, tenant_id: str | None) -> Any:
         """`_sns()`, its failures mapped to our errors."""
         try:
-            return await self._sns(tenant_id)
+            return await self._vendor.sdk(lambda: self._sns(tenant_id))
         except ImportError:
             raise InvalidRequest(
                 "the SNS adapter needs aioboto3: install nexus-connector-async[sns]"
             ) from None
-        except ConnectorError:
-            raise  # ours already (a failed `sessions` lookup keeps its cause)
-        except Exception as exc:
-            error = map_exception(exc)
-            if error is None:
-                raise
-            raise error from None
 
     # -- messaging ----------------------------------------------------------------------------
 
@@ -344,7 +351,7 @@ class SnsSmsAdapter:
             idempotent=self.retry_unknown,
             idempotency_key=idempotency_key,
             tenant_id=tenant_id,
-            rate_limit=self._rate_limit,
+            publish=True,
             fingerprint_data={"to": to, "body": body, "attributes": self._attributes},
             result_type=str,
         )
@@ -367,8 +374,10 @@ class SnsSmsAdapter:
     ) -> list[SmsResult]:
         """Publish many messages, at most `concurrency` at once; one `SmsResult` each, in order.
 
-        A failed message (spend limit included) is a result with `error` set. An input that
-        raises or a malformed item stops intake: the sends in flight finish and
+        `concurrency` bounds this call's pool; the adapter's `concurrency_limit` bounds the
+        publishes in flight across workers. A failed message (spend limit included, or
+        `ConcurrencyLimitExceeded` when no slot came free) is a result with `error` set. An
+        input that raises or a malformed item stops intake: the sends in flight finish and
         `BulkSendInterrupted` carries every result so far. With `idempotency_key`, message i
         uses the key `f"{key}#{i}"` unless it has its own.
         """

@@ -2,25 +2,33 @@
 
 Every call goes through `Connector.execute` as a form-encoded request with `Authorization`,
 `Stripe-Version` and, on every POST, an `Idempotency-Key` (the caller's, or a fresh UUID that
-the pipeline reuses for its retries). The adapter knows Stripe's wire format and errors; the
-pipeline does retries, `Stripe-Should-Retry`, breaker and rate limits.
+the pipeline reuses for its retries). The adapter knows Stripe's wire format, errors and its
+`Stripe-Should-Retry` header (a `retry_hint` the pipeline asks); the pipeline does retries,
+breaker and rate limits.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal, TypeVar, cast
 
 import msgspec
 
-from ..._config import CircuitBreakerConfig, Endpoint, RateLimitConfig, RetryPolicy, Timeouts
+from ..._config import (
+    CircuitBreakerConfig,
+    RateLimitConfig,
+    RetryPolicy,
+    Timeouts,
+    vendor_retry_hint,
+)
 from ..._connector import Connector
 from ..._errors import InvalidRequest
 from ..._models import IdempotencyKey, Response
-from ..._scrub import Scrubber, check_vendor_url
+from ..._scrub import Scrubber
 from ...credentials._base import CredentialProvider
-from .._money import Money, from_stripe_minor, require_positive, stripe_currency, to_stripe_minor
+from .._money import Money, require_positive
 from .._payments import (
     Payment,
     PaymentStatus,
@@ -33,7 +41,7 @@ from .._payments import (
     luhn_like,
     scoped_key,
 )
-from .._vendor import SecretHeaders, check_text, header_safe
+from .._vendor import FixedCredentials, Policies, Route, VendorClient, check_text, header_safe
 from ._errors import StripeCardError, StripeResponseError, error_from_response
 from ._models import (
     ChargeObject,
@@ -42,19 +50,28 @@ from ._models import (
     decode_payment_intent,
     decode_refund,
 )
+from ._money import from_stripe_minor, stripe_currency, to_stripe_minor
 
 __all__ = ["DEFAULT_API_VERSION", "DEFAULT_BASE_URL", "StripePaymentAdapter"]
 
 DEFAULT_BASE_URL: Final = "https://api.stripe.com"
 #: The version stripe-python 15.3.1 pins; pin yours explicitly (vendor-facts 1.1).
 DEFAULT_API_VERSION: Final = "2026-06-24.dahlia"
+
+
+#: Stripe's own verdict from `Stripe-Should-Retry` (True, False, None when absent), which
+#: decides over the status (vendor-facts 1.8): every `RetryPolicy`'s default `retry_hint`.
+should_retry: Final = vendor_retry_hint
+
+
 #: stripe-python's policy (vendor-facts 1.8): 2 retries, 0.5 s doubling to 5 s, retry 409 and
-#: every 5xx, 429 only when `Stripe-Should-Retry: true` (the pipeline reads that header).
+#: every 5xx, 429 only when `Stripe-Should-Retry: true` (`should_retry` reads that header).
 DEFAULT_RETRY: Final = RetryPolicy(
     max_attempts=3,
     base_delay=0.5,
     max_delay=5.0,
     retry_statuses=frozenset({409, *range(500, 600)}),
+    retry_hint=should_retry,
 )
 DEFAULT_TIMEOUT: Final = Timeouts(total=80.0, connect=10.0)
 
@@ -94,7 +111,8 @@ class StripePaymentAdapter:
     error message. Instead of one key, `credentials` (a `CredentialProvider`) is asked for each
     call's (service, tenant) key, so each tenant's payments go to its own Stripe account.
     `rate_limit`, `retry`, `circuit_breaker` and `timeout` configure the pipeline for the
-    `service` name (default "stripe"), so Stripe's state never touches another vendor's.
+    `service` name (default "stripe"), so Stripe's state never touches another vendor's;
+    a `retry` of your own still heeds `Stripe-Should-Retry` unless it sets a `retry_hint`.
     """
 
     def __init__(
@@ -117,39 +135,40 @@ class StripePaymentAdapter:
         if api_key is not None:
             header_safe(api_key, "api_key")
         header_safe(api_version, "api_version")
-        if not isinstance(base_url, str) or not check_vendor_url(base_url):
-            # A live key must not cross a network in clear: http:// only for local simulators.
-            raise InvalidRequest(
-                "base_url must be an https URL such as https://api.stripe.com "
-                "(http:// only for a loopback host)"
-            )
-        self._connector = connector
-        self._base = base_url.rstrip("/")
-        self._service = service
         self.api_version = api_version
-        headers = {"Stripe-Version": api_version}
-        if api_key is not None:
-            headers["Authorization"] = f"Bearer {api_key}"
-        self._credentials = credentials
-        if stripe_account is not None:
-            headers["Stripe-Account"] = check_id(stripe_account, "stripe_account")
-        self._headers = SecretHeaders(headers)
         # Per-tenant keys are not known up front: key-like text is scrubbed whatever its value.
         self._secrets = Scrubber((api_key,) if api_key else (), tokenish=api_key is None)
+        self._vendor = VendorClient(
+            connector,
+            service,
+            Policies(timeout, retry, circuit_breaker or CircuitBreakerConfig(), rate_limit),
+            errors=functools.partial(error_from_response, secrets=self._secrets),
+            base_url=base_url,
+            credentials=credentials if credentials is not None else FixedCredentials(api_key or ""),
+            example_url=DEFAULT_BASE_URL,
+        )
+        self._service = service
+        headers = {"Stripe-Version": api_version}
+        if stripe_account is not None:
+            headers["Stripe-Account"] = check_id(stripe_account, "stripe_account")
         # Idempotency is scoped by account (api.md 28): the key (or the provider, with the
         # tenant in every scoped key) and the connected account.
         self._account = account_scope("stripe", api_key or "per-tenant provider", stripe_account)
         self._currencies: OrderedDict[tuple[str | None, str], str] = OrderedDict()
-        self._policies: dict[str, Any] = {
-            "timeout": timeout,
-            "rate_limit": rate_limit,
-            "circuit_breaker": circuit_breaker or CircuitBreakerConfig(),
-            "retry": retry,
-        }
+        route = functools.partial(self._vendor.route, body="form", headers=headers)
+        post = functools.partial(route, idempotency_header="Idempotency-Key")
+        self._intents = post("/v1/payment_intents")
+        self._intent = route("/v1/payment_intents/{id}", "GET")
+        self._intent_capture = post("/v1/payment_intents/{id}/capture")
+        self._charges = post("/v1/charges")
+        self._charge = route("/v1/charges/{id}", "GET")
+        self._charge_capture = post("/v1/charges/{id}/capture")
+        self._refunds = post("/v1/refunds")
 
     def __repr__(self) -> str:
         return (
-            f"StripePaymentAdapter(base_url={self._base!r}, api_version={self.api_version!r}, "
+            f"StripePaymentAdapter(base_url={self._vendor.base!r},"
+            f" api_version={self.api_version!r}, "
             f"service={self._service!r})"
         )
 
@@ -193,7 +212,7 @@ class StripePaymentAdapter:
             params["return_url"] = _check_url(return_url, "return_url")
         _optional(params, "description", check_text(description, "description", 1000))
         _optional(params, "metadata", _check_metadata(metadata))
-        response = await self._post("/v1/payment_intents", params, idempotency_key, tenant_id)
+        response = await self._post(self._intents, params, idempotency_key, tenant_id)
         return self._remember(_payment_from_intent(response), tenant_id)
 
     async def charge(
@@ -274,12 +293,12 @@ class StripePaymentAdapter:
         if payment_id.startswith(_CHARGE_PREFIXES):
             params = {} if minor is None else {"amount": minor}
             response = await self._post(
-                f"/v1/charges/{payment_id}/capture", params, idempotency_key, tenant_id
+                self._charge_capture, params, idempotency_key, tenant_id, payment_id
             )
             return self._remember(_payment_from_charge(response, raise_failed=True), tenant_id)
         params = {} if minor is None else {"amount_to_capture": minor}
         response = await self._post(
-            f"/v1/payment_intents/{payment_id}/capture", params, idempotency_key, tenant_id
+            self._intent_capture, params, idempotency_key, tenant_id, payment_id
         )
         return self._remember(_payment_from_intent(response), tenant_id)
 
@@ -297,13 +316,9 @@ class StripePaymentAdapter:
         """
         payment_id = check_id(payment_id, "payment_id")
         if payment_id.startswith(_CHARGE_PREFIXES):
-            response = await self._send(
-                "GET", f"/v1/charges/{payment_id}", None, idempotency_key, tenant_id
-            )
+            response = await self._send(self._charge, None, idempotency_key, tenant_id, payment_id)
             return self._remember(_payment_from_charge(response), tenant_id)
-        response = await self._send(
-            "GET", f"/v1/payment_intents/{payment_id}", None, idempotency_key, tenant_id
-        )
+        response = await self._send(self._intent, None, idempotency_key, tenant_id, payment_id)
         return self._remember(_payment_from_intent(response), tenant_id)
 
     # -- Refunds ----------------------------------------------------------------------------
@@ -335,7 +350,7 @@ class StripePaymentAdapter:
         _optional(params, "metadata", _check_metadata(metadata))
         if amount is not None:
             await self._check_currency(payment_id, amount, "refund", tenant_id)
-        response = await self._post("/v1/refunds", params, idempotency_key, tenant_id)
+        response = await self._post(self._refunds, params, idempotency_key, tenant_id)
         obj = _decode(decode_refund, response)
         raw = obj.status or "pending"
         status = cast("RefundStatus", raw if raw in _REFUND_STATUSES else "pending")
@@ -373,7 +388,7 @@ class StripePaymentAdapter:
         }
         _optional(params, "description", check_text(description, "description", 1000))
         _optional(params, "metadata", _check_metadata(metadata))
-        response = await self._post("/v1/charges", params, idempotency_key, tenant_id)
+        response = await self._post(self._charges, params, idempotency_key, tenant_id)
         return self._remember(_payment_from_charge(response, raise_failed=True), tenant_id)
 
     # -- currencies (rule 33) ------------------------------------------------------------------
@@ -404,33 +419,26 @@ class StripePaymentAdapter:
 
     async def _post(
         self,
-        path: str,
+        route: Route,
         params: Mapping[str, Any],
         key: IdempotencyKey | None,
         tenant_id: str | None,
+        object_id: str | None = None,
     ) -> Response:
         # Every POST carries an Idempotency-Key; a generated one is also the pipeline's key,
         # so the pipeline's retries resend the very same key and Stripe cannot double-charge.
-        return await self._send("POST", path, params, call_key(key), tenant_id)
+        return await self._send(route, params, call_key(key), tenant_id, object_id)
 
     async def _send(
         self,
-        method: str,
-        path: str,
+        route: Route,
         params: Mapping[str, Any] | None,
         key: IdempotencyKey | None,
         tenant_id: str | None,
+        object_id: str | None = None,
     ) -> Response:
-        endpoint = Endpoint(
-            self._base + path,
-            method,
-            body="form",
-            headers=self._headers,
-            idempotency_header="Idempotency-Key" if method == "POST" else None,
-            **self._policies,
-        )
-        response = await self._connector.execute(
-            self._service,
+        endpoint = route.endpoint if object_id is None else route.at(id=object_id)
+        return await self._vendor.send(
             endpoint,
             params,
             **(
@@ -441,12 +449,7 @@ class StripePaymentAdapter:
                 else {}
             ),
             tenant_id=tenant_id,
-            raise_for_status=False,
-            credentials=self._credentials,
         )
-        if not response.ok:
-            raise error_from_response(response, self._secrets)
-        return response
 
 
 # -- payload building ------------------------------------------------------------------------

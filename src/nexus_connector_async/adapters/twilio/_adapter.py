@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -21,7 +22,6 @@ import msgspec
 from ..._config import (
     CircuitBreakerConfig,
     ConcurrencyLimit,
-    Endpoint,
     RateLimitConfig,
     RetryPolicy,
     Timeouts,
@@ -29,12 +29,13 @@ from ..._config import (
 from ..._connector import Connector
 from ..._errors import ConnectorError, CredentialRefreshError, InvalidRequest
 from ..._models import IdempotencyKey, Response
-from ..._scrub import Scrubber, check_vendor_url
+from ..._scrub import Scrubber
 from .._errors import VendorError
 from .._money import Money
 from .._payments import account_scope, scoped_key
 from .._phone import count_segments, validate_e164, validate_sms_body
 from .._sms import PhoneNumberInfo, SmsMessage, SmsResult, run_bulk
+from .._vendor import FixedCredentials, Policies, Route, VendorClient, check_base_url
 from ._errors import TWILIO, TwilioError, error_from_response
 from ._models import decode_balance, decode_lookup, decode_message
 
@@ -52,30 +53,6 @@ _NOT_PROCESSED: Final = frozenset({429})
 _DEFAULT_RETRY: Final = RetryPolicy(max_attempts=3, base_delay=0.25, max_delay=10.0)
 #: How many tenants' accounts the adapter keeps derived state for (URLs, header, scrubber).
 _ACCOUNT_CACHE: Final = 1024
-
-
-class _Secret:
-    """Holds the Authorization header value; never shows it in `repr` or `str`."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<secret>"
-
-    __str__ = __repr__
-
-
-def _root_url(name: str, url: str) -> str:
-    # The auth token must not cross a network in clear: http:// only for local simulators.
-    if not isinstance(url, str) or not check_vendor_url(url):
-        raise InvalidRequest(f"{name} must be an https URL (http:// only for a loopback host)")
-    return url.rstrip("/")
 
 
 def _check_url(what: str, url: object) -> str:
@@ -159,11 +136,12 @@ class TwilioAccountProvider(Protocol):
 
 
 class _Account:
-    """What the adapter derives from one account, built once: URLs, header, scrubber, scope."""
+    """What the adapter derives from one account, built once: routes, auth, scrubber, scope."""
 
     __slots__ = (
         "auth",
         "balance",
+        "errors",
         "from_number",
         "messages",
         "messaging_service_sid",
@@ -172,12 +150,14 @@ class _Account:
         "sid",
     )
 
-    def __init__(self, account: TwilioAccount, messages: Endpoint, balance: Endpoint) -> None:
+    def __init__(self, account: TwilioAccount, messages: Route, balance: Route) -> None:
         self.sid = account.account_sid
         user = account.api_key_sid or account.account_sid
         token = base64.b64encode(f"{user}:{account.auth_token}".encode()).decode("ascii")
-        self.auth = _Secret(f"Basic {token}")
+        # HTTP Basic as the pipeline attaches every vendor's auth: a credential provider.
+        self.auth = FixedCredentials(token, "Basic")
         self.scrub = Scrubber((account.auth_token, token))
+        self.errors = functools.partial(error_from_response, scrub=self.scrub)
         # Idempotency is scoped by account (api.md 28): two accounts (two subaccounts of one
         # parent too) never share a record, even for the same tenant and key.
         self.scope = account_scope(
@@ -190,11 +170,6 @@ class _Account:
 
     def __repr__(self) -> str:
         return f"_Account(sid={self.sid!r})"
-
-    @property
-    def headers(self) -> dict[str, str]:
-        # Per call, not on the Endpoint: an Endpoint's repr shows its headers.
-        return {"Authorization": self.auth.reveal()}
 
 
 class TwilioSmsAdapter:
@@ -246,7 +221,6 @@ class TwilioSmsAdapter:
             raise InvalidRequest(
                 "give TwilioSmsAdapter an account_sid and auth_token or a credentials provider"
             )
-        self._connector = connector
         self.account_sid = account_sid
         self.from_number = None if from_number is None else _check_sender(from_number)
         self.messaging_service_sid = _check_service_sid(messaging_service_sid)
@@ -256,17 +230,32 @@ class TwilioSmsAdapter:
             None if status_callback is None else _check_status_callback(status_callback)
         )
         self.retry_unknown = bool(retry_unknown)
-        self._api = _root_url("base_url", base_url)
-        self._lookups_root = _root_url("lookups_base_url", lookups_base_url) + "/v2/PhoneNumbers/"
         policy = retry or _DEFAULT_RETRY
         policy = msgspec.structs.replace(
             policy, always_safe_statuses=policy.always_safe_statuses | _NOT_PROCESSED
         )
-        self._timeout = timeout or Timeouts(total=15.0, connect=5.0)
-        self._breaker = circuit_breaker or CircuitBreakerConfig()
-        self._retry = policy
-        self._rate_limit = rate_limit
-        self._concurrency = concurrency_limit
+        self._vendor = VendorClient(
+            connector,
+            service,
+            Policies(
+                timeout or Timeouts(total=15.0, connect=5.0),
+                policy,
+                circuit_breaker or CircuitBreakerConfig(),
+                rate_limit,
+                concurrency_limit,
+            ),
+            errors=error_from_response,
+            base_url=base_url,
+        )
+        lookups_root = check_base_url(lookups_base_url, "lookups_base_url")
+        # `+` stays literal in the path: legal there, and never turned into a space.
+        self._lookup = self._vendor.route(
+            "/v2/PhoneNumbers/{number}",
+            "GET",
+            base=lookups_root,
+            rate_limited=False,
+            concurrency_limited=False,  # Lookup is another API than the account's REST one
+        )
         self._credentials = credentials
         self._accounts: OrderedDict[TwilioAccount, _Account] = OrderedDict()
         self._fixed = None if fixed is None else self._derive(fixed)
@@ -302,25 +291,11 @@ class TwilioSmsAdapter:
         return derived
 
     def _derive(self, account: TwilioAccount) -> _Account:
-        root = f"{self._api}/2010-04-01/Accounts/{account.account_sid}"
-        messages = Endpoint(
-            f"{root}/Messages.json",
-            "POST",
-            body="form",
-            timeout=self._timeout,
-            rate_limit=self._rate_limit,
-            circuit_breaker=self._breaker,
-            retry=self._retry,
-            concurrency_limit=self._concurrency,
-        )
-        balance = Endpoint(
-            f"{root}/Balance.json",
-            "GET",
-            timeout=self._timeout,
-            circuit_breaker=self._breaker,
-            retry=self._retry,
-            concurrency_limit=self._concurrency,  # the same account's REST API
-        )
+        """The account's routes (its SID in the path), built once per account."""
+        root = f"/2010-04-01/Accounts/{account.account_sid}"
+        messages = self._vendor.route(f"{root}/Messages.json", body="form")
+        # The same account's REST API: its concurrency limit too, not its Messages rate limit.
+        balance = self._vendor.route(f"{root}/Balance.json", "GET", rate_limited=False)
         return _Account(account, messages, balance)
 
     def _sender(self, account: _Account) -> list[tuple[str, str]]:
@@ -370,18 +345,15 @@ class TwilioSmsAdapter:
         form.extend(("MediaUrl", url) for url in media)
         if callback is not None:
             form.append(("StatusCallback", callback))
-        response = await self._connector.execute(
-            self.service,
-            account.messages,
+        response = await self._vendor.send(
+            account.messages.endpoint,
             form,
             idempotency_key=scoped_key(idempotency_key, account.scope, tenant_id),
             tenant_id=tenant_id,
-            raise_for_status=False,
-            headers=account.headers,
             idempotent=self.retry_unknown,
+            credentials=account.auth,
+            errors=account.errors,
         )
-        if not response.ok:
-            raise error_from_response(response, account.scrub)
         message = _decode(response, decode_message)
         vendor_segments = _int_or_none(message.num_segments)
         return SmsResult(
@@ -435,25 +407,15 @@ class TwilioSmsAdapter:
         """
         number = validate_e164(number)
         account = await self._account(tenant_id)
-        # `+` stays literal in the path: legal there, and never turned into a space.
-        endpoint = Endpoint(
-            self._lookups_root + number,
-            "GET",
-            timeout=self._timeout,
-            circuit_breaker=self._breaker,
-            retry=self._retry,
-        )
-        response = await self._connector.execute(
-            self.lookups_service,
-            endpoint,
+        response = await self._vendor.send(
+            self._lookup.at(number=number),
             {"Fields": "line_type_intelligence"},
             idempotency_key=scoped_key(idempotency_key, account.scope, tenant_id),
             tenant_id=tenant_id,
-            raise_for_status=False,
-            headers=account.headers,
+            credentials=account.auth,
+            errors=account.errors,
+            service=self.lookups_service,
         )
-        if not response.ok:
-            raise error_from_response(response, account.scrub)
         found = _decode(response, decode_lookup)
         line = found.line_type_intelligence
         return PhoneNumberInfo(
@@ -477,16 +439,13 @@ class TwilioSmsAdapter:
     ) -> Money:
         """The account balance (it can lag behind real spend; subaccounts have none)."""
         account = await self._account(tenant_id)
-        response = await self._connector.execute(
-            self.service,
-            account.balance,
+        response = await self._vendor.send(
+            account.balance.endpoint,
             idempotency_key=scoped_key(idempotency_key, account.scope, tenant_id),
             tenant_id=tenant_id,
-            raise_for_status=False,
-            headers=account.headers,
+            credentials=account.auth,
+            errors=account.errors,
         )
-        if not response.ok:
-            raise error_from_response(response, account.scrub)
         found = _decode(response, decode_balance)
         if found.balance is None or found.currency is None:
             raise TwilioError(
