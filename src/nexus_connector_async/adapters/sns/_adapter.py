@@ -576,7 +576,7 @@ def _opted_out() -> OptedOut:
         code="OptedOut",
         message="the number opted out of SMS from this account; nothing was published",
     )
-    error.sent = False  # type: ignore[attr-defined]
+    error.sent = False
     return error
 
 
