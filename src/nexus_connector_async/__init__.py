@@ -36,6 +36,7 @@ from ._errors import (
     RequestTimeout,
     ResponseTooLarge,
     StoredRecordInvalid,
+    TransportError,
 )
 from ._events import (
     AdmissionRejected,
@@ -121,6 +122,7 @@ __all__ = [
     "Timeouts",
     "TokenRefreshed",
     "Transport",
+    "TransportError",
     "connect",
     "redact_processor",
 ]

@@ -26,12 +26,27 @@ __all__ = [
     "RetryHint",
     "RetryPolicy",
     "Timeouts",
+    "vendor_retry_hint",
 ]
 
 #: A vendor's own verdict on retrying an error response: True (retry), False (never) or None
 #: (no verdict: `retry_statuses` decide). Adapters supply it from their vendor's own header,
 #: so the pipeline reads no vendor header itself.
 RetryHint: TypeAlias = Callable[[Response], bool | None]
+
+
+def vendor_retry_hint(response: Response) -> bool | None:
+    """`RetryPolicy`'s default `retry_hint`: the vendor's explicit verdict header, if any.
+
+    api.md: a `RetryPolicy` honours Stripe's `Stripe-Should-Retry` (`true` / `false`) on any
+    endpoint; None when the response carries no verdict (the statuses decide). The pipeline only
+    ever asks the policy's hint, so a policy with `retry_hint=None` ignores the header.
+    """
+    value = response.headers.get("Stripe-Should-Retry")
+    if value is None:
+        return None
+    return value.strip().lower() == "true"
+
 
 _BUCKET_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -216,8 +231,9 @@ class RetryPolicy(msgspec.Struct, frozen=True):
     final answers that release the idempotency key instead of being stored ("not processed",
     so a later call with the key may succeed); 5xx are always released. `budget_ratio` caps
     retries of a service to that fraction of its first attempts plus `budget_min_per_second`
-    (None: no cap). `retry_hint`, when set, is asked about every error response first: its
-    True or False overrides `retry_statuses` (None leaves them to decide).
+    (None: no cap). `retry_hint` is asked about every error response first: its True or False
+    overrides `retry_statuses` (None leaves them to decide); the default reads
+    `Stripe-Should-Retry` (api.md), `retry_hint=None` turns hints off.
     """
 
     max_attempts: int = 3
@@ -229,7 +245,7 @@ class RetryPolicy(msgspec.Struct, frozen=True):
     budget_ratio: float | None = None
     budget_min_per_second: float = 10.0
     unstored_statuses: frozenset[int] = frozenset({409, 425, 429})
-    retry_hint: RetryHint | None = None
+    retry_hint: RetryHint | None = vendor_retry_hint
 
     def __post_init__(self) -> None:
         _count("RetryPolicy.max_attempts", self.max_attempts)

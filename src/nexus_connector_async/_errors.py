@@ -28,14 +28,29 @@ __all__ = [
     "RateLimitExceeded",
     "RequestTimeout",
     "ResponseTooLarge",
+    "TransportError",
 ]
 
 
 class ConnectorError(Exception):
-    """Base class of every error raised by nexus_connector_async."""
+    """Base class of every error raised by nexus_connector_async.
+
+    The attributes below are the contract the retry layer reads (declared here, so it reads
+    plain attributes, never `getattr` with a fallback); subclasses override the defaults.
+    """
 
     #: Whether the failure says nothing about the vendor's health but a retry may succeed.
     transient: bool = False
+    #: The vendor refused the call for now (a 429 and the like): retried after `retry_after`,
+    #: never counted by the breaker, and certainly not acted on.
+    throttled: bool = False
+    #: Whether the request reached the vendor: False when we know it did not, True when we
+    #: know it did, None when the error does not say (then it may have).
+    sent: bool | None = None
+    #: Seconds to wait before trying again, when the error says so.
+    retry_after: float | None = None
+    #: The HTTP status of the vendor's answer, when there was one.
+    status: int | None = None
 
 
 class InvalidRequest(ConnectorError, ValueError):
@@ -67,7 +82,7 @@ class RateLimitExceeded(ConnectorError):
 
     def __init__(self, message: str = "rate limit exceeded", *, retry_after: float) -> None:
         super().__init__(message)
-        self.retry_after = float(retry_after)
+        self.retry_after: float = float(retry_after)
 
     def __str__(self) -> str:
         return f"{super().__str__()} (retry after {_seconds(self.retry_after)})"
@@ -85,13 +100,22 @@ class CircuitOpenError(ConnectorError):
 
     def __init__(self, message: str = "circuit open", *, retry_after: float) -> None:
         super().__init__(message)
-        self.retry_after = float(retry_after)
+        self.retry_after: float = float(retry_after)
 
     def __str__(self) -> str:
         return f"{super().__str__()} (retry after {_seconds(self.retry_after)})"
 
 
-class RequestTimeout(ConnectorError):
+class TransportError(ConnectorError):
+    """The exchange with the vendor failed without a usable answer (timeout, connection, size).
+
+    Transient. When `sent` is True the vendor may have acted on the request.
+    """
+
+    transient = True
+
+
+class RequestTimeout(TransportError):
     """An attempt did not finish within its timeout. The vendor may have processed it.
 
     Raised by a call, it also says how many attempts were made (`attempts`) and how long the
@@ -115,7 +139,7 @@ class RequestTimeout(ConnectorError):
         return f"{text} ({plural(self.attempts, 'attempt')} in {_seconds(self.elapsed)})"
 
 
-class ConnectionFailed(ConnectorError):
+class ConnectionFailed(TransportError):
     """The connection failed. `sent` is False when it failed before any byte was sent."""
 
     transient = True
@@ -125,10 +149,8 @@ class ConnectionFailed(ConnectorError):
         self.sent = sent
 
 
-class ResponseTooLarge(ConnectorError):
+class ResponseTooLarge(TransportError):
     """The vendor's response body exceeded the connector's `max_response_bytes`."""
-
-    transient = True
 
 
 class HttpStatusError(ConnectorError):
@@ -138,11 +160,8 @@ class HttpStatusError(ConnectorError):
         super().__init__(message or f"HTTP {response.status}")
         self.response = response
         self.transient = response.status >= 500
-
-    @property
-    def status(self) -> int:
-        """The HTTP status code of the response."""
-        return self.response.status
+        #: The HTTP status code of the response.
+        self.status: int = response.status
 
 
 class IdempotencyConflict(ConnectorError):
@@ -183,6 +202,8 @@ class StoredRecordInvalid(ConnectorError):
 
 class CredentialRefreshError(ConnectorError):
     """Fetching or refreshing an OAuth2 token failed; carries the OAuth error code if any."""
+
+    sent = False  # nothing goes out without the credentials
 
     def __init__(
         self, message: str, *, error: str | None = None, description: str | None = None

@@ -8,7 +8,7 @@ and hashes, never a payload, header or token.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
@@ -24,6 +24,7 @@ __all__ = [
     "Event",
     "EventBus",
     "EventHook",
+    "EventSource",
     "IdempotentReplay",
     "OutcomeUnknownEvent",
     "RetryScheduled",
@@ -170,6 +171,19 @@ class EventHook(Protocol):
     """Receives every event. Must be fast and must not raise (errors are swallowed)."""
 
     def __call__(self, event: Event, /) -> None: ...
+
+
+@runtime_checkable
+class EventSource(Protocol):
+    """A part that reports its own events (token refreshes, backend outages).
+
+    The connector hands its backend and credential provider its `emit` at start-up, so what
+    they report reaches the same hooks as the pipeline's own events.
+    """
+
+    def bind_events(self, emit: Callable[[Event], None], /) -> None:
+        """Send future events to `emit`."""
+        ...
 
 
 _LOG_EVENTS: dict[type[Any], tuple[str, str]] = {

@@ -12,7 +12,7 @@ import random
 
 from ._config import IDEMPOTENT_METHODS, RetryPolicy
 
-__all__ = ["backoff", "parse_retry_after", "resendable", "set_testing"]
+__all__ = ["backoff", "parse_retry_after", "resend_safe", "set_testing"]
 
 _testing = False
 
@@ -51,7 +51,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, seconds)
 
 
-def resendable(method: str, *, vendor_dedupes: bool, idempotent: bool | None) -> bool:
+def resend_safe(method: str, *, vendor_dedupes: bool, idempotent: bool | None) -> bool:
     """Whether a request that may have reached the vendor can be sent again (api.md rule 18).
 
     Yes when the method is idempotent or the vendor deduplicates it (the endpoint's idempotency

@@ -314,8 +314,8 @@ async def drive(name: str, points: Points) -> tuple[Run, BaseException | Respons
 async def leaks(run: Run) -> list[str]:
     """What the cancelled call left behind, after the connector's background work settled."""
     found = []
-    if run.connector._inflight:
-        found.append(f"in-flight keys {list(run.connector._inflight)}")
+    if run.connector._idempotency._inflight:
+        found.append(f"in-flight keys {list(run.connector._idempotency._inflight)}")
     await run.connector.close()
     if run.keyed:
         fp = fingerprint("POST", URL, PAYLOAD)

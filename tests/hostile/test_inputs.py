@@ -121,7 +121,7 @@ async def test_a_config_value_is_refused_naming_its_field_or_works_in_a_call(
     if connector is None:
         connector = Connector(http=transport, clock=clock)
     else:
-        connector._transport = transport  # the accepted Connector, with the mock behind it
+        connector._attempts.transport = transport  # the accepted Connector, with the mock behind it
     try:
         async with connector, asyncio.timeout(5):
             response = await connector.execute("vendor", ep, {"a": 1}, idempotency_key="k-1")

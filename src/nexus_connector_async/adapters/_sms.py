@@ -32,6 +32,7 @@ from ._money import Money
 
 __all__ = [
     "BulkSendInterrupted",
+    "BulkSender",
     "PhoneNumberInfo",
     "PhoneNumberRejected",
     "SmsGateway",
@@ -354,3 +355,37 @@ async def run_bulk(
         ) from cause
     _log.info("nexus.sms.bulk_completed", service=service, messages=len(done), failed=failed)
     return done
+
+
+class BulkSender:
+    """`send_bulk` for an SMS adapter with `send` and `service`: one pool over `run_bulk`."""
+
+    service: str
+    send: Send
+
+    async def send_bulk(
+        self,
+        messages: Iterable[tuple[str, str] | SmsMessage],
+        *,
+        concurrency: int = 10,
+        idempotency_key: IdempotencyKey | None = None,
+        tenant_id: str | None = None,
+    ) -> list[SmsResult]:
+        """Send many messages, at most `concurrency` at once; one `SmsResult` each, in order.
+
+        `concurrency` bounds this call's pool (an adapter's `concurrency_limit` bounds the
+        sends in flight across workers). A failed message is a result with `error` set (a
+        `ConcurrencyLimitExceeded` too, when no slot came free). An input that raises or a
+        malformed item stops intake: the sends in flight finish and `BulkSendInterrupted`
+        carries every result so far. With `idempotency_key`, message i uses the key
+        `f"{key}#{i}"` (unless it has its own), so re-running the same batch replays what was
+        already sent instead of sending it again.
+        """
+        return await run_bulk(
+            messages,
+            self.send,
+            concurrency=concurrency,
+            idempotency_key=idempotency_key,
+            tenant_id=tenant_id,
+            service=self.service,
+        )

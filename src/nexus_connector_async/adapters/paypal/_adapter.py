@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -25,18 +23,9 @@ from ..._scrub import Scrubber
 from ...credentials._base import CredentialProvider, RefreshesRejected
 from ...credentials._oauth2 import OAuth2CredentialProvider
 from .._money import Money, require_positive
-from .._payments import (
-    Payment,
-    PaymentStatus,
-    Refund,
-    RefundStatus,
-    account_scope,
-    call_key,
-    check_id,
-    key_arguments,
-    scoped_key,
-)
-from .._vendor import Policies, Route, VendorClient, check_text, header_safe
+from .._payment_adapter import PaymentAdapterBase, ResponseReader
+from .._payments import Payment, PaymentStatus, Refund, RefundStatus, account_scope, check_id
+from .._vendor import Policies, VendorClient, check_text, header_safe
 from ._errors import PayPalDeclined, PayPalResponseError, clean, debug_id, error_from_response
 from ._models import (
     AmountObject,
@@ -64,9 +53,6 @@ DEFAULT_RETRY: Final = RetryPolicy(
 )
 DEFAULT_TIMEOUT: Final = Timeouts(total=60.0, connect=10.0)
 _MAX_REQUEST_ID: Final = 108
-#: Currencies of authorizations and captures this adapter has seen, so a capture or refund in
-#: another currency is refused before sending without a GET (rule 33).
-_CURRENCY_CACHE: Final = 4096
 
 Intent = Literal["CAPTURE", "AUTHORIZE"]
 SourceType = Literal["card", "paypal", "venmo"]
@@ -108,8 +94,6 @@ _REFUND_STATUS: Final[dict[str, RefundStatus]] = {
     "CANCELLED": "canceled",
 }
 
-T = TypeVar("T")
-
 
 class _ClientToken:
     """One token per PayPal app, whatever the tenant: tenants share the client credentials."""
@@ -138,7 +122,7 @@ class _ClientToken:
         return await self._provider.refresh_credentials(service, None)
 
 
-class PayPalPaymentAdapter:
+class PayPalPaymentAdapter(PaymentAdapterBase):
     """Payments through PayPal Checkout Orders v2 and Payments v2.
 
     `sandbox=True` (PayPal's own SDK default) targets the sandbox; `base_url` overrides both.
@@ -148,6 +132,10 @@ class PayPalPaymentAdapter:
     the app whatever the tenant.
     `client_secret` and tokens never appear in a repr, log line or error message.
     """
+
+    KEY_HEADER = "PayPal-Request-Id"
+    KEY_LIMIT = _MAX_REQUEST_ID
+    CURRENCY_REFUSED = "amount is in {asked} but {payment_id} is in {currency}; nothing was sent"
 
     def __init__(
         self,
@@ -168,18 +156,21 @@ class PayPalPaymentAdapter:
         header_safe(client_secret, "client_secret")
         self._service = service
         self._secrets = Scrubber((client_secret,), tokenish=True)
-        # Idempotency is scoped by account (api.md 28): the app's credentials.
-        self._account = account_scope("paypal", client_id, client_secret)
-        self._currencies: OrderedDict[tuple[str | None, str], str] = OrderedDict()
         # The client secret must not cross a network in clear: the client checks the URL.
-        self._vendor = VendorClient(
-            connector,
-            service,
-            Policies(timeout, retry, circuit_breaker or CircuitBreakerConfig(), rate_limit),
-            errors=functools.partial(error_from_response, secrets=self._secrets),
-            base_url=base_url if base_url is not None else (SANDBOX_URL if sandbox else LIVE_URL),
-            credentials=credentials,
-            example_url=LIVE_URL,
+        # Idempotency is scoped by account (api.md 28): the app's credentials.
+        super().__init__(
+            VendorClient(
+                connector,
+                service,
+                Policies(timeout, retry, circuit_breaker or CircuitBreakerConfig(), rate_limit),
+                errors=functools.partial(error_from_response, secrets=self._secrets),
+                base_url=(
+                    base_url if base_url is not None else (SANDBOX_URL if sandbox else LIVE_URL)
+                ),
+                credentials=credentials,
+                example_url=LIVE_URL,
+            ),
+            account_scope("paypal", client_id, client_secret),
         )
         if credentials is None:
             # The platform's own app: one token whatever the tenant.
@@ -307,7 +298,7 @@ class PayPalPaymentAdapter:
         response = await self._post(
             self._authorization_capture, body, idempotency_key, tenant_id, authorization_id
         )
-        capture = self._decode(decode_capture, response)
+        capture = _READ.decode(decode_capture, response)
         if capture.amount is None:
             capture = await self._fetch_capture(capture, amount, tenant_id)
         payment = self._from_capture(capture, response, None, None, raise_declined=True)
@@ -330,7 +321,7 @@ class PayPalPaymentAdapter:
         response = await self._post(
             self._capture_refund, body, idempotency_key, tenant_id, capture_id
         )
-        refund = self._decode(decode_refund, response)
+        refund = _READ.decode(decode_refund, response)
         if refund.amount is None and amount is None:
             # A minimal answer (id, status, links) after the refund was made: read the refund
             # back instead of failing a refund that happened.
@@ -347,28 +338,11 @@ class PayPalPaymentAdapter:
             replayed=response.replayed,
         )
 
-    def _remember(self, payment: Payment, tenant_id: str | None) -> Payment:
-        cache = self._currencies
-        cache[(tenant_id, payment.id)] = payment.amount.currency
-        cache.move_to_end((tenant_id, payment.id))
-        while len(cache) > _CURRENCY_CACHE:
-            cache.popitem(last=False)
-        return payment
-
-    async def _check_currency(
-        self, kind: str, payment_id: str, amount: Money, tenant_id: str | None
-    ) -> None:
-        """`InvalidRequest` unless `amount` is in the currency of the authorization/capture."""
-        currency = self._currencies.get((tenant_id, payment_id))
-        if currency is None:
-            response = await self._send(self._lookups[kind], None, None, tenant_id, payment_id)
-            found = self._decode(decode_capture, response)
-            currency = _money(found.amount, None, response).currency
-        if amount.currency != currency:
-            raise InvalidRequest(
-                f"amount is in {amount.currency} but {payment_id} is in {currency};"
-                " nothing was sent"
-            )
+    async def _fetch_currency(self, payment_id: str, tenant_id: str | None, kind: str) -> str:
+        """The currency of an authorization or capture (`kind`), read back from PayPal."""
+        response = await self._send(self._lookups[kind], None, None, tenant_id, payment_id)
+        found = _READ.decode(decode_capture, response)
+        return _money(found.amount, None, response).currency
 
     async def _fetch_refund(
         self, refund: RefundObject, response: Response, tenant_id: str | None
@@ -377,8 +351,10 @@ class PayPalPaymentAdapter:
             refund_id = check_id(refund.id, "refund id")
             fetched = await self._send(self._lookups["refunds"], None, None, tenant_id, refund_id)
         except ConnectorError:  # InvalidRequest included (an id unsafe in a path)
-            raise _unreadable(response, "the refund was made but its amount is unknown") from None
-        return self._decode(decode_refund, fetched)
+            raise _READ.unreadable(
+                response, "the refund was made but its amount is unknown"
+            ) from None
+        return _READ.decode(decode_refund, fetched)
 
     async def _fetch_capture(
         self, capture: CaptureObject, asked: Money | None, tenant_id: str | None
@@ -390,7 +366,7 @@ class PayPalPaymentAdapter:
             fetched = await self._send(self._lookups["captures"], None, None, tenant_id, capture_id)
         except ConnectorError:
             return capture  # _money then reports the missing amount as a vendor error
-        return self._decode(decode_capture, fetched)
+        return _READ.decode(decode_capture, fetched)
 
     # -- the PaymentGateway protocol -------------------------------------------------------------
 
@@ -409,9 +385,9 @@ class PayPalPaymentAdapter:
         One create-order call: PayPal processes a vaulted source at once, so the result's `id`
         is the capture id (what `refund` takes); a DECLINED capture raises `PaymentDeclined`.
         """
-        body = self._vaulted(amount, payment_method, source, "CAPTURE", reference_id)
-        response = await self._post(self._orders, body, idempotency_key, tenant_id)
-        return self._remember(self._from_order(response, raise_declined=True), tenant_id)
+        return await self._vaulted_order(
+            "CAPTURE", amount, payment_method, source, reference_id, idempotency_key, tenant_id
+        )
 
     async def authorize(
         self,
@@ -424,9 +400,9 @@ class PayPalPaymentAdapter:
         tenant_id: str | None = None,
     ) -> Payment:
         """Authorize `amount` on a vaulted source; the result's `id` is what `capture` takes."""
-        body = self._vaulted(amount, payment_method, source, "AUTHORIZE", reference_id)
-        response = await self._post(self._orders, body, idempotency_key, tenant_id)
-        return self._remember(self._from_order(response, raise_declined=True), tenant_id)
+        return await self._vaulted_order(
+            "AUTHORIZE", amount, payment_method, source, reference_id, idempotency_key, tenant_id
+        )
 
     async def capture(
         self,
@@ -467,67 +443,29 @@ class PayPalPaymentAdapter:
             unit = {"reference_id": reference_id, **unit}
         return {"intent": intent, "purchase_units": [unit]}
 
-    def _vaulted(
+    async def _vaulted_order(
         self,
+        intent: str,
         amount: Money,
         payment_method: str,
         source: str,
-        intent: str,
         reference_id: str | None,
-    ) -> dict[str, Any]:
+        key: IdempotencyKey | None,
+        tenant_id: str | None,
+    ) -> Payment:
+        """One create-order call paying from a vaulted source; its payment, remembered."""
         if not isinstance(source, str) or source not in _SOURCES:
             raise InvalidRequest(f"source must be one of {sorted(_SOURCES)}")
         vault_id = check_id(payment_method, "payment_method (a PayPal vault id)")
         body = self._order_body(amount, intent, reference_id)
         body["payment_source"] = {source: {"vault_id": vault_id}}
-        return body
-
-    async def _post(
-        self,
-        route: Route,
-        body: dict[str, Any],
-        key: IdempotencyKey | None,
-        tenant_id: str | None,
-        object_id: str | None = None,
-    ) -> Response:
-        key = call_key(key, _MAX_REQUEST_ID)
-        return await self._send(route, body, key, tenant_id, object_id)
-
-    async def _send(
-        self,
-        route: Route,
-        body: dict[str, Any] | None,
-        key: IdempotencyKey | None,
-        tenant_id: str | None,
-        object_id: str | None = None,
-    ) -> Response:
-        endpoint = route.endpoint if object_id is None else route.at(id=object_id)
-        return await self._vendor.send(
-            endpoint,
-            body,
-            **(
-                key_arguments(
-                    key,
-                    "PayPal-Request-Id",
-                    scoped_key(key, self._account, tenant_id, _MAX_REQUEST_ID),
-                )
-                if key is not None
-                else {}
-            ),
-            tenant_id=tenant_id,
-        )
+        response = await self._post(self._orders, body, key, tenant_id)
+        return self._remember(self._from_order(response, raise_declined=True), tenant_id)
 
     # -- results -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _decode(decoder: Callable[[bytes], T], response: Response) -> T:
-        try:
-            return decoder(response.body)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-            raise _unreadable(response, "unexpected response body") from None
-
     def _from_order(self, response: Response, *, raise_declined: bool) -> Payment:
-        order: OrderObject = self._decode(decode_order, response)
+        order: OrderObject = _READ.decode(decode_order, response)
         unit = order.purchase_units[0] if order.purchase_units else None
         payments = unit.payments if unit is not None else None
         unit_amount = unit.amount if unit is not None else None
@@ -623,13 +561,8 @@ def _url(value: str | None) -> str | None:
     return value
 
 
-def _unreadable(response: Response, message: str) -> PayPalResponseError:
-    return PayPalResponseError(
-        response,
-        vendor="paypal",
-        message=f"{message} (HTTP {response.status}: PayPal may have acted; do not resend)",
-        request_id=debug_id(response),
-    )
+#: PayPal's 2xx bodies: an unreadable one is a `PayPalResponseError` (rule 34).
+_READ: Final = ResponseReader("paypal", "PayPal", PayPalResponseError, debug_id)
 
 
 def _money(obj: AmountObject | None, asked: Money | None, response: Response) -> Money:
@@ -640,8 +573,8 @@ def _money(obj: AmountObject | None, asked: Money | None, response: Response) ->
     if obj is None:
         if asked is not None:
             return asked
-        raise _unreadable(response, "response carries no amount")
+        raise _READ.unreadable(response, "response carries no amount")
     try:
         return from_paypal_amount({"currency_code": obj.currency_code, "value": obj.value})
     except InvalidRequest:
-        raise _unreadable(response, "response carries an unreadable amount") from None
+        raise _READ.unreadable(response, "response carries an unreadable amount") from None

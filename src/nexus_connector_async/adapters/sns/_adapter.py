@@ -12,7 +12,7 @@ import contextlib
 import inspect
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
@@ -33,7 +33,7 @@ from .._errors import OptedOut
 from .._money import Money, require_non_negative, require_positive
 from .._payments import account_scope, scoped_key
 from .._phone import count_segments, validate_e164, validate_sms_body
-from .._sms import PhoneNumberInfo, SmsMessage, SmsResult, run_bulk
+from .._sms import BulkSender, PhoneNumberInfo, SmsResult
 from .._vendor import Policies, VendorClient
 from ._errors import SNS, map_exception, outcome_known_unsent
 from ._models import SmsType, SpendReport, message_attributes, validate_sender_id
@@ -65,7 +65,7 @@ def _usd(name: str, value: Money | None, *, positive: bool = False) -> Money | N
     return checked
 
 
-class SnsSmsAdapter:
+class SnsSmsAdapter(BulkSender):
     """SMS to phone numbers through SNS `Publish`, with a spend guard shared by all workers.
 
     One aioboto3 client per adapter, created on first use and closed with the connector.
@@ -364,33 +364,6 @@ class SnsSmsAdapter:
             replayed=not published,
         )
 
-    async def send_bulk(
-        self,
-        messages: Iterable[tuple[str, str] | SmsMessage],
-        *,
-        concurrency: int = 10,
-        idempotency_key: IdempotencyKey | None = None,
-        tenant_id: str | None = None,
-    ) -> list[SmsResult]:
-        """Publish many messages, at most `concurrency` at once; one `SmsResult` each, in order.
-
-        `concurrency` bounds this call's pool; the adapter's `concurrency_limit` bounds the
-        publishes in flight across workers. A failed message (spend limit included, or
-        `ConcurrencyLimitExceeded` when no slot came free) is a result with `error` set. An
-        input that raises or a malformed item stops intake: the sends in flight finish and
-        `BulkSendInterrupted` carries every result so far. With `idempotency_key`, message i
-        uses the key `f"{key}#{i}"` unless it has its own.
-        """
-
-        return await run_bulk(
-            messages,
-            self.send,
-            concurrency=concurrency,
-            idempotency_key=idempotency_key,
-            tenant_id=tenant_id,
-            service=self.service,
-        )
-
     # -- numbers and spend ------------------------------------------------------------------------
 
     async def validate_number(
@@ -576,7 +549,7 @@ def _opted_out() -> OptedOut:
         code="OptedOut",
         message="the number opted out of SMS from this account; nothing was published",
     )
-    error.sent = False  # type: ignore[attr-defined]
+    error.sent = False
     return error
 
 

@@ -152,8 +152,6 @@ def map_exception(exc: BaseException) -> ConnectorError | None:
 
 def outcome_known_unsent(error: ConnectorError) -> bool:
     """True when SNS certainly did not publish: throttled, refused (4xx), or never sent."""
-    if getattr(error, "throttled", False):
-        return True
-    if not getattr(error, "sent", True):
+    if error.throttled or error.sent is False:
         return True
     return not error.transient

@@ -10,32 +10,33 @@ breaker and rate limits.
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from typing import Any, Final, Literal, TypeVar, cast
+from collections.abc import Mapping
+from typing import Any, Final, Literal, cast
 
-import msgspec
-
-from ..._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy, Timeouts
+from ..._config import (
+    CircuitBreakerConfig,
+    RateLimitConfig,
+    RetryPolicy,
+    Timeouts,
+    vendor_retry_hint,
+)
 from ..._connector import Connector
 from ..._errors import InvalidRequest
 from ..._models import IdempotencyKey, Response
 from ..._scrub import Scrubber
 from ...credentials._base import CredentialProvider
 from .._money import Money, require_positive
+from .._payment_adapter import PaymentAdapterBase, ResponseReader
 from .._payments import (
     Payment,
     PaymentStatus,
     Refund,
     RefundStatus,
     account_scope,
-    call_key,
     check_id,
-    key_arguments,
     luhn_like,
-    scoped_key,
 )
-from .._vendor import FixedCredentials, Policies, Route, VendorClient, check_text, header_safe
+from .._vendor import FixedCredentials, Policies, VendorClient, check_text, header_safe
 from ._errors import StripeCardError, StripeResponseError, error_from_response
 from ._models import (
     ChargeObject,
@@ -53,16 +54,9 @@ DEFAULT_BASE_URL: Final = "https://api.stripe.com"
 DEFAULT_API_VERSION: Final = "2026-06-24.dahlia"
 
 
-def should_retry(response: Response) -> bool | None:
-    """Stripe's own verdict from `Stripe-Should-Retry`: True, False, or None when absent.
-
-    The adapter's `RetryPolicy.retry_hint`: the header decides over the status (vendor-facts
-    1.8), and the pipeline asks without knowing it is Stripe's.
-    """
-    value = response.headers.get("Stripe-Should-Retry")
-    if value is None:
-        return None
-    return value.strip().lower() == "true"
+#: Stripe's own verdict from `Stripe-Should-Retry` (True, False, None when absent), which
+#: decides over the status (vendor-facts 1.8): every `RetryPolicy`'s default `retry_hint`.
+should_retry: Final = vendor_retry_hint
 
 
 #: stripe-python's policy (vendor-facts 1.8): 2 retries, 0.5 s doubling to 5 s, retry 409 and
@@ -98,14 +92,9 @@ _CHARGE_PREFIXES: Final = ("ch_", "py_")
 _METADATA_KEYS: Final = 50
 _METADATA_KEY_LEN: Final = 40
 _METADATA_VALUE_LEN: Final = 500
-#: How many payment currencies the adapter remembers, so a capture or refund of a payment it
-#: has seen needs no GET to check the currency (rule 33).
-_CURRENCY_CACHE: Final = 4096
-
-T = TypeVar("T")
 
 
-class StripePaymentAdapter:
+class StripePaymentAdapter(PaymentAdapterBase):
     """Payments through Stripe (PaymentIntents; Charges for legacy sources).
 
     `api_key` is sent as `Authorization: Bearer ...` and never appears in a repr, log line or
@@ -115,6 +104,13 @@ class StripePaymentAdapter:
     `service` name (default "stripe"), so Stripe's state never touches another vendor's;
     a `retry` of your own still heeds `Stripe-Should-Retry` unless it sets a `retry_hint`.
     """
+
+    KEY_HEADER = "Idempotency-Key"
+    KEY_LIMIT = 255
+    CURRENCY_REFUSED = (
+        "{kind} amount is in {asked} but payment {payment_id} is in {currency};"
+        " Stripe takes no currency here, so nothing was sent"
+    )
 
     def __init__(
         self,
@@ -139,9 +135,7 @@ class StripePaymentAdapter:
         self.api_version = api_version
         # Per-tenant keys are not known up front: key-like text is scrubbed whatever its value.
         self._secrets = Scrubber((api_key,) if api_key else (), tokenish=api_key is None)
-        if retry.retry_hint is None:
-            retry = msgspec.structs.replace(retry, retry_hint=should_retry)
-        self._vendor = VendorClient(
+        vendor = VendorClient(
             connector,
             service,
             Policies(timeout, retry, circuit_breaker or CircuitBreakerConfig(), rate_limit),
@@ -156,8 +150,9 @@ class StripePaymentAdapter:
             headers["Stripe-Account"] = check_id(stripe_account, "stripe_account")
         # Idempotency is scoped by account (api.md 28): the key (or the provider, with the
         # tenant in every scoped key) and the connected account.
-        self._account = account_scope("stripe", api_key or "per-tenant provider", stripe_account)
-        self._currencies: OrderedDict[tuple[str | None, str], str] = OrderedDict()
+        super().__init__(
+            vendor, account_scope("stripe", api_key or "per-tenant provider", stripe_account)
+        )
         route = functools.partial(self._vendor.route, body="form", headers=headers)
         post = functools.partial(route, idempotency_header="Idempotency-Key")
         self._intents = post("/v1/payment_intents")
@@ -235,16 +230,9 @@ class StripePaymentAdapter:
         then comes back `requires_action` with `next_action="use_stripe_sdk"` and the
         `client_secret` for Stripe.js. With `return_url`, `action_url` is the redirect.
         """
-        return await self.create_payment_intent(
-            amount,
-            payment_method=_required_id(payment_method, "payment_method"),
-            confirm=True,
-            capture_method="automatic",
-            metadata=metadata,
-            description=description,
-            return_url=return_url,
-            idempotency_key=idempotency_key,
-            tenant_id=tenant_id,
+        kw = {"metadata": metadata, "description": description, "return_url": return_url}
+        return await self._confirm(
+            "automatic", amount, payment_method, idempotency_key, tenant_id, kw
         )
 
     async def authorize(
@@ -262,16 +250,27 @@ class StripePaymentAdapter:
 
         `return_url` as for `charge`.
         """
+        kw = {"metadata": metadata, "description": description, "return_url": return_url}
+        return await self._confirm("manual", amount, payment_method, idempotency_key, tenant_id, kw)
+
+    async def _confirm(
+        self,
+        capture_method: CaptureMethod,
+        amount: Money,
+        payment_method: str,
+        key: IdempotencyKey | None,
+        tenant_id: str | None,
+        kw: dict[str, Any],
+    ) -> Payment:
+        """`charge` and `authorize`: a PaymentIntent confirmed at once with `capture_method`."""
         return await self.create_payment_intent(
             amount,
             payment_method=_required_id(payment_method, "payment_method"),
             confirm=True,
-            capture_method="manual",
-            metadata=metadata,
-            description=description,
-            return_url=return_url,
-            idempotency_key=idempotency_key,
+            capture_method=capture_method,
+            idempotency_key=key,
             tenant_id=tenant_id,
+            **kw,
         )
 
     async def capture(
@@ -292,7 +291,7 @@ class StripePaymentAdapter:
         minor = None
         if amount is not None:
             minor = _minor(amount, "capture amount")
-            await self._check_currency(payment_id, amount, "capture", tenant_id)
+            await self._check_currency("capture", payment_id, amount, tenant_id)
         if payment_id.startswith(_CHARGE_PREFIXES):
             params = {} if minor is None else {"amount": minor}
             response = await self._post(
@@ -352,7 +351,7 @@ class StripePaymentAdapter:
         _optional(params, "reason", reason)
         _optional(params, "metadata", _check_metadata(metadata))
         if amount is not None:
-            await self._check_currency(payment_id, amount, "refund", tenant_id)
+            await self._check_currency("refund", payment_id, amount, tenant_id)
         response = await self._post(self._refunds, params, idempotency_key, tenant_id)
         obj = _decode(decode_refund, response)
         raw = obj.status or "pending"
@@ -364,7 +363,7 @@ class StripePaymentAdapter:
             raw_status=raw,
             amount=_read_money(obj.amount, obj.currency, response),
             payment_id=obj.payment_intent or obj.charge,
-            request_id=response.headers.get("Request-Id"),
+            request_id=_request_id(response),
             replayed=response.replayed,
         )
 
@@ -396,63 +395,9 @@ class StripePaymentAdapter:
 
     # -- currencies (rule 33) ------------------------------------------------------------------
 
-    def _remember(self, payment: Payment, tenant_id: str | None) -> Payment:
-        """Note the payment's currency so a later capture/refund can be checked without a GET."""
-        cache = self._currencies
-        cache[(tenant_id, payment.id)] = payment.amount.currency
-        cache.move_to_end((tenant_id, payment.id))
-        while len(cache) > _CURRENCY_CACHE:
-            cache.popitem(last=False)
-        return payment
-
-    async def _check_currency(
-        self, payment_id: str, amount: Money, what: str, tenant_id: str | None
-    ) -> None:
-        """`InvalidRequest` unless `amount` is in the payment's currency; nothing is sent."""
-        currency = self._currencies.get((tenant_id, payment_id))
-        if currency is None:
-            currency = (await self.retrieve(payment_id, tenant_id=tenant_id)).amount.currency
-        if amount.currency != currency:
-            raise InvalidRequest(
-                f"{what} amount is in {amount.currency} but payment {payment_id} is in"
-                f" {currency}; Stripe takes no currency here, so nothing was sent"
-            )
-
-    # -- plumbing ---------------------------------------------------------------------------
-
-    async def _post(
-        self,
-        route: Route,
-        params: Mapping[str, Any],
-        key: IdempotencyKey | None,
-        tenant_id: str | None,
-        object_id: str | None = None,
-    ) -> Response:
-        # Every POST carries an Idempotency-Key; a generated one is also the pipeline's key,
-        # so the pipeline's retries resend the very same key and Stripe cannot double-charge.
-        return await self._send(route, params, call_key(key), tenant_id, object_id)
-
-    async def _send(
-        self,
-        route: Route,
-        params: Mapping[str, Any] | None,
-        key: IdempotencyKey | None,
-        tenant_id: str | None,
-        object_id: str | None = None,
-    ) -> Response:
-        endpoint = route.endpoint if object_id is None else route.at(id=object_id)
-        return await self._vendor.send(
-            endpoint,
-            params,
-            **(
-                key_arguments(
-                    key, "Idempotency-Key", scoped_key(key, self._account, tenant_id, 255)
-                )
-                if key is not None
-                else {}
-            ),
-            tenant_id=tenant_id,
-        )
+    async def _fetch_currency(self, payment_id: str, tenant_id: str | None, kind: str) -> str:
+        """The payment's currency, from one `retrieve`."""
+        return (await self.retrieve(payment_id, tenant_id=tenant_id)).amount.currency
 
 
 # -- payload building ------------------------------------------------------------------------
@@ -511,20 +456,13 @@ def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str] | None
 # -- results ---------------------------------------------------------------------------------
 
 
-def _decode(decoder: Callable[[bytes], T], response: Response) -> T:
-    try:
-        return decoder(response.body)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-        raise _unreadable(response, "unexpected response body") from None
+def _request_id(response: Response) -> str | None:
+    return response.headers.get("Request-Id")
 
 
-def _unreadable(response: Response, message: str) -> StripeResponseError:
-    return StripeResponseError(
-        response,
-        vendor="stripe",
-        message=f"{message} (HTTP {response.status}: Stripe may have acted; do not resend)",
-        request_id=response.headers.get("Request-Id"),
-    )
+#: Stripe's 2xx bodies: an unreadable one is a `StripeResponseError` (rule 34).
+_READ: Final = ResponseReader("stripe", "Stripe", StripeResponseError, _request_id)
+_decode: Final = _READ.decode
 
 
 def _read_money(amount: int, currency: str, response: Response) -> Money:
@@ -532,7 +470,7 @@ def _read_money(amount: int, currency: str, response: Response) -> Money:
     try:
         return from_stripe_minor(amount, currency)
     except InvalidRequest:
-        raise _unreadable(response, "unreadable amount") from None
+        raise _READ.unreadable(response, "unreadable amount") from None
 
 
 def _payment_from_intent(response: Response) -> Payment:
@@ -553,7 +491,7 @@ def _payment_from_intent(response: Response) -> Payment:
         raw_status=pi.status,
         amount=amount,
         authorized_amount=authorized,
-        request_id=response.headers.get("Request-Id"),
+        request_id=_request_id(response),
         action_url=url,
         client_secret=pi.client_secret,
         next_action=action.type if action else None,
@@ -570,7 +508,7 @@ def _payment_from_charge(response: Response, *, raise_failed: bool = False) -> P
             vendor="stripe",
             code=ch.failure_code or "card_declined",
             message=ch.failure_message,
-            request_id=response.headers.get("Request-Id"),
+            request_id=_request_id(response),
             decline_code=ch.outcome.reason if ch.outcome else None,
         )
         exc.charge_id = ch.id
@@ -595,6 +533,6 @@ def _payment_from_charge(response: Response, *, raise_failed: bool = False) -> P
         raw_status=ch.status,
         amount=amount,
         authorized_amount=authorized,
-        request_id=response.headers.get("Request-Id"),
+        request_id=_request_id(response),
         replayed=response.replayed,
     )

@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Final, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
@@ -34,7 +34,7 @@ from .._errors import VendorError
 from .._money import Money
 from .._payments import account_scope, scoped_key
 from .._phone import count_segments, validate_e164, validate_sms_body
-from .._sms import PhoneNumberInfo, SmsMessage, SmsResult, run_bulk
+from .._sms import BulkSender, PhoneNumberInfo, SmsResult
 from .._vendor import FixedCredentials, Policies, Route, VendorClient, check_base_url
 from ._errors import TWILIO, TwilioError, error_from_response
 from ._models import decode_balance, decode_lookup, decode_message
@@ -172,7 +172,7 @@ class _Account:
         return f"_Account(sid={self.sid!r})"
 
 
-class TwilioSmsAdapter:
+class TwilioSmsAdapter(BulkSender):
     """SMS and MMS through Twilio, with Lookup v2 number checks and the account balance.
 
     Auth is HTTP Basic: the account SID and auth token, or an API key SID (`SK...`) with its
@@ -364,32 +364,6 @@ class TwilioSmsAdapter:
             price=_price(message.price, message.price_unit),
             encoding=counted.encoding if body else None,
             replayed=response.replayed,
-        )
-
-    async def send_bulk(
-        self,
-        messages: Iterable[tuple[str, str] | SmsMessage],
-        *,
-        concurrency: int = 10,
-        idempotency_key: IdempotencyKey | None = None,
-        tenant_id: str | None = None,
-    ) -> list[SmsResult]:
-        """Send many messages, at most `concurrency` at once; one `SmsResult` each, in order.
-
-        A failed message is a result with `error` set. An input that raises or a malformed item
-        stops intake: the sends in flight finish and `BulkSendInterrupted` carries every result
-        so far. With `idempotency_key`, message i uses the key `f"{key}#{i}"` (unless it has its
-        own), so re-running the same batch replays what was already sent instead of sending it
-        again.
-        """
-
-        return await run_bulk(
-            messages,
-            self.send,
-            concurrency=concurrency,
-            idempotency_key=idempotency_key,
-            tenant_id=tenant_id,
-            service=self.service,
         )
 
     # -- account and lookup ---------------------------------------------------------------------

@@ -1,0 +1,111 @@
+"""What every layer shares: one call's facts (`Call`), a keyed call's progress, and the wiring."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple, Protocol
+
+from .._clock import Clock
+from .._config import CircuitBreakerConfig, ConcurrencyLimit, RateLimitConfig, RetryPolicy
+from .._events import EventBus
+from ..backends._base import Backend
+from ..backends._slots import Slot
+from ._outcome import Outcome
+from ._tasks import Tasks
+
+__all__ = ["Attempt", "Call", "Held", "Progress", "Send", "Settings", "Wiring"]
+
+
+class Progress:
+    """How far a keyed call got, so that its key is settled right when it ends."""
+
+    __slots__ = ("last", "sending")
+
+    def __init__(self) -> None:
+        self.sending = False  # an attempt is at the vendor (request started, no outcome yet)
+        self.last: Outcome | None = None  # the latest attempt's outcome
+
+
+class Held:
+    """A concurrency slot held by one attempt, from admission until it is given back."""
+
+    __slots__ = ("released", "slot", "taken_at")
+
+    def __init__(self, slot: Slot, taken_at: float) -> None:
+        self.slot = slot
+        self.taken_at = taken_at  # clock.monotonic(): its lease runs from here
+        self.released = False
+
+
+class Call(NamedTuple):
+    """What the layers need to know about one call (and, per attempt, what it holds)."""
+
+    service: str
+    tenant: str | None
+    breaker: CircuitBreakerConfig
+    limit: RateLimitConfig | None
+    retry: RetryPolicy
+    #: May be sent again after it may have reached the vendor (api.md rule 18): the method is
+    #: idempotent, the vendor deduplicates it, or the caller said so. An attempt whose outcome
+    #: is `UNTOUCHED` is resend-safe whatever this says.
+    resend_safe: bool
+    probe_lease: float
+    deadline_at: float | None
+    label: str  # "POST https://..." or the operation name, for logs
+    started: float  # clock.monotonic() when the call began
+    probe: str = ""  # the half-open probe permit this attempt holds, renewed before sending
+    progress: Progress | None = None  # keyed calls only
+    concurrency: ConcurrencyLimit | None = None  # a fleet-wide slot per attempt (api.md 26)
+    held: Held | None = None  # the slot this attempt holds (taken with its admission)
+
+
+class Settings(Protocol):
+    """The connector's tunable attributes, read by the layers on each call (so they may change)."""
+
+    idempotency_wait: float
+    idempotency_lease: float
+    max_shared_pause: float
+
+
+class Wiring:
+    """The parts every layer uses: state backend, clock, events, logger, background tasks."""
+
+    __slots__ = ("_enabled", "_hooked", "backend", "clock", "events", "log", "tasks")
+
+    def __init__(
+        self,
+        backend: Backend,
+        clock: Clock,
+        events: EventBus,
+        log: Any,
+        tasks: Tasks,
+        *,
+        hooked: bool,
+    ) -> None:
+        self.backend = backend
+        self.clock = clock
+        self.events = events
+        self.log = log
+        self.tasks = tasks
+        # The two events of every call are built only if someone takes them: with a silent or
+        # filtering logger and no hooks, a happy call builds no event at all (the hot path).
+        self._hooked = hooked
+        self._enabled: Callable[[int], bool] | None = getattr(log, "is_enabled_for", None)
+
+    def per_attempt(self) -> bool:
+        """Whether anyone takes the per-attempt event (asked per call: logging may change)."""
+        enabled = self._enabled
+        return self._hooked or enabled is None or enabled(logging.DEBUG)
+
+    def per_call(self) -> bool:
+        """Whether anyone takes the audit event of a finished call."""
+        enabled = self._enabled
+        return self._hooked or enabled is None or enabled(logging.INFO)
+
+
+#: The innermost layer: one attempt of this call (holding its probe and slot), classified.
+Attempt = Callable[[Call], Awaitable[Outcome]]
+#: One admitted attempt: (call, attempt number, is it a retry) -> its outcome, or None when a
+#: retry was refused admission. The retry loop calls it; the auth flow may wrap it.
+Send = Callable[[Call, int, bool], Awaitable[Outcome | None]]

@@ -1,0 +1,40 @@
+"""The pluggable contracts, as Protocols and the values they exchange (a typing side door).
+
+Implement these to bring your own state backend, clock, HTTP transport, credentials or event
+hooks; annotate with them in your own code. Everything here is also what the pipeline relies
+on, so a type checker tells you when an implementation drifts.
+"""
+
+from __future__ import annotations
+
+from ._clock import Clock
+from ._events import Event, EventHook, EventSource
+from ._transport import Transport
+from .backends._base import (
+    Admission,
+    AdmissionStore,
+    Backend,
+    Claim,
+    ClaimState,
+    IdempotencyStore,
+    KeyValueStore,
+)
+from .credentials._base import CredentialProvider, NamesAccount, RefreshesRejected
+
+__all__ = [
+    "Admission",
+    "AdmissionStore",
+    "Backend",
+    "Claim",
+    "ClaimState",
+    "Clock",
+    "CredentialProvider",
+    "Event",
+    "EventHook",
+    "EventSource",
+    "IdempotencyStore",
+    "KeyValueStore",
+    "NamesAccount",
+    "RefreshesRejected",
+    "Transport",
+]
