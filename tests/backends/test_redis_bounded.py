@@ -9,7 +9,7 @@ import pytest
 
 from nexus_connector_async import CircuitBreakerConfig, RateLimitConfig, RedisBackend
 from nexus_connector_async.backends._base import ADMITTED
-from nexus_connector_async.backends.redis import _backend as redis_backend_module
+from nexus_connector_async.backends.redis import _admission as redis_backend_module
 from tests._redis_servers import RedisServer
 
 CB = CircuitBreakerConfig()

@@ -208,7 +208,8 @@ async def test_a_dead_master_then_its_restart(
         claim = await timed(b.claim(dead, None, "d3", "fp", 30.0))
         assert claim.state == "acquired"
         with node.client() as direct:
-            assert direct.script_exists(b._scripts.admit.sha, b._scripts.claim.sha) == [True, True]
+            shas = (b._scripts.admit.sha, b._scripts.idem_claim.sha)
+            assert direct.script_exists(*shas) == [True, True]
             assert direct.exists(key("nexus", "bucket", dead, LIMIT.bucket_id)) == 1
     finally:
         await b.aclose()

@@ -9,14 +9,18 @@ import pytest
 import redis.asyncio as aioredis
 
 from nexus_connector_async import (
+    CircuitBreakerConfig,
     ConcurrencyLimit,
     ConcurrencyLimitExceeded,
     Connector,
+    ConnectorError,
     Endpoint,
     MemoryBackend,
     RedisBackend,
     Response,
+    RetryPolicy,
 )
+from nexus_connector_async.backends.redis._keys import key
 
 EP = Endpoint.create("https://api.example.com/x", "GET")
 
@@ -208,5 +212,59 @@ async def test_more_waiters_than_pooled_connections_wait_their_turn_without_an_o
             assert got.result().acquired
             token = got.result().token
         assert backend.available
+    finally:
+        await backend.aclose()
+
+
+@pytest.mark.redis
+async def test_on_redis_a_failed_limited_call_releases_its_slot_inside_its_record(
+    redis_url: str, redis_flush: None
+) -> None:
+    """Issue 17: the slot release rides in record.lua: admission + record, two round trips."""
+    backend = RedisBackend.from_url(redis_url)
+    gate = Gate(503)
+    gate.release.set()
+    ep = (
+        EP.with_concurrency_limit(ConcurrencyLimit(1))
+        .with_retry(RetryPolicy(max_attempts=1))
+        .with_circuit_breaker(CircuitBreakerConfig(failure_threshold=1000))
+    )
+    try:
+        async with Connector(backend=backend, http=gate) as conn:  # type: ignore[arg-type]
+            with pytest.raises(ConnectorError):
+                await conn.execute("svc", ep)  # scripts loaded
+            for _ in range(3):
+                before, commands = backend.round_trips, backend.commands
+                with pytest.raises(ConnectorError):
+                    await conn.execute("svc", ep)
+                assert (backend.round_trips - before, backend.commands - commands) == (2, 2)
+            assert await backend.slot_usage("svc", None, 1) == (0, 1)
+            cb = await backend.client.hget(key(backend.prefix, "cb", "svc"), "failures")
+            assert cb == b"4"
+    finally:
+        await backend.aclose()
+
+
+@pytest.mark.redis
+async def test_on_redis_a_release_hands_its_slot_to_the_head_waiter_without_another_script(
+    redis_url: str, redis_flush: None
+) -> None:
+    """Issue 17: the woken waiter returns with the slot its release granted (FIFO)."""
+    backend = RedisBackend.from_url(redis_url)
+    try:
+        held = await backend.acquire_slot("svc", None, 1, 10.0, 0.0)
+        first = asyncio.ensure_future(backend.acquire_slot("svc", None, 1, 10.0, 5.0))
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(backend.acquire_slot("svc", None, 1, 10.0, 5.0))
+        await asyncio.sleep(0.05)  # both queued and blocked, `first` ahead
+        commands = backend.commands
+        await backend.release_slot("svc", None, held.token, 1)
+        got = await asyncio.wait_for(first, 2.0)
+        assert got.acquired
+        assert not second.done()
+        assert backend.commands - commands == 1  # the release; no acquire after the wake-up
+        assert await backend.slot_usage("svc", None, 1) == (1, 1)
+        await backend.release_slot("svc", None, got.token, 1)
+        assert (await asyncio.wait_for(second, 2.0)).acquired
     finally:
         await backend.aclose()

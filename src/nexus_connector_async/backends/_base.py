@@ -7,6 +7,7 @@ shared pause (backpressure), the retry budget, the token take and a free concurr
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 from .._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
@@ -18,47 +19,87 @@ __all__ = [
     "CIRCUIT_OPEN",
     "CONCURRENCY_LIMITED",
     "RATE_LIMITED",
-    "AdmissionStore",
     "Admission",
+    "AdmissionReason",
+    "AdmissionStore",
     "Backend",
     "Claim",
     "ClaimState",
     "IdempotencyStore",
     "KeyValueStore",
+    "MemoryPermit",
+    "ProbePermit",
+    "RedisPermit",
 ]
 
-ADMITTED = 0
-CIRCUIT_OPEN = 1
-RATE_LIMITED = 2
-BUDGET_EXHAUSTED = 3
-CONCURRENCY_LIMITED = 4  # no concurrency slot free, and the caller would not wait for one
+
+class AdmissionReason(IntEnum):
+    """Why an admission said yes or no. Integers: admit.lua returns the same numbers."""
+
+    ADMITTED = 0
+    CIRCUIT_OPEN = 1
+    RATE_LIMITED = 2
+    BUDGET_EXHAUSTED = 3
+    CONCURRENCY_LIMITED = 4  # no concurrency slot free, and the caller would not wait for one
+
+
+# The members under their old module-level names (the connector and tests import these).
+ADMITTED = AdmissionReason.ADMITTED
+CIRCUIT_OPEN = AdmissionReason.CIRCUIT_OPEN
+RATE_LIMITED = AdmissionReason.RATE_LIMITED
+BUDGET_EXHAUSTED = AdmissionReason.BUDGET_EXHAUSTED
+CONCURRENCY_LIMITED = AdmissionReason.CONCURRENCY_LIMITED
+
+
+class ProbePermit(str):
+    """A half-open probe permit: an opaque id; its class tells which store granted it.
+
+    A `str` (immutable, slot-free), so callers keep it as they keep any id and hand it back;
+    a Redis backend that fell back to process memory tells its local permits from Redis's by
+    type, never by parsing the id.
+    """
+
+    __slots__ = ()
+
+
+class MemoryPermit(ProbePermit):
+    """A permit granted by a `MemoryBackend` (in a Redis backend: its `local` fallback)."""
+
+    __slots__ = ()
+
+
+class RedisPermit(ProbePermit):
+    """A permit granted by admit.lua, held in the service's probe zset."""
+
+    __slots__ = ()
 
 
 class Admission(NamedTuple):
     """The answer to "may this attempt go now?".
 
-    `reason` is ADMITTED or why not. When admitted, `wait` is how long to sleep first (a token
-    reserved within `max_wait`); when refused, it is the retry-after in seconds. `probe` is the
-    half-open permit this attempt holds ("" if none). `clean` means the breaker is closed with no
-    failures on record, so a success needs no `record()` round trip. `would_block` is the reason
+    `reason` is `AdmissionReason.ADMITTED` or why not. When admitted, `wait` is how long to
+    sleep first (a token reserved within `max_wait`); when refused, it is the retry-after in
+    seconds. `probe` is the half-open permit this attempt holds (a `ProbePermit`; "" if none).
+    `clean` means the breaker is closed with no failures on record, so a success needs no
+    `record()` round trip. `would_block` is the reason
     a shadow-mode admission would have refused (ADMITTED otherwise). `half_opened` is True for
     the one admission, fleet-wide, that moved the breaker from open to half-open. `slot` is the
     concurrency slot taken with the admission ("" if none was asked for or free; see
     `SlotAsk`), `slot_generation` the adaptive limit's generation it was taken under.
     """
 
-    reason: int
+    reason: AdmissionReason
     wait: float
     probe: str = ""
     clean: bool = False
-    would_block: int = ADMITTED
+    would_block: AdmissionReason = AdmissionReason.ADMITTED
     half_opened: bool = False
     slot: str = ""
     slot_generation: int = 0
 
     @property
     def admitted(self) -> bool:
-        return self.reason == ADMITTED
+        return self.reason == AdmissionReason.ADMITTED
 
 
 ClaimState = Literal["acquired", "completed", "in_progress", "conflict", "unknown"]

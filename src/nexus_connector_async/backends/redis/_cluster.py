@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis import exceptions as rex
 
 from ..._errors import BackendUnavailable
-from ._batch import acknowledged, as_backend_error, is_outage, is_stale, pack
+from ._health import as_backend_error, is_outage
+from ._pipeliner import acknowledged, is_stale, pack, read_replies
 
 __all__ = ["NodeSender", "command_key"]
 
@@ -153,13 +153,7 @@ class NodeSender:
                 if is_stale(conn):  # closed by Redis while idle: a fresh one, no outage
                     await conn.disconnect(nowait=True)
                 await conn.send_packed_command(packed, check_health=False)
-                for _ in packed:
-                    try:
-                        replies.append(await conn.read_response(timeout=math.inf))
-                    except rex.ResponseError as exc:
-                        if is_outage(exc):
-                            raise
-                        replies.append(exc)
+                await read_replies(conn, len(packed), replies)
         except asyncio.CancelledError:
             await conn.disconnect(nowait=True)
             _give_back(node, conn)

@@ -1,37 +1,23 @@
 """The Lua scripts: read from `lua/*.lua` once, registered once per client.
 
 Each file's header names its KEYS, ARGV and return value. `_prelude.lua` (time, number
-formatting, TTL helpers) is prepended to every script, so the SHA covers the whole text.
+formatting, expiry, record and slot helpers) is prepended to every script, so the SHA covers
+the whole text. `Scripts` is the one table of them: a field per file, in the same name.
 """
 
 from __future__ import annotations
 
 import functools
 from importlib import resources
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-__all__ = ["SCRIPT_NAMES", "Scripts", "register", "source"]
+__all__ = ["SCRIPT_NAMES", "Script", "Scripts", "register", "source"]
 
-SCRIPT_NAMES = (
-    "admit",
-    "record",
-    "pause",
-    "claim",
-    "complete",
-    "release",
-    "extend",
-    "mark_unknown",
-    "forget",
-    "kv_get",
-    "kv_set",
-    "kv_add",
-    "lock_acquire",
-    "lock_release",
-    "renew_probe",
-    "kv_cas",
-    "lock_extend",
-    "slots",
-)
+
+class Script(Protocol):
+    """A registered script (redis-py's `AsyncScript`): its SHA, reloaded on NOSCRIPT."""
+
+    sha: str
 
 
 @functools.cache
@@ -46,26 +32,29 @@ def source(name: str) -> str:
 
 
 class Scripts(NamedTuple):
-    """One registered script (`redis.asyncio` `AsyncScript`) per Lua file, for one client."""
+    """One registered script per Lua file (`lua/<field>.lua`), for one client."""
 
-    admit: Any
-    record: Any
-    pause: Any
-    claim: Any
-    complete: Any
-    release: Any
-    extend: Any
-    mark_unknown: Any
-    forget: Any
-    kv_get: Any
-    kv_set: Any
-    kv_add: Any
-    lock_acquire: Any
-    lock_release: Any
-    renew_probe: Any
-    kv_cas: Any
-    lock_extend: Any
-    slots: Any
+    admit: Script
+    record: Script
+    pause: Script
+    renew_probe: Script
+    idem_claim: Script
+    idem_complete: Script
+    idem_release: Script
+    idem_extend: Script
+    idem_mark_unknown: Script
+    idem_forget: Script
+    kv_get: Script
+    kv_set: Script
+    kv_add: Script
+    kv_cas: Script
+    lock_acquire: Script
+    lock_release: Script
+    lock_extend: Script
+    slots: Script
+
+
+SCRIPT_NAMES: tuple[str, ...] = Scripts._fields
 
 
 def register(client: Any) -> Scripts:

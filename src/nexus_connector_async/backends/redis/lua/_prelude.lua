@@ -21,6 +21,9 @@ if ARGV[1] ~= '' then
   GC_MARGIN_MS = 60000
 end
 
+-- Breakers (and what rides on their hash) are kept this long, in seconds, after their last use.
+local IDLE_TTL = 3600
+
 -- Numbers as exact strings: Lua's tostring (and numbers returned to Redis) lose precision.
 local function fmt(x)
   return string.format('%.17g', x)
@@ -35,6 +38,18 @@ local function keep_for(key, ms)
   elseif ttl == -1 then
     redis.call('PEXPIRE', key, ms)
   end
+end
+
+-- Keep an idle key IDLE_TTL seconds past `extra` seconds from now (never shortens its TTL).
+local function keep_idle(key, extra)
+  keep_for(key, (IDLE_TTL + extra) * 1000)
+end
+
+-- Logical expiry: hash field `field` of `key` says when it ends (now + `ttl` seconds) and decides;
+-- the Redis TTL, a GC margin past `keep` seconds (default `ttl`), only collects garbage.
+local function expire_after(key, field, ttl, keep)
+  redis.call('HSET', key, field, fmt(NOW + ttl))
+  redis.call('PEXPIRE', key, math.ceil((keep or ttl) * 1000) + GC_MARGIN_MS)
 end
 
 -- Wake everyone blocked on an idempotency key's notify list (waiters rotate it with BLMOVE, so
@@ -73,16 +88,33 @@ local function live_record(rec, list)
   return r
 end
 
--- Replace a shared value hash (KV, locks) with `value`, for `ttl_arg` seconds ('' = for good):
--- the logical expiry in field x, PEXPIRE a GC margin later.
+-- The record if `token` owns it and it holds no result yet, else nil (complete, extend and
+-- mark_unknown: only the current owner may write, and never over a stored result).
+local function owned_record(rec, list, token)
+  local r = live_record(rec, list)
+  if not r or r[2] ~= token or r[4] then
+    return nil
+  end
+  return r
+end
+
+-- A shared value hash (KV, locks: v the value, x its logical expiry): the value while it is in
+-- force (else nil), and the expiry (nil: none, or no value).
+local function live_value(key)
+  local r = redis.call('HMGET', key, 'v', 'x')
+  local x = tonumber(r[2])
+  if not r[1] or (x and x <= NOW) then
+    return nil, x
+  end
+  return r[1], x
+end
+
+-- Replace a shared value hash (KV, locks) with `value`, for `ttl_arg` seconds ('' = for good).
 local function put_value(key, value, ttl_arg)
   redis.call('DEL', key)
-  if ttl_arg == '' then
-    redis.call('HSET', key, 'v', value)
-  else
-    local ttl = tonumber(ttl_arg)
-    redis.call('HSET', key, 'v', value, 'x', fmt(NOW + ttl))
-    redis.call('PEXPIRE', key, math.ceil(ttl * 1000) + GC_MARGIN_MS)
+  redis.call('HSET', key, 'v', value)
+  if ttl_arg ~= '' then
+    expire_after(key, 'x', tonumber(ttl_arg))
   end
 end
 
@@ -111,7 +143,7 @@ local function slot_clean_head(queue, meta)
       return
     end
     redis.call('ZREM', queue, head)
-    redis.call('HDEL', meta, 'w:' .. head)
+    redis.call('HDEL', meta, 'w:' .. head, 'l:' .. head)
   end
 end
 
@@ -132,4 +164,79 @@ end
 local function slot_hold(held, token, lease)
   redis.call('ZADD', held, fmt(NOW + lease), token)
   keep_for(held, lease * 1000 + GC_MARGIN_MS)
+end
+
+-- Grant a slot to each of the first waiters that may now take one (the first `free` of the
+-- queue): each is moved from the queue to the held slots under its own lease, and its wake list
+-- gets 'g' .. generation, so the waiter returns with its slot without asking again. A waiter
+-- whose lease is not on record (queued by an older release of this script) is woken with '1'
+-- instead, and asks.
+local function slot_wake(held, queue, meta, max_in_flight, wake_prefix)
+  slot_clean_head(queue, meta)
+  local free = slot_limit(meta, max_in_flight) - redis.call('ZCARD', held)
+  if free <= 0 then
+    return
+  end
+  for _, t in ipairs(redis.call('ZRANGE', queue, 0, free - 1)) do
+    local list = wake_prefix .. t
+    local lease = tonumber(redis.call('HGET', meta, 'l:' .. t))
+    if lease then
+      slot_hold(held, t, lease)
+      redis.call('ZREM', queue, t)
+      redis.call('HDEL', meta, 'w:' .. t, 'l:' .. t)
+      redis.call('DEL', list)
+      redis.call('RPUSH', list, 'g' .. slot_generation(meta))
+    elseif redis.call('LLEN', list) == 0 then
+      redis.call('RPUSH', list, '1')
+    end
+    redis.call('PEXPIRE', list, 60000)
+  end
+end
+
+-- One AIMD step (the same rules as _slots.adapted): a raise needs `window` seconds since the
+-- last change; a cut (`signal` '1') needs a throttle from an attempt admitted under the current
+-- generation (unknown generation '': at most one cut per window). Returns the new limit or -1.
+local function slot_adapt(meta, max_in_flight, signal, window, generation)
+  local m = redis.call('HMGET', meta, 'limit', 'changed_at', 'gen')
+  local current = math.min(tonumber(m[1]) or max_in_flight, max_in_flight)
+  local changed_at = tonumber(m[2])
+  local gen = tonumber(m[3]) or 0
+  local recent = changed_at ~= nil and NOW - changed_at < window
+  local new
+  if signal == '1' then
+    if (generation ~= '' and tonumber(generation) ~= gen) or (generation == '' and recent) then
+      return -1
+    end
+    new = math.max(1, math.floor(current * 0.7))
+  else
+    if recent then
+      return -1
+    end
+    new = math.min(max_in_flight, current + 1)
+  end
+  if new == current then
+    return -1
+  end
+  redis.call('HSET', meta, 'limit', new, 'changed_at', fmt(NOW), 'gen', gen + 1)
+  keep_for(meta, 86400000)
+  return new
+end
+
+-- Give back slot (or queue place) `token`, after the AIMD step of `signal` ('' = none), and
+-- hand the freed slots on. Returns {removed 1/0, new limit or -1}.
+local function slot_release(held, queue, meta, token, max_in_flight, wake_prefix, signal, window,
+                            generation)
+  local removed = redis.call('ZREM', held, token)
+  if removed == 0 then  -- a waiter leaving the queue (a holder left it when it got its slot)
+    removed = redis.call('ZREM', queue, token)
+    redis.call('HDEL', meta, 'w:' .. token, 'l:' .. token)
+    redis.call('DEL', wake_prefix .. token)
+  end
+  local new = -1
+  if signal ~= '' and removed > 0 then  -- before the hand-over: it goes on under the new limit
+    new = slot_adapt(meta, max_in_flight, signal, window, generation)
+  end
+  slot_reclaim(held)
+  slot_wake(held, queue, meta, max_in_flight, wake_prefix)
+  return {removed, new}
 end

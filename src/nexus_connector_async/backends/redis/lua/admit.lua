@@ -116,7 +116,7 @@ local function decide()
   end
   local permit = ''
   if probe then
-    permit = 'r' .. redis.call('HINCRBY', cb, 'seq', 1)  -- 'r': a Redis permit
+    permit = 'r' .. redis.call('HINCRBY', cb, 'seq', 1)  -- opaque: the client types it RedisPermit
     local lease = tonumber(ARGV[4])
     redis.call('ZADD', probes, fmt(NOW + lease), permit)
     keep_for(probes, lease * 1000 + GC_MARGIN_MS)
@@ -138,7 +138,7 @@ end
 local r = decide()
 if touched then
   local paused = math.max(0, (tonumber(f[4]) or 0) - NOW)
-  keep_for(cb, (3600 + recovery + paused) * 1000)
+  keep_idle(cb, recovery + paused)
 end
 if r[1] ~= 0 and ARGV[11] == '1' then
   -- Shadow mode: report what would have happened, block nothing, take nothing.

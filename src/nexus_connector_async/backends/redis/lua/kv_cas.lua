@@ -3,12 +3,7 @@
 -- ARGV[1] time override ('' = TIME)   ARGV[2] expected value ('' = none)   ARGV[3] new value
 -- ARGV[4] TTL seconds ('' = no expiry)
 -- Returns 1 if stored, 0 if the value changed meanwhile (nothing written).
-local r = redis.call('HMGET', KEYS[1], 'v', 'x')
-local current = ''
-if r[1] and not (r[2] and tonumber(r[2]) <= NOW) then
-  current = r[1]
-end
-if current ~= ARGV[2] then
+if (live_value(KEYS[1]) or '') ~= ARGV[2] then
   return 0
 end
 put_value(KEYS[1], ARGV[3], ARGV[4])

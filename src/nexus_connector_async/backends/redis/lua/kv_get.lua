@@ -2,12 +2,11 @@
 -- KEYS[1] value hash: v (the bytes), x (expiry in seconds; absent = never)
 -- ARGV[1] time override ('' = TIME)
 -- Returns the value, or nil.
-local r = redis.call('HMGET', KEYS[1], 'v', 'x')
-if not r[1] then
+local v, x = live_value(KEYS[1])
+if not v then
+  if x then  -- past its logical expiry: collected now rather than at its PEXPIRE
+    redis.call('DEL', KEYS[1])
+  end
   return false
 end
-if r[2] and tonumber(r[2]) <= NOW then
-  redis.call('DEL', KEYS[1])
-  return false
-end
-return r[1]
+return v

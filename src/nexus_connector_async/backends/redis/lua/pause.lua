@@ -6,6 +6,6 @@ local until_ = NOW + tonumber(ARGV[2])
 local current = tonumber(redis.call('HGET', KEYS[1], 'paused_until')) or 0
 if until_ > current then
   redis.call('HSET', KEYS[1], 'paused_until', fmt(until_))
-  keep_for(KEYS[1], (3600 + tonumber(ARGV[2])) * 1000)
+  keep_idle(KEYS[1], tonumber(ARGV[2]))
 end
 return false

@@ -1,4 +1,4 @@
--- forget.lua: free an "unknown" key once the application has reconciled it with the vendor.
+-- idem_forget.lua: free an "unknown" key once the application has reconciled it with the vendor.
 -- KEYS[1] record hash   KEYS[2] notify list
 -- ARGV[1] time override ('' = TIME)
 -- Returns 1 if an unknown key was freed, 0 otherwise (free, in progress or completed: untouched).

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -29,67 +28,15 @@ from redis import exceptions as rex
 
 from ..._errors import BackendUnavailable
 from ..._logging import get_logger
+from ._health import Health, as_backend_error, is_outage, pool_full
 
 if TYPE_CHECKING:
     from ._cluster import NodeSender
 
-__all__ = [
-    "Health",
-    "NotReplicated",
-    "Pipeliner",
-    "RedisUnreachable",
-    "acknowledged",
-    "is_outage",
-    "is_stale",
-    "pack",
-]
+__all__ = ["NotReplicated", "Pipeliner", "acknowledged", "is_stale", "pack", "read_replies"]
 
 _log = get_logger("nexus_connector_async.redis")
-
-# Errors that mean "Redis cannot answer right now" (as opposed to a bug in a command).
-_OUTAGE = (
-    OSError,
-    TimeoutError,
-    rex.ConnectionError,
-    rex.TimeoutError,
-    rex.ClusterError,
-    rex.TryAgainError,
-    rex.ReadOnlyError,
-    rex.OutOfMemoryError,
-    rex.InvalidResponse,
-    rex.RedisClusterException,
-)
-
-
-class RedisUnreachable(BackendUnavailable):
-    """Redis could not be reached (or is in backoff after failing to); modes may fall back."""
-
-
-def pool_full(exc: BaseException) -> bool:
-    """Whether `exc` is our own connection pool being full (congestion, not a dead server).
-
-    redis-py 6+ raises `MaxConnectionsError`; 5.x's asyncio pool a plain `ConnectionError`
-    with this message.
-    """
-    return isinstance(exc, rex.MaxConnectionsError) or (
-        type(exc) is rex.ConnectionError and str(exc) == "Too many connections"
-    )
-
-
-def is_outage(exc: BaseException) -> bool:
-    """Whether `exc` says Redis is unreachable rather than that a command was wrong."""
-    return (
-        isinstance(exc, _OUTAGE) and not isinstance(exc, rex.NoScriptError) and not pool_full(exc)
-    )
-
-
-def as_backend_error(exc: BaseException) -> BackendUnavailable:
-    """Our error for a Redis failure: callers never see a raw redis-py exception."""
-    if isinstance(exc, BackendUnavailable):
-        return exc
-    if is_outage(exc):
-        return RedisUnreachable(f"redis unreachable: {type(exc).__name__}")
-    return BackendUnavailable(f"redis error: {type(exc).__name__}: {exc}")
+_FULL_POOL_PAUSE = 0.005  # a batch that found the connection pool full waits this long, again
 
 
 def is_stale(conn: Any) -> bool:
@@ -109,54 +56,6 @@ def is_stale(conn: Any) -> bool:
         return True
     unread = getattr(reader, "_buffer", b"")
     return bool(reader.at_eof() or reader.exception() is not None or unread)
-
-
-class Health:
-    """Tracks outages and spaces out reconnect attempts, so a dead Redis costs little per call.
-
-    While Redis is down, only one attempt per backoff window (doubling from 50 ms to 2 s) goes
-    to Redis; every other call fails over at once without waiting on a socket.
-    """
-
-    BASE = 0.05
-    CAP = 2.0
-
-    def __init__(self, on_change: Callable[[bool, BaseException | None], None]) -> None:
-        self.failures = 0
-        self._retry_at = 0.0
-        self._on_change = on_change
-
-    @property
-    def up(self) -> bool:
-        """False while we believe Redis is unreachable."""
-        return self.failures == 0
-
-    def may_try(self) -> bool:
-        """True if a command may go to Redis now (healthy, or this is the window's one trial)."""
-        if not self.failures:
-            return True
-        now = time.monotonic()
-        if now < self._retry_at:
-            return False
-        self._retry_at = now + self._delay()  # one trial per window; others fail over
-        return True
-
-    def failed(self, exc: BaseException) -> None:
-        """Record a failed round trip."""
-        self.failures += 1
-        self._retry_at = time.monotonic() + self._delay()
-        if self.failures == 1:
-            self._on_change(False, exc)
-
-    def succeeded(self) -> None:
-        """Record a successful round trip: Redis is back."""
-        if self.failures:
-            self.failures = 0
-            self._retry_at = 0.0
-            self._on_change(True, None)
-
-    def _delay(self) -> float:
-        return min(self.CAP, self.BASE * 2.0 ** min(self.failures, 16))
 
 
 #: (command, script, packed command, future of the reply, handler of an orphaned reply)
@@ -201,6 +100,7 @@ class Pipeliner:
         on_orphan: Callable[[Any], None] | None = None,
         *,
         durable: bool = False,
+        defer: bool = False,
     ) -> asyncio.Future[Any]:
         """Queue one command (`script` set for EVALSHA) and return the future of its reply.
 
@@ -208,6 +108,8 @@ class Pipeliner:
         A queued command always runs; if its caller was cancelled meanwhile, `on_orphan` gets
         the reply nobody awaited (to give back what it granted). A `durable` command's reply
         is only given once a replica acknowledged it (when the backend asks for replicas).
+        A `defer`red command that starts a batch holds its flush back one more loop step, so
+        that what its caller sends right after (a `record` after a slot release) shares it.
         """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
@@ -216,8 +118,22 @@ class Pipeliner:
             fut.add_done_callback(self._durable.discard)
         self._pending.append((args, script, packed, fut, on_orphan))
         if len(self._pending) == 1:
-            loop.call_soon(self._flush, loop)
+            if defer:  # one loop step later: the command its caller sends next may join
+                loop.call_soon(loop.call_soon, self._flush, loop)
+            else:
+                loop.call_soon(self._flush, loop)
         return fut
+
+    def replace(self, fut: asyncio.Future[Any], args: tuple[Any, ...], script: Any) -> bool:
+        """Put `args` in the place of the queued command whose reply is `fut`, if it has not
+        left yet (its reply then goes to `fut`); False if it has."""
+        pending = self._pending
+        for i in range(len(pending) - 1, -1, -1):
+            item = pending[i]
+            if item[3] is fut:
+                pending[i] = (args, script, None, fut, item[4])
+                return True
+        return False
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         batch, self._pending = self._pending, []
@@ -306,7 +222,7 @@ class Pipeliner:
         outcome is unknown, so it is never resent); the connection is dropped.
         """
         pool = self._client.connection_pool
-        conn = self._idle.pop() if self._idle else await pool.get_connection()
+        conn = self._idle.pop() if self._idle else await _connection(pool)
         try:
             if is_stale(conn):
                 await conn.disconnect(nowait=True)
@@ -317,13 +233,7 @@ class Pipeliner:
             await pool.release(conn)
             raise
         try:
-            for _ in packed:
-                try:
-                    results.append(await conn.read_response(timeout=math.inf))
-                except rex.ResponseError as exc:
-                    if is_outage(exc):
-                        raise
-                    results.append(exc)
+            await read_replies(conn, len(packed), results)
         except BaseException as exc:
             await conn.disconnect(nowait=True)
             await pool.release(conn)
@@ -371,6 +281,33 @@ class Pipeliner:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         while self._idle:
             await self._client.connection_pool.release(self._idle.pop())
+
+
+async def read_replies(conn: Any, count: int, into: list[Any]) -> None:
+    """Read `count` replies from `conn` into `into` as they come; a command's own error reply
+    is its reply, an outage raises (what was read by then stays in `into`)."""
+    for _ in range(count):
+        try:
+            into.append(await conn.read_response(timeout=math.inf))
+        except rex.ResponseError as exc:
+            if is_outage(exc):
+                raise
+            into.append(exc)
+
+
+async def _connection(pool: Any) -> Any:
+    """A pooled connection; while our own pool is full (every connection blocked in a waiter's
+    BLMOVE or busy), wait for one rather than fail a batch nothing of which was written yet.
+
+    The batch's own timeout bounds the wait.
+    """
+    while True:
+        try:
+            return await pool.get_connection()
+        except Exception as exc:
+            if not pool_full(exc):
+                raise
+        await asyncio.sleep(_FULL_POOL_PAUSE)
 
 
 def acknowledged(results: list[Any], durable: list[int], replicas: Any) -> list[Any]:

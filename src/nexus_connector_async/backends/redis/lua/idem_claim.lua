@@ -1,4 +1,4 @@
--- claim.lua: take an idempotency key if it is free (SET NX with a lease), else report its state.
+-- idem_claim.lua: take an idempotency key if it is free (SET NX with a lease), else report its state.
 -- KEYS[1] record hash: fp, token, expires (lease end, or TTL end once completed), result
 -- KEYS[2] notify list (waiters block on it; emptied when a new owner takes the key)
 -- ARGV[1] time override ('' = TIME)   ARGV[2] request fingerprint   ARGV[3] lease seconds
@@ -12,13 +12,13 @@ if not r then
   local t = redis.call('TIME')
   local token = t[1] .. string.format('%06d', tonumber(t[2]))
   local lease = tonumber(ARGV[3])
-  redis.call('HSET', rec, 'fp', ARGV[2], 'token', token, 'expires', fmt(NOW + lease))
+  redis.call('HSET', rec, 'fp', ARGV[2], 'token', token)
   local keep = lease
   if ARGV[4] ~= '' then
     redis.call('HSET', rec, 'amo', ARGV[4])
     keep = lease + tonumber(ARGV[4])  -- the record must outlive its unknown period
   end
-  redis.call('PEXPIRE', rec, math.ceil(keep * 1000) + GC_MARGIN_MS)
+  expire_after(rec, 'expires', lease, keep)
   redis.call('DEL', list)
   return {0, token}
 end

@@ -1,4 +1,4 @@
--- release.lua: free a key after a transient failure so that a retry may claim it.
+-- idem_release.lua: free a key after a transient failure so that a retry may claim it.
 -- KEYS[1] record hash   KEYS[2] notify list
 -- ARGV[1] time override (unused; kept for the common convention)   ARGV[2] owner's token
 -- Returns 1 if released, 0 if the caller did not own it (or it was already completed).

@@ -1,0 +1,250 @@
+"""Admission on Redis: breaker, probe permits, retry budget, pause, token bucket (admit.lua).
+
+The hot path is `admit`: its EVALSHA is cached per settings in wire form, so a call costs one
+dict lookup and one queued write. A `record` that follows an attempt whose concurrency slot is
+still on its way back takes that release along in the same script (record.lua), so the two
+cost one command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
+from .._base import Admission, MemoryPermit
+from .._slots import SlotAsk
+from ._concurrency import ConcurrencyMixin
+from ._core import num
+from ._health import RedisUnreachable
+from ._keys import key
+from ._pipeliner import pack
+from ._replies import admission, record_reply
+
+__all__ = ["AdmissionMixin"]
+
+_CACHE_MAX = 10_000  # cached key names and admission commands (services x tenants x settings)
+
+
+class AdmissionMixin(ConcurrencyMixin):
+    """`AdmissionStore` on Redis (with the slots it may take in the same script)."""
+
+    def _admission_keys(
+        self, service: str, tenant: str | None, limit: str = ""
+    ) -> tuple[bytes, bytes, bytes]:
+        """Breaker, probes and the bucket of limit `limit` (a `bucket_id`; "" for none)."""
+        ks = self._keys.get((service, tenant, limit))
+        if ks is None:
+            if len(self._keys) >= _CACHE_MAX:  # bounded (rule 24): tenants come and go
+                self._keys.clear()
+            p = self.prefix
+            parts = (limit,) if limit else ()
+            bucket = (
+                key(p, "bucket", service, *parts)
+                if tenant is None
+                else key(p, "tbucket", service, *parts, tenant)
+            )
+            ks = self._keys[(service, tenant, limit)] = (
+                key(p, "cb", service).encode(),
+                key(p, "probes", service).encode(),
+                bucket.encode(),
+            )
+        return ks
+
+    def _admission_command(
+        self,
+        service: str,
+        scoped: str | None,
+        breaker: CircuitBreakerConfig,
+        limit: RateLimitConfig | None,
+        probe_lease: float,
+        budget: RetryPolicy | None,
+        is_retry: bool,
+        shadow: bool,
+        slot: SlotAsk | None = None,
+    ) -> tuple[tuple[Any, ...], bytes]:
+        """The admission EVALSHA for these settings, and its wire form (cached: the hot path)."""
+        ratio = None if budget is None else budget.budget_ratio
+        floor = 0.0 if budget is None else budget.budget_min_per_second
+        cache_key = (
+            service,
+            scoped,
+            breaker,
+            limit,
+            probe_lease,
+            ratio,
+            floor,
+            is_retry,
+            shadow,
+            slot,
+        )
+        cached = self._commands.get(cache_key)
+        if cached is None:
+            if len(self._commands) >= _CACHE_MAX:
+                self._commands.clear()
+            script = self._scripts.admit
+            keys: tuple[bytes, ...] = self._admission_keys(
+                service, scoped, "" if limit is None else limit.bucket_id
+            )
+            if slot is not None:
+                keys += self._slot_keys(service, slot.tenant)[0]
+            args = (
+                "EVALSHA",
+                script.sha,
+                len(keys),
+                *keys,
+                b"",  # the time override, filled in only under a test clock
+                num(breaker.recovery_timeout),
+                str(breaker.half_open_max_calls).encode(),
+                num(probe_lease),
+                b"" if ratio is None else num(ratio),
+                num(floor),
+                b"1" if is_retry else b"0",
+                b"" if limit is None else num(limit.capacity),
+                b"" if limit is None else num(limit.refill_per_second),
+                b"" if limit is None else num(limit.max_wait),
+                b"1" if shadow else b"0",
+                b"" if slot is None else str(slot.max_in_flight).encode(),
+                b"" if slot is None else num(slot.lease),
+                b"1" if slot is not None and slot.fail_fast else b"0",
+            )
+            cached = self._commands[cache_key] = (args, pack(args))
+        return cached
+
+    async def admit(
+        self,
+        service: str,
+        tenant: str | None,
+        breaker: CircuitBreakerConfig,
+        limit: RateLimitConfig | None,
+        *,
+        probe_lease: float,
+        budget: RetryPolicy | None = None,
+        is_retry: bool = False,
+        shadow: bool = False,
+        slot: SlotAsk | None = None,
+    ) -> Admission:
+        """Breaker, probe permit, retry budget, pause, token and a free concurrency slot: one
+        script, one round trip."""
+        scoped = tenant if limit is not None and limit.scope == "tenant" else None
+        args, packed = self._admission_command(
+            service, scoped, breaker, limit, probe_lease, budget, is_retry, shadow, slot
+        )
+
+        def give_back(reply: Any) -> None:
+            # Cancelled while the reply was in flight: a permit nobody will use goes back now,
+            # not when its lease ends (the breaker could not probe meanwhile); so does a slot.
+            orphan = admission(reply)
+            if orphan.probe:
+                _, probes, _ = self._admission_keys(service, None)
+                gone = self._pipe.submit(("ZREM", probes, orphan.probe.encode()))
+                gone.add_done_callback(lambda f: f.cancelled() or f.exception())
+            if slot is not None and orphan.slot:
+                self._spawn_slot_release(service, slot.tenant, orphan.slot, slot.max_in_flight)
+
+        try:
+            if self._test_clock:
+                at = 3 + args[2]  # the time override follows the keys
+                r = await self._submit(
+                    (*args[:at], self._now(), *args[at + 1 :]),
+                    self._scripts.admit,
+                    on_orphan=give_back,
+                )
+            else:
+                r = await self._submit(args, self._scripts.admit, packed, on_orphan=give_back)
+        except RedisUnreachable as exc:
+            return await self._fallback.admit(
+                exc,
+                lambda local: local.admit(
+                    service,
+                    tenant,
+                    breaker,
+                    limit,
+                    probe_lease=probe_lease,
+                    budget=budget,
+                    is_retry=is_retry,
+                    shadow=shadow,
+                ),
+            )
+        return admission(r)
+
+    async def record(
+        self, service: str, breaker: CircuitBreakerConfig, *, success: bool, probe: str = ""
+    ) -> str | None:
+        """Feed an outcome to the breaker; returns "open"/"closed" when the state changed.
+
+        A slot release of the service still waiting in the current batch rides along (one
+        command instead of two).
+        """
+        if isinstance(probe, MemoryPermit):  # a permit the local fallback handed out
+            return await self._local.record(service, breaker, success=success, probe=probe)
+        cb, probes, _ = self._admission_keys(service, None)
+        args = (
+            self._now(),
+            b"1" if success else b"0",
+            probe.encode(),
+            str(breaker.failure_threshold).encode(),
+            str(breaker.success_threshold).encode(),
+            num(breaker.recovery_timeout),
+        )
+        try:
+            parked = self._parked.pop(service, None)
+            if parked is not None:
+                command = (
+                    "EVALSHA",
+                    self._scripts.record.sha,
+                    5,
+                    cb,
+                    probes,
+                    *parked.keys,
+                    *args,
+                    *parked.args,
+                )
+                if self._pipe.replace(parked.reply, command, self._scripts.record):
+                    # Shielded: the release's own future must not be cancelled with us.
+                    return record_reply(await asyncio.shield(parked.reply))
+            r = await self._eval(self._scripts.record, (cb, probes), args)
+        except RedisUnreachable as exc:
+            return await self._fallback.record(
+                exc, lambda local: local.record(service, breaker, success=success, probe=probe)
+            )
+        return record_reply(r)
+
+    async def release_probe(self, service: str, probe: str) -> None:
+        """Give back a half-open permit whose attempt never reported."""
+        if not probe:
+            return
+        if isinstance(probe, MemoryPermit):
+            await self._local.release_probe(service, probe)
+            return
+        _, probes, _ = self._admission_keys(service, None)
+        try:
+            await self._submit(("ZREM", probes, probe.encode()))
+        except RedisUnreachable:  # the permit's lease frees it
+            return
+
+    async def renew_probe(self, service: str, probe: str, lease: float) -> bool:
+        """Extend a probe permit's lease just before its request is sent (one script).
+
+        While Redis is unreachable the fallback decides (fail_closed raises; fail_open and
+        local let it go: the breaker is not enforced fleet-wide then anyway).
+        """
+        if not probe:
+            return True
+        if isinstance(probe, MemoryPermit):  # a permit the local fallback handed out
+            return await self._local.renew_probe(service, probe, lease)
+        cb, probes, _ = self._admission_keys(service, None)
+        args = (self._now(), probe.encode(), num(lease))
+        try:
+            r = await self._eval(self._scripts.renew_probe, (cb, probes), args)
+        except RedisUnreachable as exc:
+            return self._fallback.probe_may_go(exc)
+        return bool(r == 1)
+
+    async def pause(self, service: str, seconds: float) -> None:
+        """Admit nothing for `service` for `seconds`, in every worker (vendor backpressure)."""
+        cb, _, _ = self._admission_keys(service, None)
+        try:
+            await self._eval(self._scripts.pause, (cb,), (self._now(), num(seconds)))
+        except RedisUnreachable as exc:
+            await self._fallback.pause(exc, lambda local: local.pause(service, seconds))
