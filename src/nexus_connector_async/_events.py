@@ -21,6 +21,8 @@ __all__ = [
     "CallFinished",
     "CircuitStateChanged",
     "ConcurrencyLimitChanged",
+    "ConcurrencySlotHeld",
+    "ConcurrencySlotReleased",
     "Event",
     "EventBus",
     "EventHook",
@@ -85,6 +87,22 @@ class ConcurrencyLimitChanged(msgspec.Struct, frozen=True):
     tenant: str | None
     limit: int
     reason: str  # "throttled" | "slow" | "recovered"
+
+
+class ConcurrencySlotHeld(msgspec.Struct, frozen=True):
+    """An attempt started holding a concurrency slot; `waited` is the time it queued for it
+    (0.0 when the slot came with its admission). Emitted only when a hook is registered."""
+
+    service: str
+    tenant: str | None
+    waited: float
+
+
+class ConcurrencySlotReleased(msgspec.Struct, frozen=True):
+    """An attempt gave back the slot of a `ConcurrencySlotHeld` (every way out, once)."""
+
+    service: str
+    tenant: str | None
 
 
 class IdempotentReplay(msgspec.Struct, frozen=True):
@@ -157,6 +175,8 @@ Event = (
     | ShadowWouldBlock
     | CircuitStateChanged
     | ConcurrencyLimitChanged
+    | ConcurrencySlotHeld
+    | ConcurrencySlotReleased
     | IdempotentReplay
     | CallFinished
     | TokenRefreshed

@@ -11,7 +11,10 @@ Instruments (all with a `service` attribute):
 - `nexus.circuit.transitions` counter, by `state`; `nexus.idempotency.replays` counter;
 - `nexus.concurrency.limit_changes` counter, by `reason` (`throttled`, `slow`, `recovered`), and
   `nexus.concurrency.limit`, a gauge of each adaptive limit's last reported value (concurrency
-  limit refusals count in `nexus.rejections` as `concurrency_limit`).
+  limit refusals count in `nexus.rejections` as `concurrency_limit`); `nexus.concurrency.in_use`,
+  an up-down counter of the slots this process's attempts hold (summed over workers: the
+  fleet's), `nexus.concurrency.waits`, a counter of attempts that queued for a slot, and
+  `nexus.concurrency.wait`, a histogram of that queueing time in seconds.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from ._events import (
     CallFinished,
     CircuitStateChanged,
     ConcurrencyLimitChanged,
+    ConcurrencySlotHeld,
+    ConcurrencySlotReleased,
     Event,
     IdempotentReplay,
     ShadowWouldBlock,
@@ -64,6 +69,15 @@ class OpenTelemetryHook:
         self._limit_changes = meter.create_counter(
             "nexus.concurrency.limit_changes", description="adaptive concurrency limit moves"
         )
+        self._in_use = meter.create_up_down_counter(
+            "nexus.concurrency.in_use", description="concurrency slots held by attempts"
+        )
+        self._waits = meter.create_counter(
+            "nexus.concurrency.waits", description="attempts that queued for a concurrency slot"
+        )
+        self._wait = meter.create_histogram(
+            "nexus.concurrency.wait", unit="s", description="time queued for a concurrency slot"
+        )
         self._limits: dict[tuple[str, str | None], int] = {}
         meter.create_observable_gauge(
             "nexus.concurrency.limit",
@@ -98,3 +112,11 @@ class OpenTelemetryHook:
         elif isinstance(event, ConcurrencyLimitChanged):
             self._limit_changes.add(1, {"service": event.service, "reason": event.reason})
             self._limits[(event.service, event.tenant)] = event.limit
+        elif isinstance(event, ConcurrencySlotHeld):
+            attrs = {"service": event.service}
+            self._in_use.add(1, attrs)
+            if event.waited > 0.0:
+                self._waits.add(1, attrs)
+                self._wait.record(event.waited, attrs)
+        elif isinstance(event, ConcurrencySlotReleased):
+            self._in_use.add(-1, {"service": event.service})

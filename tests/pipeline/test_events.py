@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -15,7 +16,10 @@ from nexus_connector_async import (
     CircuitBreakerConfig,
     CircuitOpenError,
     CircuitStateChanged,
+    ConcurrencyLimit,
     ConcurrencyLimitChanged,
+    ConcurrencySlotHeld,
+    ConcurrencySlotReleased,
     Connector,
     Endpoint,
     Event,
@@ -177,3 +181,48 @@ def test_opentelemetry_hook_reports_adaptive_limit_changes_and_the_current_limit
     assert points[("nexus.concurrency.limit", (("service", "twilio"),))].value == 5
     rejected = (("reason", "concurrency_limit"), ("service", "twilio"))
     assert points[("nexus.rejections", rejected)].value == 1
+
+
+async def test_slot_events_and_metrics_count_slots_in_use_and_waits() -> None:
+    """A second attempt queues behind the one holding the only slot: two held, one wait."""
+    gate = asyncio.Event()
+
+    async def handler(request: RecordedRequest) -> Response:
+        await gate.wait()
+        return Response(200, {}, b"{}")
+
+    transport = MockTransport(handler)
+    seen: list[Event] = []
+    reader = InMemoryMetricReader()
+    hook = OpenTelemetryHook(MeterProvider(metric_readers=[reader]))
+    ep = Endpoint.create("http://127.0.0.1:1/x", "GET").with_concurrency_limit(
+        ConcurrencyLimit(1, max_wait=5.0)
+    )
+    async with Connector(http=transport, events=[seen.append, hook]) as c:
+        first = asyncio.ensure_future(c.execute("vendor", ep))
+        async with asyncio.timeout(5):
+            while not transport.requests:  # the first attempt is at the vendor, holding the slot
+                await asyncio.sleep(0)
+        second = asyncio.ensure_future(c.execute("vendor", ep))
+        for _ in range(20):  # let it be admitted and queue for the slot (one event loop, no I/O)
+            await asyncio.sleep(0)
+        assert len(transport.requests) == 1
+        gate.set()
+        await asyncio.gather(first, second)
+    held = [e for e in seen if isinstance(e, ConcurrencySlotHeld)]
+    released = [e for e in seen if isinstance(e, ConcurrencySlotReleased)]
+    assert [e.waited == 0.0 for e in held] == [True, False]
+    assert held[1].waited > 0.0
+    assert released == [ConcurrencySlotReleased("vendor", None)] * 2
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = {
+        metric.name: p
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        for p in metric.data.data_points
+    }
+    assert points["nexus.concurrency.in_use"].value == 0  # +2 -2
+    assert points["nexus.concurrency.waits"].value == 1
+    assert points["nexus.concurrency.wait"].count == 1

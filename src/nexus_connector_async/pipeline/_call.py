@@ -30,12 +30,13 @@ class Progress:
 class Held:
     """A concurrency slot held by one attempt, from admission until it is given back."""
 
-    __slots__ = ("released", "slot", "taken_at")
+    __slots__ = ("announced", "released", "slot", "taken_at")
 
     def __init__(self, slot: Slot, taken_at: float) -> None:
         self.slot = slot
         self.taken_at = taken_at  # clock.monotonic(): its lease runs from here
         self.released = False
+        self.announced = False  # a ConcurrencySlotHeld went out: its release is reported too
 
 
 class Call(NamedTuple):
@@ -92,6 +93,11 @@ class Wiring:
         # filtering logger and no hooks, a happy call builds no event at all (the hot path).
         self._hooked = hooked
         self._enabled: Callable[[int], bool] | None = getattr(log, "is_enabled_for", None)
+
+    @property
+    def hooked(self) -> bool:
+        """Whether event hooks beyond the logger are registered (metrics-only events)."""
+        return self._hooked
 
     def per_attempt(self) -> bool:
         """Whether anyone takes the per-attempt event (asked per call: logging may change)."""

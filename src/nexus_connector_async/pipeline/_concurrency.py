@@ -12,7 +12,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .._errors import ConcurrencyLimitExceeded
-from .._events import AdmissionRejected, ConcurrencyLimitChanged
+from .._events import (
+    AdmissionRejected,
+    ConcurrencyLimitChanged,
+    ConcurrencySlotHeld,
+    ConcurrencySlotReleased,
+)
 from ..backends._slots import Adapt
 from ._call import Call, Held, Progress, Wiring
 
@@ -47,7 +52,9 @@ class Slots:
         lease = limit.lease if limit.lease is not None else call.probe_lease
         backend: Any = wiring.backend
         held = call.held
+        waited = 0.0
         if held is None:
+            asked = clock.monotonic()
             wait = limit.max_wait
             if call.deadline_at is not None:
                 wait = min(wait, max(0.0, call.deadline_at - clock.monotonic()))
@@ -62,6 +69,10 @@ class Slots:
                     f"concurrency limit of {call.service!r} reached", retry_after=slot.retry_after
                 )
             held = Held(slot, clock.monotonic())
+            waited = held.taken_at - asked
+        if wiring.hooked:  # metrics: slots in use and waits (nothing built without a hook)
+            held.announced = True
+            wiring.events.emit(ConcurrencySlotHeld(call.service, scoped, waited))
         token = held.slot.token
         loop = asyncio.get_running_loop()
         handle: asyncio.TimerHandle | None = None
@@ -110,6 +121,8 @@ class Slots:
         assert limit is not None
         wiring = self._wiring
         scoped = call.tenant if limit.scope == "tenant" else None
+        if held.announced:
+            wiring.events.emit(ConcurrencySlotReleased(call.service, scoped))
         backend: Any = wiring.backend
         future = asyncio.ensure_future(
             backend.release_slot(
