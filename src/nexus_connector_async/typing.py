@@ -12,17 +12,22 @@ from ._events import Event, EventHook, EventSource
 from ._transport import Transport
 from .backends._base import (
     Admission,
+    AdmissionReason,
     AdmissionStore,
     Backend,
     Claim,
     ClaimState,
     IdempotencyStore,
     KeyValueStore,
+    ProbePermit,
 )
+from .backends._slots import Adapt, Slot, SlotAsk, SlotStore
 from .credentials._base import CredentialProvider, NamesAccount, RefreshesRejected
 
 __all__ = [
+    "Adapt",
     "Admission",
+    "AdmissionReason",
     "AdmissionStore",
     "Backend",
     "Claim",
@@ -35,6 +40,10 @@ __all__ = [
     "IdempotencyStore",
     "KeyValueStore",
     "NamesAccount",
+    "ProbePermit",
     "RefreshesRejected",
+    "Slot",
+    "SlotAsk",
+    "SlotStore",
     "Transport",
 ]

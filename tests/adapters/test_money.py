@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nexus_connector_async._errors import InvalidRequest
+from nexus_connector_async import InvalidRequest
 from nexus_connector_async.adapters._money import (
     ISO_4217_EXPONENTS,
     Money,

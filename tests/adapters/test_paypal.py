@@ -18,13 +18,13 @@ from nexus_connector_async import (
     InvalidRequest,
     RetryPolicy,
 )
-from nexus_connector_async.adapters._errors import (
+from nexus_connector_async.adapters import (
     AuthenticationFailed,
+    Money,
     PaymentDeclined,
+    PaymentGateway,
     VendorRateLimited,
 )
-from nexus_connector_async.adapters._money import Money
-from nexus_connector_async.adapters._payments import PaymentGateway
 from nexus_connector_async.adapters.paypal import (
     LIVE_URL,
     SANDBOX_URL,
@@ -36,9 +36,7 @@ from nexus_connector_async.adapters.paypal import (
     PayPalPermissionError,
     PayPalRateLimitError,
 )
-from nexus_connector_async.testing import capture_logs
-from nexus_connector_async.testing._paypal import PayPalSimulator
-from nexus_connector_async.testing._vendor_server import SimulatedRequest
+from nexus_connector_async.testing import PayPalSimulator, SimulatedRequest, capture_logs
 
 CLIENT_ID = "AeNexusClientId0123"
 SECRET = "EJNexusClientSecretMustNeverLeak987"

@@ -19,14 +19,18 @@ from nexus_connector_async import (
     InvalidRequest,
     StaticCredentialProvider,
 )
-from nexus_connector_async.adapters import PaymentDeclined, PayPalDeclined, PayPalPaymentAdapter
-from nexus_connector_async.adapters._errors import VendorResponseError
-from nexus_connector_async.adapters._money import Money
-from nexus_connector_async.adapters.paypal._errors import (
+from nexus_connector_async.adapters import (
+    Money,
+    PaymentDeclined,
+    PayPalDeclined,
+    PayPalPaymentAdapter,
+    VendorResponseError,
+)
+from nexus_connector_async.adapters.paypal import (
     PayPalPayerActionRequired,
     PayPalResponseError,
 )
-from nexus_connector_async.testing._paypal import PayPalSimulator
+from nexus_connector_async.testing import PayPalSimulator
 
 CLIENT_ID = "AeMoneyClientId"
 SECRET = "EJMoneySecretNeverLeaks42"

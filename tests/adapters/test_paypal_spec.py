@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nexus_connector_async import Connector
-from nexus_connector_async.adapters._money import Money
+from nexus_connector_async.adapters import Money
 from nexus_connector_async.adapters.paypal import PayPalPaymentAdapter
-from nexus_connector_async.testing._paypal import PayPalSimulator
+from nexus_connector_async.testing import PayPalSimulator
 from tests.adapters._specs import require_spec
 
 
@@ -63,7 +63,7 @@ async def test_the_validator_itself_catches_a_bad_request() -> None:
     spec = require_spec("paypal_checkout_orders_v2.json")
     from multidict import CIMultiDict, CIMultiDictProxy  # noqa: PLC0415
 
-    from nexus_connector_async.testing._vendor_server import SimulatedRequest  # noqa: PLC0415
+    from nexus_connector_async.testing import SimulatedRequest  # noqa: PLC0415
 
     headers = CIMultiDictProxy(
         CIMultiDict(

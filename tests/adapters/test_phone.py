@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nexus_connector_async._errors import InvalidRequest
-from nexus_connector_async.adapters._errors import InvalidPhoneNumber
+from nexus_connector_async import InvalidRequest
+from nexus_connector_async.adapters import InvalidPhoneNumber
 from nexus_connector_async.adapters._phone import (
     SmsSegments,
     count_segments,

@@ -11,11 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nexus_connector_async import Connector, Endpoint, IdempotencyKey, InvalidRequest
-from nexus_connector_async.adapters import Money, PayPalPaymentAdapter
-from nexus_connector_async.adapters._phone import count_segments
+from nexus_connector_async.adapters import Money, PayPalPaymentAdapter, count_segments
 from nexus_connector_async.adapters.twilio import TwilioSmsAdapter
-from nexus_connector_async.testing._paypal import PayPalSimulator
-from nexus_connector_async.testing._stripe import StripeSimulator
+from nexus_connector_async.testing import PayPalSimulator, StripeSimulator
 from nexus_connector_async.testing._twilio import (
     DEFAULT_AUTH_TOKEN,
     TwilioSimulator,

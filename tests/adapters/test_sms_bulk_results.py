@@ -18,8 +18,13 @@ from nexus_connector_async import (
     RedisBackend,
     RetryPolicy,
 )
-from nexus_connector_async.adapters._errors import InvalidPhoneNumber, OptedOut
-from nexus_connector_async.adapters._sms import BulkSendInterrupted, SmsMessage, SmsResult
+from nexus_connector_async.adapters import (
+    BulkSendInterrupted,
+    InvalidPhoneNumber,
+    OptedOut,
+    SmsMessage,
+    SmsResult,
+)
 from nexus_connector_async.adapters.twilio import TwilioSmsAdapter
 from nexus_connector_async.testing import capture_logs
 from nexus_connector_async.testing._twilio import DEFAULT_AUTH_TOKEN, TwilioSimulator

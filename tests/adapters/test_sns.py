@@ -20,19 +20,17 @@ from nexus_connector_async import (
     RequestTimeout,
     RetryPolicy,
 )
-from nexus_connector_async.adapters._errors import (
+from nexus_connector_async.adapters import (
     AuthenticationFailed,
-    InvalidPhoneNumber,
-    OptedOut,
-    SpendLimitExceeded,
-    VendorError,
-)
-from nexus_connector_async.adapters._money import Money
-from nexus_connector_async.adapters._sms import (
     BulkSendInterrupted,
+    InvalidPhoneNumber,
+    Money,
+    OptedOut,
     PhoneNumberRejected,
     SmsGateway,
     SmsMessage,
+    SpendLimitExceeded,
+    VendorError,
 )
 from nexus_connector_async.adapters.sns import SnsError, SnsSmsAdapter, SnsThrottled
 from nexus_connector_async.testing import capture_logs

@@ -14,7 +14,7 @@ from nexus_connector_async import (
     Connector,
     RetryPolicy,
 )
-from nexus_connector_async.adapters._money import Money
+from nexus_connector_async.adapters import Money
 from nexus_connector_async.adapters.sns import SnsSmsAdapter
 from tests.adapters._moto import MotoServer, SnsSimulator, published
 

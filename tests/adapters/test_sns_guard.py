@@ -16,10 +16,8 @@ from nexus_connector_async import (
     RedisBackend,
     RetryPolicy,
 )
-from nexus_connector_async.adapters._errors import OptedOut
-from nexus_connector_async.adapters._money import Money
-from nexus_connector_async.adapters.sns import SnsSmsAdapter
-from nexus_connector_async.adapters.sns._errors import SnsClientError
+from nexus_connector_async.adapters import Money, OptedOut
+from nexus_connector_async.adapters.sns import SnsClientError, SnsSmsAdapter
 from nexus_connector_async.testing import capture_logs
 from tests.adapters._moto import MotoServer, SnsSimulator, published
 

@@ -7,8 +7,7 @@ import asyncio
 import pytest
 
 from nexus_connector_async import MemoryBackend, RedisBackend
-from nexus_connector_async.adapters._errors import SpendLimitExceeded
-from nexus_connector_async.adapters._money import Money
+from nexus_connector_async.adapters import Money, SpendLimitExceeded
 from nexus_connector_async.adapters.sns._spend import SpendTracker
 from nexus_connector_async.testing import FakeClock
 

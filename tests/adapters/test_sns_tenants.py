@@ -15,8 +15,7 @@ from nexus_connector_async import (
     InvalidRequest,
     RetryPolicy,
 )
-from nexus_connector_async.adapters._errors import AuthenticationFailed, SpendLimitExceeded
-from nexus_connector_async.adapters._money import Money
+from nexus_connector_async.adapters import AuthenticationFailed, Money, SpendLimitExceeded
 from nexus_connector_async.adapters.sns import SnsSmsAdapter
 from nexus_connector_async.testing import capture_logs
 from tests.adapters._moto import MotoServer, SnsSimulator, published

@@ -20,13 +20,13 @@ from nexus_connector_async import (
     InvalidRequest,
     RetryPolicy,
 )
-from nexus_connector_async.adapters._errors import (
+from nexus_connector_async.adapters import (
     AuthenticationFailed,
+    Money,
     PaymentDeclined,
+    PaymentGateway,
     VendorRateLimited,
 )
-from nexus_connector_async.adapters._money import Money
-from nexus_connector_async.adapters._payments import PaymentGateway
 from nexus_connector_async.adapters.stripe import (
     DEFAULT_API_VERSION,
     StripeAPIError,
@@ -38,8 +38,7 @@ from nexus_connector_async.adapters.stripe import (
     StripePermissionError,
     StripeRateLimitError,
 )
-from nexus_connector_async.testing import FakeClock, capture_logs
-from nexus_connector_async.testing._stripe import StripeSimulator
+from nexus_connector_async.testing import FakeClock, StripeSimulator, capture_logs
 from nexus_connector_async.testing._vendor_server import SimulatedRequest, parse_brackets
 
 KEY = "sk_test_51NexusSecretKeyDoNotLeak0123456789"

@@ -26,11 +26,11 @@ from nexus_connector_async.adapters import (
     StripeCardError,
     StripeInvalidRequestError,
     StripePaymentAdapter,
+    VendorResponseError,
 )
-from nexus_connector_async.adapters._errors import VendorResponseError
 from nexus_connector_async.adapters._money import ISO_4217_EXPONENTS, Money
-from nexus_connector_async.adapters.stripe._errors import StripeResponseError
-from nexus_connector_async.testing._stripe import StripeSimulator
+from nexus_connector_async.adapters.stripe import StripeResponseError
+from nexus_connector_async.testing import StripeSimulator
 from nexus_connector_async.testing._vendor_server import parse_brackets
 from tests.adapters._stripe_minimums import at_least_minimum
 

@@ -14,11 +14,10 @@ from nexus_connector_async import (
     RateLimitExceeded,
     RetryPolicy,
 )
-from nexus_connector_async.adapters._money import Money
+from nexus_connector_async.adapters import Money
 from nexus_connector_async.adapters.paypal import PayPalPaymentAdapter
 from nexus_connector_async.adapters.stripe import StripeAPIError, StripePaymentAdapter
-from nexus_connector_async.testing._paypal import PayPalSimulator
-from nexus_connector_async.testing._stripe import StripeSimulator
+from nexus_connector_async.testing import PayPalSimulator, StripeSimulator
 
 KEY = "sk_test_isolation_0123456789"
 ONCE = RetryPolicy(max_attempts=1)

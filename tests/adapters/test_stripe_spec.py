@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nexus_connector_async import Connector
-from nexus_connector_async.adapters._money import Money
+from nexus_connector_async.adapters import Money
 from nexus_connector_async.adapters.stripe import StripePaymentAdapter
-from nexus_connector_async.testing._stripe import StripeSimulator
+from nexus_connector_async.testing import StripeSimulator
 from nexus_connector_async.testing._vendor_server import parse_brackets
 from tests.adapters._specs import require_spec
 from tests.adapters._stripe_minimums import at_least_minimum
@@ -66,7 +66,7 @@ async def test_the_validator_itself_catches_a_bad_request(sim: StripeSimulator) 
     spec = require_spec("stripe.json")
     from multidict import CIMultiDict, CIMultiDictProxy  # noqa: PLC0415
 
-    from nexus_connector_async.testing._vendor_server import SimulatedRequest  # noqa: PLC0415
+    from nexus_connector_async.testing import SimulatedRequest  # noqa: PLC0415
 
     headers = CIMultiDictProxy(
         CIMultiDict(

@@ -21,21 +21,22 @@ from nexus_connector_async import (
     IdempotencyKey,
     InvalidRequest,
     RequestTimeout,
+    Response,
     RetryPolicy,
     Timeouts,
 )
-from nexus_connector_async._config import Timeouts as _Timeouts
-from nexus_connector_async._models import Response
-from nexus_connector_async.adapters._errors import (
+from nexus_connector_async import Timeouts as _Timeouts
+from nexus_connector_async.adapters import (
     AuthenticationFailed,
     InvalidPhoneNumber,
+    Money,
     OptedOut,
+    PhoneNumberRejected,
     RegionNotPermitted,
+    SmsGateway,
     VendorError,
     VendorRateLimited,
 )
-from nexus_connector_async.adapters._money import Money
-from nexus_connector_async.adapters._sms import PhoneNumberRejected, SmsGateway
 from nexus_connector_async.adapters.twilio import TwilioError, TwilioSmsAdapter, TwilioThrottled
 from nexus_connector_async.adapters.twilio._adapter import _price
 from nexus_connector_async.testing import SimulatedRequest, capture_logs

@@ -17,8 +17,12 @@ from nexus_connector_async import (
     RateLimitExceeded,
     RetryPolicy,
 )
-from nexus_connector_async.adapters._errors import InvalidPhoneNumber, OptedOut
-from nexus_connector_async.adapters._sms import BulkSendInterrupted, SmsMessage
+from nexus_connector_async.adapters import (
+    BulkSendInterrupted,
+    InvalidPhoneNumber,
+    OptedOut,
+    SmsMessage,
+)
 from nexus_connector_async.adapters.twilio import TwilioSmsAdapter
 from nexus_connector_async.testing import SimulatedRequest, capture_logs
 from nexus_connector_async.testing._twilio import DEFAULT_AUTH_TOKEN, TwilioSimulator

@@ -17,11 +17,13 @@ from nexus_connector_async import (
     InvalidRequest,
     RetryPolicy,
 )
-from nexus_connector_async.adapters import TwilioAccount, TwilioAccountProvider
-from nexus_connector_async.adapters._errors import AuthenticationFailed
+from nexus_connector_async.adapters import (
+    AuthenticationFailed,
+    TwilioAccount,
+    TwilioAccountProvider,
+)
 from nexus_connector_async.adapters.twilio import TwilioError, TwilioSmsAdapter
-from nexus_connector_async.testing import SimulatedRequest, capture_logs
-from nexus_connector_async.testing._twilio import TwilioSimulator
+from nexus_connector_async.testing import SimulatedRequest, TwilioSimulator, capture_logs
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0)
 TO = "+14155552671"

@@ -13,10 +13,10 @@ from nexus_connector_async import (
     Endpoint,
     HttpStatusError,
     InvalidRequest,
+    Response,
     RetryPolicy,
     Timeouts,
 )
-from nexus_connector_async._models import Response
 from nexus_connector_async.adapters import (
     PayPalPaymentAdapter,
     StripePaymentAdapter,
@@ -29,8 +29,7 @@ from nexus_connector_async.adapters._vendor import (
     check_base_url,
 )
 from nexus_connector_async.adapters.stripe._adapter import should_retry
-from nexus_connector_async.testing import MockTransport
-from nexus_connector_async.testing._transport import RecordedRequest
+from nexus_connector_async.testing import MockTransport, RecordedRequest
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0)
 POLICIES = Policies(Timeouts(total=5.0), FAST)

@@ -13,8 +13,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from nexus_connector_async import MemoryBackend, RedisBackend
-from nexus_connector_async.backends._base import Backend
+from nexus_connector_async import Backend, MemoryBackend, RedisBackend
 from nexus_connector_async.testing import FakeClock
 from tests.conftest import ServerPool, matrix_kinds
 

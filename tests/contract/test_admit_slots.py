@@ -12,8 +12,8 @@ from typing import Any
 
 from nexus_connector_async import CircuitBreakerConfig, RateLimitConfig
 from nexus_connector_async.backends._base import ADMITTED, CONCURRENCY_LIMITED, RATE_LIMITED
-from nexus_connector_async.backends._slots import SlotAsk
 from nexus_connector_async.testing import FakeClock
+from nexus_connector_async.typing import SlotAsk
 
 CB = CircuitBreakerConfig()
 FAST = SlotAsk(None, 2, 10.0, fail_fast=True)

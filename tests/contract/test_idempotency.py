@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from nexus_connector_async.backends._base import Backend, Claim
 from nexus_connector_async.testing import FakeClock
+from nexus_connector_async.typing import Backend, Claim
 from tests.contract.conftest import until
 
 LEASE = 30.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from nexus_connector_async.backends._base import Backend
+from nexus_connector_async import Backend
 from nexus_connector_async.testing import FakeClock
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from nexus_connector_async.backends._slots import Adapt
 from nexus_connector_async.testing import FakeClock
+from nexus_connector_async.typing import Adapt
 from tests.contract.conftest import until
 
 

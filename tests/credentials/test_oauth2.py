@@ -22,8 +22,8 @@ from nexus_connector_async import (
     Response,
     RetryPolicy,
 )
-from nexus_connector_async.credentials._base import RefreshesRejected
 from nexus_connector_async.testing import FakeClock, MockTransport, RecordedRequest, capture_logs
+from nexus_connector_async.typing import RefreshesRejected
 
 from ._oauth_server import OAuthServer, TokenRequest
 

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from nexus_connector_async import MemoryBackend, OAuth2CredentialProvider, RedisBackend
-from nexus_connector_async.backends._base import Backend
+from nexus_connector_async import Backend, MemoryBackend, OAuth2CredentialProvider, RedisBackend
 
 from ._oauth_server import OAuthServer, TokenRequest
 

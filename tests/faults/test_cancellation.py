@@ -27,12 +27,12 @@ from nexus_connector_async import (
     Credentials,
     Endpoint,
     IdempotencyKey,
+    MemoryBackend,
     RateLimitConfig,
     Response,
     RetryPolicy,
 )
 from nexus_connector_async._encoding import fingerprint
-from nexus_connector_async.backends._memory import MemoryBackend
 from nexus_connector_async.testing import FakeClock, MockTransport, RecordedRequest
 
 Flavour = Literal["before", "after"]

@@ -24,13 +24,13 @@ from nexus_connector_async import (
     HttpStatusError,
     InvalidRequest,
     InvalidResponse,
+    MemoryBackend,
     RateLimitExceeded,
     RequestTimeout,
     ResponseTooLarge,
     RetryPolicy,
     Timeouts,
 )
-from nexus_connector_async.backends._memory import MemoryBackend
 from nexus_connector_async.testing import FakeClock
 from tests.pipeline._stub import Stub, held, status
 

@@ -21,7 +21,7 @@ from nexus_connector_async import (
     IdempotencyKey,
     RedisBackend,
 )
-from nexus_connector_async.testing._simulator import VendorSimulator
+from nexus_connector_async.testing import VendorSimulator
 from tests._multiproc import WorkerError, run_in_processes
 from tests._redis_servers import RedisServer
 

@@ -27,8 +27,7 @@ from nexus_connector_async import (
     RetryPolicy,
     Timeouts,
 )
-from nexus_connector_async.backends._base import Admission
-from nexus_connector_async.backends._slots import Adapt, Slot
+from nexus_connector_async.typing import Adapt, Admission, Slot
 
 SERVICE = "vendor"
 ONCE = RetryPolicy(max_attempts=1)
@@ -177,7 +176,7 @@ async def cancelled_calls(
 ) -> dict[str, int]:
     """`calls` limited calls, each cancelled at one of `POINTS`; the points actually hit."""
     _quiet()
-    from nexus_connector_async._transport import AiohttpTransport  # noqa: PLC0415
+    from nexus_connector_async import AiohttpTransport  # noqa: PLC0415
 
     cancels = _Cancels()
     backend = CancellingBackend.from_url(redis_url)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from nexus_connector_async import (
+    Backend,
     Connector,
     Endpoint,
     IdempotencyKey,
@@ -23,7 +24,6 @@ from nexus_connector_async import (
     StaticCredentialProvider,
     Timeouts,
 )
-from nexus_connector_async.backends._base import Backend
 from nexus_connector_async.testing import FakeClock
 
 from ._stub import Stub, status

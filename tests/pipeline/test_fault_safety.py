@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from nexus_connector_async import (
+    Backend,
     BackendUnavailable,
     BackendWriteFailed,
     Connector,
@@ -33,7 +34,6 @@ from nexus_connector_async import (
     Timeouts,
 )
 from nexus_connector_async._encoding import fingerprint
-from nexus_connector_async.backends._base import Backend
 from nexus_connector_async.testing import FakeClock
 
 from ._stub import Stub, status

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from nexus_connector_async import (
+    Backend,
     CircuitBreakerConfig,
     CircuitOpenError,
     ConnectionFailed,
@@ -27,7 +28,6 @@ from nexus_connector_async import (
     RetryPolicy,
     Timeouts,
 )
-from nexus_connector_async.backends._base import Backend
 from nexus_connector_async.testing import FakeClock
 from tests._redis_servers import RedisServer
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 import pytest
 
 from nexus_connector_async import Connector, IdempotencyKey, RedisBackend, RetryPolicy
-from nexus_connector_async.adapters import StripePaymentAdapter
-from nexus_connector_async.adapters._money import Money
-from nexus_connector_async.testing._stripe import StripeSimulator
+from nexus_connector_async.adapters import Money, StripePaymentAdapter
+from nexus_connector_async.testing import StripeSimulator
 from tests._redis_servers import RedisServer
 
 pytestmark = pytest.mark.redis

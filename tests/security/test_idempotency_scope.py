@@ -10,8 +10,7 @@ import re
 from aiohttp import web
 
 from nexus_connector_async import Connector, IdempotencyKey, RedisBackend, RetryPolicy
-from nexus_connector_async.adapters import StripePaymentAdapter
-from nexus_connector_async.adapters._money import Money
+from nexus_connector_async.adapters import Money, StripePaymentAdapter
 from tests._redis_servers import RedisServer
 from tests.faults._servers import serve
 

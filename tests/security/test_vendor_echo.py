@@ -21,11 +21,11 @@ from nexus_connector_async import (
     RetryPolicy,
 )
 from nexus_connector_async.adapters import (
+    Money,
     PayPalPaymentAdapter,
     StripePaymentAdapter,
     TwilioSmsAdapter,
 )
-from nexus_connector_async.adapters._money import Money
 from tests.faults._servers import serve
 
 SECRET = "PLANT s3cret+Key/42=x&y~z"  # a space, '+', '/', '=', '&': every encoding differs

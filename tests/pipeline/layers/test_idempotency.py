@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from nexus_connector_async import IdempotencyKey, StoredRecordInvalid
-from nexus_connector_async._models import Response
+from nexus_connector_async import IdempotencyKey, Response, StoredRecordInvalid
 from nexus_connector_async.pipeline._call import Call
 from nexus_connector_async.pipeline._idempotency import (
     Idempotency,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nexus_connector_async import RequestTimeout, RetryPolicy
-from nexus_connector_async._models import Response
+from nexus_connector_async import RequestTimeout, Response, RetryPolicy
 from nexus_connector_async.pipeline._call import Call
 from nexus_connector_async.pipeline._outcome import UNKNOWN, Outcome
 from nexus_connector_async.pipeline._retry import Retry
