@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -57,3 +58,22 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.001)
+
+
+async def queued(backend: Any, n: int, service: str = "svc", timeout: float = 5.0) -> None:
+    """Run the loop until exactly `n` slot waiters of `service` are queued (not a guessed sleep).
+
+    The queue is read where each backend keeps it: the memory pool's waiters, or the Redis
+    queue zset (through the backend's own client, so a cluster routes it by hash tag).
+    """
+    async with asyncio.timeout(timeout):
+        while await _queue_length(backend, service) != n:
+            await asyncio.sleep(0.001)
+
+
+async def _queue_length(backend: Any, service: str) -> int:
+    if isinstance(backend, MemoryBackend):
+        pool = backend._slot_pools._pools.get((service, None))
+        return 0 if pool is None else len(pool.queue)
+    (_, queue, _), _ = backend._slot_keys(service, None)
+    return int(await backend.client.zcard(queue))

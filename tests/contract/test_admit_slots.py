@@ -14,6 +14,7 @@ from nexus_connector_async import CircuitBreakerConfig, RateLimitConfig
 from nexus_connector_async.backends._base import ADMITTED, CONCURRENCY_LIMITED, RATE_LIMITED
 from nexus_connector_async.testing import FakeClock
 from nexus_connector_async.typing import SlotAsk
+from tests.contract.conftest import queued
 
 CB = CircuitBreakerConfig()
 FAST = SlotAsk(None, 2, 10.0, fail_fast=True)
@@ -69,7 +70,7 @@ async def test_an_admission_waiting_for_its_token_takes_no_slot(backend: Any) ->
 async def test_a_newcomer_does_not_overtake_a_queued_waiter(backend: Any) -> None:
     held = [await admit(backend, FAST) for _ in range(2)]
     waiter = asyncio.ensure_future(backend.acquire_slot("svc", None, 2, 10.0, 30.0))
-    await asyncio.sleep(0.05)  # queued
+    await queued(backend, 1)
     await backend.release_slot("svc", None, held[0].slot, 2)
     late = await admit(backend, FAST)  # a slot is free, but the waiter came first
     assert (late.reason, late.slot) == (CONCURRENCY_LIMITED, "")

@@ -7,7 +7,7 @@ from typing import Any
 
 from nexus_connector_async.testing import FakeClock
 from nexus_connector_async.typing import Adapt
-from tests.contract.conftest import until
+from tests.contract.conftest import queued
 
 
 async def take(backend: Any, n: int, *, wait: float = 0.0, tenant: str | None = None) -> Any:
@@ -65,7 +65,7 @@ async def test_renewal_keeps_a_long_attempts_slot(backend: Any, clock: FakeClock
 async def test_a_waiter_is_woken_by_a_release(backend: Any) -> None:
     a = await take(backend, 1)
     waiter = asyncio.ensure_future(take(backend, 1, wait=5.0))
-    await asyncio.sleep(0.05)
+    await queued(backend, 1)
     assert not waiter.done()
     await backend.release_slot("svc", None, a.token, 1)
     async with asyncio.timeout(3):
@@ -77,7 +77,7 @@ async def test_a_release_wakes_the_waiter_at_once_not_at_its_next_re_check(backe
     """Redis waiters re-check every 0.5 s at most; the release itself must wake them sooner."""
     held = [await take(backend, 2) for _ in range(2)]
     waiter = asyncio.ensure_future(take(backend, 2, wait=30.0))
-    await asyncio.sleep(0.05)
+    await queued(backend, 1)
     await backend.release_slot("svc", None, held[0].token, 2)
     async with asyncio.timeout(0.3):  # the fake clock stands still: only a wake-up ends the wait
         got = await waiter
@@ -97,7 +97,7 @@ async def test_waiters_are_served_in_arrival_order(backend: Any) -> None:
     tasks = []
     for i in range(4):
         tasks.append(asyncio.ensure_future(wait_then_release(i)))
-        await asyncio.sleep(0.05)  # each queued before the next arrives
+        await queued(backend, i + 1)  # each queued before the next arrives
     late = await take(backend, 1)  # a newcomer may not jump the queue
     assert not late.acquired
     await backend.release_slot("svc", None, held.token, 1)
@@ -109,7 +109,7 @@ async def test_waiters_are_served_in_arrival_order(backend: Any) -> None:
 async def test_a_waiter_gives_up_after_max_wait(backend: Any, clock: FakeClock) -> None:
     await take(backend, 1)
     waiter = asyncio.ensure_future(take(backend, 1, wait=2.0))
-    await asyncio.sleep(0.05)
+    await queued(backend, 1)
     clock.advance(2.5)
     async with asyncio.timeout(3):
         got = await waiter
@@ -119,12 +119,10 @@ async def test_a_waiter_gives_up_after_max_wait(backend: Any, clock: FakeClock) 
 async def test_a_cancelled_waiter_leaves_the_queue(backend: Any) -> None:
     a = await take(backend, 1)
     waiter = asyncio.ensure_future(take(backend, 1, wait=30.0))
-    await asyncio.sleep(0.05)
+    await queued(backend, 1)
     waiter.cancel()
-    await asyncio.sleep(0.05)
+    await queued(backend, 0)  # it left the queue
     await backend.release_slot("svc", None, a.token, 1)
-    await until(lambda: True)
-    await asyncio.sleep(0.05)
     assert (await take(backend, 1)).acquired  # the cancelled waiter holds nothing
 
 
@@ -137,8 +135,11 @@ async def test_a_waiter_cancelled_before_its_answer_came_leaves_no_place_in_the_
     waiter.cancel()
     await asyncio.gather(waiter, return_exceptions=True)
     await backend.release_slot("svc", None, a.token, 1)
-    await asyncio.sleep(0.05)  # the give-back of what the cancelled request took
-    assert (await take(backend, 1)).acquired  # nobody left ahead of a newcomer
+    # The give-back of what the cancelled request took lands in the background: a newcomer
+    # gets the slot soon (a place left in the queue would block it for the waiter's 30 s).
+    async with asyncio.timeout(5):
+        while not (await take(backend, 1)).acquired:  # nobody left ahead of a newcomer
+            await asyncio.sleep(0.001)
 
 
 async def test_aimd_cuts_once_per_window_and_raises_by_one(backend: Any, clock: FakeClock) -> None:
@@ -197,7 +198,7 @@ async def test_a_throttled_release_cuts_before_it_hands_the_slot_on(backend: Any
     """The freed slot goes to a waiter only if the cut limit still has room for it."""
     held = [await take(backend, 4) for _ in range(4)]
     waiter = asyncio.ensure_future(take(backend, 4, wait=30.0))
-    await asyncio.sleep(0.05)
+    await queued(backend, 1)
     throttled = Adapt(cut=True, window=1.0, generation=held[0].generation)
     assert await backend.release_slot("svc", None, held[0].token, 4, adapt=throttled) == 2
     await asyncio.sleep(0.6)  # past a Redis waiter's re-check: it must still be waiting
