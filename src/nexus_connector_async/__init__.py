@@ -131,7 +131,7 @@ __all__ = [
     "redact_processor",
 ]
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # Tracebacks and reprs name the public path (`nexus_connector_async.ConnectionFailed`), not the
 # private module the class happens to live in; pickle finds the classes there too.
