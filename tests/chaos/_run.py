@@ -29,7 +29,15 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from nexus_connector_async import Connector, ConnectorError, Endpoint, IdempotencyKey, Response
+from nexus_connector_async import (
+    CircuitBreakerConfig,
+    CircuitOpenError,
+    Connector,
+    ConnectorError,
+    Endpoint,
+    IdempotencyKey,
+    Response,
+)
 from tests._redis_servers import RedisProcess
 from tests.chaos import _workers
 from tests.chaos._proxy import FaultProxy
@@ -190,11 +198,18 @@ async def _final_call(
     c: Connector, endpoint: Endpoint, lane: str, key: str, wait: float
 ) -> Response:
     deadline = time.monotonic() + wait
+    # A breaker the run's last faults opened stays open for its recovery timeout (Redis's
+    # clock): wait for it as an app would (its retry_after), within one recovery and a margin.
+    breaker_deadline = time.monotonic() + CircuitBreakerConfig().recovery_timeout + 10.0
     while True:  # an in-progress key gets its lease's time to end, then it must answer
         try:
             return await c.execute(
                 lane, endpoint, {"order": key}, idempotency_key=IdempotencyKey(key)
             )
+        except CircuitOpenError as exc:
+            if time.monotonic() > breaker_deadline:
+                raise
+            await asyncio.sleep(min(max(exc.retry_after or 0.1, 0.05), 1.0))
         except ConnectorError as exc:
             if type(exc).__name__ != "IdempotencyInProgress" or time.monotonic() > deadline:
                 raise
