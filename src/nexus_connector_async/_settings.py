@@ -292,6 +292,11 @@ def build_backend(settings: Settings) -> RedisBackend | None:
     )
 
 
+def _given(**options: str | None) -> dict[str, Any]:
+    """The options that are set (an unset one leaves the adapter's default in place)."""
+    return {name: value for name, value in options.items() if value}
+
+
 def build_payments(connector: Connector, settings: Settings) -> PaymentGateway | None:
     """The payment gateway named by `settings.payments` (None when unset).
 
@@ -301,12 +306,10 @@ def build_payments(connector: Connector, settings: Settings) -> PaymentGateway |
     if settings.payments == "stripe":
         from .adapters.stripe import StripePaymentAdapter  # noqa: PLC0415 - when configured
 
-        kw: dict[str, Any] = {"rate_limit": limit("stripe")}
-        if settings.stripe_base_url:
-            kw["base_url"] = settings.stripe_base_url
-        if settings.stripe_api_version:
-            kw["api_version"] = settings.stripe_api_version
-        return StripePaymentAdapter(connector, settings.stripe_api_key or "", **kw)
+        kw = _given(base_url=settings.stripe_base_url, api_version=settings.stripe_api_version)
+        return StripePaymentAdapter(
+            connector, settings.stripe_api_key or "", rate_limit=limit("stripe"), **kw
+        )
     if settings.payments == "paypal":
         from .adapters.paypal import PayPalPaymentAdapter  # noqa: PLC0415 - when configured
 
@@ -330,16 +333,16 @@ def build_sms(connector: Connector, settings: Settings) -> SmsGateway | None:
     if settings.sms == "twilio":
         from .adapters.twilio import TwilioSmsAdapter  # noqa: PLC0415 - when configured
 
-        kw: dict[str, Any] = {"rate_limit": limit("twilio")}
-        if settings.twilio_base_url:
-            kw["base_url"] = settings.twilio_base_url
-        if settings.twilio_messaging_service_sid:
-            kw["messaging_service_sid"] = settings.twilio_messaging_service_sid
+        kw = _given(
+            base_url=settings.twilio_base_url,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+        )
         return TwilioSmsAdapter(
             connector,
             settings.twilio_account_sid or "",
             settings.twilio_auth_token or "",
             settings.twilio_from_number,
+            rate_limit=limit("twilio"),
             **kw,
         )
     if settings.sms == "sns":

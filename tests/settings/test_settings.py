@@ -126,3 +126,25 @@ async def test_connect_from_an_empty_environment_says_which_variables_to_set(
     message = str(caught.value)
     for var in ("NEXUS_PAYMENTS", "STRIPE_API_KEY", "NEXUS_SMS", "NEXUS_REDIS_URL"):
         assert var in message
+
+
+async def test_connect_passes_the_optional_vendor_settings_that_are_set() -> None:
+    settings = Settings.from_env(
+        {
+            "NEXUS_PAYMENTS": "stripe",
+            "STRIPE_API_KEY": "sk_test_factory123",
+            "STRIPE_API_VERSION": "2025-01-27.acacia",
+            "NEXUS_SMS": "twilio",
+            "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+            "TWILIO_AUTH_TOKEN": "token",
+            "TWILIO_MESSAGING_SERVICE_SID": "MG" + "1" * 32,
+        }
+    )
+    async with connect(settings) as app:
+        assert getattr(app.payments, "api_version", None) == "2025-01-27.acacia"
+        assert getattr(app.sms, "messaging_service_sid", None) == "MG" + "1" * 32
+    async with connect(
+        Settings.from_env({"NEXUS_PAYMENTS": "stripe", "STRIPE_API_KEY": "sk_test_x"})
+    ) as app:
+        # unset: the adapter's own default, not an empty string
+        assert getattr(app.payments, "api_version", "") not in ("", None)

@@ -56,6 +56,17 @@ def _slots(in_use: int, limit: int | None) -> str:
     return str(in_use) if limit is None else f"{in_use}/{limit}"
 
 
+async def _reachable(url: str, cluster: bool) -> Any:
+    """A client of the Redis at `url`, or None (the reason printed) when it cannot be reached."""
+    from redis.exceptions import RedisError
+
+    try:
+        return await _client(url, cluster)
+    except (RedisError, OSError) as exc:
+        print(f"error: cannot reach Redis at the given URL ({type(exc).__name__})", file=sys.stderr)
+        return None
+
+
 async def status(
     url: str, service: str | None, *, cluster: bool, prefix: str, out: TextIO | None = None
 ) -> int:
@@ -65,10 +76,8 @@ async def status(
 
     from ..backends.redis._inspect import list_services, service_status
 
-    try:
-        client = await _client(url, cluster)
-    except (RedisError, OSError) as exc:
-        print(f"error: cannot reach Redis at the given URL ({type(exc).__name__})", file=sys.stderr)
+    client = await _reachable(url, cluster)
+    if client is None:
         return EXIT_UNREACHABLE
     try:
         services = await list_services(client, prefix)
@@ -124,10 +133,8 @@ async def reset(
 
     from ..backends.redis._inspect import list_services, reset_service
 
-    try:
-        client = await _client(url, cluster)
-    except (RedisError, OSError) as exc:
-        print(f"error: cannot reach Redis at the given URL ({type(exc).__name__})", file=sys.stderr)
+    client = await _reachable(url, cluster)
+    if client is None:
         return EXIT_UNREACHABLE
     try:
         if service not in await list_services(client, prefix):
