@@ -44,16 +44,22 @@ class IdempotencyMixin(RedisCore):
     ) -> Claim:
         """Take the key if free, else report it (raises `BackendUnavailable` in any outage)."""
         keys = self._idem_keys(service, tenant, key)
-        claim, _ = await self._claim(keys, fingerprint, lease, unknown_ttl)
+        claim, _ = await self._claim(service, keys, fingerprint, lease, unknown_ttl)
         return claim
 
     async def _claim(
-        self, keys: tuple[bytes, bytes], fingerprint: str, lease: float, unknown_ttl: float | None
+        self,
+        service: str,
+        keys: tuple[bytes, bytes],
+        fingerprint: str,
+        lease: float,
+        unknown_ttl: float | None,
     ) -> tuple[Claim, float]:
         amo = b"" if unknown_ttl is None else num(unknown_ttl)
         args = (self._now(), fingerprint, num(lease), amo)
         try:
-            r = await self._eval(self._scripts.idem_claim, keys, args, durable=True)
+            script = self._scripts.idem_claim
+            r = await self._eval(script, keys, args, durable=True, batch=service)
         except NotReplicated as exc:
             # Nothing is sent on a claim a failover could lose: give the key back now rather
             # than leave it taken for a whole lease (best effort; the lease ends it anyway).
@@ -77,7 +83,8 @@ class IdempotencyMixin(RedisCore):
         if self._sealer is not None:
             result = self._sealer.seal(keys[0], result)
         args = (self._now(), token, result, num(ttl))
-        return bool(await self._eval(self._scripts.idem_complete, keys, args, durable=True) == 1)
+        script = self._scripts.idem_complete
+        return bool(await self._eval(script, keys, args, durable=True, batch=service) == 1)
 
     async def release(self, service: str, tenant: str | None, key: str, token: str) -> None:
         """Free the key after a transient failure (owner only), waking its waiters."""
@@ -131,7 +138,7 @@ class IdempotencyMixin(RedisCore):
         keys = self._idem_keys(service, tenant, key)
         deadline = self._clock.monotonic() + timeout
         while True:
-            claim, lease_left = await self._claim(keys, fingerprint, lease, unknown_ttl)
+            claim, lease_left = await self._claim(service, keys, fingerprint, lease, unknown_ttl)
             remaining = deadline - self._clock.monotonic()
             if claim.state != "in_progress" or remaining <= 0:
                 return claim
