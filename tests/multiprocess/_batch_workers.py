@@ -13,7 +13,7 @@ from nexus_connector_async import CircuitBreakerConfig, RateLimitConfig, RedisBa
 from nexus_connector_async.testing import FakeClock
 from nexus_connector_async.typing import AdmissionReason
 
-BREAKER = CircuitBreakerConfig(failure_threshold=3, recovery_timeout=0.05, half_open_max_calls=2)
+BREAKER = CircuitBreakerConfig(failure_threshold=2, recovery_timeout=0.3, half_open_max_calls=2)
 LIMIT = RateLimitConfig(rate=200, period=1, burst=5, max_wait=0.02)
 SERVICE = "agree"
 

@@ -9,6 +9,7 @@ cost one command.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from ..._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
@@ -109,6 +110,30 @@ class AdmissionMixin(ConcurrencyMixin):
             )
         return cached
 
+    def _give_back(self, service: str, slot: SlotAsk | None) -> Callable[[Any], None]:
+        """What hands back an admission reply nobody will use (its caller was cancelled while
+        it was in flight): a permit goes back now, not when its lease ends (the breaker could
+        not probe meanwhile); so does a slot."""
+
+        def give_back(reply: Any) -> None:
+            orphan = admission(reply)
+            if orphan.probe:
+                _, probes, _ = self._admission_keys(service, None)
+                gone = self._pipe.submit(("ZREM", probes, orphan.probe.encode()))
+                gone.add_done_callback(lambda f: f.cancelled() or f.exception())
+            if slot is not None and orphan.slot:
+                self._spawn_slot_release(service, slot.tenant, orphan.slot, slot.max_in_flight)
+
+        return give_back
+
+    def _test_time(self, call: Call, service: str) -> Call:
+        """`call` with this moment of the test clock as its time override (ARGV[1])."""
+        if not self._test_clock:
+            return call
+        nk = call.args[2]
+        keys, args = call.args[3 : 3 + nk], call.args[4 + nk :]
+        return script_call(call.script, call.batched, service, keys, (self._now(), *args))
+
     async def admit(
         self,
         service: str,
@@ -129,22 +154,9 @@ class AdmissionMixin(ConcurrencyMixin):
             service, scoped, breaker, limit, probe_lease, budget, is_retry, shadow, slot
         )
 
-        def give_back(reply: Any) -> None:
-            # Cancelled while the reply was in flight: a permit nobody will use goes back now,
-            # not when its lease ends (the breaker could not probe meanwhile); so does a slot.
-            orphan = admission(reply)
-            if orphan.probe:
-                _, probes, _ = self._admission_keys(service, None)
-                gone = self._pipe.submit(("ZREM", probes, orphan.probe.encode()))
-                gone.add_done_callback(lambda f: f.cancelled() or f.exception())
-            if slot is not None and orphan.slot:
-                self._spawn_slot_release(service, slot.tenant, orphan.slot, slot.max_in_flight)
-
+        give_back = self._give_back(service, slot)
         try:
-            if self._test_clock:  # the time override: the first argument, after the keys
-                keys, args = call.args[3 : 3 + call.args[2]], call.args[4 + call.args[2] :]
-                call = script_call(call.script, call.batched, service, keys, (self._now(), *args))
-            r = await self._submit(call, on_orphan=give_back)
+            r = await self._submit(self._test_time(call, service), on_orphan=give_back)
         except RedisUnreachable as exc:
             return await self._fallback.admit(
                 exc,

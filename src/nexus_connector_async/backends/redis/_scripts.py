@@ -29,16 +29,27 @@ def _read(name: str) -> str:
     return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
+#: Scripts made of others: each part defined as a function `<part>(KEYS, ARGV)`, then the glue
+#: in `lua/<name>.lua` calls them.
+_COMPOSED = {"idem_claim_admit": ("idem_claim", "admit")}
+
+
+def _body(name: str) -> str:
+    parts = _COMPOSED.get(name, ())
+    functions = "".join(f"local function {p}(KEYS, ARGV)\n{_read(p)}\nend\n" for p in parts)
+    return functions + _read(name)
+
+
 @functools.cache
 def source(name: str) -> str:
     """The full text of script `name`: the shared prelude, then the script itself."""
-    return _read("_prelude") + "\n" + _read(name)
+    return _read("_prelude") + "\n" + _body(name)
 
 
 @functools.cache
 def batched_source(name: str) -> str:
     """Script `name` as `one(KEYS, ARGV)`, run once per call of a batch (see `_batch.lua`)."""
-    body = _read(name)
+    body = _body(name)
     return f"{_read('_prelude')}\nlocal function one(KEYS, ARGV)\n{body}\nend\n{_read('_batch')}"
 
 
@@ -50,6 +61,7 @@ class Scripts(NamedTuple):
     pause: Script
     renew_probe: Script
     idem_claim: Script
+    idem_claim_admit: Script
     idem_complete: Script
     idem_release: Script
     idem_extend: Script
@@ -67,7 +79,7 @@ class Scripts(NamedTuple):
 
 SCRIPT_NAMES: tuple[str, ...] = Scripts._fields
 #: The scripts whose concurrent calls are batched: each call of the hot path.
-BATCHED: tuple[str, ...] = ("admit", "record", "idem_claim", "idem_complete")
+BATCHED: tuple[str, ...] = ("admit", "record", "idem_claim", "idem_claim_admit", "idem_complete")
 
 
 def register(client: Any) -> tuple[Scripts, dict[int, Script]]:
