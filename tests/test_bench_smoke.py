@@ -45,7 +45,10 @@ def test_quickest_bench_run_writes_json_markdown_and_plots(tmp_path: Path) -> No
         assert row["latency_ms"]["p50"] > 0
     redis = rows[("nexus-redis", "asyncio")]["redis"]
     assert redis["scripts_per_call"] > 0
-    assert 0 < redis["round_trips_per_call"] <= redis["client_commands_per_call"]
+    # Batched per service, a call sends under one command and under one round trip (the
+    # round trips also count connection handshakes, so they may exceed the commands).
+    assert 0 < redis["client_commands_per_call"] <= 1
+    assert 0 < redis["round_trips_per_call"] <= 1
     assert redis["server_commands_per_call"] >= redis["scripts_per_call"]
     assert rows[("nexus-redis", "asyncio")]["ratio_to_peers"] is not None
 
