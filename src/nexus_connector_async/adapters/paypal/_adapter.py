@@ -186,7 +186,7 @@ class PayPalPaymentAdapter(PaymentAdapterBase):
         post = functools.partial(
             self._vendor.route,
             headers={"Accept": "application/json", "Prefer": "return=representation"},
-            idempotency_header="PayPal-Request-Id",
+            idempotency_header=self.KEY_HEADER,
         )
         get = functools.partial(
             self._vendor.route, method="GET", headers={"Accept": "application/json"}
@@ -228,7 +228,7 @@ class PayPalPaymentAdapter(PaymentAdapterBase):
             context = {"return_url": _url(return_url), "cancel_url": _url(cancel_url)}
             context = {k: v for k, v in context.items() if v is not None}
             body["payment_source"] = {"paypal": {"experience_context": context}}
-        response = await self._post(self._orders, body, idempotency_key, tenant_id)
+        response = await self._send(self._orders, body, idempotency_key, tenant_id)
         return self._from_order(response, raise_declined=True)
 
     async def get_order(
@@ -273,7 +273,7 @@ class PayPalPaymentAdapter(PaymentAdapterBase):
         """POST /v2/checkout/orders/{id}/{capture|authorize}: the payment it made, remembered."""
         order_id = check_id(order_id, "order_id", _ORDER_ID)
         route = self._order_capture if action == "capture" else self._order_authorize
-        response = await self._post(route, {}, idempotency_key, tenant_id, order_id)
+        response = await self._send(route, {}, idempotency_key, tenant_id, order_id)
         return self._remember(self._from_order(response, raise_declined=True), tenant_id)
 
     # -- Payments v2 ----------------------------------------------------------------------------
@@ -295,7 +295,7 @@ class PayPalPaymentAdapter(PaymentAdapterBase):
         if amount is not None:
             body["amount"] = to_paypal_amount(require_positive(amount, "capture amount"))
             await self._check_currency("authorizations", authorization_id, amount, tenant_id)
-        response = await self._post(
+        response = await self._send(
             self._authorization_capture, body, idempotency_key, tenant_id, authorization_id
         )
         capture = _READ.decode(decode_capture, response)
@@ -318,7 +318,7 @@ class PayPalPaymentAdapter(PaymentAdapterBase):
         if amount is not None:
             body["amount"] = to_paypal_amount(require_positive(amount, "refund amount"))
             await self._check_currency("captures", capture_id, amount, tenant_id)
-        response = await self._post(
+        response = await self._send(
             self._capture_refund, body, idempotency_key, tenant_id, capture_id
         )
         refund = _READ.decode(decode_refund, response)
@@ -459,7 +459,7 @@ class PayPalPaymentAdapter(PaymentAdapterBase):
         vault_id = check_id(payment_method, "payment_method (a PayPal vault id)")
         body = self._order_body(amount, intent, reference_id)
         body["payment_source"] = {source: {"vault_id": vault_id}}
-        response = await self._post(self._orders, body, key, tenant_id)
+        response = await self._send(self._orders, body, key, tenant_id)
         return self._remember(self._from_order(response, raise_declined=True), tenant_id)
 
     # -- results -------------------------------------------------------------------------------

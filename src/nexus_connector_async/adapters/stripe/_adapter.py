@@ -154,7 +154,7 @@ class StripePaymentAdapter(PaymentAdapterBase):
             vendor, account_scope("stripe", api_key or "per-tenant provider", stripe_account)
         )
         route = functools.partial(self._vendor.route, body="form", headers=headers)
-        post = functools.partial(route, idempotency_header="Idempotency-Key")
+        post = functools.partial(route, idempotency_header=self.KEY_HEADER)
         self._intents = post("/v1/payment_intents")
         self._intent = route("/v1/payment_intents/{id}", "GET")
         self._intent_capture = post("/v1/payment_intents/{id}/capture")
@@ -210,7 +210,7 @@ class StripePaymentAdapter(PaymentAdapterBase):
             params["return_url"] = _check_url(return_url, "return_url")
         _optional(params, "description", check_text(description, "description", 1000))
         _optional(params, "metadata", _check_metadata(metadata))
-        response = await self._post(self._intents, params, idempotency_key, tenant_id)
+        response = await self._send(self._intents, params, idempotency_key, tenant_id)
         return self._remember(_payment_from_intent(response), tenant_id)
 
     async def charge(
@@ -294,12 +294,12 @@ class StripePaymentAdapter(PaymentAdapterBase):
             await self._check_currency("capture", payment_id, amount, tenant_id)
         if payment_id.startswith(_CHARGE_PREFIXES):
             params = {} if minor is None else {"amount": minor}
-            response = await self._post(
+            response = await self._send(
                 self._charge_capture, params, idempotency_key, tenant_id, payment_id
             )
             return self._remember(_payment_from_charge(response, raise_failed=True), tenant_id)
         params = {} if minor is None else {"amount_to_capture": minor}
-        response = await self._post(
+        response = await self._send(
             self._intent_capture, params, idempotency_key, tenant_id, payment_id
         )
         return self._remember(_payment_from_intent(response), tenant_id)
@@ -352,7 +352,7 @@ class StripePaymentAdapter(PaymentAdapterBase):
         _optional(params, "metadata", _check_metadata(metadata))
         if amount is not None:
             await self._check_currency("refund", payment_id, amount, tenant_id)
-        response = await self._post(self._refunds, params, idempotency_key, tenant_id)
+        response = await self._send(self._refunds, params, idempotency_key, tenant_id)
         obj = _decode(decode_refund, response)
         raw = obj.status or "pending"
         status = cast("RefundStatus", raw if raw in _REFUND_STATUSES else "pending")
@@ -390,7 +390,7 @@ class StripePaymentAdapter(PaymentAdapterBase):
         }
         _optional(params, "description", check_text(description, "description", 1000))
         _optional(params, "metadata", _check_metadata(metadata))
-        response = await self._post(self._charges, params, idempotency_key, tenant_id)
+        response = await self._send(self._charges, params, idempotency_key, tenant_id)
         return self._remember(_payment_from_charge(response, raise_failed=True), tenant_id)
 
     # -- currencies (rule 33) ------------------------------------------------------------------
