@@ -15,6 +15,7 @@ import msgspec
 from .._errors import InvalidRequest
 from .._models import IdempotencyKey, Response
 from ._errors import VendorResponseError
+from ._lru import remember
 from ._money import Money
 from ._payments import Payment, call_key, key_arguments, scoped_key
 from ._vendor import Route, VendorClient
@@ -83,11 +84,9 @@ class PaymentAdapterBase:
 
     def _remember(self, payment: Payment, tenant_id: str | None) -> Payment:
         """Note the payment's currency so a later capture/refund is checked without a GET."""
-        cache = self._currencies
-        cache[(tenant_id, payment.id)] = payment.amount.currency
-        cache.move_to_end((tenant_id, payment.id))
-        while len(cache) > _CURRENCY_CACHE:
-            cache.popitem(last=False)
+        remember(
+            self._currencies, (tenant_id, payment.id), payment.amount.currency, _CURRENCY_CACHE
+        )
         return payment
 
     async def _check_currency(

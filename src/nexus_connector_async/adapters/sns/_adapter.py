@@ -25,16 +25,17 @@ from ..._config import (
     Timeouts,
 )
 from ..._connector import Connector
-from ..._errors import ConnectorError, CredentialRefreshError, InvalidRequest
+from ..._errors import ConnectorError, InvalidRequest
 from ..._extras import require_extra
 from ..._logging import get_logger
 from ..._models import IdempotencyKey, Response
 from .._errors import OptedOut
+from .._lru import remember
 from .._money import Money, require_non_negative, require_positive
 from .._payments import account_scope, scoped_key
 from .._phone import count_segments, validate_e164, validate_sms_body
 from .._sms import BulkSender, PhoneNumberInfo, SmsResult
-from .._vendor import Policies, VendorClient
+from .._vendor import Policies, VendorClient, app_lookup
 from ._errors import SNS, map_exception, outcome_known_unsent
 from ._models import SmsType, SpendReport, message_attributes, validate_sender_id
 from ._spend import SpendTracker
@@ -235,16 +236,10 @@ class SnsSmsAdapter(BulkSender):
             import aioboto3  # noqa: PLC0415 - optional extra: `nexus-connector-async[sns]`
 
             return self._session or aioboto3.Session()
-        try:
+        with app_lookup("the SNS sessions function"):
             session = self._sessions(tenant_id)
             if inspect.isawaitable(session):
                 session = await session
-        except ConnectorError:
-            raise
-        except Exception as exc:  # the application's own lookup failed: nothing was sent
-            raise CredentialRefreshError(
-                f"the SNS sessions function failed ({type(exc).__name__}); nothing was sent"
-            ) from exc
         if not callable(getattr(session, "client", None)):
             raise InvalidRequest("sessions must return an aioboto3.Session for the tenant")
         return session
@@ -446,11 +441,7 @@ class SnsSmsAdapter(BulkSender):
                 "nexus.sns.opt_out_unknown", service=self.service, error=type(exc).__name__
             )
             return False
-        self._opt_outs[key] = (now, bool(opted_out))
-        self._opt_outs.move_to_end(key)
-        while len(self._opt_outs) > _OPT_OUT_CACHE:
-            self._opt_outs.popitem(last=False)
-        return bool(opted_out)
+        return remember(self._opt_outs, key, (now, bool(opted_out)), _OPT_OUT_CACHE)[1]
 
     async def _effective_limit(self, tenant_id: str | None) -> Money | None:
         if self.monthly_limit is not None:
