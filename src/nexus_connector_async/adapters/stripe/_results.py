@@ -6,7 +6,7 @@ never an `InvalidRequest`; a failed charge inside a 2xx can raise `StripeCardErr
 
 from __future__ import annotations
 
-from typing import Final, cast
+from typing import Final, cast, get_args
 
 from ..._errors import InvalidRequest
 from ..._models import Response
@@ -25,20 +25,9 @@ from ._money import from_stripe_minor
 
 __all__ = ["payment_from_charge", "payment_from_intent", "refund_from"]
 
-_PI_STATUSES: Final[frozenset[str]] = frozenset(
-    {
-        "requires_payment_method",
-        "requires_confirmation",
-        "requires_action",
-        "processing",
-        "requires_capture",
-        "canceled",
-        "succeeded",
-    }
-)
-_REFUND_STATUSES: Final = frozenset(
-    {"pending", "requires_action", "succeeded", "failed", "canceled"}
-)
+#: What a PaymentIntent's status can be: our vocabulary is Stripe's, less the Charge-only ones.
+_PI_STATUSES: Final = frozenset(get_args(PaymentStatus)) - {"failed", "refunded"}
+_REFUND_STATUSES: Final = frozenset(get_args(RefundStatus))
 
 
 def _request_id(response: Response) -> str | None:
