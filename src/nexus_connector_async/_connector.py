@@ -111,10 +111,11 @@ class Connector:
         self.idempotency_wait = float(idempotency_wait)
         self.idempotency_lease = float(idempotency_lease)
         # The layers, outermost first; they read the tunables (`Settings`) off `self` per call.
-        self._idempotency = Idempotency(wiring, self)
-        self._retry = Retry(wiring, self)
+        # (The gate first: the idempotency layer may admit a first attempt with its claim.)
         slots = Slots(wiring)
         self._gate = Gate(wiring, slots, self.shadow_services)
+        self._idempotency = Idempotency(wiring, self, self._gate)
+        self._retry = Retry(wiring, self)
         self._attempts = Attempts(
             wiring,
             http or AiohttpTransport(max_response_bytes=max_response_bytes, verify_ssl=verify_ssl),

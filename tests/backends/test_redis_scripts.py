@@ -19,6 +19,7 @@ from nexus_connector_async import (
 )
 from nexus_connector_async.backends.redis._keys import key
 from nexus_connector_async.backends.redis._scripts import SCRIPT_NAMES, source
+from nexus_connector_async.typing import AdmitAsk
 from tests._redis_servers import RedisCluster3, RedisProcess
 
 CB = CircuitBreakerConfig(failure_threshold=1, recovery_timeout=0.001)
@@ -63,6 +64,9 @@ CALLS: dict[str, Callable[[RedisBackend], Awaitable[Any]]] = {
     "record": lambda b: b.record("svc", CB, success=False),
     "pause": lambda b: b.pause("svc", 0.001),
     "idem_claim": lambda b: b.claim("svc", "ten", "other", "fp", 30.0),
+    "idem_claim_admit": lambda b: b.claim_admit(
+        "svc", "ten", "ca", "fp", 30.0, AdmitAsk(CB, LIMIT, 5.0)
+    ),
     "idem_complete": _complete,
     "idem_release": _release,
     "idem_extend": _extend,

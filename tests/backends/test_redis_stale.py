@@ -254,8 +254,9 @@ async def test_cut_mid_batch_fails_only_the_unread_commands(proxy: CutProxy) -> 
     try:
         assert await b.add("warm", 1) == (True, 1)
         proxy.cut_after = 1  # the first reply arrives, then the connection dies
+        # (two services: one service's claims of one tick would share one script call)
         first, second = await _outcomes(
-            b.claim("svc", None, "a", "fp", 30.0), b.claim("svc", None, "b", "fp", 30.0)
+            b.claim("svc", None, "a", "fp", 30.0), b.claim("other", None, "b", "fp", 30.0)
         )
         # The claim Redis granted and we read is ours: not an error, not a stranded key.
         assert not isinstance(first, BaseException), first
@@ -272,9 +273,11 @@ async def test_a_stall_mid_batch_fails_only_the_unread_commands(proxy: CutProxy)
     b = RedisBackend.from_url(proxy.url, timeout=0.3)
     try:
         assert (await b.claim("svc", None, "warm", "fp", 30.0)).state == "acquired"  # script
+        assert not await b.forget("svc", None, "b")  # (and the second command's)
         proxy.cut_after, proxy.hold = 1, True  # the first reply arrives, then Redis "hangs"
+        # (two scripts: one service's claims of one tick would share one script call)
         first, second = await _outcomes(
-            b.claim("svc", None, "a", "fp", 30.0), b.claim("svc", None, "b", "fp", 30.0)
+            b.claim("svc", None, "a", "fp", 30.0), b.forget("svc", None, "b")
         )
         assert not isinstance(first, BaseException), first
         assert first.state == "acquired"  # read before the stall: ours, not stranded
@@ -370,10 +373,18 @@ async def test_cluster_cut_mid_batch_fails_only_the_unread_commands(
     b = RedisBackend(client, owns_client=True)
     try:
         assert (await b.claim("svc", None, "warm", "fp", 30.0)).state == "acquired"  # script
+        # One service's claims of one tick share one script call: the second claim is for
+        # another service whose keys live on the same master.
+        home = client.get_node_from_key("nexus:{svc}:idem").name
+        other = next(
+            name
+            for name in (f"svc{i}" for i in range(1000))
+            if client.get_node_from_key(f"nexus:{{{name}}}:idem").name == home
+        )
         for p in proxies.values():  # only the node owning {svc} gets the batch
             p.cut_after = 1
         first, second = await _outcomes(
-            b.claim("svc", None, "a", "fp", 30.0), b.claim("svc", None, "b", "fp", 30.0)
+            b.claim("svc", None, "a", "fp", 30.0), b.claim(other, None, "b", "fp", 30.0)
         )
         assert not isinstance(first, BaseException), first
         assert first.state == "acquired"  # read before the cut: ours, not stranded
@@ -385,7 +396,7 @@ async def test_cluster_cut_mid_batch_fails_only_the_unread_commands(
         assert await _eventually_ok(lambda: b.complete("svc", None, "a", first.token, b"ok", 60.0))
         # The unread claim ran once in Redis (it holds "b"): a resend would have found it taken
         # and reported in_progress to its own caller instead of an error.
-        again = await _eventually_ok(lambda: b.claim("svc", None, "b", "fp", 30.0))
+        again = await _eventually_ok(lambda: b.claim(other, None, "b", "fp", 30.0))
         assert again.state == "in_progress"
     finally:
         await b.aclose()

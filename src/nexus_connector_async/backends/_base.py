@@ -22,8 +22,10 @@ __all__ = [
     "Admission",
     "AdmissionReason",
     "AdmissionStore",
+    "AdmitAsk",
     "Backend",
     "Claim",
+    "ClaimAdmitStore",
     "ClaimState",
     "IdempotencyStore",
     "KeyValueStore",
@@ -281,6 +283,39 @@ class KeyValueStore(Protocol):
     ) -> bool:
         """Store `value` only if the live value is still `expected` (None: no value); True if
         stored. OAuth refresh-token rotation uses it so an old chain never overwrites a new one."""
+        ...
+
+
+class AdmitAsk(NamedTuple):
+    """The admission a call's first attempt asks for (`AdmissionStore.admit`'s arguments)."""
+
+    breaker: CircuitBreakerConfig
+    limit: RateLimitConfig | None
+    probe_lease: float
+    budget: RetryPolicy | None = None
+    shadow: bool = False
+    slot: SlotAsk | None = None
+
+
+@runtime_checkable
+class ClaimAdmitStore(Protocol):
+    """A backend that claims a key and admits the first attempt in one step (one round trip
+    instead of two on a remote backend). Optional: the connector uses it when present."""
+
+    async def claim_admit(
+        self,
+        service: str,
+        tenant: str | None,
+        key: str,
+        fingerprint: str,
+        lease: float,
+        ask: AdmitAsk,
+        *,
+        unknown_ttl: float | None = None,
+    ) -> tuple[Claim, Admission | None]:
+        """`claim`, then, only if it acquired the key, `admit(..., is_retry=False)` with `ask`:
+        decided as the two calls in a row would be. The admission is None when the key was
+        not acquired. Raises `BackendUnavailable` in any outage (as `claim` does)."""
         ...
 
 

@@ -25,6 +25,7 @@ from ..backends._base import (
     CONCURRENCY_LIMITED,
     RATE_LIMITED,
     Admission,
+    AdmitAsk,
 )
 from ..backends._slots import Slot, SlotAsk
 from ._call import Attempt, Call, Held, Wiring
@@ -62,31 +63,35 @@ class Gate:
         surfaces the last real outcome instead.
         """
         wiring = self._wiring
-        # Inline, not a coroutine of its own: one frame fewer on the hot path.
-        shadow = call.service in self._shadow
-        try:
-            adm = await wiring.backend.admit(
-                call.service,
-                call.tenant,
-                call.breaker,
-                call.limit,
-                probe_lease=call.probe_lease,
-                budget=call.retry if call.retry.budget_ratio is not None else None,
-                is_retry=is_retry,
-                shadow=shadow,
-                # `slot=` only when asked for: a backend of its own without slots keeps working.
-                **(
-                    _NO_SLOT
-                    if call.concurrency is None or shadow
-                    else _slot_kw(call, call.concurrency)
-                ),
-            )
-        except ConnectorError as exc:
-            if not is_retry:
-                raise
-            # A retry the backend cannot admit: the vendor's last answer stands (rule 16).
-            wiring.events.emit(BackendWriteFailed(call.service, "admit", type(exc).__name__))
-            return None
+        progress = call.progress
+        if progress is not None and progress.admitted is not None and not is_retry:
+            adm, progress.admitted = progress.admitted, None  # decided with the key's claim
+        else:
+            # Inline, not a coroutine of its own: one frame fewer on the hot path.
+            shadow = call.service in self._shadow
+            try:
+                adm = await wiring.backend.admit(
+                    call.service,
+                    call.tenant,
+                    call.breaker,
+                    call.limit,
+                    probe_lease=call.probe_lease,
+                    budget=call.retry if call.retry.budget_ratio is not None else None,
+                    is_retry=is_retry,
+                    shadow=shadow,
+                    # `slot=` only when asked for: a backend of its own without slots works.
+                    **(
+                        _NO_SLOT
+                        if call.concurrency is None or shadow
+                        else _slot_kw(call, call.concurrency)
+                    ),
+                )
+            except ConnectorError as exc:
+                if not is_retry:
+                    raise
+                # A retry the backend cannot admit: the vendor's last answer stands (rule 16).
+                wiring.events.emit(BackendWriteFailed(call.service, "admit", type(exc).__name__))
+                return None
         if adm.half_opened or adm.would_block != ADMITTED or adm.reason != ADMITTED or adm.wait > 0:
             if self._unusual(call, adm, is_retry) is None:
                 return None
@@ -128,6 +133,28 @@ class Gate:
                 )
             )
         return outcome
+
+    def first_ask(self, call: Call) -> AdmitAsk:
+        """The admission `attempt` would ask for the call's first attempt (a backend may decide
+        it together with the idempotency claim: `ClaimAdmitStore`)."""
+        shadow = call.service in self._shadow
+        return AdmitAsk(
+            call.breaker,
+            call.limit,
+            call.probe_lease,
+            call.retry if call.retry.budget_ratio is not None else None,
+            shadow,
+            None
+            if call.concurrency is None or shadow
+            else _slot_kw(call, call.concurrency)["slot"],
+        )
+
+    async def discard(self, call: Call, adm: Admission) -> None:
+        """Give back what an admission no attempt used holds (its probe permit and slot)."""
+        if adm.slot:
+            self._slots.release(call, Held(Slot(adm.slot, 0.0, adm.slot_generation), 0.0))
+        if adm.probe:
+            await self._wiring.backend.release_probe(call.service, adm.probe)
 
     async def _record(self, call: Call, outcome: Outcome, probe: str) -> None:
         """Feed the breaker. Cancelled meanwhile, the record still lands (and frees a probe

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple, Protocol
 from .._clock import Clock
 from .._config import CircuitBreakerConfig, ConcurrencyLimit, RateLimitConfig, RetryPolicy
 from .._events import EventBus
-from ..backends._base import Backend
+from ..backends._base import Admission, Backend
 from ..backends._slots import Slot
 from ._outcome import Outcome
 from ._tasks import Tasks
@@ -20,11 +20,13 @@ __all__ = ["Attempt", "Call", "Held", "Progress", "Send", "Settings", "Wiring"]
 class Progress:
     """How far a keyed call got, so that its key is settled right when it ends."""
 
-    __slots__ = ("last", "sending")
+    __slots__ = ("admitted", "last", "sending")
 
-    def __init__(self) -> None:
+    def __init__(self, admitted: Admission | None = None) -> None:
         self.sending = False  # an attempt is at the vendor (request started, no outcome yet)
         self.last: Outcome | None = None  # the latest attempt's outcome
+        # The first attempt's admission, decided with the claim (taken once, by that attempt).
+        self.admitted = admitted
 
 
 class Held:

@@ -26,7 +26,8 @@ from .._errors import (
 )
 from .._events import BackendWriteFailed, IdempotentReplay, OutcomeUnknownEvent
 from .._models import IdempotencyKey, Response
-from ..backends._base import Claim
+from ..backends._base import Admission, Claim, ClaimAdmitStore
+from ._admission import Gate
 from ._call import Call, Progress, Settings, Wiring
 from ._outcome import UNKNOWN, Outcome
 
@@ -120,10 +121,14 @@ def _outcome_unknown(call: Call, progress: Progress) -> bool:
 class Idempotency:
     """Runs keyed calls at most once per key, fleet-wide (the backend) and in-process."""
 
-    __slots__ = ("_fingerprints", "_inflight", "_settings", "_wiring")
+    __slots__ = ("_claim_admit", "_fingerprints", "_gate", "_inflight", "_settings", "_wiring")
 
-    def __init__(self, wiring: Wiring, settings: Settings) -> None:
+    def __init__(self, wiring: Wiring, settings: Settings, gate: Gate | None = None) -> None:
         self._wiring = wiring
+        # A backend that admits the first attempt with the claim saves a round trip per call.
+        self._gate = gate
+        backend = wiring.backend
+        self._claim_admit = backend if isinstance(backend, ClaimAdmitStore) and gate else None
         # `idempotency_wait`: how long a repeat waits for the call holding its key;
         # `idempotency_lease`: the claim's lease, extended while the call runs.
         self._settings = settings
@@ -153,6 +158,7 @@ class Idempotency:
         # A call the vendor cannot deduplicate is armed: if we die holding the key, its lease
         # ends as "unknown", not free (rule 19).
         unknown_ttl = None if call.resend_safe else key.ttl
+        admitted: Admission | None = None
         while True:
             local = self._inflight.get(scope)
             if local is not None:
@@ -165,10 +171,13 @@ class Idempotency:
                     return replay(stored)
                 continue  # the holder released the key (or left it unknown): ask the backend
             # A cancellation while a claim is in flight must not strand the key for its lease.
-            claim = await tasks.shielded(
-                backend.claim(*scope, fp, lease, unknown_ttl=unknown_ttl),
-                self._unclaim(scope),
-            )
+            if self._claim_admit is not None:
+                claim, admitted = await self._claim_and_admit(call, scope, fp, unknown_ttl)
+            else:
+                claim = await tasks.shielded(
+                    backend.claim(*scope, fp, lease, unknown_ttl=unknown_ttl),
+                    self._unclaim(scope),
+                )
             if claim.state == "in_progress":
                 remaining = deadline - clock.monotonic()
                 claim = await tasks.shielded(
@@ -194,7 +203,7 @@ class Idempotency:
         self._inflight[scope] = future
         self._fingerprints[scope] = fp
         stop_heartbeat = self._heartbeat(scope, token)
-        progress = Progress()
+        progress = Progress(admitted)
         stored_bytes: bytes | None = None
         interrupted: BaseException | None = None
         try:
@@ -224,6 +233,8 @@ class Idempotency:
             del self._inflight[scope]
             del self._fingerprints[scope]
             future.set_result(stored_bytes)
+            if progress.admitted is not None and self._gate is not None:  # no attempt took it
+                await tasks.cleanup(self._gate.discard(call, progress.admitted))
 
     async def _settle(
         self,
@@ -363,6 +374,31 @@ class Idempotency:
                 idempotency_key=scope[2],
                 error=type(exc).__name__,
             )
+
+    async def _claim_and_admit(
+        self, call: Call, scope: Scope, fp: str, unknown_ttl: float | None
+    ) -> tuple[Claim, Admission | None]:
+        """Claim the key and admit the first attempt in one backend step (`ClaimAdmitStore`)."""
+        gate, backend = self._gate, self._claim_admit
+        assert gate is not None
+        assert backend is not None
+        lease = self._settings.idempotency_lease
+        unclaim = self._unclaim(scope)
+
+        async def give_back(claim: Claim, adm: Admission) -> None:
+            await gate.discard(call, adm)
+            release = unclaim(claim)
+            if release is not None:
+                await release
+
+        def undo(got: tuple[Claim, Admission | None]) -> Awaitable[None] | None:
+            claim, adm = got
+            return unclaim(claim) if adm is None else give_back(claim, adm)
+
+        return await self._wiring.tasks.shielded(
+            backend.claim_admit(*scope, fp, lease, gate.first_ask(call), unknown_ttl=unknown_ttl),
+            undo,
+        )
 
     def _unclaim(self, scope: Scope) -> Callable[[Claim], Awaitable[None] | None]:
         """Release a key a cancelled caller acquired without ever learning it did."""

@@ -9,6 +9,7 @@ cost one command.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from ..._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
@@ -18,7 +19,7 @@ from ._concurrency import ConcurrencyMixin
 from ._core import num
 from ._health import RedisUnreachable
 from ._keys import key
-from ._pipeliner import pack
+from ._pipeliner import Call, script_call
 from ._replies import admission, record_reply
 
 __all__ = ["AdmissionMixin"]
@@ -62,8 +63,8 @@ class AdmissionMixin(ConcurrencyMixin):
         is_retry: bool,
         shadow: bool,
         slot: SlotAsk | None = None,
-    ) -> tuple[tuple[Any, ...], bytes]:
-        """The admission EVALSHA for these settings, and its wire form (cached: the hot path)."""
+    ) -> Call:
+        """The admission EVALSHA for these settings, in wire form (cached: the hot path)."""
         ratio = None if budget is None else budget.budget_ratio
         floor = 0.0 if budget is None else budget.budget_min_per_second
         cache_key = (
@@ -89,10 +90,6 @@ class AdmissionMixin(ConcurrencyMixin):
             if slot is not None:
                 keys += self._slot_keys(service, slot.tenant)[0]
             args = (
-                "EVALSHA",
-                script.sha,
-                len(keys),
-                *keys,
                 b"",  # the time override, filled in only under a test clock
                 num(breaker.recovery_timeout),
                 str(breaker.half_open_max_calls).encode(),
@@ -108,8 +105,34 @@ class AdmissionMixin(ConcurrencyMixin):
                 b"" if slot is None else num(slot.lease),
                 b"1" if slot is not None and slot.fail_fast else b"0",
             )
-            cached = self._commands[cache_key] = (args, pack(args))
+            cached = self._commands[cache_key] = script_call(
+                script, self._batched[id(script)], service, keys, args
+            )
         return cached
+
+    def _give_back(self, service: str, slot: SlotAsk | None) -> Callable[[Any], None]:
+        """What hands back an admission reply nobody will use (its caller was cancelled while
+        it was in flight): a permit goes back now, not when its lease ends (the breaker could
+        not probe meanwhile); so does a slot."""
+
+        def give_back(reply: Any) -> None:
+            orphan = admission(reply)
+            if orphan.probe:
+                _, probes, _ = self._admission_keys(service, None)
+                gone = self._pipe.submit(("ZREM", probes, orphan.probe.encode()))
+                gone.add_done_callback(lambda f: f.cancelled() or f.exception())
+            if slot is not None and orphan.slot:
+                self._spawn_slot_release(service, slot.tenant, orphan.slot, slot.max_in_flight)
+
+        return give_back
+
+    def _test_time(self, call: Call, service: str) -> Call:
+        """`call` with this moment of the test clock as its time override (ARGV[1])."""
+        if not self._test_clock:
+            return call
+        nk = call.args[2]
+        keys, args = call.args[3 : 3 + nk], call.args[4 + nk :]
+        return script_call(call.script, call.batched, service, keys, (self._now(), *args))
 
     async def admit(
         self,
@@ -127,31 +150,13 @@ class AdmissionMixin(ConcurrencyMixin):
         """Breaker, probe permit, retry budget, pause, token and a free concurrency slot: one
         script, one round trip."""
         scoped = tenant if limit is not None and limit.scope == "tenant" else None
-        args, packed = self._admission_command(
+        call = self._admission_command(
             service, scoped, breaker, limit, probe_lease, budget, is_retry, shadow, slot
         )
 
-        def give_back(reply: Any) -> None:
-            # Cancelled while the reply was in flight: a permit nobody will use goes back now,
-            # not when its lease ends (the breaker could not probe meanwhile); so does a slot.
-            orphan = admission(reply)
-            if orphan.probe:
-                _, probes, _ = self._admission_keys(service, None)
-                gone = self._pipe.submit(("ZREM", probes, orphan.probe.encode()))
-                gone.add_done_callback(lambda f: f.cancelled() or f.exception())
-            if slot is not None and orphan.slot:
-                self._spawn_slot_release(service, slot.tenant, orphan.slot, slot.max_in_flight)
-
+        give_back = self._give_back(service, slot)
         try:
-            if self._test_clock:
-                at = 3 + args[2]  # the time override follows the keys
-                r = await self._submit(
-                    (*args[:at], self._now(), *args[at + 1 :]),
-                    self._scripts.admit,
-                    on_orphan=give_back,
-                )
-            else:
-                r = await self._submit(args, self._scripts.admit, packed, on_orphan=give_back)
+            r = await self._submit(self._test_time(call, service), on_orphan=give_back)
         except RedisUnreachable as exc:
             return await self._fallback.admit(
                 exc,
@@ -203,7 +208,7 @@ class AdmissionMixin(ConcurrencyMixin):
                 if self._pipe.replace(parked.reply, command, self._scripts.record):
                     # Shielded: the release's own future must not be cancelled with us.
                     return record_reply(await asyncio.shield(parked.reply))
-            r = await self._eval(self._scripts.record, (cb, probes), args)
+            r = await self._eval(self._scripts.record, (cb, probes), args, batch=service)
         except RedisUnreachable as exc:
             return await self._fallback.record(
                 exc, lambda local: local.record(service, breaker, success=success, probe=probe)

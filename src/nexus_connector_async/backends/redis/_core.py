@@ -22,7 +22,7 @@ from ._cluster import NodeSender
 from ._fallback import MODES, Fallback, OnUnavailable, fallback
 from ._health import Health, RedisUnreachable, as_backend_error, is_outage, pool_full
 from ._keys import check_prefix, key
-from ._pipeliner import Pipeliner, pack
+from ._pipeliner import Call, Pipeliner, pack, script_call
 from ._scripts import Script, Scripts, register
 from ._sealer import ResultSealer
 
@@ -120,11 +120,15 @@ class RedisCore:
         self._pipe = Pipeliner(
             client, self._health, timeout=self._timeout, wait=wait, nodes=self._nodes
         )
-        self._scripts: Scripts = register(client)
+        self._scripts: Scripts
+        self._scripts, self._batched = register(client)
+        # Concurrent calls of one service to a batchable script share one script call (off: one
+        # call each; the tests compare the two).
+        self._batch_scripts = True
         self._local = MemoryBackend(clock=clock)
         self._fallback: Fallback = fallback(on_unavailable, self._local)
         self._keys: dict[tuple[str, str | None, str], tuple[bytes, bytes, bytes]] = {}
-        self._commands: dict[tuple[Any, ...], tuple[tuple[Any, ...], bytes]] = {}
+        self._commands: dict[tuple[Any, ...], Call] = {}
         self._block_cap = _block_cap(client)
         self._parked: dict[str, Parked] = {}  # by service: the latest release not yet sent
         self._closed = False
@@ -187,8 +191,16 @@ class RedisCore:
         args: tuple[Any, ...],
         *,
         durable: bool = False,
+        batch: str | None = None,
     ) -> Any:
-        """Run one script through the batcher; raises `RedisUnreachable` during an outage."""
+        """Run one script through the batcher; raises `RedisUnreachable` during an outage.
+
+        `batch`, the service the keys belong to, lets this tick's calls of the same script for
+        the same service share one script call (`Pipeliner.submit_call`).
+        """
+        if batch is not None:
+            call = script_call(script, self._batched[id(script)], batch, keys, args)
+            return await self._submit(call, durable=durable)
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         return await self._submit(command, script, durable=durable)
 
@@ -203,7 +215,7 @@ class RedisCore:
 
     async def _submit(
         self,
-        command: tuple[Any, ...],
+        command: tuple[Any, ...] | Call,
         script: Script | None = None,
         packed: bytes | None = None,
         on_orphan: Callable[[Any], None] | None = None,
@@ -214,11 +226,19 @@ class RedisCore:
 
         A queued command always runs, even if the caller is cancelled meanwhile. `on_orphan`
         then receives the reply nobody awaited, to give back what it granted (a probe permit).
+        A `Call` may share one script call with the tick's others of its group.
         """
-        self._check(command)
+        call = command if isinstance(command, Call) else None
+        self._check(command if call is None else call.args)
         if not self._ready:
             await self._ensure_ready()
-        reply = self._pipe.submit(command, script, packed, on_orphan, durable=durable)
+        if call is not None and self._batch_scripts:
+            reply = self._pipe.submit_call(call, on_orphan, durable=durable)
+        elif call is not None:  # batching off: the plain EVALSHA
+            args, script, packed = call.args, call.script, call.packed
+            reply = self._pipe.submit(args, script, packed, on_orphan, durable=durable)
+        else:
+            reply = self._pipe.submit(command, script, packed, on_orphan, durable=durable)
         try:
             return await reply
         except asyncio.CancelledError:

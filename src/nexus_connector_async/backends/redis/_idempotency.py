@@ -14,7 +14,7 @@ from .._base import Claim
 from ._core import RedisCore, num
 from ._keys import key
 from ._pipeliner import NotReplicated
-from ._replies import claim_reply
+from ._replies import ClaimReply, claim_reply
 from ._scripts import Script
 
 __all__ = ["IdempotencyMixin"]
@@ -44,30 +44,41 @@ class IdempotencyMixin(RedisCore):
     ) -> Claim:
         """Take the key if free, else report it (raises `BackendUnavailable` in any outage)."""
         keys = self._idem_keys(service, tenant, key)
-        claim, _ = await self._claim(keys, fingerprint, lease, unknown_ttl)
+        claim, _ = await self._claim(service, keys, fingerprint, lease, unknown_ttl)
         return claim
 
     async def _claim(
-        self, keys: tuple[bytes, bytes], fingerprint: str, lease: float, unknown_ttl: float | None
+        self,
+        service: str,
+        keys: tuple[bytes, bytes],
+        fingerprint: str,
+        lease: float,
+        unknown_ttl: float | None,
     ) -> tuple[Claim, float]:
         amo = b"" if unknown_ttl is None else num(unknown_ttl)
         args = (self._now(), fingerprint, num(lease), amo)
         try:
-            r = await self._eval(self._scripts.idem_claim, keys, args, durable=True)
+            script = self._scripts.idem_claim
+            r = await self._eval(script, keys, args, durable=True, batch=service)
         except NotReplicated as exc:
-            # Nothing is sent on a claim a failover could lose: give the key back now rather
-            # than leave it taken for a whole lease (best effort; the lease ends it anyway).
-            taken = claim_reply(exc.reply)
-            if taken.state == "acquired":
-                with contextlib.suppress(BackendUnavailable):
-                    undo = (self._now(), taken.token)
-                    await self._eval(self._scripts.idem_release, keys, undo)
+            await self._unclaim(keys, claim_reply(exc.reply))
             raise BackendUnavailable(str(exc)) from None
         reply = claim_reply(r)
+        return self._opened(keys, reply), reply.lease_left
+
+    def _opened(self, keys: tuple[bytes, bytes], reply: ClaimReply) -> Claim:
+        """The claim, its stored result unsealed (when results are sealed)."""
         stored = reply.result
         if stored is not None and self._sealer is not None:
             stored = self._sealer.open(keys[0], stored)
-        return Claim(reply.state, reply.token, stored), reply.lease_left
+        return Claim(reply.state, reply.token, stored)
+
+    async def _unclaim(self, keys: tuple[bytes, bytes], reply: ClaimReply) -> None:
+        """Give back a key a failover could lose (no replica took the claim): nothing is sent
+        on it, so free it now rather than leave it taken for a whole lease (best effort)."""
+        if reply.state == "acquired":
+            with contextlib.suppress(BackendUnavailable):
+                await self._eval(self._scripts.idem_release, keys, (self._now(), reply.token))
 
     async def complete(
         self, service: str, tenant: str | None, key: str, token: str, result: bytes, ttl: float
@@ -77,7 +88,8 @@ class IdempotencyMixin(RedisCore):
         if self._sealer is not None:
             result = self._sealer.seal(keys[0], result)
         args = (self._now(), token, result, num(ttl))
-        return bool(await self._eval(self._scripts.idem_complete, keys, args, durable=True) == 1)
+        script = self._scripts.idem_complete
+        return bool(await self._eval(script, keys, args, durable=True, batch=service) == 1)
 
     async def release(self, service: str, tenant: str | None, key: str, token: str) -> None:
         """Free the key after a transient failure (owner only), waking its waiters."""
@@ -131,7 +143,7 @@ class IdempotencyMixin(RedisCore):
         keys = self._idem_keys(service, tenant, key)
         deadline = self._clock.monotonic() + timeout
         while True:
-            claim, lease_left = await self._claim(keys, fingerprint, lease, unknown_ttl)
+            claim, lease_left = await self._claim(service, keys, fingerprint, lease, unknown_ttl)
             remaining = deadline - self._clock.monotonic()
             if claim.state != "in_progress" or remaining <= 0:
                 return claim

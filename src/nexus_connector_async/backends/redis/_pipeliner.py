@@ -15,14 +15,20 @@ unexpected bytes); a dead one is reconnected and the batch goes on the fresh soc
 resent once written: a connection that dies after the write leaves the unread replies unknown,
 and those callers (only those) get `BackendUnavailable`; replies read before the failure are
 delivered, so a claim or a probe permit Redis granted is never stranded.
+
+Batched scripts (`submit_call`): the calls of one tick to the same script of the same service
+(one hash tag, so one cluster slot) with the same shape go out as ONE script call, the script's
+batched form (`_batch.lua`), which runs each call in arrival order and returns their replies.
+What a hundred concurrent calls send is then one command, not a hundred: each command costs the
+client a reply read and a parse, which is what the client's CPU is spent on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from redis import exceptions as rex
 
@@ -33,7 +39,16 @@ from ._health import Health, as_backend_error, is_outage, pool_full
 if TYPE_CHECKING:
     from ._cluster import NodeSender
 
-__all__ = ["NotReplicated", "Pipeliner", "acknowledged", "is_stale", "pack", "read_replies"]
+__all__ = [
+    "Call",
+    "NotReplicated",
+    "Pipeliner",
+    "acknowledged",
+    "is_stale",
+    "pack",
+    "read_replies",
+    "script_call",
+]
 
 _log = get_logger("nexus_connector_async.redis")
 _FULL_POOL_PAUSE = 0.005  # a batch that found the connection pool full waits this long, again
@@ -64,6 +79,94 @@ Item = tuple[
 ]
 
 
+class Call(NamedTuple):
+    """One EVALSHA of a batchable script, also in wire pieces, so that the calls of one tick
+    can be joined into one call of the script's batched form (`script_call` builds it)."""
+
+    script: Any  # the plain script
+    batched: Any  # its batched form
+    args: tuple[Any, ...]  # the whole EVALSHA
+    packed: bytes  # ... in RESP
+    keys: bytes  # its keys in RESP
+    argv: bytes  # its arguments in RESP
+    group: Hashable  # calls with equal groups may share one script call
+
+
+def script_call(
+    script: Any, batched: Any, tag: str, keys: tuple[bytes, ...], argv: tuple[Any, ...]
+) -> Call:
+    """The `Call` of `script` on `keys` and `argv`; `tag` is the service, whose hash tag every
+    key carries (calls of one service share one cluster slot). Calls group by script, service,
+    shape and time override (ARGV[1]: a batch has one NOW)."""
+    head = bulks(("EVALSHA", script.sha, str(len(keys))))
+    keys_wire, argv_wire = bulks(keys), bulks(argv)
+    packed = b"*%d\r\n%b%b%b" % (3 + len(keys) + len(argv), head, keys_wire, argv_wire)
+    group = (id(script), tag, len(keys), len(argv), argv[0])
+    return Call(
+        script,
+        batched,
+        ("EVALSHA", script.sha, len(keys), *keys, *argv),
+        packed,
+        keys_wire,
+        argv_wire,
+        group,
+    )
+
+
+class _Group:
+    """The calls of one tick that share a script call: the first one's place in the batch."""
+
+    __slots__ = ("calls", "futures", "index", "orphans")
+
+    def __init__(self, index: int, call: Call, fut: asyncio.Future[Any], orphan: Any) -> None:
+        self.index = index
+        self.calls = [call]
+        self.futures = [fut]
+        self.orphans = [orphan]
+
+    def item(self, loop: asyncio.AbstractEventLoop) -> Item:
+        """The batched script call for every call of the group; its reply is dealt out."""
+        calls = self.calls
+        first = calls[0]
+        nk, batched = first.args[2], first.batched
+        keys = [k for call in calls for k in call.args[3 : 3 + nk]]
+        argv = [a for call in calls for a in call.args[3 + nk :]]
+        tail = (str(len(calls)).encode(), str(nk).encode())
+        args = ("EVALSHA", batched.sha, len(keys), *keys, *argv, *tail)
+        packed = b"".join(
+            (
+                b"*%d\r\n" % len(args),
+                bulks(("EVALSHA", batched.sha, str(len(keys)))),
+                *(call.keys for call in calls),
+                *(call.argv for call in calls),
+                bulks(tail),
+            )
+        )
+        whole: asyncio.Future[Any] = loop.create_future()
+        whole.add_done_callback(self._deal)
+        return (args, batched, packed, whole, None)
+
+    def _deal(self, whole: asyncio.Future[Any]) -> None:
+        """Each call its own reply (or error); a cancelled caller's to its orphan handler."""
+        exc = whole.exception() if not whole.cancelled() else asyncio.CancelledError()
+        replies: list[Any]
+        if exc is None:
+            replies = whole.result()
+        elif isinstance(exc, NotReplicated) and isinstance(exc.reply, list):
+            replies = [NotReplicated(r) for r in exc.reply]
+        else:
+            replies = [exc] * len(self.futures)
+        for fut, orphan, r in zip(self.futures, self.orphans, replies, strict=True):
+            failed = isinstance(r, BaseException)
+            if fut.done():
+                if orphan is not None and not failed:
+                    orphan(r)
+            elif failed:
+                fut.set_exception(r if isinstance(r, NotReplicated) else as_backend_error(r))
+            else:
+                fut.set_result(r)
+
+
 class Pipeliner:
     """Sends the commands of one event-loop tick as one pipeline; counts round trips."""
 
@@ -86,6 +189,7 @@ class Pipeliner:
         self._wait = wait
         self._durable: set[asyncio.Future[Any]] = set()
         self._pending: list[Item] = []
+        self._groups: dict[Hashable, _Group] = {}  # this tick's batched script calls
         self._idle: list[Any] = []  # connections kept between batches (non-cluster)
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -124,6 +228,22 @@ class Pipeliner:
                 loop.call_soon(self._flush, loop)
         return fut
 
+    def submit_call(
+        self, call: Call, on_orphan: Callable[[Any], None] | None = None, *, durable: bool = False
+    ) -> asyncio.Future[Any]:
+        """Queue one call of a batchable script; the calls of this tick in its group become
+        one script call (a lone call goes out as itself, unchanged)."""
+        group = self._groups.get(call.group)
+        if group is None:
+            fut = self.submit(call.args, call.script, call.packed, on_orphan, durable=durable)
+            self._groups[call.group] = _Group(len(self._pending) - 1, call, fut, on_orphan)
+            return fut
+        fut = asyncio.get_running_loop().create_future()
+        group.calls.append(call)
+        group.futures.append(fut)
+        group.orphans.append(on_orphan)
+        return fut
+
     def replace(self, fut: asyncio.Future[Any], args: tuple[Any, ...], script: Any) -> bool:
         """Put `args` in the place of the queued command whose reply is `fut`, if it has not
         left yet (its reply then goes to `fut`); False if it has."""
@@ -137,6 +257,15 @@ class Pipeliner:
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         batch, self._pending = self._pending, []
+        if self._groups:
+            for group in self._groups.values():
+                if len(group.calls) > 1:
+                    durable = group.futures[0] in self._durable
+                    batch[group.index] = item = group.item(loop)
+                    if durable:
+                        self._durable.add(item[3])
+                        item[3].add_done_callback(self._durable.discard)
+            self._groups = {}
         task = loop.create_task(self._send(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -335,7 +464,12 @@ class NotReplicated(BackendUnavailable):
 
 def pack(args: tuple[Any, ...]) -> bytes:
     """A command in RESP, the wire form: `*<n>` then `$<len>` and the bytes of each argument."""
-    out = [b"*%d\r\n" % len(args)]
+    return b"*%d\r\n%b" % (len(args), bulks(args))
+
+
+def bulks(args: tuple[Any, ...]) -> bytes:
+    """Arguments as RESP bulk strings (`$<len>` and the bytes of each), without the header."""
+    out = []
     for arg in args:
         data = arg.encode() if isinstance(arg, str) else arg
         if isinstance(data, int | float):
