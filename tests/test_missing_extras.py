@@ -66,7 +66,7 @@ def test_sns_adapter_without_the_sns_extra_names_it() -> None:
         "from nexus_connector_async.adapters import SnsSmsAdapter\n"
         "async def main():\n"
         "    async with Connector() as c:\n"
-        "        await SnsSmsAdapter(c)._sns(None)\n"
+        "        await SnsSmsAdapter(c)._clients._client(None)\n"
         "asyncio.run(main())\n",
     )
     assert proc.returncode == 1

@@ -117,13 +117,13 @@ async def test_one_client_is_created_lazily_and_closed_with_the_connector(
 ) -> None:
     async with Connector() as connector:
         sns = SnsSmsAdapter(connector, endpoint_url=proxy.url, session=aws_session)
-        assert not sns._clients
+        assert not sns._clients.open
         await asyncio.gather(*(sns.send(TO, f"m{i}") for i in range(5)))
-        [client] = sns._clients.values()
+        [client] = sns._clients.open.values()
         assert client is not None
         await sns.validate_number(TO)
-        assert list(sns._clients.values()) == [client]
-    assert not sns._clients
+        assert list(sns._clients.open.values()) == [client]
+    assert not sns._clients.open
     with pytest.raises(InvalidRequest, match="closed"):
         await sns.validate_number(TO)
 

@@ -105,7 +105,7 @@ async def test_every_botocore_error_is_typed_and_the_reservation_is_refunded(
     error_type: type[ConnectorError],
 ) -> None:
     sns = make(connector, proxy, aws_session, monthly_limit=Money("5.00", "USD"))
-    sns._clients[None] = _FailingClient(exc)
+    sns._clients.open[None] = _FailingClient(exc)
     with pytest.raises(error_type) as caught:
         await sns.send(TO, "hi")
     assert getattr(caught.value, "sent", False) is False

@@ -71,8 +71,8 @@ async def test_each_tenant_publishes_with_its_own_access_key_and_client(
         for tenant in ("tenant-a", "tenant-b", "tenant-a"):
             await sns.send(TO, f"for {tenant}", tenant_id=tenant)
         assert sessions.asked == ["tenant-a", "tenant-b"]  # one session and client per tenant
-        assert set(sns._clients) == {"tenant-a", "tenant-b"}
-    assert not sns._clients  # closed with the connector
+        assert set(sns._clients.open) == {"tenant-a", "tenant-b"}
+    assert not sns._clients.open  # closed with the connector
 
     publishes = proxy.actions("Publish")
     assert [(p.params["Message"], p.access_key) for p in publishes] == [

@@ -38,7 +38,7 @@ from nexus_connector_async.adapters import (
     VendorRateLimited,
 )
 from nexus_connector_async.adapters.twilio import TwilioError, TwilioSmsAdapter, TwilioThrottled
-from nexus_connector_async.adapters.twilio._adapter import _price
+from nexus_connector_async.adapters.twilio._payloads import price as _price
 from nexus_connector_async.testing import SimulatedRequest, capture_logs
 from nexus_connector_async.testing._twilio import DEFAULT_AUTH_TOKEN, TwilioSimulator
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Required, TypedDict, Unpack
+
 from .._errors import ConnectorError, HttpStatusError, InvalidRequest
 from .._models import Response
 
@@ -13,6 +15,7 @@ __all__ = [
     "RegionNotPermitted",
     "SpendLimitExceeded",
     "VendorError",
+    "VendorFields",
     "VendorRateLimited",
     "VendorResponseError",
 ]
@@ -46,6 +49,15 @@ class VendorError(HttpStatusError):
         self.request_id = request_id
 
 
+class VendorFields(TypedDict, total=False):
+    """`VendorError`'s keyword arguments, taken whole by the subclasses that add their own."""
+
+    vendor: Required[str]
+    code: str | None
+    message: str | None
+    request_id: str | None
+
+
 class VendorResponseError(VendorError):
     """The vendor answered 2xx but the answer could not be read (api.md rule 34).
 
@@ -59,16 +71,9 @@ class PaymentDeclined(VendorError):
     """The payment was declined (Stripe 402 card_error, PayPal INSTRUMENT_DECLINED/DECLINED)."""
 
     def __init__(
-        self,
-        response: Response,
-        *,
-        vendor: str,
-        code: str | None = None,
-        message: str | None = None,
-        request_id: str | None = None,
-        decline_code: str | None = None,
+        self, response: Response, *, decline_code: str | None = None, **fields: Unpack[VendorFields]
     ) -> None:
-        super().__init__(response, vendor=vendor, code=code, message=message, request_id=request_id)
+        super().__init__(response, **fields)
         self.decline_code = decline_code
 
     def __str__(self) -> str:

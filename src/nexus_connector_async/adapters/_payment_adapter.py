@@ -15,6 +15,7 @@ import msgspec
 from .._errors import InvalidRequest
 from .._models import IdempotencyKey, Response
 from ._errors import VendorResponseError
+from ._lru import remember
 from ._money import Money
 from ._payments import Payment, call_key, key_arguments, scoped_key
 from ._vendor import Route, VendorClient
@@ -83,11 +84,9 @@ class PaymentAdapterBase:
 
     def _remember(self, payment: Payment, tenant_id: str | None) -> Payment:
         """Note the payment's currency so a later capture/refund is checked without a GET."""
-        cache = self._currencies
-        cache[(tenant_id, payment.id)] = payment.amount.currency
-        cache.move_to_end((tenant_id, payment.id))
-        while len(cache) > _CURRENCY_CACHE:
-            cache.popitem(last=False)
+        remember(
+            self._currencies, (tenant_id, payment.id), payment.amount.currency, _CURRENCY_CACHE
+        )
         return payment
 
     async def _check_currency(
@@ -107,18 +106,6 @@ class PaymentAdapterBase:
                 )
             )
 
-    async def _post(
-        self,
-        route: Route,
-        body: Any,
-        key: IdempotencyKey | None,
-        tenant_id: str | None,
-        object_id: str | None = None,
-    ) -> Response:
-        # Every POST carries a key; a generated one is also the pipeline's, so the pipeline's
-        # retries resend the very same key and the vendor cannot act twice.
-        return await self._send(route, body, call_key(key, self.KEY_LIMIT), tenant_id, object_id)
-
     async def _send(
         self,
         route: Route,
@@ -127,7 +114,15 @@ class PaymentAdapterBase:
         tenant_id: str | None,
         object_id: str | None = None,
     ) -> Response:
+        """One call of `route` (at `object_id`), keyed as api.md 28-29 say.
+
+        A route that carries the vendor's idempotency header (every POST) always gets a key: a
+        generated one is also the pipeline's, so its retries resend the very same key and the
+        vendor cannot act twice. A GET is safe to repeat and is keyed only by the caller.
+        """
         endpoint = route.endpoint if object_id is None else route.at(id=object_id)
+        if route.endpoint.idempotency_header is not None:
+            key = call_key(key, self.KEY_LIMIT)
         keyed: dict[str, Any] = {}
         if key is not None:
             scoped = scoped_key(key, self._account, tenant_id, self.KEY_LIMIT)

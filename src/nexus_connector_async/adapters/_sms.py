@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence, Sized
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, Unpack, runtime_checkable
 
 import anyio
 import msgspec
@@ -27,7 +27,7 @@ from .._errors import (
 )
 from .._logging import get_logger
 from .._models import IdempotencyKey, Response
-from ._errors import SpendLimitExceeded, VendorError
+from ._errors import SpendLimitExceeded, VendorError, VendorFields
 from ._money import Money
 
 __all__ = [
@@ -57,8 +57,10 @@ class PhoneNumberRejected(VendorError):
     number), SNS `InvalidParameter` on `PhoneNumber`. `reason` is "invalid" or "not_mobile".
     """
 
-    def __init__(self, response: Response, *, reason: str = "invalid", **kw: Any) -> None:
-        super().__init__(response, **kw)
+    def __init__(
+        self, response: Response, *, reason: str = "invalid", **fields: Unpack[VendorFields]
+    ) -> None:
+        super().__init__(response, **fields)
         self.reason = reason
 
 

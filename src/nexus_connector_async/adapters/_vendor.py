@@ -10,6 +10,7 @@ Also: secret-safe header maps and input checks the adapters share.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Literal, TypeVar
@@ -25,7 +26,7 @@ from .._config import (
     Timeouts,
 )
 from .._connector import Connector
-from .._errors import ConnectorError, HttpStatusError, InvalidRequest
+from .._errors import ConnectorError, CredentialRefreshError, HttpStatusError, InvalidRequest
 from .._models import Credentials, IdempotencyKey, Response
 from .._scrub import check_vendor_url
 from ..credentials._base import CredentialProvider
@@ -36,6 +37,7 @@ __all__ = [
     "Route",
     "SecretHeaders",
     "VendorClient",
+    "app_lookup",
     "check_base_url",
     "check_text",
     "header_safe",
@@ -105,6 +107,23 @@ def check_base_url(url: object, name: str = "base_url", example: str | None = No
             f"{name} must be an https URL{such} (http:// only for a loopback host)"
         )
     return url.rstrip("/")
+
+
+@contextlib.contextmanager
+def app_lookup(what: str) -> Iterator[None]:
+    """Around the application's own lookup of a tenant's account (`what` names it).
+
+    Our errors pass; any other exception becomes `CredentialRefreshError`, naming only its
+    type (its text may hold anything): nothing was sent.
+    """
+    try:
+        yield
+    except ConnectorError:
+        raise
+    except Exception as exc:
+        raise CredentialRefreshError(
+            f"{what} failed ({type(exc).__name__}); nothing was sent"
+        ) from exc
 
 
 class FixedCredentials:

@@ -10,19 +10,21 @@ get_credentials(service, tenant)
 
 refresh_if_current(service, tenant, rejected)   (the connector, on a 401)
   refresh only while `rejected` is still the cached token, so a wave of 401s makes one.
+
+This module coordinates (steps 2 and 3); the sealed values of steps 1 and 4 are
+`_oauth2_store`'s, the token request on the wire `_oauth2_wire`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Literal
-
-import msgspec
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._config import Timeouts
@@ -35,10 +37,8 @@ from .._transport import Transport
 from ..backends._base import KeyValueStore
 from ..backends._memory import MemoryBackend
 from ..backends._names import escape_name
-from ._oauth2_wire import ClientAuth, GrantType, TokenClient, TokenReply
-
-if TYPE_CHECKING:
-    from cryptography.fernet import Fernet
+from ._oauth2_store import Entry, Failure, TokenStore, fernet
+from ._oauth2_wire import ClientAuth, GrantType, TokenClient
 
 __all__ = ["OAuth2CredentialProvider"]
 
@@ -46,52 +46,45 @@ _GRANTS = ("client_credentials", "refresh_token")
 _CLIENT_AUTHS = ("basic", "body")
 _POLL_FIRST = 0.005
 _POLL_MAX = 0.25
-_STORE_ATTEMPTS = 5  # tries to store a rotated refresh token before giving up (logged)
 
 Reason = Literal["missing", "expired", "proactive", "rejected", "forced"]
 
 
-class _Entry(msgspec.Struct, array_like=True, frozen=True):
-    """One cached token set: the access token and the refresh token that came with it."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Refresh:
+    """One refresh asked for: whose token (`key`, service, tenant), why, and the token it must
+    replace (`rejected`: the one a vendor refused, or None)."""
 
-    access_token: str
-    token_type: str
-    expires_at: float | None  # Unix time; None: the server gave no lifetime
-    refresh_at: float | None  # when to refresh proactively
-    refresh_token: str | None
+    key: str
+    service: str
+    tenant: str | None
+    rejected: Credentials | None
+    reason: Reason
 
-    def credentials(self) -> Credentials:
-        return Credentials(self.access_token, self.refresh_token, self.expires_at, self.token_type)
+    @property
+    def lock_key(self) -> str:
+        return f"{self.key}:lock"
 
-    def __repr__(self) -> str:
-        return f"_Entry(expires_at={self.expires_at!r}, refresh_at={self.refresh_at!r})"
+    @property
+    def failure_key(self) -> str:
+        return f"{self.key}:failed"
 
-    def __rich_repr__(self) -> list[tuple[str, Any]]:
-        # Seen in traceback locals of the provider's frames: never the tokens.
-        return [("expires_at", self.expires_at), ("refresh_at", self.refresh_at)]
+    def needed(self, entry: Entry | None, now: float) -> bool:
+        """Whether `entry` (the cached token set) still needs this refresh."""
+        if entry is None:
+            return True
+        if self.rejected is not None and _same(entry, self.rejected):
+            return True
+        return entry.due(now)
 
-    def expired(self, now: float) -> bool:
-        return self.expires_at is not None and now >= self.expires_at
-
-    def due(self, now: float) -> bool:
-        return self.refresh_at is not None and now >= self.refresh_at
-
-
-class _Failure(msgspec.Struct, array_like=True, frozen=True):
-    """A failed refresh, remembered so that waiters and later callers get it without retrying."""
-
-    message: str
-    error: str | None
-    description: str | None
-    until: float  # Unix time
-
-    def exception(self) -> CredentialRefreshError:
-        return CredentialRefreshError(self.message, error=self.error, description=self.description)
-
-
-_encode = msgspec.msgpack.Encoder().encode
-_decode_entry = msgspec.msgpack.Decoder(_Entry).decode
-_decode_failure = msgspec.msgpack.Decoder(_Failure).decode
+    def context(self, client: str) -> dict[str, Any]:
+        """The bound context of this refresh's log lines."""
+        return {
+            "service": self.service,
+            "tenant": self.tenant,
+            "client": client,
+            "reason": self.reason,
+        }
 
 
 class OAuth2CredentialProvider:
@@ -188,7 +181,8 @@ class OAuth2CredentialProvider:
         # provider that knows only the (public) client id never finds another's cached token.
         self._cache_id = hmac.new(client_secret.encode(), identity, hashlib.sha256).hexdigest()[:32]
         self._flights: dict[str, asyncio.Task[Credentials]] = {}
-        self._cipher = None if encryption_key is None else _fernet(encryption_key)
+        cipher = None if encryption_key is None else fernet(encryption_key)
+        self._store = TokenStore(self._backend, cipher, self._clock, self._log, self._id)
 
     def account_id(self, service: str, tenant_id: str | None) -> bytes:
         """The client's id keyed by its secret: the vendor account its tokens act for."""
@@ -217,8 +211,7 @@ class OAuth2CredentialProvider:
         """The shared token of (service, tenant), refreshed first if it is due or missing."""
         if not self.serves(service):
             return None
-        key = self._key(service, tenant_id)
-        entry = await self._load(key)
+        key, entry = await self._cached(service, tenant_id)
         now = self._clock.time()
         if entry is not None and not entry.due(now):
             return entry.credentials()
@@ -226,7 +219,7 @@ class OAuth2CredentialProvider:
             "missing" if entry is None else "expired" if entry.expired(now) else "proactive"
         )
         try:
-            return await self._single_flight(key, service, tenant_id, None, reason)
+            return await self._single_flight(_Refresh(key, service, tenant_id, None, reason))
         except CredentialRefreshError:
             if entry is not None and not entry.expired(self._clock.time()):
                 # An early refresh failed; the token still works until it expires.
@@ -239,10 +232,9 @@ class OAuth2CredentialProvider:
         """Replace the token cached now with a new one (once, however many callers ask)."""
         if not self.serves(service):
             return None
-        key = self._key(service, tenant_id)
-        current = await self._load(key)
+        key, current = await self._cached(service, tenant_id)
         rejected = current.credentials() if current is not None else None
-        return await self._single_flight(key, service, tenant_id, rejected, "forced")
+        return await self._single_flight(_Refresh(key, service, tenant_id, rejected, "forced"))
 
     async def refresh_if_current(
         self, service: str, tenant_id: str | None, rejected: Credentials
@@ -254,34 +246,30 @@ class OAuth2CredentialProvider:
         """
         if not self.serves(service):
             return None
-        key = self._key(service, tenant_id)
-        entry = await self._load(key)
+        key, entry = await self._cached(service, tenant_id)
         if entry is not None and not _same(entry, rejected) and not entry.due(self._clock.time()):
             self._log.debug(
                 "nexus.oauth.refresh_skipped", service=service, tenant=tenant_id, client=self._id
             )
             return entry.credentials()
-        return await self._single_flight(key, service, tenant_id, rejected, "rejected")
+        return await self._single_flight(_Refresh(key, service, tenant_id, rejected, "rejected"))
+
+    async def _cached(self, service: str, tenant: str | None) -> tuple[str, Entry | None]:
+        """The cache key of (service, tenant) and the token set cached there now."""
+        key = self._key(service, tenant)
+        return key, await self._store.load(key)
 
     # -- single flight ------------------------------------------------------------------------
 
-    async def _single_flight(
-        self,
-        key: str,
-        service: str,
-        tenant: str | None,
-        rejected: Credentials | None,
-        reason: Reason,
-    ) -> Credentials:
-        """Join this process's refresh of `key`, or start it; callers' cancellation spares it."""
+    async def _single_flight(self, refresh: _Refresh) -> Credentials:
+        """Join this process's refresh of the key, or start it; callers' cancellation spares it."""
+        key, rejected = refresh.key, refresh.rejected
         for _ in range(2):
             task = self._flights.get(key)
             if task is not None and task.get_loop() is not asyncio.get_running_loop():
                 task = None  # left behind by a closed event loop (tests, reloads)
             if task is None:
-                task = asyncio.ensure_future(
-                    self._refresh_shared(key, service, tenant, rejected, reason)
-                )
+                task = asyncio.ensure_future(self._refresh_shared(refresh))
                 self._flights[key] = task
                 task.add_done_callback(self._flight_done(key))
             creds = await asyncio.shield(task)
@@ -300,26 +288,19 @@ class OAuth2CredentialProvider:
 
         return done
 
-    async def _refresh_shared(
-        self,
-        key: str,
-        service: str,
-        tenant: str | None,
-        rejected: Credentials | None,
-        reason: Reason,
-    ) -> Credentials:
+    async def _refresh_shared(self, refresh: _Refresh) -> Credentials:
         """Across processes: refresh under the backend lock, or wait for whoever holds it."""
-        lock_key, failure_key = f"{key}:lock", f"{key}:failed"
+        lock_key = refresh.lock_key
         owner = uuid.uuid4().hex
         deadline = self._clock.monotonic() + self._wait
         delay = _POLL_FIRST
         while True:
-            entry = await self._load(key)
+            entry = await self._store.load(refresh.key)
             now = self._clock.time()
-            if not _needs_refresh(entry, rejected, now):
+            if not refresh.needed(entry, now):
                 assert entry is not None
                 return entry.credentials()
-            failure = await self._load_failure(failure_key)
+            failure = await self._store.load_failure(refresh.failure_key)
             if failure is not None and failure.until > now:
                 raise failure.exception()
             if await self._backend.acquire_lock(lock_key, owner, self._lease):
@@ -327,20 +308,23 @@ class OAuth2CredentialProvider:
                 # token endpoint must not let a second worker start a refresh of its own.
                 keeper = asyncio.ensure_future(self._keep_lock(lock_key, owner))
                 try:
-                    return await self._refresh_locked(
-                        key, failure_key, service, tenant, rejected, reason
-                    )
+                    return await self._refresh_locked(refresh)
                 finally:
                     keeper.cancel()
                     await asyncio.gather(keeper, return_exceptions=True)
-                    await self._quietly("release_lock", self._backend.release_lock(lock_key, owner))
+                    await self._store.quietly(
+                        "release_lock", self._backend.release_lock(lock_key, owner)
+                    )
             # Another worker is refreshing. A token that still works is good enough meanwhile.
-            if entry is not None and rejected is None and not entry.expired(now):
+            if entry is not None and refresh.rejected is None and not entry.expired(now):
                 return entry.credentials()
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 self._log.warning(
-                    "nexus.oauth.wait_timeout", service=service, tenant=tenant, client=self._id
+                    "nexus.oauth.wait_timeout",
+                    service=refresh.service,
+                    tenant=refresh.tenant,
+                    client=self._id,
                 )
                 raise CredentialRefreshError(
                     f"no token after waiting {self._wait:g}s for another worker's refresh",
@@ -362,26 +346,19 @@ class OAuth2CredentialProvider:
             except ConnectorError:
                 continue  # a failed extension: the next one may go through
 
-    async def _refresh_locked(
-        self,
-        key: str,
-        failure_key: str,
-        service: str,
-        tenant: str | None,
-        rejected: Credentials | None,
-        reason: Reason,
-    ) -> Credentials:
+    async def _refresh_locked(self, refresh: _Refresh) -> Credentials:
         """We hold the lock: ask the token endpoint, unless someone finished just before us."""
+        key = refresh.key
         before = await self._backend.get(key)  # what a rotated pair may replace (compare-and-set)
-        entry = await self._load(key)
-        if not _needs_refresh(entry, rejected, self._clock.time()):
+        entry = await self._store.load(key)
+        if not refresh.needed(entry, self._clock.time()):
             assert entry is not None
             return entry.credentials()
         refresh_token = None
         if self._grant_type == "refresh_token":
             chain = (entry.refresh_token if entry else None) or self._seed_refresh_token
             refresh_token = None if chain is None else Secret(chain)  # masked in tracebacks
-        ctx = {"service": service, "tenant": tenant, "client": self._id, "reason": reason}
+        ctx = refresh.context(self._id)
         started = self._clock.monotonic()
         try:
             reply = await self._client.request(
@@ -394,26 +371,21 @@ class OAuth2CredentialProvider:
             )
             until = self._clock.time() + self._failure_backoff
             if self._failure_backoff > 0:
-                failure = _Failure(str(exc), exc.error, exc.description, until)
-                await self._quietly(
-                    "store_failure",
-                    self._backend.set(
-                        failure_key, self._seal(failure_key, failure), self._failure_backoff
-                    ),
-                )
+                failure = Failure(str(exc), exc.error, exc.description, until)
+                await self._store.store_failure(refresh.failure_key, failure, self._failure_backoff)
             raise
-        new = self._entry(reply, refresh_token)
+        new = Entry.from_reply(reply, refresh_token, self._clock.time(), self._skew)
         ttl = None
         if self._grant_type == "client_credentials" and new.expires_at is not None:
             # Kept a little past expiry; a refresh-token chain is kept for good.
             ttl = max(1.0, new.expires_at - self._clock.time() + 60.0)
         if self._grant_type == "refresh_token":
-            await self._store_rotated(key, before, new, ttl, ctx)
+            await self._store.store_rotated(key, before, new, ttl, ctx)
         else:
             # The token is good even if the backend just failed: the caller gets it regardless.
-            await self._quietly("store_token", self._backend.set(key, self._seal(key, new), ttl))
+            await self._store.store(key, new, ttl)
         if self._emit is not None:
-            self._emit(TokenRefreshed(service, tenant))
+            self._emit(TokenRefreshed(refresh.service, refresh.tenant))
         self._log.info(
             "nexus.oauth.token_refreshed",
             **ctx,
@@ -422,55 +394,6 @@ class OAuth2CredentialProvider:
             duration_ms=round((self._clock.monotonic() - started) * 1000.0, 2),
         )
         return new.credentials()
-
-    async def _store_rotated(
-        self, key: str, before: bytes | None, new: _Entry, ttl: float | None, ctx: dict[str, Any]
-    ) -> None:
-        """Store a refresh-token pair only over the value it replaces (api.md 23), retrying a
-        failed write: a late or duplicated reply never overwrites a newer refresh token, and a
-        rotated token (the only one the vendor now accepts) is not lost to one backend error."""
-        sealed = self._seal(key, new)
-        delay = _POLL_FIRST
-        for attempt in range(_STORE_ATTEMPTS):
-            try:
-                if not await self._backend.compare_and_set(key, before, sealed, ttl):
-                    self._log.warning("nexus.oauth.rotation_superseded", **ctx)
-                return
-            except ConnectorError as exc:
-                self._log.error(
-                    "nexus.oauth.backend_failed",
-                    what="store_token",
-                    attempt=attempt + 1,
-                    error=type(exc).__name__,
-                    client=self._id,
-                )
-            await self._clock.sleep(delay)
-            delay = min(delay * 2.0, _POLL_MAX)
-
-    def _entry(self, reply: TokenReply, used_refresh_token: str | None) -> _Entry:
-        now = self._clock.time()
-        expires_at = refresh_at = None
-        if reply.expires_in is not None:
-            expires_at = now + reply.expires_in
-            # A token shorter-lived than the skew would be refreshed on every call: cap the
-            # skew at half its lifetime.
-            refresh_at = expires_at - min(self._skew, reply.expires_in / 2.0)
-        # A rotated refresh token replaces the old one in the same value (RFC 6749 6).
-        refresh_token = reply.refresh_token or used_refresh_token
-        if refresh_token is not None:
-            refresh_token = str(refresh_token)  # a plain str (not `Secret`) to encode
-        return _Entry(reply.access_token, reply.token_type, expires_at, refresh_at, refresh_token)
-
-    # -- storage ------------------------------------------------------------------------------
-
-    async def _quietly(self, what: str, op: Awaitable[None]) -> None:
-        """Run a backend write whose failure must not hide the refresh's own outcome."""
-        try:
-            await op
-        except ConnectorError as exc:  # BackendUnavailable: a lock lease ends on its own
-            self._log.error(
-                "nexus.oauth.backend_failed", op=what, client=self._id, error=type(exc).__name__
-            )
 
     def _key(self, service: str, tenant: str | None) -> str:
         """The cache key: service hash tag, secret-bound client hash, tenant; never a secret.
@@ -489,75 +412,9 @@ class OAuth2CredentialProvider:
         scope = "-" if tenant is None else "t." + escape_name(tenant)
         return f"oauth2:{{{escape_name(service)}}}:{self._cache_id}:{scope}"
 
-    def _seal(self, key: str, value: _Entry | _Failure) -> bytes:
-        data = _encode(value)
-        if self._cipher is None:
-            return data
-        # The key name is sealed with the value, so a ciphertext moved to another key (another
-        # tenant's, another service's) does not open there.
-        return self._cipher.encrypt(key.encode() + b"\0" + data)
 
-    def _open(self, key: str, raw: bytes) -> bytes | None:
-        if self._cipher is None:
-            return raw
-        from cryptography.fernet import InvalidToken  # noqa: PLC0415 - optional dependency
-
-        try:
-            plain = self._cipher.decrypt(raw)
-        except InvalidToken:
-            return None
-        name, sep, data = plain.partition(b"\0")
-        return data if sep and hmac.compare_digest(name, key.encode()) else None
-
-    async def _load(self, key: str) -> _Entry | None:
-        raw = await self._backend.get(key)
-        if raw is None:
-            return None
-        data = self._open(key, raw)
-        try:
-            if data is not None:
-                return _decode_entry(data)
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            pass
-        # Another key, an older layout or a corrupted write: treat it as missing.
-        self._log.warning("nexus.oauth.cache_unreadable", client=self._id)
-        return None
-
-    async def _load_failure(self, key: str) -> _Failure | None:
-        raw = await self._backend.get(key)
-        data = None if raw is None else self._open(key, raw)
-        if data is None:
-            return None
-        try:
-            return _decode_failure(data)
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            return None
-
-
-def _same(token: _Entry | Credentials, other: Credentials) -> bool:
+def _same(token: Entry | Credentials, other: Credentials) -> bool:
     return hmac.compare_digest(token.access_token.encode(), other.access_token.encode())
-
-
-def _needs_refresh(entry: _Entry | None, rejected: Credentials | None, now: float) -> bool:
-    if entry is None:
-        return True
-    if rejected is not None and _same(entry, rejected):
-        return True
-    return entry.due(now)
-
-
-def _fernet(key: str | bytes) -> Fernet:
-    """A Fernet cipher (AES-128-CBC + HMAC-SHA256) for tokens at rest in the backend."""
-    try:
-        from cryptography.fernet import Fernet  # noqa: PLC0415 - optional dependency
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise InvalidRequest("encryption_key needs the 'cryptography' package") from None
-    try:
-        return Fernet(key)
-    except (ValueError, TypeError):
-        raise InvalidRequest(
-            "encryption_key must be a Fernet key (cryptography.fernet.Fernet.generate_key())"
-        ) from None
 
 
 def _seconds(name: str, value: object, positive: bool = False) -> float:

@@ -5,39 +5,39 @@ that the pipeline reuses for its retries), `Prefer: return=representation` (so c
 authorization ids come back) and `Content-Type: application/json`, with `{}` as the body when
 there is nothing to send. The OAuth2 token is fetched and shared through the connector's
 backend by `OAuth2CredentialProvider` and passed per call, so no other service sees it.
+Request bodies are built in `_requests`, answers read in `_results`; this module holds the
+routes and the operations.
 """
 
 from __future__ import annotations
 
 import functools
-import re
-from typing import Any, Final, Literal
-
-import msgspec
+from typing import Any, Final
 
 from ..._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy, Timeouts
 from ..._connector import Connector
 from ..._errors import ConnectorError, InvalidRequest
-from ..._models import Credentials, IdempotencyKey, Response
+from ..._models import IdempotencyKey, Response
 from ..._scrub import Scrubber
-from ...credentials._base import CredentialProvider, RefreshesRejected
+from ...credentials._base import CredentialProvider
 from ...credentials._oauth2 import OAuth2CredentialProvider
-from .._money import Money, require_positive
-from .._payment_adapter import PaymentAdapterBase, ResponseReader
-from .._payments import Payment, PaymentStatus, Refund, RefundStatus, account_scope, check_id
-from .._vendor import Policies, VendorClient, check_text, header_safe
-from ._errors import PayPalDeclined, PayPalResponseError, clean, debug_id, error_from_response
-from ._models import (
-    AmountObject,
-    AuthorizationObject,
-    CaptureObject,
-    OrderObject,
-    RefundObject,
-    decode_capture,
-    decode_order,
-    decode_refund,
+from .._money import Money
+from .._payment_adapter import PaymentAdapterBase
+from .._payments import Payment, Refund, account_scope, check_id
+from .._vendor import Policies, VendorClient, header_safe
+from ._errors import error_from_response
+from ._models import CaptureObject, RefundObject, decode_capture, decode_refund
+from ._requests import (
+    ORDER_ID,
+    Intent,
+    SourceType,
+    amount_field,
+    order_body,
+    vaulted_source,
+    wallet_source,
 )
-from ._money import from_paypal_amount, to_paypal_amount
+from ._results import READ, money, payment_from_capture, payment_from_order, refund_from
+from ._token import ClientToken
 
 __all__ = ["LIVE_URL", "SANDBOX_URL", "PayPalPaymentAdapter"]
 
@@ -53,73 +53,6 @@ DEFAULT_RETRY: Final = RetryPolicy(
 )
 DEFAULT_TIMEOUT: Final = Timeouts(total=60.0, connect=10.0)
 _MAX_REQUEST_ID: Final = 108
-
-Intent = Literal["CAPTURE", "AUTHORIZE"]
-SourceType = Literal["card", "paypal", "venmo"]
-_SOURCES: Final = frozenset({"card", "paypal", "venmo"})
-# Order ids in the Orders v2 spec: ^[A-Z0-9]+$, at most 36 characters.
-_ORDER_ID = re.compile(r"[A-Z0-9]{1,36}")
-
-_ORDER_STATUS: Final[dict[str, PaymentStatus]] = {
-    "CREATED": "requires_action",  # the buyer must approve it first
-    "PAYER_ACTION_REQUIRED": "requires_action",
-    "SAVED": "requires_confirmation",
-    "APPROVED": "requires_confirmation",  # approved: capture_order / authorize_order next
-    "VOIDED": "canceled",
-    "COMPLETED": "succeeded",
-}
-_CAPTURE_STATUS: Final[dict[str, PaymentStatus]] = {
-    "COMPLETED": "succeeded",
-    "PARTIALLY_REFUNDED": "succeeded",
-    "REFUNDED": "refunded",
-    "PENDING": "processing",
-    "DECLINED": "failed",
-    "FAILED": "failed",
-}
-#: Capture statuses that mean no money moved although PayPal answered 2xx (rule 36).
-_FAILED_CAPTURES: Final = frozenset({"DECLINED", "FAILED"})
-_AUTHORIZATION_STATUS: Final[dict[str, PaymentStatus]] = {
-    "CREATED": "requires_capture",
-    "PENDING": "processing",
-    "CAPTURED": "succeeded",
-    "PARTIALLY_CAPTURED": "succeeded",
-    "DENIED": "failed",
-    "VOIDED": "canceled",
-    "EXPIRED": "canceled",
-}
-_REFUND_STATUS: Final[dict[str, RefundStatus]] = {
-    "COMPLETED": "succeeded",
-    "PENDING": "pending",
-    "FAILED": "failed",
-    "CANCELLED": "canceled",
-}
-
-
-class _ClientToken:
-    """One token per PayPal app, whatever the tenant: tenants share the client credentials."""
-
-    def __init__(self, provider: CredentialProvider) -> None:
-        self._provider = provider
-
-    def __repr__(self) -> str:
-        return f"_ClientToken({self._provider!r})"
-
-    async def get_credentials(
-        self, service: str, tenant_id: str | None = None
-    ) -> Credentials | None:
-        return await self._provider.get_credentials(service, None)
-
-    async def refresh_credentials(
-        self, service: str, tenant_id: str | None = None
-    ) -> Credentials | None:
-        return await self._provider.refresh_credentials(service, None)
-
-    async def refresh_if_current(
-        self, service: str, tenant_id: str | None, rejected: Credentials
-    ) -> Credentials | None:
-        if isinstance(self._provider, RefreshesRejected):
-            return await self._provider.refresh_if_current(service, None, rejected)
-        return await self._provider.refresh_credentials(service, None)
 
 
 class PayPalPaymentAdapter(PaymentAdapterBase):
@@ -174,7 +107,7 @@ class PayPalPaymentAdapter(PaymentAdapterBase):
         )
         if credentials is None:
             # The platform's own app: one token whatever the tenant.
-            self._vendor.credentials = _ClientToken(
+            self._vendor.credentials = ClientToken(
                 OAuth2CredentialProvider(
                     f"{self._vendor.base}/v1/oauth2/token",
                     client_id,
@@ -186,7 +119,7 @@ class PayPalPaymentAdapter(PaymentAdapterBase):
         post = functools.partial(
             self._vendor.route,
             headers={"Accept": "application/json", "Prefer": "return=representation"},
-            idempotency_header="PayPal-Request-Id",
+            idempotency_header=self.KEY_HEADER,
         )
         get = functools.partial(
             self._vendor.route, method="GET", headers={"Accept": "application/json"}
@@ -223,13 +156,11 @@ class PayPalPaymentAdapter(PaymentAdapterBase):
         With `return_url`/`cancel_url` the order is set up for the PayPal wallet redirect
         (`payment_source.paypal.experience_context`); without them, for PayPal's JS buttons.
         """
-        body = self._order_body(amount, intent, reference_id)
+        body = order_body(amount, intent, reference_id)
         if return_url is not None or cancel_url is not None:
-            context = {"return_url": _url(return_url), "cancel_url": _url(cancel_url)}
-            context = {k: v for k, v in context.items() if v is not None}
-            body["payment_source"] = {"paypal": {"experience_context": context}}
-        response = await self._post(self._orders, body, idempotency_key, tenant_id)
-        return self._from_order(response, raise_declined=True)
+            body["payment_source"] = wallet_source(return_url, cancel_url)
+        response = await self._send(self._orders, body, idempotency_key, tenant_id)
+        return payment_from_order(response, self._secrets, raise_declined=True)
 
     async def get_order(
         self,
@@ -239,9 +170,9 @@ class PayPalPaymentAdapter(PaymentAdapterBase):
         tenant_id: str | None = None,
     ) -> Payment:
         """The order as PayPal has it now (a DECLINED capture shows as `failed`, not raised)."""
-        order_id = check_id(order_id, "order_id", _ORDER_ID)
+        order_id = check_id(order_id, "order_id", ORDER_ID)
         response = await self._send(self._order, None, idempotency_key, tenant_id, order_id)
-        return self._from_order(response, raise_declined=False)
+        return payment_from_order(response, self._secrets, raise_declined=False)
 
     async def capture_order(
         self,
@@ -271,10 +202,12 @@ class PayPalPaymentAdapter(PaymentAdapterBase):
         tenant_id: str | None,
     ) -> Payment:
         """POST /v2/checkout/orders/{id}/{capture|authorize}: the payment it made, remembered."""
-        order_id = check_id(order_id, "order_id", _ORDER_ID)
+        order_id = check_id(order_id, "order_id", ORDER_ID)
         route = self._order_capture if action == "capture" else self._order_authorize
-        response = await self._post(route, {}, idempotency_key, tenant_id, order_id)
-        return self._remember(self._from_order(response, raise_declined=True), tenant_id)
+        response = await self._send(route, {}, idempotency_key, tenant_id, order_id)
+        return self._remember(
+            payment_from_order(response, self._secrets, raise_declined=True), tenant_id
+        )
 
     # -- Payments v2 ----------------------------------------------------------------------------
 
@@ -291,18 +224,19 @@ class PayPalPaymentAdapter(PaymentAdapterBase):
         authorization_id = check_id(authorization_id, "authorization_id")
         if not isinstance(final_capture, bool):
             raise InvalidRequest("final_capture must be a bool")
-        body: dict[str, Any] = {"final_capture": final_capture}
+        body: dict[str, Any] = {
+            "final_capture": final_capture,
+            **amount_field(amount, "capture amount"),
+        }
         if amount is not None:
-            body["amount"] = to_paypal_amount(require_positive(amount, "capture amount"))
             await self._check_currency("authorizations", authorization_id, amount, tenant_id)
-        response = await self._post(
+        response = await self._send(
             self._authorization_capture, body, idempotency_key, tenant_id, authorization_id
         )
-        capture = _READ.decode(decode_capture, response)
+        capture = READ.decode(decode_capture, response)
         if capture.amount is None:
             capture = await self._fetch_capture(capture, amount, tenant_id)
-        payment = self._from_capture(capture, response, None, None, raise_declined=True)
-        return self._remember(payment, tenant_id)
+        return self._remember(payment_from_capture(capture, response, self._secrets), tenant_id)
 
     async def refund_capture(
         self,
@@ -314,59 +248,53 @@ class PayPalPaymentAdapter(PaymentAdapterBase):
     ) -> Refund:
         """Refund what is left of a capture (`{}`), or `amount` of it."""
         capture_id = check_id(capture_id, "capture_id")
-        body: dict[str, Any] = {}
+        body = amount_field(amount, "refund amount")
         if amount is not None:
-            body["amount"] = to_paypal_amount(require_positive(amount, "refund amount"))
             await self._check_currency("captures", capture_id, amount, tenant_id)
-        response = await self._post(
+        response = await self._send(
             self._capture_refund, body, idempotency_key, tenant_id, capture_id
         )
-        refund = _READ.decode(decode_refund, response)
+        refund = READ.decode(decode_refund, response)
         if refund.amount is None and amount is None:
             # A minimal answer (id, status, links) after the refund was made: read the refund
             # back instead of failing a refund that happened.
             refund = await self._fetch_refund(refund, response, tenant_id)
-        money = _money(refund.amount, amount, response)
-        return Refund(
-            vendor="paypal",
-            id=refund.id,
-            status=_REFUND_STATUS.get(refund.status, "pending"),
-            raw_status=refund.status,
-            amount=money,
-            payment_id=capture_id,
-            request_id=debug_id(response),
-            replayed=response.replayed,
-        )
+        return refund_from(refund, response, amount, capture_id)
+
+    # -- reading back -----------------------------------------------------------------------------
+
+    async def _read_back(self, kind: str, object_id: str, tenant_id: str | None) -> Response:
+        """GET /v2/payments/{kind}/{id}: an authorization, capture or refund as PayPal has it."""
+        object_id = check_id(object_id, f"{kind[:-1]} id")
+        return await self._send(self._lookups[kind], None, None, tenant_id, object_id)
 
     async def _fetch_currency(self, payment_id: str, tenant_id: str | None, kind: str) -> str:
         """The currency of an authorization or capture (`kind`), read back from PayPal."""
-        response = await self._send(self._lookups[kind], None, None, tenant_id, payment_id)
-        found = _READ.decode(decode_capture, response)
-        return _money(found.amount, None, response).currency
+        response = await self._read_back(kind, payment_id, tenant_id)
+        found = READ.decode(decode_capture, response)
+        return money(found.amount, None, response).currency
 
     async def _fetch_refund(
         self, refund: RefundObject, response: Response, tenant_id: str | None
     ) -> RefundObject:
         try:
-            refund_id = check_id(refund.id, "refund id")
-            fetched = await self._send(self._lookups["refunds"], None, None, tenant_id, refund_id)
+            fetched = await self._read_back("refunds", refund.id, tenant_id)
         except ConnectorError:  # InvalidRequest included (an id unsafe in a path)
-            raise _READ.unreadable(
+            raise READ.unreadable(
                 response, "the refund was made but its amount is unknown"
             ) from None
-        return _READ.decode(decode_refund, fetched)
+        return READ.decode(decode_refund, fetched)
 
     async def _fetch_capture(
         self, capture: CaptureObject, asked: Money | None, tenant_id: str | None
     ) -> CaptureObject:
         if asked is not None:
-            return capture  # _money falls back to what was asked
+            return capture  # `money` falls back to what was asked
         try:
-            capture_id = check_id(capture.id, "capture id")
-            fetched = await self._send(self._lookups["captures"], None, None, tenant_id, capture_id)
+            fetched = await self._read_back("captures", capture.id, tenant_id)
         except ConnectorError:
-            return capture  # _money then reports the missing amount as a vendor error
-        return _READ.decode(decode_capture, fetched)
+            return capture  # `money` then reports the missing amount as a vendor error
+        return READ.decode(decode_capture, fetched)
 
     # -- the PaymentGateway protocol -------------------------------------------------------------
 
@@ -430,19 +358,6 @@ class PayPalPaymentAdapter(PaymentAdapterBase):
             payment_id, amount, idempotency_key=idempotency_key, tenant_id=tenant_id
         )
 
-    # -- request building ------------------------------------------------------------------------
-
-    @staticmethod
-    def _order_body(amount: Money, intent: str, reference_id: str | None) -> dict[str, Any]:
-        if not isinstance(intent, str) or intent not in ("CAPTURE", "AUTHORIZE"):
-            raise InvalidRequest("intent must be 'CAPTURE' or 'AUTHORIZE'")
-        unit: dict[str, Any] = {"amount": to_paypal_amount(require_positive(amount))}
-        if reference_id is not None:
-            if not check_text(reference_id, "reference_id", 256):
-                raise InvalidRequest("reference_id must not be empty")
-            unit = {"reference_id": reference_id, **unit}
-        return {"intent": intent, "purchase_units": [unit]}
-
     async def _vaulted_order(
         self,
         intent: str,
@@ -454,127 +369,10 @@ class PayPalPaymentAdapter(PaymentAdapterBase):
         tenant_id: str | None,
     ) -> Payment:
         """One create-order call paying from a vaulted source; its payment, remembered."""
-        if not isinstance(source, str) or source not in _SOURCES:
-            raise InvalidRequest(f"source must be one of {sorted(_SOURCES)}")
-        vault_id = check_id(payment_method, "payment_method (a PayPal vault id)")
-        body = self._order_body(amount, intent, reference_id)
-        body["payment_source"] = {source: {"vault_id": vault_id}}
-        response = await self._post(self._orders, body, key, tenant_id)
-        return self._remember(self._from_order(response, raise_declined=True), tenant_id)
-
-    # -- results -------------------------------------------------------------------------------
-
-    def _from_order(self, response: Response, *, raise_declined: bool) -> Payment:
-        order: OrderObject = _READ.decode(decode_order, response)
-        unit = order.purchase_units[0] if order.purchase_units else None
-        payments = unit.payments if unit is not None else None
-        unit_amount = unit.amount if unit is not None else None
-        if payments is not None and payments.captures:
-            payment = self._from_capture(
-                payments.captures[-1], response, order.id, unit_amount, raise_declined
-            )
-            if unit_amount is not None:
-                authorized = _money(unit_amount, None, response)
-                payment = msgspec.structs.replace(payment, authorized_amount=authorized)
-            return payment
-        if payments is not None and payments.authorizations:
-            return self._from_authorization(
-                payments.authorizations[-1], response, order.id, unit_amount, raise_declined
-            )
-        return Payment(
-            vendor="paypal",
-            id=order.id,
-            status=_ORDER_STATUS.get(order.status, "processing"),
-            raw_status=order.status,
-            amount=_money(unit_amount, None, response),
-            request_id=debug_id(response),
-            order_id=order.id,
-            action_url=order.link("payer-action", "approve"),
-            replayed=response.replayed,
+        payment_source = vaulted_source(source, payment_method)
+        body = order_body(amount, intent, reference_id)
+        body["payment_source"] = payment_source
+        response = await self._send(self._orders, body, key, tenant_id)
+        return self._remember(
+            payment_from_order(response, self._secrets, raise_declined=True), tenant_id
         )
-
-    def _from_capture(
-        self,
-        capture: CaptureObject,
-        response: Response,
-        order_id: str | None,
-        fallback: AmountObject | None,
-        raise_declined: bool,
-    ) -> Payment:
-        if raise_declined and capture.status in _FAILED_CAPTURES:
-            # A 2xx does not prove money moved (vendor-facts 2.5): DECLINED and FAILED raise.
-            reason = capture.status_details.reason if capture.status_details else None
-            processor = capture.processor_response
-            raise PayPalDeclined(
-                response,
-                vendor="paypal",
-                code=capture.status,
-                message=clean(f"capture {capture.id} was {capture.status.lower()}", self._secrets),
-                request_id=debug_id(response),
-                decline_code=(processor.response_code if processor else None) or reason,
-            )
-        return Payment(
-            vendor="paypal",
-            id=capture.id,
-            status=_CAPTURE_STATUS.get(capture.status, "processing"),
-            raw_status=capture.status,
-            amount=_money(capture.amount or fallback, None, response),
-            request_id=debug_id(response),
-            order_id=order_id,
-            replayed=response.replayed,
-        )
-
-    def _from_authorization(
-        self,
-        auth: AuthorizationObject,
-        response: Response,
-        order_id: str | None,
-        fallback: AmountObject | None,
-        raise_declined: bool,
-    ) -> Payment:
-        if raise_declined and auth.status == "DENIED":
-            raise PayPalDeclined(
-                response,
-                vendor="paypal",
-                code="DENIED",
-                message=f"authorization {auth.id} was denied",
-                request_id=debug_id(response),
-                decline_code=auth.status_details.reason if auth.status_details else None,
-            )
-        return Payment(
-            vendor="paypal",
-            id=auth.id,
-            status=_AUTHORIZATION_STATUS.get(auth.status, "processing"),
-            raw_status=auth.status,
-            amount=_money(auth.amount or fallback, None, response),
-            authorized_amount=_money(auth.amount or fallback, None, response),
-            request_id=debug_id(response),
-            order_id=order_id,
-            replayed=response.replayed,
-        )
-
-
-def _url(value: str | None) -> str | None:
-    if value is not None and (not isinstance(value, str) or not value.startswith("https://")):
-        # PayPal requires https return/cancel URLs for the buyer redirect.
-        raise InvalidRequest("return_url and cancel_url must be https:// URLs")
-    return value
-
-
-#: PayPal's 2xx bodies: an unreadable one is a `PayPalResponseError` (rule 34).
-_READ: Final = ResponseReader("paypal", "PayPal", PayPalResponseError, debug_id)
-
-
-def _money(obj: AmountObject | None, asked: Money | None, response: Response) -> Money:
-    """The amount PayPal reported (else what was asked); an unreadable one is a vendor error.
-
-    Read leniently (rule 34): any 3-letter currency, retired ones included.
-    """
-    if obj is None:
-        if asked is not None:
-            return asked
-        raise _READ.unreadable(response, "response carries no amount")
-    try:
-        return from_paypal_amount({"currency_code": obj.currency_code, "value": obj.value})
-    except InvalidRequest:
-        raise _READ.unreadable(response, "response carries an unreadable amount") from None

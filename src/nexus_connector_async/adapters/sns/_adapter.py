@@ -2,18 +2,16 @@
 
 botocore's own retries are off (one attempt per call) so the pipeline alone decides: throttling
 is retried with backoff, a publish whose outcome is unknown is not re-sent (SNS does not
-de-duplicate) unless `retry_unknown=True`.
+de-duplicate) unless `retry_unknown=True`. The per-account clients are `_clients`' concern,
+the shared spend counter `_spend`'s and the billed parts `_segments`'; this module holds the
+operations and the guard that runs before each publish.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import inspect
-import re
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from decimal import Decimal
+from collections.abc import Sequence
 from typing import Any, Final
 
 from ..._clock import SYSTEM_CLOCK, Clock
@@ -25,21 +23,22 @@ from ..._config import (
     Timeouts,
 )
 from ..._connector import Connector
-from ..._errors import ConnectorError, CredentialRefreshError, InvalidRequest
-from ..._extras import require_extra
+from ..._errors import ConnectorError, InvalidRequest
 from ..._logging import get_logger
-from ..._models import IdempotencyKey, Response
-from .._errors import OptedOut
-from .._money import Money, require_non_negative, require_positive
-from .._payments import account_scope, scoped_key
+from ..._models import IdempotencyKey
+from .._lru import remember
+from .._money import Money
+from .._payments import scoped_key
 from .._phone import count_segments, validate_e164, validate_sms_body
 from .._sms import BulkSender, PhoneNumberInfo, SmsResult
 from .._vendor import Policies, VendorClient
-from ._errors import SNS, map_exception, outcome_known_unsent
+from ._clients import SessionFactory, SnsClients
+from ._errors import map_exception, opted_out, outcome_known_unsent
 from ._models import SmsType, SpendReport, message_attributes, validate_sender_id
-from ._spend import SpendTracker
+from ._segments import sns_segments
+from ._spend import SpendTracker, parse_limit, usd
 
-__all__ = ["SnsSmsAdapter", "sns_segments"]
+__all__ = ["SnsSmsAdapter"]
 
 _MAX_BODY: Final = 1600  # SNS's per-publish budget; the developer guide says bytes
 _SMS_TYPES: Final = ("Transactional", "Promotional")
@@ -51,18 +50,6 @@ _OPT_OUT_TTL: Final = 300.0
 _OPT_OUT_CACHE: Final = 10_000
 
 _log = get_logger()
-
-#: `sessions=`: a tenant's aioboto3 Session (or an awaitable of one), from its tenant id.
-SessionFactory = Callable[[str | None], Any]
-
-
-def _usd(name: str, value: Money | None, *, positive: bool = False) -> Money | None:
-    if value is None:
-        return None
-    checked = require_positive(value, name) if positive else require_non_negative(value, name)
-    if checked.currency != "USD":
-        raise InvalidRequest(f"{name} must be in USD (SNS bills SMS in USD), got {checked}")
-    return checked
 
 
 class SnsSmsAdapter(BulkSender):
@@ -132,24 +119,21 @@ class SnsSmsAdapter(BulkSender):
         self.endpoint_url = endpoint_url
         self.sender_id = None if sender_id is None else validate_sender_id(sender_id)
         self.sms_type: SmsType = sms_type
-        self.max_price = _usd("max_price", max_price, positive=True)
-        per_segment = _usd("price_per_segment", price_per_segment)
+        self.max_price = usd("max_price", max_price, positive=True)
+        per_segment = usd("price_per_segment", price_per_segment)
         assert per_segment is not None
         self.price_per_segment = per_segment
-        self.monthly_limit = _usd("monthly_limit", monthly_limit)
+        self.monthly_limit = usd("monthly_limit", monthly_limit)
         self.service = service
         self.retry_unknown = bool(retry_unknown)
         self.check_opt_out = bool(check_opt_out)
         self._opt_outs: OrderedDict[tuple[str | None, str], tuple[float, bool]] = OrderedDict()
-        self._session = session
-        self._sessions = sessions
-        self._timeout = float(timeout)
         # aioboto3 signs its own requests (SigV4 from the session): no credential provider.
         self._vendor = VendorClient(
             connector,
             service,
             Policies(
-                Timeouts(total=self._timeout),
+                Timeouts(total=float(timeout)),
                 retry or _DEFAULT_RETRY,
                 circuit_breaker or CircuitBreakerConfig(),
                 rate_limit,
@@ -157,19 +141,22 @@ class SnsSmsAdapter(BulkSender):
             ),
             sdk_errors=map_exception,
         )
+        self._clients = SnsClients(
+            self._vendor,
+            region=region,
+            endpoint_url=endpoint_url,
+            session=session,
+            sessions=sessions,
+            timeout=float(timeout),
+            max_connections=max_connections,
+        )
         self._limit_refresh = limit_refresh
-        self._max_connections = max_connections
         self._clock = clock or SYSTEM_CLOCK
         self._attributes = message_attributes(sms_type, self.sender_id, self.max_price)
         # Per AWS account: None for the adapter's own, else the tenant id (with `sessions`).
         self._spends: dict[str | None, SpendTracker] = {}
         self._account_limits: dict[str | None, tuple[float, Money | None]] = {}  # (read at, value)
-        self._clients: dict[str | None, Any] = {}
-        self._account_ids: dict[str | None, bytes] = {}  # see _account_id()
-        self._client_lock = asyncio.Lock()
         self._limit_lock = asyncio.Lock()
-        self._closed = False
-        self._stack = contextlib.AsyncExitStack()
         connector.on_close(self.aclose)
 
     def __repr__(self) -> str:
@@ -180,13 +167,11 @@ class SnsSmsAdapter(BulkSender):
 
     async def aclose(self) -> None:
         """Close the aioboto3 clients (the connector calls this when it closes)."""
-        self._closed = True
-        self._clients.clear()
-        await self._stack.aclose()
+        await self._clients.aclose()
 
     def _account(self, tenant_id: str | None) -> str | None:
         """Which AWS account a call goes to: None (the adapter's) or the tenant's."""
-        return tenant_id if self._sessions is not None else None
+        return self._clients.account(tenant_id)
 
     def _spend(self, tenant_id: str | None) -> SpendTracker:
         account = self._account(tenant_id)
@@ -195,59 +180,6 @@ class SnsSmsAdapter(BulkSender):
             tracker = SpendTracker(self._connector.backend, self.service, self._clock, account)
             self._spends[account] = tracker
         return tracker
-
-    async def _sns(self, tenant_id: str | None) -> Any:
-        """The aioboto3 SNS client of the call's account, created on first use."""
-        account = self._account(tenant_id)
-        client = self._clients.get(account)
-        if client is not None:
-            return client
-        async with self._client_lock:
-            if self._closed:
-                raise InvalidRequest("the SNS adapter is closed (its connector was closed)")
-            client = self._clients.get(account)
-            if client is None:
-                require_extra("SnsSmsAdapter", "sns", "aioboto3")
-                from botocore.config import Config  # noqa: PLC0415 - optional extra
-
-                config = Config(
-                    # One attempt: retries belong to the pipeline (breaker, budget, at most once).
-                    retries={"mode": "standard", "total_max_attempts": 1},
-                    connect_timeout=min(5.0, self._timeout),
-                    read_timeout=self._timeout,
-                    max_pool_connections=self._max_connections,
-                )
-                session = await self._session_for(account)
-                self._account_ids[account] = await _account_id(session, self)
-                client = await self._stack.enter_async_context(
-                    session.client(
-                        "sns",
-                        region_name=self.region,
-                        endpoint_url=self.endpoint_url,
-                        config=config,
-                    )
-                )
-                self._clients[account] = client
-        return client
-
-    async def _session_for(self, tenant_id: str | None) -> Any:
-        if self._sessions is None:
-            import aioboto3  # noqa: PLC0415 - optional extra: `nexus-connector-async[sns]`
-
-            return self._session or aioboto3.Session()
-        try:
-            session = self._sessions(tenant_id)
-            if inspect.isawaitable(session):
-                session = await session
-        except ConnectorError:
-            raise
-        except Exception as exc:  # the application's own lookup failed: nothing was sent
-            raise CredentialRefreshError(
-                f"the SNS sessions function failed ({type(exc).__name__}); nothing was sent"
-            ) from exc
-        if not callable(getattr(session, "client", None)):
-            raise InvalidRequest("sessions must return an aioboto3.Session for the tenant")
-        return session
 
     async def _call(
         self,
@@ -264,8 +196,7 @@ class SnsSmsAdapter(BulkSender):
         """One SNS API call through the pipeline; `publish` ones take the rate and concurrency
         limits (they are what the account's SMS throughput counts)."""
         if idempotency_key is not None:  # scoped by the AWS account it is sent from (rule 28)
-            await self._client_for(tenant_id)
-            account = self._account_ids[self._account(tenant_id)]
+            account = await self._clients.account_id(tenant_id)
             idempotency_key = scoped_key(idempotency_key, account, tenant_id)
         return await self._vendor.call(
             operation,
@@ -281,17 +212,8 @@ class SnsSmsAdapter(BulkSender):
 
     async def _aws(self, method: str, tenant_id: str | None, **params: Any) -> Any:
         """One botocore call, its failures (client creation included) mapped to our errors."""
-        client = await self._client_for(tenant_id)
+        client = await self._clients.client(tenant_id)
         return await self._vendor.sdk(lambda: getattr(client, method)(**params))
-
-    async def _client_for(self, tenant_id: str | None) -> Any:
-        """`_sns()`, its failures mapped to our errors."""
-        try:
-            return await self._vendor.sdk(lambda: self._sns(tenant_id))
-        except ImportError:
-            raise InvalidRequest(
-                "the SNS adapter needs aioboto3: install nexus-connector-async[sns]"
-            ) from None
 
     # -- messaging ----------------------------------------------------------------------------
 
@@ -322,7 +244,7 @@ class SnsSmsAdapter(BulkSender):
         cost = Money(self.price_per_segment.amount * segments, "USD")
         limit = await self._effective_limit(tenant_id)
         if self.check_opt_out and await self._is_opted_out(to, tenant_id):
-            raise _opted_out()
+            raise opted_out()
         spend = self._spend(tenant_id)
         published = False
 
@@ -446,11 +368,7 @@ class SnsSmsAdapter(BulkSender):
                 "nexus.sns.opt_out_unknown", service=self.service, error=type(exc).__name__
             )
             return False
-        self._opt_outs[key] = (now, bool(opted_out))
-        self._opt_outs.move_to_end(key)
-        while len(self._opt_outs) > _OPT_OUT_CACHE:
-            self._opt_outs.popitem(last=False)
-        return bool(opted_out)
+        return remember(self._opt_outs, key, (now, bool(opted_out)), _OPT_OUT_CACHE)[1]
 
     async def _effective_limit(self, tenant_id: str | None) -> Money | None:
         if self.monthly_limit is not None:
@@ -491,71 +409,6 @@ class SnsSmsAdapter(BulkSender):
             fingerprint_data="MonthlySpendLimit",
             result_type=str,
         )
-        limit = _parse_limit(text)
+        limit = parse_limit(text)
         self._account_limits[self._account(tenant_id)] = (self._clock.monotonic(), limit)
         return limit
-
-
-_WORD = re.compile(r"\S*\s*")
-
-
-def sns_segments(body: str) -> int:
-    """The parts SNS bills for `body`: it splits long messages at word boundaries.
-
-    One SMS holds 160 GSM-7 septets or 70 UCS-2 units (vendor-facts 4.7); a longer message is
-    cut into parts of 153 / 67 between words, a word longer than a part being cut inside. That
-    can take more parts than packing every part full (`count_segments`), so the spend estimate
-    uses this count.
-    """
-    counted = count_segments(body)
-    if counted.segments <= 1:
-        return counted.segments
-    per_part = 153 if counted.encoding == "GSM-7" else 67
-    parts, room = 1, per_part
-    for match in _WORD.finditer(body):
-        word = match.group()
-        if not word:
-            continue
-        width = count_segments(word).units if counted.encoding == "GSM-7" else _utf16(word)
-        if width > room and room < per_part:
-            parts, room = parts + 1, per_part  # the word moves whole to a new part
-        while width > room:  # longer than a part: cut inside it
-            width -= room
-            parts, room = parts + 1, per_part
-        room -= width
-    return parts
-
-
-def _utf16(text: str) -> int:
-    return sum(2 if ord(ch) > 0xFFFF else 1 for ch in text)
-
-
-async def _account_id(session: Any, adapter: SnsSmsAdapter) -> bytes:
-    """The AWS account a session publishes as (api.md rule 28): region, endpoint and access
-    key id, hashed. Two adapters (or tenants) with other credentials never share a record.
-    """
-    access = None
-    with contextlib.suppress(Exception):  # unreadable credentials fail at the call itself
-        creds = await session.get_credentials()
-        if creds is not None:
-            access = (await creds.get_frozen_credentials()).access_key
-    return account_scope("sns", adapter.region, adapter.endpoint_url, access)
-
-
-def _opted_out() -> OptedOut:
-    error = OptedOut(
-        Response(200, [], b""),
-        vendor=SNS,
-        code="OptedOut",
-        message="the number opted out of SMS from this account; nothing was published",
-    )
-    error.sent = False
-    return error
-
-
-def _parse_limit(text: str) -> Money | None:
-    """`MonthlySpendLimit` is a whole-dollar string; absent or unreadable means no limit known."""
-    try:
-        return Money(Decimal(text), "USD") if text else None
-    except (InvalidRequest, ArithmeticError):
-        return None

@@ -26,6 +26,7 @@ __all__ = [
     "SnsError",
     "SnsThrottled",
     "map_exception",
+    "opted_out",
     "outcome_known_unsent",
 ]
 
@@ -155,3 +156,15 @@ def outcome_known_unsent(error: ConnectorError) -> bool:
     if error.throttled or error.sent is False:
         return True
     return not error.transient
+
+
+def opted_out() -> OptedOut:
+    """`OptedOut` for a number our check found opted out: nothing was published."""
+    error = OptedOut(
+        Response(200, [], b""),
+        vendor=SNS,
+        code="OptedOut",
+        message="the number opted out of SMS from this account; nothing was published",
+    )
+    error.sent = False
+    return error

@@ -15,12 +15,13 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Final
 
 from ..._clock import Clock
+from ..._errors import InvalidRequest
 from ...backends._base import KeyValueStore
 from ...backends._names import escape_name
 from .._errors import SpendLimitExceeded
-from .._money import Money
+from .._money import Money, require_non_negative, require_positive
 
-__all__ = ["SpendTracker"]
+__all__ = ["SpendTracker", "parse_limit", "usd"]
 
 _USD: Final = "USD"
 _KEEP: Final = 40 * 86400.0  # a month's counter outlives its month, then expires
@@ -89,3 +90,21 @@ class SpendTracker:
     async def refund(self, cost: Money, month: str) -> None:
         """Give back a reservation for a message SNS certainly did not publish."""
         await self._store.add(self._key(month), -_nanos(cost.amount), ttl=_KEEP, strict=True)
+
+
+def usd(name: str, value: Money | None, *, positive: bool = False) -> Money | None:
+    """`value` checked as a USD amount (SNS bills SMS in USD), or None."""
+    if value is None:
+        return None
+    checked = require_positive(value, name) if positive else require_non_negative(value, name)
+    if checked.currency != "USD":
+        raise InvalidRequest(f"{name} must be in USD (SNS bills SMS in USD), got {checked}")
+    return checked
+
+
+def parse_limit(text: str) -> Money | None:
+    """`MonthlySpendLimit` is a whole-dollar string; absent or unreadable means no limit known."""
+    try:
+        return Money(Decimal(text), "USD") if text else None
+    except (InvalidRequest, ArithmeticError):
+        return None

@@ -4,14 +4,15 @@ Every call goes through `Connector.execute` as a form-encoded request with `Auth
 `Stripe-Version` and, on every POST, an `Idempotency-Key` (the caller's, or a fresh UUID that
 the pipeline reuses for its retries). The adapter knows Stripe's wire format, errors and its
 `Stripe-Should-Retry` header (a `retry_hint` the pipeline asks); the pipeline does retries,
-breaker and rate limits.
+breaker and rate limits. Parameters are built and checked in `_params`, answers read in
+`_results`; this module holds the routes and the operations.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal
 
 from ..._config import (
     CircuitBreakerConfig,
@@ -22,30 +23,16 @@ from ..._config import (
 )
 from ..._connector import Connector
 from ..._errors import InvalidRequest
-from ..._models import IdempotencyKey, Response
+from ..._models import IdempotencyKey
 from ..._scrub import Scrubber
 from ...credentials._base import CredentialProvider
-from .._money import Money, require_positive
-from .._payment_adapter import PaymentAdapterBase, ResponseReader
-from .._payments import (
-    Payment,
-    PaymentStatus,
-    Refund,
-    RefundStatus,
-    account_scope,
-    check_id,
-    luhn_like,
-)
-from .._vendor import FixedCredentials, Policies, VendorClient, check_text, header_safe
-from ._errors import StripeCardError, StripeResponseError, error_from_response
-from ._models import (
-    ChargeObject,
-    PaymentIntentObject,
-    decode_charge,
-    decode_payment_intent,
-    decode_refund,
-)
-from ._money import from_stripe_minor, stripe_currency, to_stripe_minor
+from .._money import Money
+from .._payment_adapter import PaymentAdapterBase
+from .._payments import Payment, Refund, account_scope, check_id
+from .._vendor import FixedCredentials, Policies, VendorClient, header_safe
+from ._errors import error_from_response
+from ._params import add_notes, amount_params, check_metadata, check_url, minor_units, optional
+from ._results import payment_from_charge, payment_from_intent, refund_from
 
 __all__ = ["DEFAULT_API_VERSION", "DEFAULT_BASE_URL", "StripePaymentAdapter"]
 
@@ -74,24 +61,7 @@ CaptureMethod = Literal["automatic", "automatic_async", "manual"]
 RefundReason = Literal["duplicate", "fraudulent", "requested_by_customer"]
 _CAPTURE_METHODS: Final = frozenset({"automatic", "automatic_async", "manual"})
 _REFUND_REASONS: Final = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
-_PI_STATUSES: Final[frozenset[str]] = frozenset(
-    {
-        "requires_payment_method",
-        "requires_confirmation",
-        "requires_action",
-        "processing",
-        "requires_capture",
-        "canceled",
-        "succeeded",
-    }
-)
-_REFUND_STATUSES: Final = frozenset(
-    {"pending", "requires_action", "succeeded", "failed", "canceled"}
-)
 _CHARGE_PREFIXES: Final = ("ch_", "py_")
-_METADATA_KEYS: Final = 50
-_METADATA_KEY_LEN: Final = 40
-_METADATA_VALUE_LEN: Final = 500
 
 
 class StripePaymentAdapter(PaymentAdapterBase):
@@ -154,7 +124,7 @@ class StripePaymentAdapter(PaymentAdapterBase):
             vendor, account_scope("stripe", api_key or "per-tenant provider", stripe_account)
         )
         route = functools.partial(self._vendor.route, body="form", headers=headers)
-        post = functools.partial(route, idempotency_header="Idempotency-Key")
+        post = functools.partial(route, idempotency_header=self.KEY_HEADER)
         self._intents = post("/v1/payment_intents")
         self._intent = route("/v1/payment_intents/{id}", "GET")
         self._intent_capture = post("/v1/payment_intents/{id}/capture")
@@ -197,7 +167,7 @@ class StripePaymentAdapter(PaymentAdapterBase):
         if not isinstance(capture_method, str) or capture_method not in _CAPTURE_METHODS:
             raise InvalidRequest(f"capture_method must be one of {sorted(_CAPTURE_METHODS)}")
         params: dict[str, Any] = {
-            **_amount_params(amount),
+            **amount_params(amount),
             "capture_method": capture_method,
         }
         if payment_method is not None:
@@ -207,11 +177,10 @@ class StripePaymentAdapter(PaymentAdapterBase):
             if return_url is None:
                 params["automatic_payment_methods"] = {"enabled": True, "allow_redirects": "never"}
         if return_url is not None:
-            params["return_url"] = _check_url(return_url, "return_url")
-        _optional(params, "description", check_text(description, "description", 1000))
-        _optional(params, "metadata", _check_metadata(metadata))
-        response = await self._post(self._intents, params, idempotency_key, tenant_id)
-        return self._remember(_payment_from_intent(response), tenant_id)
+            params["return_url"] = check_url(return_url, "return_url")
+        add_notes(params, description, metadata)
+        response = await self._send(self._intents, params, idempotency_key, tenant_id)
+        return self._remember(payment_from_intent(response), tenant_id)
 
     async def charge(
         self,
@@ -265,7 +234,7 @@ class StripePaymentAdapter(PaymentAdapterBase):
         """`charge` and `authorize`: a PaymentIntent confirmed at once with `capture_method`."""
         return await self.create_payment_intent(
             amount,
-            payment_method=_required_id(payment_method, "payment_method"),
+            payment_method=check_id(payment_method, "payment_method"),
             confirm=True,
             capture_method=capture_method,
             idempotency_key=key,
@@ -288,21 +257,21 @@ class StripePaymentAdapter(PaymentAdapterBase):
         currency when this adapter has not seen it). The result's `amount` is what was captured.
         """
         payment_id = check_id(payment_id, "payment_id")
-        minor = None
+        units = None
         if amount is not None:
-            minor = _minor(amount, "capture amount")
+            units = minor_units(amount, "capture amount")
             await self._check_currency("capture", payment_id, amount, tenant_id)
         if payment_id.startswith(_CHARGE_PREFIXES):
-            params = {} if minor is None else {"amount": minor}
-            response = await self._post(
+            params = {} if units is None else {"amount": units}
+            response = await self._send(
                 self._charge_capture, params, idempotency_key, tenant_id, payment_id
             )
-            return self._remember(_payment_from_charge(response, raise_failed=True), tenant_id)
-        params = {} if minor is None else {"amount_to_capture": minor}
-        response = await self._post(
+            return self._remember(payment_from_charge(response, raise_failed=True), tenant_id)
+        params = {} if units is None else {"amount_to_capture": units}
+        response = await self._send(
             self._intent_capture, params, idempotency_key, tenant_id, payment_id
         )
-        return self._remember(_payment_from_intent(response), tenant_id)
+        return self._remember(payment_from_intent(response), tenant_id)
 
     async def retrieve(
         self,
@@ -319,9 +288,9 @@ class StripePaymentAdapter(PaymentAdapterBase):
         payment_id = check_id(payment_id, "payment_id")
         if payment_id.startswith(_CHARGE_PREFIXES):
             response = await self._send(self._charge, None, idempotency_key, tenant_id, payment_id)
-            return self._remember(_payment_from_charge(response), tenant_id)
+            return self._remember(payment_from_charge(response), tenant_id)
         response = await self._send(self._intent, None, idempotency_key, tenant_id, payment_id)
-        return self._remember(_payment_from_intent(response), tenant_id)
+        return self._remember(payment_from_intent(response), tenant_id)
 
     # -- Refunds ----------------------------------------------------------------------------
 
@@ -347,25 +316,13 @@ class StripePaymentAdapter(PaymentAdapterBase):
         target = "charge" if payment_id.startswith(_CHARGE_PREFIXES) else "payment_intent"
         params: dict[str, Any] = {target: payment_id}
         if amount is not None:
-            params["amount"] = _minor(amount, "refund amount")
-        _optional(params, "reason", reason)
-        _optional(params, "metadata", _check_metadata(metadata))
+            params["amount"] = minor_units(amount, "refund amount")
+        optional(params, "reason", reason)
+        optional(params, "metadata", check_metadata(metadata))
         if amount is not None:
             await self._check_currency("refund", payment_id, amount, tenant_id)
-        response = await self._post(self._refunds, params, idempotency_key, tenant_id)
-        obj = _decode(decode_refund, response)
-        raw = obj.status or "pending"
-        status = cast("RefundStatus", raw if raw in _REFUND_STATUSES else "pending")
-        return Refund(
-            vendor="stripe",
-            id=obj.id,
-            status=status,
-            raw_status=raw,
-            amount=_read_money(obj.amount, obj.currency, response),
-            payment_id=obj.payment_intent or obj.charge,
-            request_id=_request_id(response),
-            replayed=response.replayed,
-        )
+        response = await self._send(self._refunds, params, idempotency_key, tenant_id)
+        return refund_from(response)
 
     # -- legacy Charges ---------------------------------------------------------------------
 
@@ -384,155 +341,16 @@ class StripePaymentAdapter(PaymentAdapterBase):
         if not isinstance(capture, bool):
             raise InvalidRequest("capture must be a bool")
         params: dict[str, Any] = {
-            **_amount_params(amount),
-            "source": _required_id(source, "source"),
+            **amount_params(amount),
+            "source": check_id(source, "source"),
             "capture": capture,
         }
-        _optional(params, "description", check_text(description, "description", 1000))
-        _optional(params, "metadata", _check_metadata(metadata))
-        response = await self._post(self._charges, params, idempotency_key, tenant_id)
-        return self._remember(_payment_from_charge(response, raise_failed=True), tenant_id)
+        add_notes(params, description, metadata)
+        response = await self._send(self._charges, params, idempotency_key, tenant_id)
+        return self._remember(payment_from_charge(response, raise_failed=True), tenant_id)
 
     # -- currencies (rule 33) ------------------------------------------------------------------
 
     async def _fetch_currency(self, payment_id: str, tenant_id: str | None, kind: str) -> str:
         """The payment's currency, from one `retrieve`."""
         return (await self.retrieve(payment_id, tenant_id=tenant_id)).amount.currency
-
-
-# -- payload building ------------------------------------------------------------------------
-
-
-def _minor(amount: Money, what: str) -> int:
-    return to_stripe_minor(require_positive(amount, what))
-
-
-def _amount_params(amount: Money) -> dict[str, Any]:
-    return {"amount": _minor(amount, "amount"), "currency": stripe_currency(amount)}
-
-
-def _required_id(value: object, what: str) -> str:
-    return check_id(value, what)
-
-
-def _optional(params: dict[str, Any], name: str, value: object) -> None:
-    if value is not None:
-        params[name] = value
-
-
-def _check_url(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
-        raise InvalidRequest(f"{what} must be an http(s) URL")
-    return value
-
-
-def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str] | None:
-    """Stripe's metadata limits, and no card-number-like values (Stripe forbids storing them)."""
-    if metadata is None:
-        return None
-    if not isinstance(metadata, Mapping) or len(metadata) > _METADATA_KEYS:
-        raise InvalidRequest(f"metadata must be a mapping of at most {_METADATA_KEYS} entries")
-    out: dict[str, str] = {}
-    for key, value in metadata.items():
-        if (
-            not isinstance(key, str)
-            or not 1 <= len(key) <= _METADATA_KEY_LEN
-            or any(c in key for c in "[]")
-        ):
-            raise InvalidRequest(
-                f"metadata keys must be str of 1-{_METADATA_KEY_LEN} characters without brackets"
-            )
-        if not isinstance(value, str) or len(value) > _METADATA_VALUE_LEN:
-            raise InvalidRequest(
-                f"metadata values must be str of at most {_METADATA_VALUE_LEN} characters"
-            )
-        if luhn_like(value) or luhn_like(key):
-            # Named by position only: the message must not carry the number itself.
-            raise InvalidRequest("metadata must not contain card numbers")
-        out[key] = value
-    return out
-
-
-# -- results ---------------------------------------------------------------------------------
-
-
-def _request_id(response: Response) -> str | None:
-    return response.headers.get("Request-Id")
-
-
-#: Stripe's 2xx bodies: an unreadable one is a `StripeResponseError` (rule 34).
-_READ: Final = ResponseReader("stripe", "Stripe", StripeResponseError, _request_id)
-_decode: Final = _READ.decode
-
-
-def _read_money(amount: int, currency: str, response: Response) -> Money:
-    """Stripe's amount read leniently (rule 34); a value that is no amount is a vendor error."""
-    try:
-        return from_stripe_minor(amount, currency)
-    except InvalidRequest:
-        raise _READ.unreadable(response, "unreadable amount") from None
-
-
-def _payment_from_intent(response: Response) -> Payment:
-    pi: PaymentIntentObject = _decode(decode_payment_intent, response)
-    status = cast("PaymentStatus", pi.status if pi.status in _PI_STATUSES else "processing")
-    action = pi.next_action
-    url = action.redirect_to_url.url if action and action.redirect_to_url else None
-    authorized = _read_money(pi.amount, pi.currency, response)
-    amount = authorized
-    if status == "succeeded" and pi.amount_received:
-        # After a partial capture Stripe keeps `amount` (asked) and reports the collected
-        # part in `amount_received` (rule 35).
-        amount = _read_money(pi.amount_received, pi.currency, response)
-    return Payment(
-        vendor="stripe",
-        id=pi.id,
-        status=status,
-        raw_status=pi.status,
-        amount=amount,
-        authorized_amount=authorized,
-        request_id=_request_id(response),
-        action_url=url,
-        client_secret=pi.client_secret,
-        next_action=action.type if action else None,
-        replayed=response.replayed,
-    )
-
-
-def _payment_from_charge(response: Response, *, raise_failed: bool = False) -> Payment:
-    ch: ChargeObject = _decode(decode_charge, response)
-    if raise_failed and ch.status == "failed":
-        # A 2xx carrying a failed charge is a decline, not a result (rule 36).
-        exc = StripeCardError(
-            response,
-            vendor="stripe",
-            code=ch.failure_code or "card_declined",
-            message=ch.failure_message,
-            request_id=_request_id(response),
-            decline_code=ch.outcome.reason if ch.outcome else None,
-        )
-        exc.charge_id = ch.id
-        raise exc
-    status: PaymentStatus
-    if ch.refunded:
-        status = "refunded"
-    elif ch.status == "succeeded":
-        status = "succeeded" if ch.captured else "requires_capture"
-    elif ch.status == "failed":
-        status = "failed"
-    else:
-        status = "processing"
-    authorized = _read_money(ch.amount, ch.currency, response)
-    amount = authorized
-    if ch.captured and ch.amount_captured:
-        amount = _read_money(ch.amount_captured, ch.currency, response)
-    return Payment(
-        vendor="stripe",
-        id=ch.id,
-        status=status,
-        raw_status=ch.status,
-        amount=amount,
-        authorized_amount=authorized,
-        request_id=_request_id(response),
-        replayed=response.replayed,
-    )

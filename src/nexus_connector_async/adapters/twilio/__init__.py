@@ -1,6 +1,7 @@
 """Twilio: Programmable Messaging, Balance and Lookup v2."""
 
-from ._adapter import TwilioAccount, TwilioAccountProvider, TwilioSmsAdapter
+from ._accounts import TwilioAccount, TwilioAccountProvider
+from ._adapter import TwilioSmsAdapter
 from ._errors import TwilioError, TwilioThrottled
 
 __all__ = [
