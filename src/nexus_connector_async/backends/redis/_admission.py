@@ -15,11 +15,11 @@ from typing import Any
 from ..._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
 from .._base import Admission, MemoryPermit
 from .._slots import SlotAsk
+from ._batched import Call, script_call
 from ._concurrency import ConcurrencyMixin
 from ._core import num
 from ._health import RedisUnreachable
 from ._keys import key
-from ._pipeliner import Call, script_call
 from ._replies import admission, record_reply
 
 __all__ = ["AdmissionMixin"]

@@ -30,12 +30,13 @@ from ..._clock import Clock
 from ..._errors import BackendUnavailable
 from .._base import Admission, AdmitAsk, Claim
 from ._admission import AdmissionMixin
+from ._batched import script_call
 from ._core import DEFAULT_ON_UNAVAILABLE, Durability, check_test_clock, num
 from ._fallback import OnUnavailable
 from ._idempotency import IdempotencyMixin
 from ._kv import KeyValueMixin
-from ._pipeliner import NotReplicated, script_call
 from ._replies import admission, claim_reply
+from ._wire import NotReplicated
 
 __all__ = ["DEFAULT_ON_UNAVAILABLE", "OnUnavailable", "RedisBackend"]
 

@@ -25,7 +25,8 @@ from redis import exceptions as rex
 
 from ..._errors import BackendUnavailable
 from ._health import as_backend_error, is_outage
-from ._pipeliner import acknowledged, is_stale, pack, read_replies
+from ._pipeliner import is_stale, read_replies
+from ._wire import acknowledged, pack
 
 __all__ = ["NodeSender", "command_key"]
 

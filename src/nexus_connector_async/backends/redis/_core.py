@@ -18,13 +18,15 @@ from ..._errors import BackendUnavailable, InvalidRequest
 from ..._events import BackendUnavailableEvent, Event
 from ..._logging import get_logger
 from .._memory import MemoryBackend
+from ._batched import Call, script_call
 from ._cluster import NodeSender
 from ._fallback import MODES, Fallback, OnUnavailable, fallback
 from ._health import Health, RedisUnreachable, as_backend_error, is_outage, pool_full
 from ._keys import check_prefix, key
-from ._pipeliner import Call, Pipeliner, pack, script_call
+from ._pipeliner import Pipeliner
 from ._scripts import Script, Scripts, register
 from ._sealer import ResultSealer
+from ._wire import pack
 
 __all__ = [
     "DEFAULT_ON_UNAVAILABLE",

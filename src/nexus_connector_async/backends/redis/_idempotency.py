@@ -13,9 +13,9 @@ from ..._errors import BackendUnavailable
 from .._base import Claim
 from ._core import RedisCore, num
 from ._keys import key
-from ._pipeliner import NotReplicated
 from ._replies import ClaimReply, claim_reply
 from ._scripts import Script
+from ._wire import NotReplicated
 
 __all__ = ["IdempotencyMixin"]
 

@@ -28,27 +28,19 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rex
 
-from ..._errors import BackendUnavailable
 from ..._logging import get_logger
+from ._batched import Call, Group
 from ._health import Health, as_backend_error, is_outage, pool_full
+from ._wire import Item, NotReplicated, acknowledged, pack
 
 if TYPE_CHECKING:
     from ._cluster import NodeSender
 
-__all__ = [
-    "Call",
-    "NotReplicated",
-    "Pipeliner",
-    "acknowledged",
-    "is_stale",
-    "pack",
-    "read_replies",
-    "script_call",
-]
+__all__ = ["Pipeliner", "is_stale", "read_replies"]
 
 _log = get_logger("nexus_connector_async.redis")
 _FULL_POOL_PAUSE = 0.005  # a batch that found the connection pool full waits this long, again
@@ -73,100 +65,6 @@ def is_stale(conn: Any) -> bool:
     return bool(reader.at_eof() or reader.exception() is not None or unread)
 
 
-#: (command, script, packed command, future of the reply, handler of an orphaned reply)
-Item = tuple[
-    tuple[Any, ...], Any, bytes | None, "asyncio.Future[Any]", "Callable[[Any], None] | None"
-]
-
-
-class Call(NamedTuple):
-    """One EVALSHA of a batchable script, also in wire pieces, so that the calls of one tick
-    can be joined into one call of the script's batched form (`script_call` builds it)."""
-
-    script: Any  # the plain script
-    batched: Any  # its batched form
-    args: tuple[Any, ...]  # the whole EVALSHA
-    packed: bytes  # ... in RESP
-    keys: bytes  # its keys in RESP
-    argv: bytes  # its arguments in RESP
-    group: Hashable  # calls with equal groups may share one script call
-
-
-def script_call(
-    script: Any, batched: Any, tag: str, keys: tuple[bytes, ...], argv: tuple[Any, ...]
-) -> Call:
-    """The `Call` of `script` on `keys` and `argv`; `tag` is the service, whose hash tag every
-    key carries (calls of one service share one cluster slot). Calls group by script, service,
-    shape and time override (ARGV[1]: a batch has one NOW)."""
-    head = bulks(("EVALSHA", script.sha, str(len(keys))))
-    keys_wire, argv_wire = bulks(keys), bulks(argv)
-    packed = b"*%d\r\n%b%b%b" % (3 + len(keys) + len(argv), head, keys_wire, argv_wire)
-    group = (id(script), tag, len(keys), len(argv), argv[0])
-    return Call(
-        script,
-        batched,
-        ("EVALSHA", script.sha, len(keys), *keys, *argv),
-        packed,
-        keys_wire,
-        argv_wire,
-        group,
-    )
-
-
-class _Group:
-    """The calls of one tick that share a script call: the first one's place in the batch."""
-
-    __slots__ = ("calls", "futures", "index", "orphans")
-
-    def __init__(self, index: int, call: Call, fut: asyncio.Future[Any], orphan: Any) -> None:
-        self.index = index
-        self.calls = [call]
-        self.futures = [fut]
-        self.orphans = [orphan]
-
-    def item(self, loop: asyncio.AbstractEventLoop) -> Item:
-        """The batched script call for every call of the group; its reply is dealt out."""
-        calls = self.calls
-        first = calls[0]
-        nk, batched = first.args[2], first.batched
-        keys = [k for call in calls for k in call.args[3 : 3 + nk]]
-        argv = [a for call in calls for a in call.args[3 + nk :]]
-        tail = (str(len(calls)).encode(), str(nk).encode())
-        args = ("EVALSHA", batched.sha, len(keys), *keys, *argv, *tail)
-        packed = b"".join(
-            (
-                b"*%d\r\n" % len(args),
-                bulks(("EVALSHA", batched.sha, str(len(keys)))),
-                *(call.keys for call in calls),
-                *(call.argv for call in calls),
-                bulks(tail),
-            )
-        )
-        whole: asyncio.Future[Any] = loop.create_future()
-        whole.add_done_callback(self._deal)
-        return (args, batched, packed, whole, None)
-
-    def _deal(self, whole: asyncio.Future[Any]) -> None:
-        """Each call its own reply (or error); a cancelled caller's to its orphan handler."""
-        exc = whole.exception() if not whole.cancelled() else asyncio.CancelledError()
-        replies: list[Any]
-        if exc is None:
-            replies = whole.result()
-        elif isinstance(exc, NotReplicated) and isinstance(exc.reply, list):
-            replies = [NotReplicated(r) for r in exc.reply]
-        else:
-            replies = [exc] * len(self.futures)
-        for fut, orphan, r in zip(self.futures, self.orphans, replies, strict=True):
-            failed = isinstance(r, BaseException)
-            if fut.done():
-                if orphan is not None and not failed:
-                    orphan(r)
-            elif failed:
-                fut.set_exception(r if isinstance(r, NotReplicated) else as_backend_error(r))
-            else:
-                fut.set_result(r)
-
-
 class Pipeliner:
     """Sends the commands of one event-loop tick as one pipeline; counts round trips."""
 
@@ -189,7 +87,7 @@ class Pipeliner:
         self._wait = wait
         self._durable: set[asyncio.Future[Any]] = set()
         self._pending: list[Item] = []
-        self._groups: dict[Hashable, _Group] = {}  # this tick's batched script calls
+        self._groups: dict[Hashable, Group] = {}  # this tick's batched script calls
         self._idle: list[Any] = []  # connections kept between batches (non-cluster)
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -236,7 +134,7 @@ class Pipeliner:
         group = self._groups.get(call.group)
         if group is None:
             fut = self.submit(call.args, call.script, call.packed, on_orphan, durable=durable)
-            self._groups[call.group] = _Group(len(self._pending) - 1, call, fut, on_orphan)
+            self._groups[call.group] = Group(len(self._pending) - 1, call, fut, on_orphan)
             return fut
         fut = asyncio.get_running_loop().create_future()
         group.calls.append(call)
@@ -437,42 +335,3 @@ async def _connection(pool: Any) -> Any:
             if not pool_full(exc):
                 raise
         await asyncio.sleep(_FULL_POOL_PAUSE)
-
-
-def acknowledged(results: list[Any], durable: list[int], replicas: Any) -> list[Any]:
-    """The replies of a batch, the durable ones replaced by an error if no replica has them."""
-    if isinstance(replicas, int) and replicas >= 1:
-        return results
-    # An error reply wrote nothing (NOSCRIPT is re-sent): only real writes need the replica.
-    durable_set = set(durable)
-    return [
-        NotReplicated(r) if i in durable_set and not isinstance(r, Exception) else r
-        for i, r in enumerate(results)
-    ]
-
-
-class NotReplicated(BackendUnavailable):
-    """The master ran a durable write but no replica acknowledged it in time.
-
-    `reply` is what the master answered, so the caller can undo what it took (a claim).
-    """
-
-    def __init__(self, reply: Any) -> None:
-        super().__init__("redis: no replica acknowledged the write in time")
-        self.reply = reply
-
-
-def pack(args: tuple[Any, ...]) -> bytes:
-    """A command in RESP, the wire form: `*<n>` then `$<len>` and the bytes of each argument."""
-    return b"*%d\r\n%b" % (len(args), bulks(args))
-
-
-def bulks(args: tuple[Any, ...]) -> bytes:
-    """Arguments as RESP bulk strings (`$<len>` and the bytes of each), without the header."""
-    out = []
-    for arg in args:
-        data = arg.encode() if isinstance(arg, str) else arg
-        if isinstance(data, int | float):
-            data = repr(data).encode()
-        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(out)
