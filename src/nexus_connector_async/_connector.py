@@ -32,7 +32,7 @@ from ._config import (
     _number,
 )
 from ._errors import HttpStatusError, InvalidRequest
-from ._events import EventBus, EventHook, EventSource, StructlogHook
+from ._events import EventBus, EventHook
 from ._logging import get_logger
 from ._models import IdempotencyKey, Response
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport, Transport
@@ -78,18 +78,19 @@ class Connector:
         max_shared_pause: float = 300.0,
         default_deadline: float | None = 30.0,
     ) -> None:
-        idempotency_wait = _number("Connector.idempotency_wait", idempotency_wait)
+        # The tunables the layers read off `self` per call (`Settings`), checked here.
+        self.idempotency_wait = _number("Connector.idempotency_wait", idempotency_wait)
+        self.idempotency_lease = _number(
+            "Connector.idempotency_lease", idempotency_lease, strict=True
+        )
         #: A vendor's Retry-After pauses the service for every worker, but never longer than
         #: this: one hostile or garbled header must not stop a fleet for years.
         self.max_shared_pause = _number("Connector.max_shared_pause", max_shared_pause)
-        idempotency_lease = _number("Connector.idempotency_lease", idempotency_lease, strict=True)
         #: The deadline of a call whose endpoint and caller give none (attempts, backoff and
         #: rate-limit waits together); None lets it run as long as its attempts take.
-        self.default_deadline = (
-            None
-            if default_deadline is None
-            else _number("Connector.default_deadline", default_deadline, strict=True)
-        )
+        if default_deadline is not None:
+            default_deadline = _number("Connector.default_deadline", default_deadline, strict=True)
+        self.default_deadline = default_deadline
         self._clock = clock or SYSTEM_CLOCK
         self.backend: Backend = backend if backend is not None else MemoryBackend(clock=clock)
         self.credentials = credentials
@@ -98,18 +99,12 @@ class Connector:
         self._log = logger if logger is not None else get_logger()
         #: Every event goes to the logger first, then to `events` hooks (metrics, your own).
         hooks = list(events)
-        self.events = EventBus([StructlogHook(self._log), *hooks])
-        parts: tuple[object, ...] = (self.backend, credentials)
-        for part in parts:  # token refreshes and backend outages reach the same hooks
-            if isinstance(part, EventSource):
-                part.bind_events(self.events.emit)
+        self.events = EventBus.wired(self._log, hooks, self.backend, credentials)
         self.shadow_services = frozenset(shadow_services)
         self._tasks = Tasks(self._log)
         wiring = Wiring(
             self.backend, self._clock, self.events, self._log, self._tasks, hooked=bool(hooks)
         )
-        self.idempotency_wait = float(idempotency_wait)
-        self.idempotency_lease = float(idempotency_lease)
         # The layers, outermost first; they read the tunables (`Settings`) off `self` per call.
         # (The gate first: the idempotency layer may admit a first attempt with its claim.)
         slots = Slots(wiring)
@@ -142,12 +137,8 @@ class Connector:
         if self._closed:
             return
         self._closed = True
-        self._tasks.mark_closing()
-        for closer in reversed(self._closers):
-            await closer()
-        await self._tasks.drain()
-        await self._attempts.transport.aclose()
-        await self.backend.aclose()
+        then = (self._attempts.transport.aclose, self.backend.aclose)
+        await self._tasks.close(*self._closers, then=then)
 
     async def execute(
         self,
@@ -251,9 +242,8 @@ class Connector:
             rate_limit,
             circuit_breaker,
             retry,
+            concurrency_limit,
         )
-        if concurrency_limit is not None:
-            call = call._replace(concurrency=concurrency_limit)
         # The same stack, with the factory as the attempt (it brings its own credentials).
         send = functools.partial(
             self._gate.attempt, functools.partial(self._attempts.guarded, fn, timeout)

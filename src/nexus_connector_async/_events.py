@@ -274,6 +274,16 @@ class EventBus:
     def __init__(self, hooks: Iterable[EventHook] = ()) -> None:
         self.hooks: list[EventHook] = list(hooks)
 
+    @classmethod
+    def wired(cls, log: Any, hooks: Iterable[EventHook], *sources: object) -> EventBus:
+        """Every event to the logger first, then to `hooks`; each `EventSource` among
+        `sources` (a backend's outages, a provider's token refreshes) reports here too."""
+        bus = cls([StructlogHook(log), *hooks])
+        for source in sources:
+            if isinstance(source, EventSource):
+                source.bind_events(bus.emit)
+        return bus
+
     def emit(self, event: Event) -> None:
         for hook in self.hooks:
             try:

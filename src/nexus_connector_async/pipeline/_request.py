@@ -8,6 +8,7 @@ from typing import Any
 
 from .._config import (
     CircuitBreakerConfig,
+    ConcurrencyLimit,
     Endpoint,
     RateLimitConfig,
     RetryPolicy,
@@ -217,6 +218,7 @@ def guarded_call(
     limit: RateLimitConfig | None,
     breaker: CircuitBreakerConfig | None,
     retry: RetryPolicy | None,
+    concurrency: ConcurrencyLimit | None,
 ) -> Call:
     """The `Call` of one `Connector.call()`: resend-safe only if the caller says so."""
     if not isinstance(operation, str) or not operation:
@@ -233,4 +235,4 @@ def guarded_call(
         timeout or 30.0,
         deadline,
         operation,
-    )
+    )._replace(concurrency=concurrency)

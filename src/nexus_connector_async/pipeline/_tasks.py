@@ -7,7 +7,7 @@ halfway, whose effect (a claimed key, a permit) is handed back when the caller i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from .._clock import Clock, wait_or_timeout
@@ -81,6 +81,16 @@ class Tasks:
         """Sleep `seconds` of clock time, or less if the connector starts closing."""
         if not self.closing.is_set():
             await wait_or_timeout(self.closing.wait(), clock, seconds)
+
+    async def close(self, *steps: Callable[[], Awaitable[Any]], then: Iterable[Any] = ()) -> None:
+        """Close down: mark closing, run `steps` (the adapters' closers, last registered first),
+        wait for background work, then run the `then` closers (transport, backend)."""
+        self.mark_closing()
+        for step in reversed(steps):
+            await step()
+        await self.drain()
+        for step in then:
+            await step()
 
     def mark_closing(self) -> None:
         """From now on, background settles make their last try and give up."""
