@@ -434,6 +434,12 @@ def _variants(opts: Options) -> list[str]:
             names.append("peers-memory")
     if "redis" in opts.backends:
         names.extend(_with_logging(opts, "nexus-redis"))
+        # The idempotent POST beside raw aiohttp's POST of the same request (logging filtered
+        # when that set-up runs: its target is the pipeline's cost, not logging's).
+        names += [
+            "raw-post",
+            "nexus-redis-idem+warn" if "warn" in opts.logging else "nexus-redis-idem",
+        ]
         if opts.peers:
             names.append("peers-redis")
     if "redis-cluster" in opts.backends:
@@ -463,7 +469,7 @@ def _base_job(opts: Options, variant: str, redis: _Redis, stub: StubHandle) -> J
     base = variant.partition("+")[0]
     redis_url = redis.cluster_url if base == "nexus-cluster" else redis.url
     info = redis.cluster_nodes if base == "nexus-cluster" else redis.nodes
-    uses_redis = base in ("nexus-redis", "nexus-cluster", "peers-redis")
+    uses_redis = base in ("nexus-redis", "nexus-redis-idem", "nexus-cluster", "peers-redis")
     tag = uuid.uuid4().hex[:8]
     return Job(
         kind="throughput",

@@ -24,6 +24,8 @@ import asyncio
 import contextlib
 import gc
 import importlib.util
+import itertools
+import json
 import logging
 import os
 import sys
@@ -41,6 +43,9 @@ __all__ = ["Job", "worker_main"]
 
 # Commands packed and socket sends made by redis-py in this process (see install_redis_counters).
 _REDIS_COUNTS = [0, 0]
+# The idempotent POST's payload, and the same bytes for raw aiohttp's POST.
+POST_PAYLOAD = {"amount": 1999, "currency": "usd", "description": "bench"}
+POST_BODY = json.dumps(POST_PAYLOAD, separators=(",", ":")).encode()
 # The harness's own INFO reads (its client skips CLIENT SETINFO, so it adds nothing else).
 _IGNORED_COMMANDS = frozenset({"cmdstat_info"})
 
@@ -159,6 +164,31 @@ async def open_client(job: Job) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
 
             yield raw_call
         return
+    if job.variant == "raw-post":  # the idempotent POST's floor: the same request, by hand
+        import aiohttp  # noqa: PLC0415
+
+        timeout = aiohttp.ClientTimeout(total=10.0, sock_connect=5.0)
+        keys = itertools.count()
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=job.connections),
+            skip_auto_headers=("User-Agent",),
+        ) as session:
+
+            async def raw_post() -> bytes:
+                headers = {
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": f"{job.prefix}:{os.getpid()}:{next(keys)}",
+                }
+                async with session.post(
+                    job.url, data=POST_BODY, headers=headers, timeout=timeout
+                ) as resp:
+                    body = await resp.read()
+                    if resp.status >= 400:
+                        raise RawStatusError(resp.status)
+                    return body
+
+            yield raw_post
+        return
     if job.variant.startswith("peers-"):
         from ._peers import PeerStack  # noqa: PLC0415
 
@@ -180,6 +210,7 @@ async def open_client(job: Job) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
         CircuitBreakerConfig,
         Connector,
         Endpoint,
+        IdempotencyKey,
         MemoryBackend,
         RateLimitConfig,
         RetryPolicy,
@@ -189,7 +220,7 @@ async def open_client(job: Job) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
     backend: Any
     if base == "nexus-memory":
         backend = MemoryBackend()
-    elif base in ("nexus-redis", "nexus-cluster"):
+    elif base in ("nexus-redis", "nexus-redis-idem", "nexus-cluster"):
         from nexus_connector_async.backends.redis import RedisBackend  # noqa: PLC0415
 
         assert job.redis_url is not None
@@ -198,8 +229,14 @@ async def open_client(job: Job) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
         )
     else:
         raise ValueError(f"unknown variant {job.variant!r}")
+    keys = itertools.count()
+    keyed = base == "nexus-redis-idem"  # an idempotent POST: claim + admission, then the result
     endpoint = (
-        Endpoint.create(job.url, "GET")
+        Endpoint.create(
+            job.url,
+            "POST" if keyed else "GET",
+            idempotency_header="Idempotency-Key" if keyed else None,
+        )
         .with_timeout(Timeouts(total=10.0, connect=5.0))
         .with_rate_limit(RateLimitConfig.per_second(job.limit, job.burst, max_wait=job.max_wait))
         .with_circuit_breaker(
@@ -212,6 +249,9 @@ async def open_client(job: Job) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
     async with Connector(backend=backend) as connector:
 
         def nexus_call() -> Awaitable[Any]:
+            if keyed:
+                key = IdempotencyKey(f"{job.prefix}:{os.getpid()}:{next(keys)}")
+                return connector.execute(job.service, endpoint, POST_PAYLOAD, idempotency_key=key)
             return connector.execute(job.service, endpoint)
 
         nexus_call.backend = backend if hasattr(backend, "commands") else None  # type: ignore[attr-defined]

@@ -184,3 +184,15 @@ async def test_a_batch_under_a_test_clock_shares_its_time(
         assert [a.wait for a in out] == pytest.approx([0.0, 0.0, 0.1, 0.2])
     finally:
         await b.aclose()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("EVALSHA", "ab" * 20, 2, b"k1", b"", b"30.0"), ("X", 1.5, 0.1, -3), ("Y", "é", b"\xff")],
+)
+def test_the_c_packer_and_the_python_one_agree(args: tuple[Any, ...]) -> None:
+    """Commands are packed by hiredis when it is there, else by our own RESP packer."""
+    from nexus_connector_async.backends.redis import _wire  # noqa: PLC0415
+
+    assert _wire.pack(args) == _wire._pack(args)
+    assert _wire._pack(args).startswith(b"*%d\r\n" % len(args))

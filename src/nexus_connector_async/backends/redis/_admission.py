@@ -21,6 +21,7 @@ from ._core import num
 from ._health import RedisUnreachable
 from ._keys import key
 from ._replies import admission, record_reply
+from ._wire import pack
 
 __all__ = ["AdmissionMixin"]
 
@@ -105,9 +106,8 @@ class AdmissionMixin(ConcurrencyMixin):
                 b"" if slot is None else num(slot.lease),
                 b"1" if slot is not None and slot.fail_fast else b"0",
             )
-            cached = self._commands[cache_key] = script_call(
-                script, self._batched[id(script)], service, keys, args
-            )
+            call = script_call(script, self._batched[id(script)], service, keys, args)
+            cached = self._commands[cache_key] = call._replace(packed=pack(call.args))
         return cached
 
     def _give_back(self, service: str, slot: SlotAsk | None) -> Callable[[Any], None]:

@@ -13,22 +13,21 @@ from collections.abc import Hashable
 from typing import Any, NamedTuple
 
 from ._health import as_backend_error
-from ._wire import Item, NotReplicated, bulks
+from ._wire import Item, NotReplicated, pack
 
 __all__ = ["Call", "Group", "script_call"]
 
 
 class Call(NamedTuple):
-    """One EVALSHA of a batchable script, also in wire pieces, so that the calls of one tick
-    can be joined into one call of the script's batched form (`script_call` builds it)."""
+    """One EVALSHA of a batchable script: the calls of one tick with equal groups are joined
+    into one call of the script's batched form (`script_call` builds it)."""
 
     script: Any  # the plain script
     batched: Any  # its batched form
     args: tuple[Any, ...]  # the whole EVALSHA
-    packed: bytes  # ... in RESP
-    keys: bytes  # its keys in RESP
-    argv: bytes  # its arguments in RESP
     group: Hashable  # calls with equal groups may share one script call
+    packed: bytes | None = None  # the EVALSHA in RESP, for a command sent often (else packed
+    # when it leaves, alone; a batch is packed once, whole)
 
 
 def script_call(
@@ -37,19 +36,8 @@ def script_call(
     """The `Call` of `script` on `keys` and `argv`; `tag` is the service, whose hash tag every
     key carries (calls of one service share one cluster slot). Calls group by script, service,
     shape and time override (ARGV[1]: a batch has one NOW)."""
-    head = bulks(("EVALSHA", script.sha, str(len(keys))))
-    keys_wire, argv_wire = bulks(keys), bulks(argv)
-    packed = b"*%d\r\n%b%b%b" % (3 + len(keys) + len(argv), head, keys_wire, argv_wire)
     group = (id(script), tag, len(keys), len(argv), argv[0])
-    return Call(
-        script,
-        batched,
-        ("EVALSHA", script.sha, len(keys), *keys, *argv),
-        packed,
-        keys_wire,
-        argv_wire,
-        group,
-    )
+    return Call(script, batched, ("EVALSHA", script.sha, len(keys), *keys, *argv), group)
 
 
 class Group:
@@ -72,18 +60,9 @@ class Group:
         argv = [a for call in calls for a in call.args[3 + nk :]]
         tail = (str(len(calls)).encode(), str(nk).encode())
         args = ("EVALSHA", batched.sha, len(keys), *keys, *argv, *tail)
-        packed = b"".join(
-            (
-                b"*%d\r\n" % len(args),
-                bulks(("EVALSHA", batched.sha, str(len(keys)))),
-                *(call.keys for call in calls),
-                *(call.argv for call in calls),
-                bulks(tail),
-            )
-        )
         whole: asyncio.Future[Any] = loop.create_future()
         whole.add_done_callback(self._deal)
-        return (args, batched, packed, whole, None)
+        return (args, batched, pack(args), whole, None)
 
     def _deal(self, whole: asyncio.Future[Any]) -> None:
         """Each call its own reply (or error); a cancelled caller's to its orphan handler."""
