@@ -64,8 +64,9 @@ class AdmissionMixin(ConcurrencyMixin):
         is_retry: bool,
         shadow: bool,
         slot: SlotAsk | None = None,
-    ) -> Call:
-        """The admission EVALSHA for these settings, in wire form (cached: the hot path)."""
+    ) -> tuple[Call, Callable[[Any], None]]:
+        """The admission EVALSHA for these settings, in wire form, and what gives back its
+        reply if nobody takes it (both cached: the hot path)."""
         ratio = None if budget is None else budget.budget_ratio
         floor = 0.0 if budget is None else budget.budget_min_per_second
         cache_key = (
@@ -107,7 +108,10 @@ class AdmissionMixin(ConcurrencyMixin):
                 b"1" if slot is not None and slot.fail_fast else b"0",
             )
             call = script_call(script, self._batched[id(script)], service, keys, args)
-            cached = self._commands[cache_key] = call._replace(packed=pack(call.args))
+            cached = self._commands[cache_key] = (
+                call._replace(packed=pack(call.args)),
+                self._give_back(service, slot),
+            )
         return cached
 
     def _give_back(self, service: str, slot: SlotAsk | None) -> Callable[[Any], None]:
@@ -150,11 +154,9 @@ class AdmissionMixin(ConcurrencyMixin):
         """Breaker, probe permit, retry budget, pause, token and a free concurrency slot: one
         script, one round trip."""
         scoped = tenant if limit is not None and limit.scope == "tenant" else None
-        call = self._admission_command(
+        call, give_back = self._admission_command(
             service, scoped, breaker, limit, probe_lease, budget, is_retry, shadow, slot
         )
-
-        give_back = self._give_back(service, slot)
         try:
             r = await self._submit(self._test_time(call, service), on_orphan=give_back)
         except RedisUnreachable as exc:

@@ -130,7 +130,7 @@ class RedisBackend(AdmissionMixin, IdempotencyMixin, KeyValueMixin):
         keys = self._idem_keys(service, tenant, key)
         limit = ask.limit
         scoped = tenant if limit is not None and limit.scope == "tenant" else None
-        admit = self._admission_command(
+        command, give_back = self._admission_command(
             service,
             scoped,
             ask.breaker,
@@ -140,7 +140,8 @@ class RedisBackend(AdmissionMixin, IdempotencyMixin, KeyValueMixin):
             False,
             ask.shadow,
             ask.slot,
-        ).args
+        )
+        admit = command.args
         nk = admit[2]
         amo = b"" if unknown_ttl is None else num(unknown_ttl)
         args = (self._now(), fingerprint, num(lease), amo, *admit[4 + nk :])
@@ -148,7 +149,6 @@ class RedisBackend(AdmissionMixin, IdempotencyMixin, KeyValueMixin):
         call = script_call(
             script, self._batched[id(script)], service, (*keys, *admit[3 : 3 + nk]), args
         )
-        give_back = self._give_back(service, ask.slot)
 
         def orphan(reply: Any) -> None:  # its caller was cancelled: the admission goes back
             if len(reply) > 1:

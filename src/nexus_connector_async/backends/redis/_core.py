@@ -130,7 +130,7 @@ class RedisCore:
         self._local = MemoryBackend(clock=clock)
         self._fallback: Fallback = fallback(on_unavailable, self._local)
         self._keys: dict[tuple[str, str | None, str], tuple[bytes, bytes, bytes]] = {}
-        self._commands: dict[tuple[Any, ...], Call] = {}
+        self._commands: dict[tuple[Any, ...], tuple[Call, Callable[[Any], None]]] = {}
         self._block_cap = _block_cap(client)
         self._parked: dict[str, Parked] = {}  # by service: the latest release not yet sent
         self._closed = False
