@@ -393,15 +393,16 @@ def _top() -> list[str]:
 
 
 class _Progress:
-    """tqdm when installed, else one line per step."""
+    """A tqdm bar on a terminal (when installed), else one plain line per step: no
+    carriage-return frames in a log file."""
 
     def __init__(self, total: int) -> None:
-        try:
-            from tqdm import tqdm  # noqa: PLC0415
+        self._bar: Any = None
+        if sys.stderr.isatty():
+            with contextlib.suppress(ImportError):
+                from tqdm import tqdm  # noqa: PLC0415
 
-            self._bar: Any = tqdm(total=total, unit="run", dynamic_ncols=True, file=sys.stderr)
-        except ImportError:
-            self._bar = None
+                self._bar = tqdm(total=total, unit="run", dynamic_ncols=True, file=sys.stderr)
         self._n = 0
         self._total = total
 

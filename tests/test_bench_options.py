@@ -31,6 +31,8 @@ def test_every_logging_set_up_runs_in_the_same_block_as_raw_aiohttp() -> None:
         "nexus-redis",
         "nexus-redis+warn",
         "nexus-redis+json",
+        "raw-post",  # the idempotent POST beside the same request by hand
+        "nexus-redis-idem+warn",
         "peers-redis",
     ]
     only = _run.parse_args(["--quick", "--no-uvloop", "--no-peers", "--logging", "json"])
@@ -38,6 +40,8 @@ def test_every_logging_set_up_runs_in_the_same_block_as_raw_aiohttp() -> None:
         "raw",
         "nexus-memory+json",
         "nexus-redis+json",
+        "raw-post",
+        "nexus-redis-idem",  # (logging not filtered when that set-up does not run)
     ]
     with pytest.raises(SystemExit):
         _run.parse_args(["--logging", "loud"])
@@ -88,3 +92,16 @@ def test_quick_mode_plots_are_bars_not_one_point_lines(
     _report._plots(doc, tmp_path)
     for png in ("throughput.png", "latency.png"):
         assert (tmp_path / png).stat().st_size > 1000
+
+
+def test_progress_off_a_terminal_is_plain_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    """Redirected to a file, the harness writes one line per run, never carriage returns."""
+    from benchmarks._run import _Progress  # noqa: PLC0415
+
+    progress = _Progress(2)
+    progress.step("raw asyncio c=100")
+    progress.step("nexus-redis asyncio c=100")
+    progress.close()
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert err.splitlines() == ["[1/2] raw asyncio c=100", "[2/2] nexus-redis asyncio c=100"]
