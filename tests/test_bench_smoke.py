@@ -36,6 +36,7 @@ def test_quickest_bench_run_writes_json_markdown_and_plots(tmp_path: Path) -> No
 
     rows = {(r["variant"], r["loop"]): r for r in doc["throughput"]}
     expected = {"raw", "nexus-memory", "peers-memory", "nexus-redis", "peers-redis"}
+    expected |= {"raw-post", "nexus-redis-idem+warn"}  # the idempotent POST and its floor
     expected |= {f"{v}+{m}" for v in ("nexus-memory", "nexus-redis") for m in ("warn", "json")}
     assert {variant for variant, _ in rows} == expected
     for row in rows.values():
