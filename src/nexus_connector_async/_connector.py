@@ -188,14 +188,9 @@ class Connector:
         if key is None:
             response: Response = await self._retry.run(send, call)
         else:
-            response = await self._idempotency.run(
-                call,
-                key,
-                fp,
-                functools.partial(self._retry.run, send),
-                functools.partial(store_response, endpoint.retry.unstored_statuses),
-                replay_response,
-            )
+            store = functools.partial(store_response, endpoint.retry.unstored_statuses)
+            attempts = functools.partial(self._retry.run, send)
+            response = await self._idempotency.run(call, key, fp, attempts, store, replay_response)
         if raise_for_status and not 200 <= response.status < 300:
             raise HttpStatusError(response)
         return response
@@ -230,35 +225,24 @@ class Connector:
         """
         request.check_names(service, tenant_id)
         now, default = self._clock.monotonic(), self.default_deadline
+        policies = (rate_limit, circuit_breaker, retry, concurrency_limit)
         call = request.guarded_call(
-            now,
-            default,
-            service,
-            tenant_id,
-            operation,
-            deadline,
-            timeout,
-            idempotent,
-            rate_limit,
-            circuit_breaker,
-            retry,
-            concurrency_limit,
+            now, default, service, tenant_id, operation, deadline, timeout, idempotent, *policies
         )
         # The same stack, with the factory as the attempt (it brings its own credentials).
-        send = functools.partial(
-            self._gate.attempt, functools.partial(self._attempts.guarded, fn, timeout)
-        )
+        attempt = functools.partial(self._attempts.guarded, fn, timeout)
+        send = functools.partial(self._gate.attempt, attempt)
         key = request.as_key(idempotency_key)
         if key is None:
             result: T = await self._retry.run(send, call)
             return result
-        return await self._idempotency.run(  # type: ignore[no-any-return]
-            call,
-            key,
-            fingerprint("CALL", operation, fingerprint_data),
+        fp = fingerprint("CALL", operation, fingerprint_data)
+        attempts, replay = (
             functools.partial(self._retry.run, send),
-            msgspec.msgpack.encode,
-            msgspec.msgpack.Decoder(result_type).decode,
+            msgspec.msgpack.Decoder(result_type),
+        )
+        return await self._idempotency.run(  # type: ignore[no-any-return]
+            call, key, fp, attempts, msgspec.msgpack.encode, replay.decode
         )
 
     async def forget(

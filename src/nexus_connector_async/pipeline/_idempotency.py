@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
@@ -202,7 +202,7 @@ class Idempotency:
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._inflight[scope] = future
         self._fingerprints[scope] = fp
-        stop_heartbeat = self._heartbeat(scope, token)
+        owned = _Owned(scope, token, key.ttl, self._heartbeat(scope, token))
         progress = Progress(admitted)
         stored_bytes: bytes | None = None
         interrupted: BaseException | None = None
@@ -213,7 +213,7 @@ class Idempotency:
                 answer = _final_answer(progress)
                 if answer is None:
                     action = _UNKNOWN if _outcome_unknown(call, progress) else _RELEASE
-                    await self._settle(scope, token, action, None, key.ttl, stop_heartbeat)
+                    await self._settle(owned, action, None)
                     raise
                 # Interrupted after the vendor's final answer (cancelled in the breaker record
                 # that follows it): the answer is the key's all the same (rule 16).
@@ -222,10 +222,10 @@ class Idempotency:
                 stored_bytes = store(value)
             except BaseException:  # an answer we cannot encode: never free a sent call for resend
                 action = _RELEASE if call.resend_safe else _UNKNOWN
-                await self._settle(scope, token, action, None, key.ttl, stop_heartbeat)
+                await self._settle(owned, action, None)
                 raise
             action = _RELEASE if stored_bytes is None else _STORE
-            await self._settle(scope, token, action, stored_bytes, key.ttl, stop_heartbeat)
+            await self._settle(owned, action, stored_bytes)
             if interrupted is not None:
                 raise interrupted
             return value
@@ -236,15 +236,7 @@ class Idempotency:
             if progress.admitted is not None and self._gate is not None:  # no attempt took it
                 await tasks.cleanup(self._gate.discard(call, progress.admitted))
 
-    async def _settle(
-        self,
-        scope: Scope,
-        token: str,
-        action: str,
-        data: bytes | None,
-        ttl: float,
-        stop_heartbeat: Callable[[], None],
-    ) -> None:
+    async def _settle(self, owned: _Owned, action: str, data: bytes | None) -> None:
         """Settle the key: store the answer, release it, or keep it unknown (rules 16, 19).
 
         The first try runs inline (no task on the happy path). A backend failure is reported
@@ -255,29 +247,23 @@ class Idempotency:
         """
         spawn = self._wiring.tasks.spawn
         try:
-            await self._settle_once(scope, token, action, data, ttl, retried=False)
+            await self._settle_once(owned, action, data, retried=False)
         except asyncio.CancelledError:
-            spawn(self._settle_until_done(scope, token, action, data, ttl, stop_heartbeat))
+            spawn(self._settle_until_done(owned, action, data))
             raise
         except ConnectorError as exc:
-            self._report_settle_failure(scope, action, exc)
-            spawn(self._settle_until_done(scope, token, action, data, ttl, stop_heartbeat))
+            self._report_settle_failure(owned.scope, action, exc)
+            spawn(self._settle_until_done(owned, action, data))
             return
-        stop_heartbeat()
+        owned.stop_heartbeat()
 
     async def _settle_once(
-        self,
-        scope: Scope,
-        token: str,
-        action: str,
-        data: bytes | None,
-        ttl: float,
-        *,
-        retried: bool,
+        self, owned: _Owned, action: str, data: bytes | None, *, retried: bool
     ) -> None:
         """One try at settling the key; raises `ConnectorError` if the backend did not answer."""
         wiring = self._wiring
         backend = wiring.backend
+        scope, token, ttl = owned.scope, owned.token, owned.ttl
         if action == _STORE:
             assert data is not None
             ok = await backend.complete(*scope, token, data, ttl)
@@ -305,15 +291,7 @@ class Idempotency:
             BackendWriteFailed(scope[0], action, type(exc).__name__, scope[2], final=final)
         )
 
-    async def _settle_until_done(
-        self,
-        scope: Scope,
-        token: str,
-        action: str,
-        data: bytes | None,
-        ttl: float,
-        stop_heartbeat: Callable[[], None],
-    ) -> None:
+    async def _settle_until_done(self, owned: _Owned, action: str, data: bytes | None) -> None:
         """Repeat the settle in the background until the backend takes it (or we close).
 
         The first repeat goes at once (a dead pooled connection is replaced by then), later
@@ -326,15 +304,15 @@ class Idempotency:
                 if delay > 0:
                     await tasks.pause_unless_closing(self._wiring.clock, delay)
                 try:
-                    await self._settle_once(scope, token, action, data, ttl, retried=True)
+                    await self._settle_once(owned, action, data, retried=True)
                     return
                 except ConnectorError as exc:
-                    self._report_settle_failure(scope, action, exc)
+                    self._report_settle_failure(owned.scope, action, exc)
                     if tasks.closed:
                         return  # given up: the lease (or, at most once, the unknown state) decides
                 delay = min(max(delay * 2.0, _SETTLE_FIRST_DELAY), _SETTLE_MAX_DELAY)
         finally:
-            stop_heartbeat()
+            owned.stop_heartbeat()
 
     async def _wait_local(
         self, future: asyncio.Future[bytes | None], timeout: float
@@ -400,6 +378,15 @@ class Idempotency:
             return backend.release(*scope, claim.token)
 
         return undo
+
+
+class _Owned(NamedTuple):
+    """A key this call holds: what settling it needs."""
+
+    scope: Scope
+    token: str
+    ttl: float  # how long its final answer (or its unknown state) is kept
+    stop_heartbeat: Callable[[], None]
 
 
 class _Heartbeat:
