@@ -16,6 +16,7 @@ from nexus_connector_async import (
     RateLimitConfig,
     RedisBackend,
 )
+from nexus_connector_async.testing import FakeClock
 from nexus_connector_async.typing import AdmissionReason
 from tests._redis_servers import RedisServer
 
@@ -101,28 +102,29 @@ async def test_a_call_whose_script_fails_fails_alone(backend: RedisBackend) -> N
     assert out[2].reason == AdmissionReason.ADMITTED
 
 
-async def test_a_cancelled_callers_probe_permit_goes_back(
-    redis_server: RedisServer, redis_flush: None
-) -> None:
-    from nexus_connector_async.testing import FakeClock  # noqa: PLC0415
-
+@pytest.fixture
+async def clocked(redis_server: RedisServer, redis_flush: None) -> Any:
+    """A backend on a test clock (its scripts take their time from it), and the clock."""
     clock = FakeClock()
     b = RedisBackend(aioredis.Redis.from_url(redis_server.url), owns_client=True, clock=clock)
-    try:
-        await _warm(b)
-        await b.record("svc", BREAKER, success=False)  # open
-        clock.advance(61.0)  # past recovery: the next admissions find it half-open, 1 probe
-        first = asyncio.ensure_future(_admit(b, limit=None))
-        second = asyncio.ensure_future(_admit(b, limit=None))
-        await asyncio.sleep(0)  # both queued in one batch
-        first.cancel()
-        assert (await second).reason == AdmissionReason.CIRCUIT_OPEN  # the probe was first's
-        # The first caller's permit, granted in a batch nobody took it from, is given back.
-        async with asyncio.timeout(5):
-            while (await _admit(b, limit=None)).reason != AdmissionReason.ADMITTED:
-                await asyncio.sleep(0.01)
-    finally:
-        await b.aclose()
+    await _warm(b)
+    yield b, clock
+    await b.aclose()
+
+
+async def test_a_cancelled_callers_probe_permit_goes_back(clocked: Any) -> None:
+    b, clock = clocked
+    await b.record("svc", BREAKER, success=False)  # open
+    clock.advance(61.0)  # past recovery: the next admissions find it half-open, 1 probe
+    first = asyncio.ensure_future(_admit(b, limit=None))
+    second = asyncio.ensure_future(_admit(b, limit=None))
+    await asyncio.sleep(0)  # both queued in one batch
+    first.cancel()
+    assert (await second).reason == AdmissionReason.CIRCUIT_OPEN  # the probe was first's
+    # The first caller's permit, granted in a batch nobody took it from, is given back.
+    async with asyncio.timeout(5):
+        while (await _admit(b, limit=None)).reason != AdmissionReason.ADMITTED:
+            await asyncio.sleep(0.01)
 
 
 async def test_the_batched_script_comes_back_after_a_script_flush(backend: RedisBackend) -> None:
@@ -169,21 +171,12 @@ async def test_cluster_batches_per_service(redis_cluster: Any, redis_cluster_flu
         await b.aclose()
 
 
-async def test_a_batch_under_a_test_clock_shares_its_time(
-    redis_server: RedisServer, redis_flush: None
-) -> None:
-    from nexus_connector_async.testing import FakeClock  # noqa: PLC0415
-
-    clock = FakeClock()
-    b = RedisBackend(aioredis.Redis.from_url(redis_server.url), owns_client=True, clock=clock)
-    try:
-        await _warm(b)
-        limit = RateLimitConfig(rate=10, period=1, burst=2, max_wait=1.0, name="clocked")
-        sent, out = await _sent(b, lambda: [_admit(b, "clocked", limit=limit) for _ in range(4)])
-        assert sent == 1
-        assert [a.wait for a in out] == pytest.approx([0.0, 0.0, 0.1, 0.2])
-    finally:
-        await b.aclose()
+async def test_a_batch_under_a_test_clock_shares_its_time(clocked: Any) -> None:
+    b, _ = clocked
+    limit = RateLimitConfig(rate=10, period=1, burst=2, max_wait=1.0, name="clocked")
+    sent, out = await _sent(b, lambda: [_admit(b, "clocked", limit=limit) for _ in range(4)])
+    assert sent == 1
+    assert [a.wait for a in out] == pytest.approx([0.0, 0.0, 0.1, 0.2])
 
 
 @pytest.mark.parametrize(
