@@ -13,7 +13,7 @@ from nexus_connector_async import CircuitBreakerConfig, RateLimitConfig, RedisBa
 from nexus_connector_async.testing import FakeClock
 from nexus_connector_async.typing import AdmissionReason
 
-BREAKER = CircuitBreakerConfig(failure_threshold=2, recovery_timeout=0.3, half_open_max_calls=2)
+BREAKER = CircuitBreakerConfig(failure_threshold=2, recovery_timeout=0.5, half_open_max_calls=2)
 LIMIT = RateLimitConfig(rate=200, period=1, burst=5, max_wait=0.02)
 SERVICE = "agree"
 
@@ -48,7 +48,7 @@ async def admit_and_record(index: int, url: str, ticks: int) -> list[tuple[str, 
     rng = random.Random(index)
     log: list[tuple[str, list[Decision]]] = []
     try:
-        for _ in range(ticks):
+        for tick in range(ticks):
             clock.tick()
             calls = [
                 backend.admit(SERVICE, None, BREAKER, LIMIT, probe_lease=0.05)
@@ -63,6 +63,9 @@ async def admit_and_record(index: int, url: str, ticks: int) -> list[tuple[str, 
                     if a.reason == AdmissionReason.ADMITTED
                 )
             )
+            if index == 0 and tick % 40 == 10:  # a failure burst: the breaker opens for sure
+                for _ in range(BREAKER.failure_threshold):
+                    await backend.record(SERVICE, BREAKER, success=False)
     finally:
         await backend.aclose()
     return log
