@@ -146,10 +146,11 @@ async def open_client(job: Job) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
     """The variant's "make one call" function, built fresh for this job."""
     base, _, mode = job.variant.partition("+")
     set_up_logging(mode or "default")
-    if job.variant == "raw":
+    if job.variant in ("raw", "raw-post"):  # raw-post: the idempotent POST's floor, by hand
         import aiohttp  # noqa: PLC0415
 
         timeout = aiohttp.ClientTimeout(total=10.0, sock_connect=5.0)
+        keys = itertools.count()
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=job.connections),
             skip_auto_headers=("User-Agent",),
@@ -161,18 +162,6 @@ async def open_client(job: Job) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
                     if resp.status >= 400:
                         raise RawStatusError(resp.status)
                     return body
-
-            yield raw_call
-        return
-    if job.variant == "raw-post":  # the idempotent POST's floor: the same request, by hand
-        import aiohttp  # noqa: PLC0415
-
-        timeout = aiohttp.ClientTimeout(total=10.0, sock_connect=5.0)
-        keys = itertools.count()
-        async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=job.connections),
-            skip_auto_headers=("User-Agent",),
-        ) as session:
 
             async def raw_post() -> bytes:
                 headers = {
@@ -187,7 +176,7 @@ async def open_client(job: Job) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
                         raise RawStatusError(resp.status)
                     return body
 
-            yield raw_post
+            yield raw_call if job.variant == "raw" else raw_post
         return
     if job.variant.startswith("peers-"):
         from ._peers import PeerStack  # noqa: PLC0415
