@@ -68,23 +68,19 @@ class Gate:
             adm, progress.admitted = progress.admitted, None  # decided with the key's claim
         else:
             # Inline, not a coroutine of its own: one frame fewer on the hot path.
-            shadow = call.service in self._shadow
+            ask = self.ask(call)
             try:
                 adm = await wiring.backend.admit(
                     call.service,
                     call.tenant,
-                    call.breaker,
-                    call.limit,
-                    probe_lease=call.probe_lease,
-                    budget=call.retry if call.retry.budget_ratio is not None else None,
+                    ask.breaker,
+                    ask.limit,
+                    probe_lease=ask.probe_lease,
+                    budget=ask.budget,
                     is_retry=is_retry,
-                    shadow=shadow,
+                    shadow=ask.shadow,
                     # `slot=` only when asked for: a backend of its own without slots works.
-                    **(
-                        _NO_SLOT
-                        if call.concurrency is None or shadow
-                        else _slot_kw(call, call.concurrency)
-                    ),
+                    **(_NO_SLOT if ask.slot is None else {"slot": ask.slot}),
                 )
             except ConnectorError as exc:
                 if not is_retry:
@@ -134,19 +130,18 @@ class Gate:
             )
         return outcome
 
-    def first_ask(self, call: Call) -> AdmitAsk:
-        """The admission `attempt` would ask for the call's first attempt (a backend may decide
-        it together with the idempotency claim: `ClaimAdmitStore`)."""
+    def ask(self, call: Call) -> AdmitAsk:
+        """The admission an attempt of `call` asks for (a backend may decide the first one
+        together with the idempotency claim: `ClaimAdmitStore`)."""
         shadow = call.service in self._shadow
+        limit = call.concurrency
         return AdmitAsk(
             call.breaker,
             call.limit,
             call.probe_lease,
             call.retry if call.retry.budget_ratio is not None else None,
             shadow,
-            None
-            if call.concurrency is None or shadow
-            else _slot_kw(call, call.concurrency)["slot"],
+            None if limit is None or shadow else _slot_ask(call, limit),
         )
 
     async def discard(self, call: Call, adm: Admission) -> None:
@@ -221,12 +216,11 @@ class Gate:
         return adm
 
 
-def _slot_kw(call: Call, limit: ConcurrencyLimit) -> dict[str, SlotAsk]:
+def _slot_ask(call: Call, limit: ConcurrencyLimit) -> SlotAsk:
     """The slot to take with the admission: the limit's scope, lease and fail-fast."""
-    ask = SlotAsk(
+    return SlotAsk(
         call.tenant if limit.scope == "tenant" else None,
         limit.max_in_flight,
         limit.lease if limit.lease is not None else call.probe_lease,
         limit.max_wait <= 0,
     )
-    return {"slot": ask}

@@ -364,7 +364,7 @@ class Idempotency:
             return unclaim(claim) if adm is None else give_back(claim, adm)
 
         return await self._wiring.tasks.shielded(
-            backend.claim_admit(*scope, fp, lease, gate.first_ask(call), unknown_ttl=unknown_ttl),
+            backend.claim_admit(*scope, fp, lease, gate.ask(call), unknown_ttl=unknown_ttl),
             undo,
         )
 

@@ -56,7 +56,7 @@ class AdmissionMixin(ConcurrencyMixin):
     def _admission_command(
         self,
         service: str,
-        scoped: str | None,
+        tenant: str | None,
         breaker: CircuitBreakerConfig,
         limit: RateLimitConfig | None,
         probe_lease: float,
@@ -66,7 +66,9 @@ class AdmissionMixin(ConcurrencyMixin):
         slot: SlotAsk | None = None,
     ) -> tuple[Call, Callable[[Any], None]]:
         """The admission EVALSHA for these settings, in wire form, and what gives back its
-        reply if nobody takes it (both cached: the hot path)."""
+        reply if nobody takes it (both cached: the hot path). The tenant counts only for a
+        per-tenant limit: the other calls of a service share one command."""
+        scoped = tenant if limit is not None and limit.scope == "tenant" else None
         ratio = None if budget is None else budget.budget_ratio
         floor = 0.0 if budget is None else budget.budget_min_per_second
         cache_key = (
@@ -134,9 +136,8 @@ class AdmissionMixin(ConcurrencyMixin):
         """`call` with this moment of the test clock as its time override (ARGV[1])."""
         if not self._test_clock:
             return call
-        nk = call.args[2]
-        keys, args = call.args[3 : 3 + nk], call.args[4 + nk :]
-        return script_call(call.script, call.batched, service, keys, (self._now(), *args))
+        argv = (self._now(), *call.argv[1:])
+        return script_call(call.script, call.batched, service, call.keys, argv)
 
     async def admit(
         self,
@@ -153,9 +154,8 @@ class AdmissionMixin(ConcurrencyMixin):
     ) -> Admission:
         """Breaker, probe permit, retry budget, pause, token and a free concurrency slot: one
         script, one round trip."""
-        scoped = tenant if limit is not None and limit.scope == "tenant" else None
         call, give_back = self._admission_command(
-            service, scoped, breaker, limit, probe_lease, budget, is_retry, shadow, slot
+            service, tenant, breaker, limit, probe_lease, budget, is_retry, shadow, slot
         )
         try:
             r = await self._submit(self._test_time(call, service), on_orphan=give_back)

@@ -128,27 +128,21 @@ class RedisBackend(AdmissionMixin, IdempotencyMixin, KeyValueMixin):
         (idem_claim_admit.lua), so a keyed call costs one round trip less. Raises
         `BackendUnavailable` in any outage, as `claim` does (no fallback for a key)."""
         keys = self._idem_keys(service, tenant, key)
-        limit = ask.limit
-        scoped = tenant if limit is not None and limit.scope == "tenant" else None
         command, give_back = self._admission_command(
             service,
-            scoped,
+            tenant,
             ask.breaker,
-            limit,
+            ask.limit,
             ask.probe_lease,
             ask.budget,
             False,
             ask.shadow,
             ask.slot,
         )
-        admit = command.args
-        nk = admit[2]
         amo = b"" if unknown_ttl is None else num(unknown_ttl)
-        args = (self._now(), fingerprint, num(lease), amo, *admit[4 + nk :])
+        args = (self._now(), fingerprint, num(lease), amo, *command.argv[1:])
         script = self._scripts.idem_claim_admit
-        call = script_call(
-            script, self._batched[id(script)], service, (*keys, *admit[3 : 3 + nk]), args
-        )
+        call = script_call(script, self._batched[id(script)], service, (*keys, *command.keys), args)
 
         def orphan(reply: Any) -> None:  # its caller was cancelled: the admission goes back
             if len(reply) > 1:

@@ -29,6 +29,16 @@ class Call(NamedTuple):
     packed: bytes | None = None  # the EVALSHA in RESP, for a command sent often (else packed
     # when it leaves, alone; a batch is packed once, whole)
 
+    @property
+    def keys(self) -> tuple[Any, ...]:
+        """Its KEYS (the EVALSHA's arguments after the SHA and the key count)."""
+        return self.args[3 : 3 + self.args[2]]
+
+    @property
+    def argv(self) -> tuple[Any, ...]:
+        """Its ARGV (ARGV[1] first: the time override)."""
+        return self.args[3 + self.args[2] :]
+
 
 def script_call(
     script: Any, batched: Any, tag: str, keys: tuple[bytes, ...], argv: tuple[Any, ...]
@@ -56,8 +66,8 @@ class Group:
         calls = self.calls
         first = calls[0]
         nk, batched = first.args[2], first.batched
-        keys = [k for call in calls for k in call.args[3 : 3 + nk]]
-        argv = [a for call in calls for a in call.args[3 + nk :]]
+        keys = [k for call in calls for k in call.keys]
+        argv = [a for call in calls for a in call.argv]
         tail = (str(len(calls)).encode(), str(nk).encode())
         args = ("EVALSHA", batched.sha, len(keys), *keys, *argv, *tail)
         whole: asyncio.Future[Any] = loop.create_future()
