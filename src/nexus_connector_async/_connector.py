@@ -165,7 +165,11 @@ class Connector:
         """
         request.check_names(service, tenant_id)
         provider = credentials if credentials is not None else self.credentials
-        key = request.scoped_key(idempotency_key, provider, service, tenant_id)
+        key = (
+            None
+            if idempotency_key is None
+            else request.scoped_key(idempotency_key, provider, service, tenant_id)
+        )
         method, url, body, hdrs = request.build(endpoint, payload, headers, key)
         headers = hdrs  # the caller's plain dict leaves this frame: tracebacks show the masked copy
         # The payload may hold card data: only its fingerprint stays in this frame's locals.

@@ -132,6 +132,8 @@ class LibraryLogger:
 
     def is_enabled_for(self, level: int) -> bool:
         """Whether a line at `level` would go anywhere (build nothing when it would not)."""
+        if _CONFIG is not None and not _CONFIG.is_configured:  # the default: one frame less
+            return self._std.isEnabledFor(level)
         if _structlog_configured():
             bound = self._structlog()
             check = getattr(bound, "is_enabled_for", None) or getattr(bound, "isEnabledFor", None)

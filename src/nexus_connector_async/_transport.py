@@ -59,7 +59,8 @@ _TIMEOUT_CACHE = 256
 class AiohttpTransport:
     """The default transport: one pooled aiohttp session, created on first use.
 
-    `verify_ssl=False` is for local test servers only and warns loudly.
+    The session it creates keeps no cookies (every tenant shares it); a `session` passed in is
+    used as it is. `verify_ssl=False` is for local test servers only and warns loudly.
     """
 
     def __init__(
@@ -99,7 +100,11 @@ class AiohttpTransport:
             connector = aiohttp.TCPConnector(
                 limit=self._limit, limit_per_host=self._limit_per_host, ssl=self._ssl
             )
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+            # No cookie jar: one session serves every tenant and account, and a cookie one
+            # vendor answer set must not ride along on another tenant's request.
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar()
+            )
             self._owns_session = True
         return self._session
 

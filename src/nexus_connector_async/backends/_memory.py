@@ -30,6 +30,8 @@ from ._slots import Adapt, MemorySlots, Slot, SlotAsk
 
 __all__ = ["MemoryBackend"]
 
+_LIMITS_MAX = 4096
+
 
 class MemoryBackend(MemoryStores):
     """State in this process's memory: breakers, buckets, idempotency keys and a KV store.
@@ -145,16 +147,22 @@ class MemoryBackend(MemoryStores):
         wait = max(0.0, b.paused_until - now)
         if limit is not None:
             # One bucket per distinct limit (or name) of the service: rule 21. The numbers as a
-            # tuple (5 and 5.0 hash alike), not `bucket_id`'s string: this is the hot path.
+            # tuple (5 and 5.0 hash alike), not `bucket_id`'s string; worked out once per limit
+            # (the hot path), bounded (limits may be made per call).
             scoped = tenant if limit.scope == "tenant" else None
-            key = (
-                (service, scoped, limit.name)
-                if limit.name is not None
-                else (service, scoped, limit.rate, limit.period, limit.capacity)
-            )
+            spec = self._limits.get(limit)
+            if spec is None:
+                if len(self._limits) >= _LIMITS_MAX:
+                    self._limits.clear()
+                cap = limit.capacity
+                spec = self._limits[limit] = (
+                    limit.name if limit.name is not None else (limit.rate, limit.period, cap),
+                    cap,
+                    limit.refill_per_second,
+                )
+            which, cap, rate = spec
+            key = (service, scoped, which)
             bucket = self._buckets.get(key)
-            cap = limit.capacity
-            rate = limit.refill_per_second
             if bucket is None:
                 bucket = self._buckets[key] = Bucket(cap, now, cap, rate)
                 self._watch(now + 1.0 / rate + IDLE_BUCKET, BUCKET, key, bucket)

@@ -92,6 +92,7 @@ class MemoryBase:
         self._clock = clock or SYSTEM_CLOCK
         self._breakers: dict[str, Breaker] = {}
         self._buckets: dict[tuple[Any, ...], Bucket] = {}
+        self._limits: dict[Any, tuple[Any, float, float]] = {}  # limit -> (bucket id, cap, rate)
         self._idem: dict[tuple[str, str | None, str], Idem] = {}
         self._kv: dict[str, tuple[bytes, float | None]] = {}
         self._changed: dict[tuple[str, str | None, str], asyncio.Event] = {}

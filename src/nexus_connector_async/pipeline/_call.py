@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol
@@ -74,7 +75,7 @@ class Settings(Protocol):
 class Wiring:
     """The parts every layer uses: state backend, clock, events, logger, background tasks."""
 
-    __slots__ = ("_enabled", "_hooked", "backend", "clock", "events", "log", "tasks")
+    __slots__ = ("_hooked", "backend", "clock", "events", "log", "per_attempt", "per_call", "tasks")
 
     def __init__(
         self,
@@ -94,22 +95,24 @@ class Wiring:
         # The two events of every call are built only if someone takes them: with a silent or
         # filtering logger and no hooks, a happy call builds no event at all (the hot path).
         self._hooked = hooked
-        self._enabled: Callable[[int], bool] | None = getattr(log, "is_enabled_for", None)
+        enabled: Callable[[int], bool] | None = getattr(log, "is_enabled_for", None)
+        #: Whether anyone takes the per-attempt event / the audit event of a finished call,
+        #: asked per call (logging may be configured meanwhile). Without hooks, the logger's
+        #: own check, bound once: no frame of ours in between on the hot path.
+        self.per_attempt: Callable[[], bool] = _always
+        self.per_call: Callable[[], bool] = _always
+        if not hooked and enabled is not None:
+            self.per_attempt = functools.partial(enabled, logging.DEBUG)
+            self.per_call = functools.partial(enabled, logging.INFO)
 
     @property
     def hooked(self) -> bool:
         """Whether event hooks beyond the logger are registered (metrics-only events)."""
         return self._hooked
 
-    def per_attempt(self) -> bool:
-        """Whether anyone takes the per-attempt event (asked per call: logging may change)."""
-        enabled = self._enabled
-        return self._hooked or enabled is None or enabled(logging.DEBUG)
 
-    def per_call(self) -> bool:
-        """Whether anyone takes the audit event of a finished call."""
-        enabled = self._enabled
-        return self._hooked or enabled is None or enabled(logging.INFO)
+def _always() -> bool:
+    return True
 
 
 #: The innermost layer: one attempt of this call (holding its probe and slot), classified.

@@ -1,0 +1,137 @@
+"""Client instructions per call, counted by valgrind: a figure the machine's noise cannot move.
+
+On a shared 2-core VM, CPU time per call varies by 30-50 % from one run to the next (other
+tenants, frequency changes), so the throughput ratios of `python -m benchmarks` need many rounds
+to settle. This counts the instructions the client process executes instead (valgrind's
+cachegrind, no cache simulation): each variant runs under valgrind twice, with N and 2N calls
+after the same warm-up, and the difference divided by N is its cost per call, start-up excluded.
+The stub vendor and Redis run natively beside it. The count includes the garbage collector.
+
+    python -m benchmarks.bench_instructions [--calls 1000] [--concurrency 100] [variants...]
+
+Variants are the benchmark's (`raw`, `nexus-memory`, `nexus-redis`, `nexus-redis-idem+warn`, ...);
+the ratio column is raw's count over the variant's: the throughput ratio a CPU-bound client
+would reach. Needs `valgrind` on PATH (Debian: `apt-get install valgrind`); the variants on
+Redis start a `redis-server` as the test fixtures do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_VARIANTS = ("raw", "nexus-memory", "nexus-redis", "raw-post", "nexus-redis-idem+warn")
+_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+
+
+async def _client(variant: str, url: str, redis_url: str | None, calls: int, conc: int) -> None:
+    from benchmarks._workers import Job, open_client, set_up_logging  # noqa: PLC0415
+
+    tag = uuid.uuid4().hex[:8]
+    job = Job(
+        kind="throughput",
+        variant=variant,
+        loop="asyncio",
+        concurrency=conc,
+        url=url,
+        service=f"vendor{tag}",
+        prefix=f"bench{tag}",
+        redis_url=redis_url,
+    )
+    set_up_logging(variant.partition("+")[2] or "default")
+    async with open_client(job) as call:
+
+        async def worker(n: int) -> None:
+            for _ in range(n):
+                await call()
+
+        await asyncio.gather(*(worker(max(1, 300 // conc)) for _ in range(conc)))  # warm-up
+        await asyncio.gather(*(worker(calls // conc) for _ in range(conc)))
+
+
+def _count(variant: str, url: str, redis_url: str | None, calls: int, conc: int) -> int:
+    """Instructions of one client process making `calls` calls (after the warm-up)."""
+    command = [
+        "valgrind",
+        "--tool=cachegrind",
+        "--cache-sim=no",
+        "--cachegrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        "benchmarks.bench_instructions",
+        "--client",
+        variant,
+        url,
+        redis_url or "",
+        str(calls),
+        str(conc),
+    ]
+    done = subprocess.run(  # our own interpreter and arguments
+        command, capture_output=True, text=True, cwd=_ROOT, check=False, timeout=900
+    )
+    found = _REFS.search(done.stderr)
+    if done.returncode != 0 or found is None:
+        tail = "\n".join(done.stderr.splitlines()[-15:])
+        raise RuntimeError(f"{variant}: the client under valgrind failed:\n{tail}")
+    return int(found.group(1).replace(",", ""))
+
+
+def per_call(variant: str, url: str, redis_url: str | None, calls: int, conc: int) -> float:
+    """Instructions per call: (count at 2N calls - count at N calls) / N."""
+    once = _count(variant, url, redis_url, calls, conc)
+    twice = _count(variant, url, redis_url, 2 * calls, conc)
+    return (twice - once) / calls
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Count and print a markdown table (variant, instructions per call, ratio to raw)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_instructions")
+    parser.add_argument("variants", nargs="*", default=list(DEFAULT_VARIANTS))
+    parser.add_argument("--calls", type=int, default=1000, help="calls per counted run")
+    parser.add_argument("--concurrency", type=int, default=100, help="in-flight calls")
+    parser.add_argument("--client", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.client:  # one measured client process, under valgrind
+        variant, url, redis_url, calls, conc = args.client
+        asyncio.run(_client(variant, url, redis_url or None, int(calls), int(conc)))
+        return 0
+    if shutil.which("valgrind") is None:
+        print("valgrind is not on PATH (Debian: apt-get install valgrind)", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(_ROOT))
+    from benchmarks._stub import start_stub  # noqa: PLC0415
+    from tests._redis_servers import RedisProcess  # noqa: PLC0415
+
+    variants = list(args.variants)
+    if "raw" not in variants:
+        variants.insert(0, "raw")
+    needs_redis = any("redis" in v for v in variants)
+    server = RedisProcess().start() if needs_redis and not os.environ.get("REDIS_URL") else None
+    redis_url = os.environ.get("REDIS_URL") or (server.url if server else None)
+    stub = start_stub()
+    try:
+        url = f"{stub.base}/v1/charges/ch_1"
+        counts = {v: per_call(v, url, redis_url, args.calls, args.concurrency) for v in variants}
+    finally:
+        stub.close()
+        if server is not None:
+            server.stop()
+    print(f"client instructions per call, {args.concurrency} in flight, {args.calls} calls\n")
+    print("| variant | instructions/call | x raw |")
+    print("|---|--:|--:|")
+    for v, n in counts.items():
+        print(f"| {v} | {n:,.0f} | {counts['raw'] / n:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,47 @@
+"""The instruction-count benchmark: per call is the difference of two counted runs, and a real
+count under valgrind (when installed) sees the pipeline cost more than raw aiohttp."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import bench_instructions
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_per_call_is_the_difference_of_two_counted_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs: list[int] = []
+
+    def fake_count(variant: str, url: str, redis: str | None, calls: int, conc: int) -> int:
+        runs.append(calls)
+        return 5_000_000 + 300 * calls  # start-up, then 300 instructions a call
+
+    monkeypatch.setattr(bench_instructions, "_count", fake_count)
+    assert bench_instructions.per_call("raw", "http://x", None, 1000, 100) == 300
+    assert runs == [1000, 2000]
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_a_counted_run_prints_raw_and_the_pipeline_with_their_ratio() -> None:
+    args = [sys.executable, "-m", "benchmarks.bench_instructions", "--calls", "60",
+            "--concurrency", "10", "raw", "nexus-memory"]  # fmt: skip
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2:4]
+        for line in proc.stdout.splitlines()
+        if line.startswith("| raw") or line.startswith("| nexus-memory")
+    }
+    raw = float(rows["raw"][0].replace(",", ""))
+    memory, ratio = float(rows["nexus-memory"][0].replace(",", "")), float(rows["nexus-memory"][1])
+    assert raw > 10_000
+    assert memory > raw  # the pipeline's own work is counted, not only aiohttp's
+    assert ratio == pytest.approx(raw / memory, abs=0.01)
