@@ -38,7 +38,7 @@ class IdempotencyKey:
             raise InvalidRequest(
                 f"idempotency key must be 1 to {_MAX_KEY_LEN} characters, got {len(value)}"
             )
-        if not all(" " <= ch <= "~" for ch in value):
+        if not (value.isascii() and value.isprintable()):  # " ".."~", checked in C
             raise InvalidRequest("idempotency key must be printable ASCII (no control characters)")
         if not (isinstance(ttl, int | float) and math.isfinite(ttl) and ttl > 0):
             raise InvalidRequest("idempotency key ttl must be a positive number of seconds")

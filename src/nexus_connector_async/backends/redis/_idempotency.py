@@ -30,7 +30,7 @@ class IdempotencyMixin(RedisCore):
         else:
             parts, kind = (tenant, digest), "tidem"
         rec = key(self.prefix, kind, service, *parts)
-        return rec.encode(), key(self.prefix, kind, service, *parts, "n").encode()
+        return rec.encode(), f"{rec}:n".encode()  # key(..., *parts, "n"), built once
 
     async def claim(
         self,

@@ -23,6 +23,7 @@ act as a glob in a SCAN pattern.
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 from ..._errors import InvalidRequest
@@ -51,4 +52,10 @@ def key(prefix: str, kind: Kind, service: str = "", *parts: str) -> str:
     """
     if kind == "kv":
         return ":".join((prefix, "kv", *parts))
-    return ":".join((f"{prefix}:{{{escape_name(service)}}}", kind, *map(escape_name, parts)))
+    return ":".join((_tagged(prefix, service), kind, *map(escape_name, parts)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _tagged(prefix: str, service: str) -> str:
+    """`prefix:{service}`: the same few services come back on every call (the hot path)."""
+    return f"{prefix}:{{{escape_name(service)}}}"
