@@ -55,8 +55,8 @@ SCENARIOS: dict[str, list[str]] = {
         "get_credentials",
         "renew_probe",
         "send",
+        "complete",  # the last attempt's record leaves with the key's settle (one batch)
         "record",
-        "complete",
     ],
     # A 503, a backoff sleep, then a 200, under an idempotency key.
     "retry": [
@@ -69,8 +69,8 @@ SCENARIOS: dict[str, list[str]] = {
         "admit",
         "get_credentials",
         "send",
-        "record",
         "complete",
+        "record",
     ],
     # An unkeyed GET answered 429 with Retry-After: the service is paused, then retried.
     "throttle": [
@@ -98,7 +98,7 @@ SCENARIOS: dict[str, list[str]] = {
     # Another worker holds the key: this call waits on the backend for its result.
     "wait": ["claim", "wait"],
     # Another worker holds the key and fails (503 releases it): this call takes it over.
-    "takeover": ["claim", "wait", "admit", "get_credentials", "send", "record", "complete"],
+    "takeover": ["claim", "wait", "admit", "get_credentials", "send", "complete", "record"],
 }
 
 # Cancellation points that still leak, with why (strict: they fail the suite once fixed).

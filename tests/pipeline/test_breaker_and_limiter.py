@@ -259,3 +259,26 @@ def test_a_bucket_name_is_validated() -> None:
     for bad in ("", "a b", "a:b", "a/b", "{x}", "x" * 65, 7):
         with pytest.raises(InvalidRequest, match=r"RateLimitConfig\.name"):
             RateLimitConfig.per_minute(2, name=bad)  # type: ignore[arg-type]
+
+
+async def test_keyed_calls_feed_the_breaker_from_their_last_attempt(stub: Stub) -> None:
+    """A keyed call's last attempt is recorded with the key's settle (issue 16): its failures
+    still open the breaker, and a half-open probe's success still closes it."""
+    clock = FakeClock()
+    ep = Endpoint.create(stub.url(), "POST", idempotency_header="Idempotency-Key")
+    ep = ep.with_retry(ONE_SHOT).with_circuit_breaker(
+        CircuitBreakerConfig(failure_threshold=3, recovery_timeout=10.0)
+    )
+    async with Connector(clock=clock, backend=MemoryBackend(clock=clock)) as c:
+        for i in range(3):
+            stub.queue(status(500))
+            with pytest.raises(HttpStatusError):
+                await c.execute("vendor", ep, {"n": i}, idempotency_key=f"order-{i}")
+        with pytest.raises(CircuitOpenError):
+            await c.execute("vendor", ep, {"n": 3}, idempotency_key="order-3")
+        clock.advance(10.0)
+        for i in range(4, 6):  # the probe's success closes it (success_threshold 1): no refusal
+            response = await c.execute("vendor", ep, {"n": i}, idempotency_key=f"order-{i}")
+            assert response.status == 200
+        assert c.backend.breaker_state("vendor") == "closed"  # type: ignore[attr-defined]
+    assert stub.count == 5

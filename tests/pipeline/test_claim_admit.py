@@ -12,6 +12,7 @@ from nexus_connector_async import (
     ConcurrencyLimit,
     Connector,
     Endpoint,
+    HttpStatusError,
     IdempotencyKey,
     RateLimitConfig,
     RedisBackend,
@@ -118,3 +119,28 @@ async def test_claim_admit_decides_what_claim_then_admit_would(
         assert (claim.state, adm) == ("in_progress", None)  # not taken: nothing admitted
     finally:
         await backend.aclose()
+
+
+async def test_a_failing_keyed_call_records_its_last_attempt_with_the_keys_settle(
+    redis_server: RedisServer, redis_flush: None, stub: Stub
+) -> None:
+    """Issue 16, item 2: the last attempt's breaker record leaves with the key's settle, so a
+    keyed call that fails costs two round trips (claim + admission; record + settle), not
+    three; the breaker still counts every failure (threshold 3: the fourth call is refused)."""
+    backend = RedisBackend.from_url(redis_server.url)
+    breaker = CircuitBreakerConfig(failure_threshold=3, recovery_timeout=60.0)
+    async with Connector(backend=backend) as c:
+        endpoint = (
+            _endpoint(stub).with_circuit_breaker(breaker).with_retry(RetryPolicy(max_attempts=1))
+        )
+        await _pay(c, endpoint, "warm")  # connection and scripts in place
+        trips, commands = backend.round_trips, backend.commands
+        for i in range(3):
+            stub.queue(status(500))
+            with pytest.raises(HttpStatusError):
+                await _pay(c, endpoint, f"order-{i}")
+        assert backend.round_trips - trips == 6
+        assert backend.commands - commands == 9  # each write is still its own script call
+        with pytest.raises(CircuitOpenError):
+            await _pay(c, endpoint, "order-4")
+    assert stub.count == 4

@@ -21,13 +21,16 @@ __all__ = ["Attempt", "Call", "Held", "Progress", "Send", "Settings", "Wiring"]
 class Progress:
     """How far a keyed call got, so that its key is settled right when it ends."""
 
-    __slots__ = ("admitted", "last", "sending")
+    __slots__ = ("admitted", "last", "sending", "unrecorded")
 
     def __init__(self, admitted: Admission | None = None) -> None:
         self.sending = False  # an attempt is at the vendor (request started, no outcome yet)
         self.last: Outcome | None = None  # the latest attempt's outcome
         # The first attempt's admission, decided with the claim (taken once, by that attempt).
         self.admitted = admitted
+        # The last attempt's breaker record (its outcome and probe permit), left for the key's
+        # settle to send along: one round trip for both.
+        self.unrecorded: tuple[Outcome, str] | None = None
 
 
 class Held:

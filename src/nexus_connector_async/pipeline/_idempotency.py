@@ -213,7 +213,7 @@ class Idempotency:
                 answer = _final_answer(progress)
                 if answer is None:
                     action = _UNKNOWN if _outcome_unknown(call, progress) else _RELEASE
-                    await self._settle(owned, action, None)
+                    await self._settle_recorded(owned, progress, call, action, None)
                     raise
                 # Interrupted after the vendor's final answer (cancelled in the breaker record
                 # that follows it): the answer is the key's all the same (rule 16).
@@ -222,10 +222,10 @@ class Idempotency:
                 stored_bytes = store(value)
             except BaseException:  # an answer we cannot encode: never free a sent call for resend
                 action = _RELEASE if call.resend_safe else _UNKNOWN
-                await self._settle(owned, action, None)
+                await self._settle_recorded(owned, progress, call, action, None)
                 raise
             action = _RELEASE if stored_bytes is None else _STORE
-            await self._settle(owned, action, stored_bytes)
+            await self._settle_recorded(owned, progress, call, action, stored_bytes)
             if interrupted is not None:
                 raise interrupted
             return value
@@ -235,6 +235,21 @@ class Idempotency:
             future.set_result(stored_bytes)
             if progress.admitted is not None and self._gate is not None:  # no attempt took it
                 await tasks.cleanup(self._gate.discard(call, progress.admitted))
+            if progress.unrecorded is not None and self._gate is not None:  # never settled
+                tasks.spawn(self._gate.record(call, *progress.unrecorded))
+
+    async def _settle_recorded(
+        self, owned: _Owned, progress: Progress, call: Call, action: str, data: bytes | None
+    ) -> None:
+        """Settle the key; the last attempt's breaker record, if it waits (`Progress.unrecorded`),
+        goes out with it: both writes leave in one batch, so one round trip, not two."""
+        unrecorded, progress.unrecorded = progress.unrecorded, None
+        if unrecorded is None or self._gate is None:
+            await self._settle(owned, action, data)
+            return
+        # Neither raises but for a cancellation: a failed write is reported and retried.
+        record = self._gate.record(call, *unrecorded)
+        await asyncio.gather(record, self._settle(owned, action, data))
 
     async def _settle(self, owned: _Owned, action: str, data: bytes | None) -> None:
         """Settle the key: store the answer, release it, or keep it unknown (rules 16, 19).
