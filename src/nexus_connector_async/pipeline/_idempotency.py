@@ -247,7 +247,8 @@ class Idempotency:
         if unrecorded is None or self._gate is None:
             await self._settle(owned, action, data)
             return
-        # Neither raises but for a cancellation: a failed write is reported and retried.
+        # Neither raises but for a cancellation: a failed record is reported, a failed settle
+        # reported and repeated in the background; cancelled, the record still lands.
         record = self._gate.record(call, *unrecorded)
         await asyncio.gather(record, self._settle(owned, action, data))
 
