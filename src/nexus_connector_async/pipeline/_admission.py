@@ -30,7 +30,8 @@ from ..backends._base import (
 from ..backends._slots import Slot, SlotAsk
 from ._call import Attempt, Call, Held, Wiring
 from ._concurrency import Slots
-from ._outcome import UNTOUCHED, Outcome
+from ._outcome import Outcome
+from ._retry import is_last
 
 __all__ = ["Gate"]
 
@@ -64,10 +65,6 @@ class Gate:
         """
         wiring = self._wiring
         progress = call.progress
-        if progress is not None and progress.unrecorded is not None:
-            # An attempt follows one taken for the last (a 401 resent): its record goes first.
-            unrecorded, progress.unrecorded = progress.unrecorded, None
-            await self.record(call, *unrecorded)
         if progress is not None and progress.admitted is not None and not is_retry:
             adm, progress.admitted = progress.admitted, None  # decided with the key's claim
         else:
@@ -118,8 +115,10 @@ class Gate:
         if call.progress is not None:
             call.progress.last = outcome
         if outcome.failure or not adm.clean or adm.probe:
-            if progress is not None and _last_attempt(call, outcome, number):
-                progress.unrecorded = (outcome, adm.probe)  # sent with the key's settle
+            # A keyed call's last attempt (not a 401 the auth flow resends at once): recorded
+            # with the key's settle. Any other attempt here, before the next one is admitted.
+            if progress is not None and outcome.reauth is None and is_last(call, outcome, number):
+                progress.unrecorded = (outcome, adm.probe)
             else:
                 await self.record(call, outcome, adm.probe)
         if per_attempt:
@@ -233,16 +232,4 @@ def _slot_ask(call: Call, limit: ConcurrencyLimit) -> SlotAsk:
         limit.max_in_flight,
         limit.lease if limit.lease is not None else call.probe_lease,
         limit.max_wait <= 0,
-    )
-
-
-def _last_attempt(call: Call, outcome: Outcome, number: int) -> bool:
-    """Whether no attempt can follow this one (the retry loop's first two tests, `Retry.delay`):
-    a later attempt's admission must see this outcome recorded, so only the last one waits."""
-    if outcome.reauth is not None:  # the auth flow resends it at once
-        return False
-    return (
-        not outcome.retryable
-        or number >= call.retry.max_attempts
-        or not (call.resend_safe or outcome.vendor == UNTOUCHED)
     )

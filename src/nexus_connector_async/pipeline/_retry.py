@@ -16,7 +16,7 @@ from .._retry import backoff
 from ._call import Call, Send, Settings, Wiring
 from ._outcome import UNTOUCHED, Outcome
 
-__all__ = ["Retry"]
+__all__ = ["Retry", "is_last"]
 
 
 class Retry:
@@ -61,10 +61,8 @@ class Retry:
     def delay(self, call: Call, outcome: Outcome, number: int) -> float | None:
         """Seconds to wait before the next attempt, or None when this outcome is final."""
         policy = call.retry
-        if not outcome.retryable or number >= policy.max_attempts:
+        if is_last(call, outcome, number):
             return None
-        if not (call.resend_safe or outcome.vendor == UNTOUCHED):
-            return None  # it may have reached a vendor that cannot deduplicate it
         delay = backoff(policy, number)
         if outcome.retry_after is not None:
             delay = max(delay, min(outcome.retry_after, policy.max_delay))
@@ -102,3 +100,12 @@ class Retry:
                 error.elapsed = wiring.clock.monotonic() - call.started
             raise error
         return value
+
+
+def is_last(call: Call, outcome: Outcome, number: int) -> bool:
+    """Whether no attempt follows this one, whatever the backoff and the deadline: the outcome
+    is final, the attempts are used up, or it may have reached a vendor that cannot
+    deduplicate it (the gate leaves such an attempt's breaker record to the key's settle)."""
+    if not outcome.retryable or number >= call.retry.max_attempts:
+        return True
+    return not (call.resend_safe or outcome.vendor == UNTOUCHED)
