@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from nexus_connector_async import CircuitBreakerConfig, RedisBackend
-from nexus_connector_async.backends._base import ADMITTED, CIRCUIT_OPEN
+from nexus_connector_async.backends._base import ADMITTED, CIRCUIT_OPEN, AdmitAsk
 from nexus_connector_async.testing import FakeClock
 from tests._redis_servers import RedisProcess
 
@@ -36,6 +36,37 @@ async def test_a_permit_granted_to_a_cancelled_caller_is_released(
                 if adm.reason == ADMITTED:
                     break
                 assert adm.reason == CIRCUIT_OPEN
+                await asyncio.sleep(0.01)
+        assert adm.probe
+    finally:
+        await backend.aclose()
+
+
+async def test_a_key_and_permit_claimed_for_a_cancelled_caller_are_released(
+    redis_server: RedisProcess, redis_flush: None
+) -> None:
+    # The connector awaits claim_admit without a shielding task: the store's own duty.
+    clock = FakeClock()
+    backend = RedisBackend.from_url(redis_server.url, clock=clock)
+    ask = AdmitAsk(BREAKER, None, 60.0)
+    try:
+        assert await backend.record("svc", BREAKER, success=False) == "open"
+        clock.advance(5.0)
+        doomed = asyncio.create_task(backend.claim_admit("svc", None, "k", "fp", 60.0, ask))
+        await asyncio.sleep(0)  # the claim is queued in the next batch...
+        doomed.cancel()  # ...and its caller goes away before the reply arrives
+        with pytest.raises(asyncio.CancelledError):
+            await doomed
+        # The script took the key and the only permit; the orphaned reply hands both back, so
+        # a repeat gets them now, not when the 60 s lease ends.
+        async with asyncio.timeout(5.0):
+            while True:
+                claim, adm = await backend.claim_admit("svc", None, "k", "fp", 60.0, ask)
+                if claim.state == "acquired" and adm is not None and adm.reason == ADMITTED:
+                    break
+                assert claim.state in ("acquired", "in_progress")
+                if claim.state == "acquired":
+                    await backend.release("svc", None, "k", claim.token)
                 await asyncio.sleep(0.01)
         assert adm.probe
     finally:

@@ -315,7 +315,11 @@ class ClaimAdmitStore(Protocol):
     ) -> tuple[Claim, Admission | None]:
         """`claim`, then, only if it acquired the key, `admit(..., is_retry=False)` with `ask`:
         decided as the two calls in a row would be. The admission is None when the key was
-        not acquired. Raises `BackendUnavailable` in any outage (as `claim` does)."""
+        not acquired. Raises `BackendUnavailable` in any outage (as `claim` does).
+
+        Cancellation-safe: if the caller is cancelled while this runs, whatever it took (the
+        key, a probe permit, a concurrency slot) is handed back by the store, at once or when
+        its reply arrives. The connector awaits it without a shielding task."""
         ...
 
 

@@ -359,30 +359,18 @@ class Idempotency:
                 error=type(exc).__name__,
             )
 
-    async def _claim_and_admit(
+    def _claim_and_admit(
         self, call: Call, scope: Scope, fp: str, unknown_ttl: float | None
-    ) -> tuple[Claim, Admission | None]:
-        """Claim the key and admit the first attempt in one backend step (`ClaimAdmitStore`)."""
+    ) -> Awaitable[tuple[Claim, Admission | None]]:
+        """Claim the key and admit the first attempt in one backend step (`ClaimAdmitStore`).
+
+        Awaited as it is, without a shielding task (nor a frame of its own): the store hands
+        back what a cancelled caller took (its contract)."""
         gate, backend = self._gate, self._claim_admit
         assert gate is not None
         assert backend is not None
         lease = self._settings.idempotency_lease
-        unclaim = self._unclaim(scope)
-
-        async def give_back(claim: Claim, adm: Admission) -> None:
-            await gate.discard(call, adm)
-            release = unclaim(claim)
-            if release is not None:
-                await release
-
-        def undo(got: tuple[Claim, Admission | None]) -> Awaitable[None] | None:
-            claim, adm = got
-            return unclaim(claim) if adm is None else give_back(claim, adm)
-
-        return await self._wiring.tasks.shielded(
-            backend.claim_admit(*scope, fp, lease, gate.ask(call), unknown_ttl=unknown_ttl),
-            undo,
-        )
+        return backend.claim_admit(*scope, fp, lease, gate.ask(call), unknown_ttl=unknown_ttl)
 
     def _unclaim(self, scope: Scope) -> Callable[[Claim], Awaitable[None] | None]:
         """Release a key a cancelled caller acquired without ever learning it did."""

@@ -20,6 +20,9 @@ reloaded by themselves when the server comes back without them.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
@@ -126,7 +129,10 @@ class RedisBackend(AdmissionMixin, IdempotencyMixin, KeyValueMixin):
     ) -> tuple[Claim, Admission | None]:
         """`claim` and, if it took the key, the first attempt's admission: one script
         (idem_claim_admit.lua), so a keyed call costs one round trip less. Raises
-        `BackendUnavailable` in any outage, as `claim` does (no fallback for a key)."""
+        `BackendUnavailable` in any outage, as `claim` does (no fallback for a key).
+
+        Cancellation-safe without a task: the command runs once queued, and a reply whose
+        caller is gone hands back what it took (`_orphaned_claim`)."""
         keys = self._idem_keys(service, tenant, key)
         command, give_back = self._admission_command(
             service,
@@ -143,21 +149,37 @@ class RedisBackend(AdmissionMixin, IdempotencyMixin, KeyValueMixin):
         args = (self._now(), fingerprint, num(lease), amo, *command.argv[1:])
         script = self._scripts.idem_claim_admit
         call = script_call(script, self._batched[id(script)], service, (*keys, *command.keys), args)
-
-        def orphan(reply: Any) -> None:  # its caller was cancelled: the admission goes back
-            if len(reply) > 1:
-                give_back(reply[1])
-
+        orphan = functools.partial(self._orphaned_claim, keys, give_back)
         try:
             r = await self._submit(call, on_orphan=orphan, durable=True)
-        except NotReplicated as exc:
+        except NotReplicated as exc:  # no replica took it: a failover could lose it, give it back
             orphan(exc.reply)
-            await self._unclaim(keys, claim_reply(exc.reply[0]))
             raise BackendUnavailable(str(exc)) from None
         return self._opened(keys, claim_reply(r[0])), admission(r[1]) if len(r) > 1 else None
+
+    def _orphaned_claim(
+        self, keys: tuple[bytes, bytes], give_back: Callable[[Any], None], reply: Any
+    ) -> None:
+        """Hand back what a claim_admit reply nobody awaited took (its caller was cancelled):
+        the key at once (not at the end of its lease: a repeat would wait for it meanwhile),
+        then the admission's permit and slot."""
+        claim = claim_reply(reply[0])
+        if claim.state == "acquired":
+            script = self._scripts.idem_release
+            command = ("EVALSHA", script.sha, 2, *keys, self._now(), claim.token)
+            freed = self._pipe.submit(command, script)
+            freed.add_done_callback(_ignore_failure)  # best effort: the lease frees it anyway
+        if len(reply) > 1:
+            give_back(reply[1])
 
     def __repr__(self) -> str:
         kind = "cluster" if self._cluster else "redis"
         mode = self.on_unavailable
         durable = ", durability='replica'" if self.durability == "replica" else ""
         return f"RedisBackend({kind}, prefix={self.prefix!r}, on_unavailable={mode!r}{durable})"
+
+
+def _ignore_failure(done: asyncio.Future[Any]) -> None:
+    """Take a fire-and-forget command's error, so that asyncio does not log it as lost."""
+    if not done.cancelled():
+        done.exception()
