@@ -15,6 +15,7 @@ from nexus_connector_async import (
     IdempotencyConflict,
     IdempotencyInProgress,
     IdempotencyKey,
+    MemoryBackend,
     RetryPolicy,
 )
 from nexus_connector_async._encoding import fingerprint
@@ -168,3 +169,37 @@ async def test_a_crashed_holder_frees_the_key_when_its_lease_ends(stub: Stub) ->
             await c.execute("vendor", post(stub), {}, idempotency_key="k")
         clock.advance(30.0)
         assert (await c.execute("vendor", post(stub), {}, idempotency_key="k")).replayed is False
+
+
+async def test_a_call_slower_than_its_lease_keeps_its_key_and_the_heartbeat_stops_after(
+    stub: Stub,
+) -> None:
+    # Real time: the memory backend's leases and the heartbeat both run on the loop's clock.
+    lease = 0.3
+    backend = MemoryBackend()
+    gate = asyncio.Event()
+    stub.queue(held(gate, status(201, b'{"id":"pay_1"}')))
+    async with (
+        Connector(backend=backend, idempotency_lease=lease) as holder,
+        Connector(backend=backend, idempotency_wait=0.01) as other,
+    ):
+        slow = asyncio.create_task(
+            holder.execute("vendor", post(stub), {"a": 1}, idempotency_key="k")
+        )
+        await stub.arrived.wait()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while loop.time() - start < 4 * lease:  # four leases: each would have lapsed unrenewed
+            with pytest.raises(IdempotencyInProgress):
+                await other.execute("vendor", post(stub), {"a": 1}, idempotency_key="k")
+            await asyncio.sleep(lease / 10)
+        gate.set()
+        assert (await slow).replayed is False
+        again = await other.execute("vendor", post(stub), {"a": 1}, idempotency_key="k")
+        assert again.replayed is True
+        assert stub.count == 1
+        heartbeat = holder._idempotency._heartbeat
+        assert heartbeat._held == {}
+        async with asyncio.timeout(5.0):  # its next beat finds nothing held and stops the timer
+            while heartbeat._handle is not None:
+                await asyncio.sleep(lease / 10)

@@ -121,7 +121,15 @@ def _outcome_unknown(call: Call, progress: Progress) -> bool:
 class Idempotency:
     """Runs keyed calls at most once per key, fleet-wide (the backend) and in-process."""
 
-    __slots__ = ("_claim_admit", "_fingerprints", "_gate", "_inflight", "_settings", "_wiring")
+    __slots__ = (
+        "_claim_admit",
+        "_fingerprints",
+        "_gate",
+        "_heartbeat",
+        "_inflight",
+        "_settings",
+        "_wiring",
+    )
 
     def __init__(self, wiring: Wiring, settings: Settings, gate: Gate | None = None) -> None:
         self._wiring = wiring
@@ -134,6 +142,7 @@ class Idempotency:
         self._settings = settings
         self._inflight: dict[Scope, asyncio.Future[bytes | None]] = {}
         self._fingerprints: dict[Scope, str] = {}
+        self._heartbeat = _Heartbeat(settings, wiring.tasks.spawn, self._extend)
 
     async def run(
         self,
@@ -202,7 +211,8 @@ class Idempotency:
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._inflight[scope] = future
         self._fingerprints[scope] = fp
-        owned = _Owned(scope, token, key.ttl, self._heartbeat(scope, token))
+        owned = _Owned(scope, token, key.ttl)
+        self._heartbeat.hold(scope, token)
         progress = Progress(admitted)
         stored_bytes: bytes | None = None
         interrupted: BaseException | None = None
@@ -271,7 +281,7 @@ class Idempotency:
             self._report_settle_failure(owned.scope, action, exc)
             spawn(self._settle_until_done(owned, action, data))
             return
-        owned.stop_heartbeat()
+        self._heartbeat.drop(owned.scope, owned.token)
 
     async def _settle_once(
         self, owned: _Owned, action: str, data: bytes | None, *, retried: bool
@@ -328,7 +338,7 @@ class Idempotency:
                         return  # given up: the lease (or, at most once, the unknown state) decides
                 delay = min(max(delay * 2.0, _SETTLE_FIRST_DELAY), _SETTLE_MAX_DELAY)
         finally:
-            owned.stop_heartbeat()
+            self._heartbeat.drop(owned.scope, owned.token)
 
     async def _wait_local(
         self, future: asyncio.Future[bytes | None], timeout: float
@@ -342,11 +352,6 @@ class Idempotency:
                 f"idempotency key still in progress after {self._settings.idempotency_wait:g}s"
             )
         return future.result()
-
-    def _heartbeat(self, scope: Scope, token: str) -> Callable[[], None]:
-        """Extend the key's lease every third of it while the call runs; returns its stop."""
-        interval = self._settings.idempotency_lease / 3.0
-        return _Heartbeat(interval, self._wiring.tasks.spawn, self._extend, scope, token).stop
 
     async def _extend(self, scope: Scope, token: str) -> None:
         try:
@@ -390,34 +395,56 @@ class _Owned(NamedTuple):
     scope: Scope
     token: str
     ttl: float  # how long its final answer (or its unknown state) is kept
-    stop_heartbeat: Callable[[], None]
 
 
 class _Heartbeat:
-    """A timer, not a task, and no closure: a closure that re-arms itself would be a reference
-    cycle per keyed call, left for the garbage collector (measured: 12 objects a call)."""
+    """Keeps the leases of the keys this connector holds alive: one timer for all of them.
 
-    __slots__ = ("_extend", "_handle", "_interval", "_loop", "_scope", "_spawn", "_token")
+    Every sixth of `idempotency_lease` it extends each key claimed or last extended a third of
+    a lease ago or more, so every key is renewed within half a lease. A key costs a dict entry
+    and no timer of its own (a timer per keyed call meant heap pushes and a cancel; a closure
+    that re-armed itself, before that, a reference cycle). The timer stops when none is held.
+    """
+
+    __slots__ = ("_extend", "_handle", "_held", "_loop", "_settings", "_spawn")
 
     def __init__(
         self,
-        interval: float,
+        settings: Settings,
         spawn: Callable[[Awaitable[Any]], object],
         extend: Callable[[Scope, str], Awaitable[None]],
-        scope: Scope,
-        token: str,
     ) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._interval, self._spawn, self._extend = interval, spawn, extend
-        self._scope, self._token = scope, token
-        self._handle: asyncio.TimerHandle | None = self._loop.call_later(interval, self._beat)
+        self._settings, self._spawn, self._extend = settings, spawn, extend
+        # scope -> (token, loop time it was claimed or last extended), oldest first
+        self._held: dict[Scope, tuple[str, float]] = {}
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def hold(self, scope: Scope, token: str) -> None:
+        """Keep the lease of `scope` (just claimed with `token`) alive until `drop`."""
+        loop = asyncio.get_running_loop()
+        self._held[scope] = (token, loop.time())
+        if self._handle is None or self._loop is not loop:
+            self._loop = loop
+            self._handle = loop.call_later(self._settings.idempotency_lease / 6.0, self._beat)
+
+    def drop(self, scope: Scope, token: str) -> None:
+        """Stop renewing `scope` if `token` still holds it here (the backend took its settle)."""
+        held = self._held.get(scope)
+        if held is not None and held[0] == token:
+            del self._held[scope]
 
     def _beat(self) -> None:
-        self._spawn(self._extend(self._scope, self._token))
-        self._handle = self._loop.call_later(self._interval, self._beat)
-
-    def stop(self) -> None:
-        """No more beats (the timer lets go of us: nothing is left for the collector)."""
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        loop = self._loop
+        assert loop is not None
+        held = self._held
+        lease = self._settings.idempotency_lease
+        now = loop.time()
+        due = now - lease / 3.0
+        for scope, (token, at) in list(held.items()):
+            if at > due:
+                break  # oldest first: the rest were claimed (or renewed) later
+            del held[scope]
+            held[scope] = (token, now)  # to the end: the order stays that of renewal
+            self._spawn(self._extend(scope, token))
+        self._handle = loop.call_later(lease / 6.0, self._beat) if held else None
