@@ -248,19 +248,20 @@ class Idempotency:
             if progress.unrecorded is not None and self._gate is not None:  # never settled
                 tasks.spawn(self._gate.record(call, *progress.unrecorded))
 
-    async def _settle_recorded(
+    def _settle_recorded(
         self, owned: _Owned, progress: Progress, call: Call, action: str, data: bytes | None
-    ) -> None:
+    ) -> Awaitable[Any]:
         """Settle the key; the last attempt's breaker record, if it waits (`Progress.unrecorded`),
-        goes out with it: both writes leave in one batch, so one round trip, not two."""
+        goes out with it: both writes leave in one batch, so one round trip, not two.
+
+        Returns what to await (not a coroutine of its own: one frame fewer per keyed call)."""
         unrecorded, progress.unrecorded = progress.unrecorded, None
         if unrecorded is None or self._gate is None:
-            await self._settle(owned, action, data)
-            return
+            return self._settle(owned, action, data)
         # Neither raises but for a cancellation: a failed record is reported, a failed settle
         # reported and repeated in the background; cancelled, the record still lands.
         record = self._gate.record(call, *unrecorded)
-        await asyncio.gather(record, self._settle(owned, action, data))
+        return asyncio.gather(record, self._settle(owned, action, data))
 
     async def _settle(self, owned: _Owned, action: str, data: bytes | None) -> None:
         """Settle the key: store the answer, release it, or keep it unknown (rules 16, 19).
