@@ -213,12 +213,16 @@ class Idempotency:
         self._fingerprints[scope] = fp
         owned = _Owned(scope, token, key.ttl)
         self._heartbeat.hold(scope, token)
-        progress = Progress(admitted)
+        progress = call.progress  # made with the call by `execute` (no copy of it here)
+        if progress is None:
+            progress = Progress()
+            call = call._replace(progress=progress)
+        progress.admitted = admitted
         stored_bytes: bytes | None = None
         interrupted: BaseException | None = None
         try:
             try:
-                value = await attempts(call._replace(progress=progress))
+                value = await attempts(call)
             except BaseException as exc:
                 answer = _final_answer(progress)
                 if answer is None:

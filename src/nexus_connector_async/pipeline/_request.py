@@ -20,7 +20,7 @@ from .._models import FinalKey, IdempotencyKey, ScopedKey
 from .._retry import resend_safe
 from .._scrub import MaskedBody, MaskedHeaders, MaskedUrl, url_label
 from ..credentials._base import CredentialProvider, NamesAccount
-from ._call import Call
+from ._call import Call, Progress
 
 __all__ = [
     "as_key",
@@ -114,6 +114,7 @@ def new_call(
     attempt_timeout: float,
     deadline: float | None,
     label: str,
+    progress: Progress | None = None,
 ) -> Call:
     """The `Call` the layers share; `deadline` (seconds from `now`) bounds all its attempts."""
     if deadline is not None and (not isinstance(deadline, int | float) or deadline <= 0):
@@ -131,6 +132,7 @@ def new_call(
         None if deadline is None else now + deadline,
         label,
         now,
+        progress=progress,
     )
 
 
@@ -182,7 +184,8 @@ def endpoint_call(
     idempotent: bool | None,
     deadline: float | None,
 ) -> Call:
-    """The `Call` of one `execute()`: the endpoint's policies, resend safety and label."""
+    """The `Call` of one `execute()`: the endpoint's policies, resend safety and label; a
+    keyed one has its `Progress` from the start."""
     method = endpoint.method
     call = new_call(
         now,
@@ -200,6 +203,7 @@ def endpoint_call(
         endpoint.timeout.total,
         deadline if deadline is not None else endpoint.deadline,
         f"{method} {url_label(endpoint.url)}",  # no query: its values may be secrets
+        None if key is None else Progress(),
     )
     if endpoint.concurrency_limit is not None:
         return call._replace(concurrency=endpoint.concurrency_limit)
