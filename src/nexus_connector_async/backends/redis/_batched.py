@@ -26,18 +26,10 @@ class Call(NamedTuple):
     batched: Any  # its batched form
     args: tuple[Any, ...]  # the whole EVALSHA
     group: Hashable  # calls with equal groups may share one script call
+    keys: tuple[Any, ...]  # its KEYS, and its ARGV (ARGV[1] first: the time override): kept
+    argv: tuple[Any, ...]  # as given, not sliced out of `args` per call when batched
     packed: bytes | None = None  # the EVALSHA in RESP, for a command sent often (else packed
     # when it leaves, alone; a batch is packed once, whole)
-
-    @property
-    def keys(self) -> tuple[Any, ...]:
-        """Its KEYS (the EVALSHA's arguments after the SHA and the key count)."""
-        return self.args[3 : 3 + self.args[2]]
-
-    @property
-    def argv(self) -> tuple[Any, ...]:
-        """Its ARGV (ARGV[1] first: the time override)."""
-        return self.args[3 + self.args[2] :]
 
 
 def script_call(
@@ -47,7 +39,8 @@ def script_call(
     key carries (calls of one service share one cluster slot). Calls group by script, service,
     shape and time override (ARGV[1]: a batch has one NOW)."""
     group = (id(script), tag, len(keys), len(argv), argv[0])
-    return Call(script, batched, ("EVALSHA", script.sha, len(keys), *keys, *argv), group)
+    args = ("EVALSHA", script.sha, len(keys), *keys, *argv)
+    return Call(script, batched, args, group, keys, argv)
 
 
 class Group:
@@ -65,7 +58,7 @@ class Group:
         """The batched script call for every call of the group; its reply is dealt out."""
         calls = self.calls
         first = calls[0]
-        nk, batched = first.args[2], first.batched
+        nk, batched = len(first.keys), first.batched
         keys = [k for call in calls for k in call.keys]
         argv = [a for call in calls for a in call.argv]
         tail = (str(len(calls)).encode(), str(nk).encode())
