@@ -133,14 +133,18 @@ class AiohttpTransport:
         session = self._client()
         error: ConnectorError
         try:
-            async with session.request(
+            # Awaited, not `async with`: its two context managers are five coroutines per call
+            # (measured: 13,000 instructions). `release()` in `finally` does what their exit
+            # does: the connection goes back to the pool, or is closed if unread.
+            resp = await session.request(
                 method,
                 url,
                 headers=headers,
                 data=body,
                 timeout=self._timeout(timeout),
                 allow_redirects=False,
-            ) as resp:
+            )
+            try:
                 length = resp.content_length
                 if length is not None and length > self._max:
                     raise ResponseTooLarge(
@@ -153,6 +157,8 @@ class AiohttpTransport:
                     # small gzip body can inflate far past the cap. Count what we decode.
                     data = await self._read_capped(resp)
                 return Response(resp.status, resp.headers, data)
+            finally:
+                resp.release()
         except aiohttp.ConnectionTimeoutError:
             error = RequestTimeout("timed out connecting", sent=False)
         except (TimeoutError, aiohttp.ServerTimeoutError):
