@@ -31,6 +31,8 @@ from ._slots import Adapt, MemorySlots, Slot, SlotAsk
 __all__ = ["MemoryBackend"]
 
 _LIMITS_MAX = 4096
+_new = tuple.__new__
+ADMITTED = AdmissionReason.ADMITTED
 
 
 class MemoryBackend(MemoryStores):
@@ -67,8 +69,13 @@ class MemoryBackend(MemoryStores):
         slot: SlotAsk | None = None,
     ) -> Admission:
         now = self._clock.monotonic()
-        self._sweep(now)
-        b = self._breaker(service, now, breaker.recovery_timeout)
+        heap = self._expiry
+        if heap and heap[0][0] <= now:  # checked here, not in a frame of its own: the hot path
+            self._sweep(now)
+        b = self._breakers.get(service)
+        if b is None:
+            b = self._breaker(service, now)
+        b.keep_until = now + IDLE_BREAKER + breaker.recovery_timeout  # as _breaker() sets it
         was_open = b.state == OPEN
         would = self._decide(
             b,
@@ -192,7 +199,8 @@ class MemoryBackend(MemoryStores):
                 slot=taken.token,
                 slot_generation=taken.generation,
             )
-        return Admission(AdmissionReason.ADMITTED, wait, permit, clean)
+        # Every field given: no NamedTuple `__new__` frame (the hot path).
+        return _new(Admission, (ADMITTED, wait, permit, clean, ADMITTED, False, "", 0))
 
     async def record(
         self, service: str, breaker: CircuitBreakerConfig, *, success: bool, probe: str = ""

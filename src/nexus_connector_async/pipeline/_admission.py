@@ -43,6 +43,7 @@ _REASONS = {
 }
 
 _NO_SLOT: dict[str, SlotAsk] = {}
+_new = tuple.__new__
 
 
 class Gate:
@@ -141,13 +142,17 @@ class Gate:
         together with the idempotency claim: `ClaimAdmitStore`)."""
         shadow = call.service in self._shadow
         limit = call.concurrency
-        return AdmitAsk(
-            call.breaker,
-            call.limit,
-            call.probe_lease,
-            call.retry if call.retry.budget_ratio is not None else None,
-            shadow,
-            None if limit is None or shadow else _slot_ask(call, limit),
+        # Every field given: built without NamedTuple's generated `__new__` (the hot path).
+        return _new(
+            AdmitAsk,
+            (
+                call.breaker,
+                call.limit,
+                call.probe_lease,
+                call.retry if call.retry.budget_ratio is not None else None,
+                shadow,
+                None if limit is None or shadow else _slot_ask(call, limit),
+            ),
         )
 
     async def discard(self, call: Call, adm: Admission) -> None:

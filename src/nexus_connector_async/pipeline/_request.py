@@ -33,6 +33,7 @@ __all__ = [
     "scoped_key",
 ]
 
+_new = tuple.__new__
 _CONTENT_TYPES = {"json": "application/json", "form": "application/x-www-form-urlencoded"}
 
 
@@ -115,24 +116,32 @@ def new_call(
     deadline: float | None,
     label: str,
     progress: Progress | None = None,
+    concurrency: ConcurrencyLimit | None = None,
 ) -> Call:
     """The `Call` the layers share; `deadline` (seconds from `now`) bounds all its attempts."""
     if deadline is not None and (not isinstance(deadline, int | float) or deadline <= 0):
         raise InvalidRequest("deadline must be > 0 seconds")
     if deadline is None:
         deadline = default_deadline
-    return Call(
-        service,
-        tenant,
-        breaker,
-        limit,
-        retry,
-        resend_safe,
-        attempt_timeout + 5.0,
-        None if deadline is None else now + deadline,
-        label,
-        now,
-        progress=progress,
+    # Every field given: built without NamedTuple's generated `__new__` (a frame per call).
+    return _new(
+        Call,
+        (
+            service,
+            tenant,
+            breaker,
+            limit,
+            retry,
+            resend_safe,
+            attempt_timeout + 5.0,  # probe_lease
+            None if deadline is None else now + deadline,
+            label,
+            now,
+            "",  # probe
+            progress,
+            concurrency,
+            None,  # held
+        ),
     )
 
 
@@ -187,7 +196,7 @@ def endpoint_call(
     """The `Call` of one `execute()`: the endpoint's policies, resend safety and label; a
     keyed one has its `Progress` from the start."""
     method = endpoint.method
-    call = new_call(
+    return new_call(
         now,
         default_deadline,
         service,
@@ -204,10 +213,8 @@ def endpoint_call(
         deadline if deadline is not None else endpoint.deadline,
         f"{method} {url_label(endpoint.url)}",  # no query: its values may be secrets
         None if key is None else Progress(),
+        endpoint.concurrency_limit,
     )
-    if endpoint.concurrency_limit is not None:
-        return call._replace(concurrency=endpoint.concurrency_limit)
-    return call
 
 
 def guarded_call(
@@ -239,4 +246,6 @@ def guarded_call(
         timeout or 30.0,
         deadline,
         operation,
-    )._replace(concurrency=concurrency)
+        None,
+        concurrency,
+    )

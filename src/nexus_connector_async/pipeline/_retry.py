@@ -41,6 +41,8 @@ class Retry:
                 return self.finish(call, last, number - 1)
             if outcome.retry_after is not None and outcome.status == 429:
                 await self._pause(call, outcome.retry_after)
+            if not outcome.retryable:  # final (every success): no backoff to work out
+                return self.finish(call, outcome, number)
             delay = self.delay(call, outcome, number)
             if delay is None:
                 return self.finish(call, outcome, number)

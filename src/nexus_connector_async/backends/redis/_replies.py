@@ -23,6 +23,8 @@ __all__ = [
     "usage_reply",
 ]
 
+# Every field given: built without NamedTuple's generated `__new__` (a Python frame per call).
+_new = tuple.__new__
 _REASONS = tuple(AdmissionReason)  # by value: a tuple index, cheaper than the enum's call
 _CLAIM_STATES: tuple[ClaimState, ...] = (
     "acquired",
@@ -35,15 +37,18 @@ _CLAIM_STATES: tuple[ClaimState, ...] = (
 
 def admission(r: Any) -> Admission:
     """admit.lua: {reason, wait, probe, clean, would_block, half_opened, slot, generation}."""
-    return Admission(
-        _REASONS[r[0]],
-        float(r[1]),
-        RedisPermit(r[2], "ascii") if r[2] else "",
-        r[3] == 1,
-        _REASONS[r[4]],
-        r[5] == 1,
-        r[6].decode() if r[6] else "",
-        r[7],
+    return _new(
+        Admission,
+        (
+            _REASONS[r[0]],
+            float(r[1]),
+            RedisPermit(r[2], "ascii") if r[2] else "",
+            r[3] == 1,
+            _REASONS[r[4]],
+            r[5] == 1,
+            r[6].decode() if r[6] else "",
+            r[7],
+        ),
     )
 
 
