@@ -10,9 +10,9 @@ import email.utils
 import math
 import random
 
-from ._config import IDEMPOTENT_METHODS, RetryPolicy
+from ._config import RetryPolicy
 
-__all__ = ["backoff", "parse_retry_after", "resend_safe", "set_testing"]
+__all__ = ["backoff", "parse_retry_after", "set_testing"]
 
 _testing = False
 
@@ -49,15 +49,3 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
-
-
-def resend_safe(method: str, *, vendor_dedupes: bool, idempotent: bool | None) -> bool:
-    """Whether a request that may have reached the vendor can be sent again (api.md rule 18).
-
-    Yes when the method is idempotent or the vendor deduplicates it (the endpoint's idempotency
-    header carries our key); the caller's `idempotent` overrides both. An idempotency key alone
-    is not enough: it guards against duplicates on our side only.
-    """
-    if idempotent is not None:
-        return idempotent
-    return vendor_dedupes or method in IDEMPOTENT_METHODS

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._config import (
+    IDEMPOTENT_METHODS,
     CircuitBreakerConfig,
     ConcurrencyLimit,
     Endpoint,
@@ -17,7 +18,6 @@ from .._config import (
 from .._encoding import encode_form, encode_json, form_pairs, urlencode_pairs
 from .._errors import InvalidRequest
 from .._models import FinalKey, IdempotencyKey, ScopedKey
-from .._retry import resend_safe
 from .._scrub import MaskedBody, MaskedHeaders, MaskedUrl, url_label
 from ..credentials._base import CredentialProvider, NamesAccount
 from ._call import Call, Progress
@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 _new = tuple.__new__
+#: A half-open probe permit outlives its attempt's timeout by this much (seconds).
+PROBE_MARGIN = 5.0
 _CONTENT_TYPES = {"json": "application/json", "form": "application/x-www-form-urlencoded"}
 
 
@@ -119,10 +121,10 @@ def new_call(
     concurrency: ConcurrencyLimit | None = None,
 ) -> Call:
     """The `Call` the layers share; `deadline` (seconds from `now`) bounds all its attempts."""
-    if deadline is not None and (not isinstance(deadline, int | float) or deadline <= 0):
-        raise InvalidRequest("deadline must be > 0 seconds")
     if deadline is None:
         deadline = default_deadline
+    else:
+        _check_deadline(deadline)
     # Every field given: built without NamedTuple's generated `__new__` (a frame per call).
     return _new(
         Call,
@@ -133,7 +135,7 @@ def new_call(
             limit,
             retry,
             resend_safe,
-            attempt_timeout + 5.0,  # probe_lease
+            attempt_timeout + PROBE_MARGIN,  # probe_lease
             None if deadline is None else now + deadline,
             label,
             now,
@@ -143,6 +145,11 @@ def new_call(
             None,  # held
         ),
     )
+
+
+def _check_deadline(deadline: object) -> None:
+    if not isinstance(deadline, int | float) or deadline <= 0:
+        raise InvalidRequest("deadline must be > 0 seconds")
 
 
 def build(
@@ -195,25 +202,36 @@ def endpoint_call(
 ) -> Call:
     """The `Call` of one `execute()`: the endpoint's policies, resend safety and label; a
     keyed one has its `Progress` from the start."""
+    if deadline is None:
+        deadline = endpoint.deadline if endpoint.deadline is not None else default_deadline
+    else:
+        _check_deadline(deadline)
     method = endpoint.method
-    return new_call(
-        now,
-        default_deadline,
-        service,
-        tenant,
-        endpoint.circuit_breaker,
-        endpoint.rate_limit,
-        endpoint.retry,
-        resend_safe(
-            method,
-            vendor_dedupes=key is not None and endpoint.idempotency_header is not None,
-            idempotent=idempotent,
+    # Resend-safe (api.md rule 18): the method is idempotent, or the vendor deduplicates it (the
+    # endpoint's idempotency header carries our key); the caller's `idempotent` overrides both.
+    # A key alone is not enough: it guards against duplicates on our side only.
+    if idempotent is None:
+        vendor_dedupes = key is not None and endpoint.idempotency_header is not None
+        idempotent = vendor_dedupes or method in IDEMPOTENT_METHODS
+    # Built here, not by `new_call`: two frames fewer per call (the hot path).
+    return _new(
+        Call,
+        (
+            service,
+            tenant,
+            endpoint.circuit_breaker,
+            endpoint.rate_limit,
+            endpoint.retry,
+            idempotent,  # resend_safe
+            endpoint.timeout.total + PROBE_MARGIN,  # probe_lease
+            None if deadline is None else now + deadline,
+            f"{method} {url_label(endpoint.url)}",  # no query: its values may be secrets
+            now,
+            "",  # probe
+            None if key is None else Progress(),
+            endpoint.concurrency_limit,
+            None,  # held
         ),
-        endpoint.timeout.total,
-        deadline if deadline is not None else endpoint.deadline,
-        f"{method} {url_label(endpoint.url)}",  # no query: its values may be secrets
-        None if key is None else Progress(),
-        endpoint.concurrency_limit,
     )
 
 
