@@ -135,8 +135,6 @@ class AdmissionMixin(ConcurrencyMixin):
 
     def _test_time(self, call: Call, service: str) -> Call:
         """`call` with this moment of the test clock as its time override (ARGV[1])."""
-        if not self._test_clock:
-            return call
         argv = (self._now(), *call.argv[1:])
         return script_call(call.script, call.batched, service, call.keys, argv)
 
@@ -158,8 +156,10 @@ class AdmissionMixin(ConcurrencyMixin):
         call, give_back = self._admission_command(
             service, tenant, breaker, limit, probe_lease, budget, is_retry, shadow, slot
         )
+        if self._test_clock:
+            call = self._test_time(call, service)
         try:
-            r = await self._submit(self._test_time(call, service), on_orphan=give_back)
+            r = await self._submit(call, on_orphan=give_back)
         except RedisUnreachable as exc:
             # The same call, put to the local store (a methodcaller, not a lambda: a closure
             # would make every argument of this hot coroutine a cell, 8 objects a call).

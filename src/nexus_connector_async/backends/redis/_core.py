@@ -232,7 +232,9 @@ class RedisCore:
         A `Call` may share one script call with the tick's others of its group.
         """
         call = command if isinstance(command, Call) else None
-        self._check(command if call is None else call.args)
+        if self._closed or self._nodes is not None or self._health.failures:
+            # (open, one server, healthy: nothing to check, the hot path's case)
+            self._check(command if call is None else call.args)
         if not self._ready:
             await self._ensure_ready()
         if call is not None and self._batch_scripts:
