@@ -98,7 +98,7 @@ class LibraryLogger:
     `is_enabled_for(level)` is cheap in both cases: callers use it to skip building events.
     """
 
-    __slots__ = ("_bound", "_context", "_key", "_name", "_std")
+    __slots__ = ("_bound", "_check", "_context", "_key", "_name", "_std")
 
     def __init__(self, name: str = LOGGER_NAME, context: dict[str, Any] | None = None) -> None:
         self._name = name
@@ -106,6 +106,7 @@ class LibraryLogger:
         self._std = logging.getLogger(name)
         self._key: tuple[Any, ...] | None = None
         self._bound: Any = None
+        self._check: Callable[[int], Any] | None = None  # the bound logger's level check
 
     def __repr__(self) -> str:
         return f"LibraryLogger({self._name!r})"
@@ -116,29 +117,37 @@ class LibraryLogger:
 
     def _structlog(self) -> Any:
         # Binding a structlog logger is costly (its lazy proxy re-binds on every call): bind once
-        # per configuration, and again only when the app calls `structlog.configure()`.
-        key = _structlog_key()
-        old = self._key
+        # per configuration, and again only when the app calls `structlog.configure()`. The
+        # configuration is compared in place (no key tuple per line: this runs per call).
+        old, c = self._key, _CONFIG
         if (
-            old is None
-            or key[0] is not old[0]
-            or key[1] is not old[1]
-            or key[2] is not old[2]
-            or key[3] is not old[3]
+            old is not None
+            and c is not None
+            and c.default_wrapper_class is old[0]
+            and c.default_processors is old[1]
+            and c.default_context_class is old[2]
+            and c.logger_factory is old[3]
         ):
-            self._bound = structlog.get_logger(self._name).bind(**self._context)
+            return self._bound
+        key = _structlog_key()
+        if old is None or any(new is not was for new, was in zip(key, old, strict=True)):
+            bound = self._bound = structlog.get_logger(self._name).bind(**self._context)
+            self._check = getattr(bound, "is_enabled_for", None) or getattr(
+                bound, "isEnabledFor", None
+            )
             self._key = key
         return self._bound
 
     def is_enabled_for(self, level: int) -> bool:
         """Whether a line at `level` would go anywhere (build nothing when it would not)."""
-        if _CONFIG is not None and not _CONFIG.is_configured:  # the default: one frame less
+        if _CONFIG is not None:  # the common layout: no function call to ask structlog
+            if not _CONFIG.is_configured:  # the default
+                return self._std.isEnabledFor(level)
+        elif not structlog.is_configured():  # pragma: no cover - a future structlog layout
             return self._std.isEnabledFor(level)
-        if _structlog_configured():
-            bound = self._structlog()
-            check = getattr(bound, "is_enabled_for", None) or getattr(bound, "isEnabledFor", None)
-            return True if check is None else bool(check(level))
-        return self._std.isEnabledFor(level)
+        self._structlog()  # (re)binds the logger and its check after a configure()
+        check = self._check
+        return True if check is None else bool(check(level))
 
     def emitter(self, level: int, method: str) -> Callable[..., Any] | None:
         """What to call with `(event, **fields)` for a line at `level`, or None if it is off.
@@ -148,7 +157,7 @@ class LibraryLogger:
         """
         if _structlog_configured():
             bound = self._structlog()
-            check = getattr(bound, "is_enabled_for", None)
+            check = self._check
             if check is not None and not check(level):
                 return None
             emit: Callable[..., Any] = getattr(bound, method)

@@ -120,6 +120,27 @@ async def test_a_reconfigured_level_applies_to_an_existing_connector(stub: Stub)
     assert [e["event"] for e in loud] == ["nexus.http.attempt", "nexus.call.completed"]
 
 
+async def test_structlog_routed_to_stdlib_follows_the_stdlib_level(
+    stub: Stub, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A common app set-up: structlog's stdlib wrapper, whose level check is `isEnabledFor`.
+    structlog.configure(
+        processors=[structlog.stdlib.render_to_log_kwargs],
+        wrapper_class=structlog.stdlib.BoundLogger,
+        logger_factory=structlog.stdlib.LoggerFactory(),
+    )
+    caplog.set_level(logging.INFO, logger=LOGGER_NAME)
+    await _calls(stub, 3)
+    assert [r.getMessage() for r in caplog.records] == ["nexus.call.completed"] * 3
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger=LOGGER_NAME)  # the same logger, now at DEBUG
+    await _calls(stub, 1)
+    assert [r.getMessage() for r in caplog.records] == [
+        "nexus.http.attempt",
+        "nexus.call.completed",
+    ]
+
+
 def test_stdlib_lines_mask_secret_fields_and_values(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER_NAME)
     get_logger().bind(tenant="t1").info(
