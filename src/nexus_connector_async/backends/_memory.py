@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 
 from .._config import CircuitBreakerConfig, RateLimitConfig, RetryPolicy
-from ._base import Admission, AdmissionReason, MemoryPermit
+from ._base import ADMITTED, Admission, AdmissionReason, MemoryPermit
 from ._memory_base import (
     BREAKER,
     BUCKET,
@@ -32,7 +32,6 @@ __all__ = ["MemoryBackend"]
 
 _LIMITS_MAX = 4096
 _new = tuple.__new__
-ADMITTED = AdmissionReason.ADMITTED
 
 
 class MemoryBackend(MemoryStores):
