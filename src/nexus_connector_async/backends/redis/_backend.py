@@ -26,8 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.retry import Retry  # not redis.retry.Retry: redis-py 8.2 warns on that
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from ..._clock import Clock
 from ..._errors import BackendUnavailable
