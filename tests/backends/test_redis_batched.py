@@ -82,6 +82,37 @@ async def test_batched_and_separate_calls_decide_the_same(backend: RedisBackend)
     assert [a.wait for a in batched] == pytest.approx([a.wait for a in separate], abs=0.05)
 
 
+async def test_runs_of_equal_calls_travel_once_each_and_decide_as_separate_calls(
+    backend: RedisBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nexus_connector_async.backends.redis import _batched  # noqa: PLC0415
+
+    packed: list[tuple[Any, ...]] = []
+    pack = _batched.pack
+    monkeypatch.setattr(_batched, "pack", lambda args: packed.append(args) or pack(args))
+    small = RateLimitConfig(rate=1, period=3600, burst=3, name="small")
+    # Arrival order A A A A B B A A A B: four runs; A holds 20 tokens, B 3.
+    order = [LIMIT] * 4 + [small] * 2 + [LIMIT] * 3 + [small]
+
+    def tick() -> list[Awaitable[Any]]:
+        return [_admit(backend, "svc", limit=limit) for limit in order * 3]
+
+    sent, batched = await _sent(backend, tick)
+    assert sent == 1
+    (args,) = packed
+    assert args[-2:] == (b"12", b"3")  # 12 runs (the pattern thrice), 3 keys a call
+    assert args[-14:-2] == (b"4", b"2", b"3", b"1") * 3
+    assert len(args) == 3 + 12 * (3 + 14) + 12 + 2  # each run's keys and arguments once
+    monkeypatch.setattr(backend, "_batch_scripts", False)
+    await _admit(backend, "warm", limit=None)  # the plain script in place
+    await backend.client.flushdb()
+    sent, separate = await _sent(backend, tick)
+    assert sent == 30
+    assert [a.reason for a in batched] == [a.reason for a in separate]
+    reasons = [a.reason for a in batched]
+    assert reasons.count(AdmissionReason.ADMITTED) == 20 + 3  # A: 20 of 21 calls, B: 3 of 9
+
+
 async def test_services_are_batched_apart(backend: RedisBackend) -> None:
     sent, out = await _sent(backend, lambda: [_admit(backend, f"s{i % 4}") for i in range(40)])
     assert sent == 4  # one script call per service: each one hash slot in a cluster

@@ -85,11 +85,16 @@ async def test_batched_and_separate_decisions_agree_on_a_recorded_sequence(
         sha, nk = args[1].decode(), int(args[2])
         keys, argv = args[3 : 3 + nk], args[3 + nk :]
         calls = [(keys, argv)]
-        if sha != plain[sha]:  # batched: split it into its calls
-            n, k = int(argv[-2]), int(argv[-1])
-            na = (len(argv) - 2) // n
-            calls = [(keys[i * k : (i + 1) * k], argv[i * na : (i + 1) * na]) for i in range(n)]
-            batches += n > 1
+        if sha != plain[sha]:  # batched: split it into its calls (M runs of equal calls)
+            m, k = int(argv[-2]), int(argv[-1])
+            runs = [int(r) for r in argv[-2 - m : -2]]
+            na = (len(argv) - 2 - m) // m
+            calls = [
+                (keys[d * k : (d + 1) * k], argv[d * na : (d + 1) * na])
+                for d, run in enumerate(runs)
+                for _ in range(run)
+            ]
+            batches += sum(runs) > 1
         for ks, av in calls:
             reply = await replay.evalsha(plain[sha], len(ks), *ks, *av)
             if sha in admit:

@@ -59,9 +59,23 @@ class Group:
         calls = self.calls
         first = calls[0]
         nk, batched = len(first.keys), first.batched
-        keys = [k for call in calls for k in call.keys]
-        argv = [a for call in calls for a in call.argv]
-        tail = (str(len(calls)).encode(), str(nk).encode())
+        # Run-length encoded: consecutive equal calls (the cached command of one endpoint's
+        # plain calls, the common case) are sent once with their count, not once each.
+        keys: list[Any] = []
+        argv: list[Any] = []
+        runs: list[int] = []
+        prev: Call | None = None
+        for call in calls:
+            if prev is not None and (
+                call is prev or (call.argv == prev.argv and call.keys == prev.keys)
+            ):
+                runs[-1] += 1
+                continue
+            keys += call.keys
+            argv += call.argv
+            runs.append(1)
+            prev = call
+        tail = (*(str(r).encode() for r in runs), str(len(runs)).encode(), str(nk).encode())
         args = ("EVALSHA", batched.sha, len(keys), *keys, *argv, *tail)
         whole: asyncio.Future[Any] = loop.create_future()
         whole.add_done_callback(self._deal)
