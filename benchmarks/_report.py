@@ -436,6 +436,7 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"| {t['target']} | {_fmt(t['measured'], spec)} | {_fmt(t['measured_cpu'], spec)} "
                 f"| {goal} | {ok} | {t['note']} |"
             )
+    busy = _median([r["machine_busy"] for r in doc["runs"] if r.get("machine_busy")])
     lines += [
         "",
         "### Machine",
@@ -446,8 +447,7 @@ def markdown(doc: dict[str, Any]) -> str:
         f"- 1-min load during the run: min {_fmt(load['load1_min'], '.2f')}, mean "
         f"{_fmt(load['load1_mean'], '.2f')}, max {_fmt(load['load1_max'], '.2f')}; CPU busy "
         f"(whole machine, ours included): {_fmt(load['cpu_busy_fraction'], '.2f')}",
-        f"- machine CPU busy during the throughput runs (median of runs): "
-        f"{_fmt(_median([r['machine_busy'] for r in doc['runs'] if r.get('machine_busy')]))}; "
+        f"- machine CPU busy during the throughput runs (median of runs): {_fmt(busy, '.2f')}; "
         "the worker, the stub and Redis use at most about 1.5 of the 2 CPUs, the rest is "
         "other work on the machine",
         f"- versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}",
