@@ -16,6 +16,7 @@ from nexus_connector_async.typing import AdmissionReason
 BREAKER = CircuitBreakerConfig(failure_threshold=2, recovery_timeout=0.5, half_open_max_calls=2)
 LIMIT = RateLimitConfig(rate=200, period=1, burst=5, max_wait=0.02)
 SERVICE = "agree"
+BURST = "agree-burst"  # never fails: a burst of it is rate limited, whatever the timing
 
 
 class TickClock(FakeClock):
@@ -55,7 +56,13 @@ async def admit_and_record(index: int, url: str, ticks: int) -> list[tuple[str, 
                 for _ in range(rng.randint(1, 8))
             ]
             admitted = await asyncio.gather(*calls)
-            log.append((backend._now().decode(), [decision(a) for a in admitted]))
+            decisions = [decision(a) for a in admitted]
+            if index == 0 and tick % 40 == 30:  # more than burst + max_wait allow: rate limited
+                burst = [
+                    backend.admit(BURST, None, BREAKER, LIMIT, probe_lease=0.05) for _ in range(12)
+                ]
+                decisions += [decision(a) for a in await asyncio.gather(*burst)]
+            log.append((backend._now().decode(), decisions))
             await asyncio.gather(
                 *(
                     backend.record(SERVICE, BREAKER, success=rng.random() > 0.3, probe=a.probe)

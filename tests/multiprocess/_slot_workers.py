@@ -207,18 +207,18 @@ async def cancelled_calls(
 
 async def adaptive_calls(
     index: int, redis_url: str, vendor_url: str, tasks: int, seconds: float, max_in_flight: int
-) -> tuple[list[tuple[float, int]], dict[int, int]]:
+) -> tuple[list[tuple[float, int, str]], dict[int, int]]:
     """`tasks` loops calling for `seconds` under an adaptive limit.
 
-    Returns the limit changes this worker made, as `(time.monotonic(), new limit)`, and its
-    count of answers per status.
+    Returns the limit changes this worker made, as `(time.monotonic(), new limit, reason)`,
+    and its count of answers per status.
     """
     _quiet()
-    changes: list[tuple[float, int]] = []
+    changes: list[tuple[float, int, str]] = []
 
     def record(event: Event) -> None:
         if isinstance(event, ConcurrencyLimitChanged):
-            changes.append((time.monotonic(), event.limit))
+            changes.append((time.monotonic(), event.limit, event.reason))
 
     ep = endpoint(vendor_url, ConcurrencyLimit(max_in_flight, max_wait=30.0, adaptive=True))
     statuses: Counter[int] = Counter()

@@ -182,13 +182,20 @@ async def test_adaptive_limit_converges_under_the_vendors_8_and_the_429s_stop(
     start = vendor.timeline[0][0]
     end = vendor.timeline[-1][0]
     throttled = [t for t, status in vendor.answers if status == 429]
-    converged = next(t for t, limit in changes if limit <= LIMIT)
+    converged = next(t for t, limit, _ in changes if limit <= LIMIT)
     tail = end - (end - start) / 3  # the last third of the run
     late = [t for t in throttled if t >= tail]
-    above = [limit for t, limit in changes if t >= converged and limit > LIMIT]
+    # Increases only: each worker stamps its own changes when it hears of them, so under load a
+    # decrease made just before another worker's (20 -> 14, then 9 -> 8) can be stamped after it.
+    # A climb back above 9 would show as increases (10, 11, ...), which this catches.
+    above = [
+        limit
+        for t, limit, reason in changes
+        if t >= converged and reason == "recovered" and limit > LIMIT
+    ]
     print(
         f"converged after {converged - start:.3f} s; {len(changes)} changes; "
-        f"{len(throttled)} 429s, {len(late)} in the last third; limits above 8 later: {above}"
+        f"{len(throttled)} 429s, {len(late)} in the last third; increases above 8 later: {above}"
     )
     assert converged - start < 5.0
     # After that the limit only probes one above the vendor's 8 (AIMD's additive increase),
