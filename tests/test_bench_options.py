@@ -105,3 +105,13 @@ def test_progress_off_a_terminal_is_plain_lines(capsys: pytest.CaptureFixture[st
     err = capsys.readouterr().err
     assert "\r" not in err
     assert err.splitlines() == ["[1/2] raw asyncio c=100", "[2/2] nexus-redis asyncio c=100"]
+
+
+def test_the_machine_section_rounds_the_cpu_busy_fraction() -> None:
+    """A median of fractions is printed as 0.63, not as its float noise."""
+    import json  # noqa: PLC0415
+
+    doc = json.loads((_run.SAVED / "results.json").read_text())
+    for r in doc["runs"]:
+        r["machine_busy"] = 0.6305000000000001
+    assert "(median of runs): 0.63;" in _report.markdown(doc)
