@@ -12,7 +12,8 @@ The stub vendor and Redis run natively beside it. The count includes the garbage
 Variants are the benchmark's (`raw`, `nexus-memory`, `nexus-redis`, `nexus-redis-idem+warn`, ...);
 the ratio column is raw's count over the variant's: the throughput ratio a CPU-bound client
 would reach. Needs `valgrind` on PATH (Debian: `apt-get install valgrind`); the variants on
-Redis start a `redis-server` as the test fixtures do.
+Redis start a `redis-server` as the test fixtures do, and `nexus-cluster` a 3-master Redis
+Cluster.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 _ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VARIANTS = ("raw", "nexus-memory", "nexus-redis", "raw-post", "nexus-redis-idem+warn")
@@ -92,6 +94,11 @@ def per_call(variant: str, url: str, redis_url: str | None, calls: int, conc: in
     return (twice - once) / calls
 
 
+def _redis_for(variant: str, redis_url: str | None, cluster: Any) -> str | None:
+    """The Redis a variant talks to: the cluster's first master for `nexus-cluster`."""
+    return cluster.url if variant.partition("+")[0] == "nexus-cluster" else redis_url
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Count and print a markdown table (variant, instructions per call, ratio to raw)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_instructions")
@@ -109,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     sys.path.insert(0, str(_ROOT))
     from benchmarks._stub import start_stub  # noqa: PLC0415
-    from tests._redis_servers import RedisProcess  # noqa: PLC0415
+    from tests._redis_servers import RedisCluster3, RedisProcess  # noqa: PLC0415
 
     variants = list(args.variants)
     if "raw" not in variants:
@@ -117,14 +124,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     needs_redis = any("redis" in v for v in variants)
     server = RedisProcess().start() if needs_redis and not os.environ.get("REDIS_URL") else None
     redis_url = os.environ.get("REDIS_URL") or (server.url if server else None)
+    needs_cluster = any(v.partition("+")[0] == "nexus-cluster" for v in variants)
+    cluster = RedisCluster3().start() if needs_cluster else None
     stub = start_stub()
     try:
         url = f"{stub.base}/v1/charges/ch_1"
-        counts = {v: per_call(v, url, redis_url, args.calls, args.concurrency) for v in variants}
+        counts = {
+            v: per_call(v, url, _redis_for(v, redis_url, cluster), args.calls, args.concurrency)
+            for v in variants
+        }
     finally:
         stub.close()
         if server is not None:
             server.stop()
+        if cluster is not None:
+            cluster.stop()
     print(f"client instructions per call, {args.concurrency} in flight, {args.calls} calls\n")
     print("| variant | instructions/call | x raw |")
     print("|---|--:|--:|")

@@ -27,6 +27,17 @@ def test_per_call_is_the_difference_of_two_counted_runs(monkeypatch: pytest.Monk
     assert runs == [1000, 2000]
 
 
+def test_the_cluster_variants_talk_to_the_cluster_and_the_others_to_the_one_server() -> None:
+    class Cluster:
+        url = "redis://127.0.0.1:7001"
+
+    one = "redis://127.0.0.1:6379"
+    assert bench_instructions._redis_for("nexus-cluster", one, Cluster()) == Cluster.url
+    assert bench_instructions._redis_for("nexus-cluster+warn", one, Cluster()) == Cluster.url
+    assert bench_instructions._redis_for("nexus-redis", one, Cluster()) == one
+    assert bench_instructions._redis_for("raw", one, None) == one
+
+
 @pytest.mark.slow
 @pytest.mark.multiprocess
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
