@@ -110,6 +110,7 @@ class RedisCore:
         self._log = get_logger()
         self._emit: Callable[[Event], None] | None = None
         self._health = Health(self._health_changed)
+        self._down = 0  # how many of the Healths (backend-wide, per master) are down now
         # Redis Cluster: health per master, so one dead node fails over only its own slots.
         self._node_health: dict[str, Health] = {}
         wait_ms = max(1, round(replica_timeout * 1000))
@@ -232,8 +233,8 @@ class RedisCore:
         A `Call` may share one script call with the tick's others of its group.
         """
         call = command if isinstance(command, Call) else None
-        if self._closed or self._nodes is not None or self._health.failures:
-            # (open, one server, healthy: nothing to check, the hot path's case)
+        if self._closed or self._down:
+            # (open, every master healthy: nothing to check, the hot path's case)
             self._check(command if call is None else call.args)
         if not self._ready:
             await self._ensure_ready()
@@ -271,6 +272,7 @@ class RedisCore:
         self._emit = emit
 
     def _health_changed(self, up: bool, exc: BaseException | None) -> None:
+        self._down += -1 if up else 1
         if not up and self._emit is not None:
             self._emit(BackendUnavailableEvent("redis", self.on_unavailable, type(exc).__name__))
         if up:
