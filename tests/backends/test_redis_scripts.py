@@ -170,6 +170,30 @@ async def test_idle_keys_expire_about_when_they_stop_mattering(backend: RedisBac
     assert 60000 < await c.pttl("t:kv:k") <= 61000
 
 
+async def _server_calls(backend: RedisBackend) -> dict[str, int]:
+    stats = await backend.client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+@pytest.mark.parametrize("unknown_ttl", [None, 600.0])
+async def test_each_write_of_an_idempotency_record_is_one_hset(
+    backend: RedisBackend, unknown_ttl: float | None
+) -> None:
+    # Redis runs every script's commands on its one thread, for every worker: a claim and a
+    # completion write their record's fields with one HSET each, not one per field.
+    before = await _server_calls(backend)
+    token = (await backend.claim("svc", None, DIGEST, "fp", 30.0, unknown_ttl=unknown_ttl)).token
+    claimed = await _server_calls(backend)
+    assert await backend.complete("svc", None, DIGEST, token, b"r", 60.0)
+    completed = await _server_calls(backend)
+    assert claimed["hset"] - before.get("hset", 0) == 1
+    assert completed["hset"] - claimed["hset"] == 1
+    record = await backend.client.hgetall(f"t:{{svc}}:idem:{DIGEST}")
+    assert {k.decode() for k in record} == {"fp", "token", "expires", "result"} | (
+        set() if unknown_ttl is None else {"amo"}
+    )
+
+
 async def test_refuses_a_client_that_decodes_responses(redis_server: RedisProcess) -> None:
     client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
     with pytest.raises(InvalidRequest):

@@ -46,9 +46,10 @@ local function keep_idle(key, extra)
 end
 
 -- Logical expiry: hash field `field` of `key` says when it ends (now + `ttl` seconds) and decides;
--- the Redis TTL, a GC margin past `keep` seconds (default `ttl`), only collects garbage.
-local function expire_after(key, field, ttl, keep)
-  redis.call('HSET', key, field, fmt(NOW + ttl))
+-- the Redis TTL, a GC margin past `keep` seconds (default `ttl`), only collects garbage. Further
+-- field/value pairs are written in the same HSET (one command, not one per write).
+local function expire_after(key, field, ttl, keep, ...)
+  redis.call('HSET', key, field, fmt(NOW + ttl), ...)
   redis.call('PEXPIRE', key, math.ceil((keep or ttl) * 1000) + GC_MARGIN_MS)
 end
 
@@ -112,9 +113,10 @@ end
 -- Replace a shared value hash (KV, locks) with `value`, for `ttl_arg` seconds ('' = for good).
 local function put_value(key, value, ttl_arg)
   redis.call('DEL', key)
-  redis.call('HSET', key, 'v', value)
   if ttl_arg ~= '' then
-    expire_after(key, 'x', tonumber(ttl_arg))
+    expire_after(key, 'x', tonumber(ttl_arg), nil, 'v', value)
+  else
+    redis.call('HSET', key, 'v', value)
   end
 end
 

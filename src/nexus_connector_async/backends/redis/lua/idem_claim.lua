@@ -12,13 +12,13 @@ if not r then
   local t = redis.call('TIME')
   local token = t[1] .. string.format('%06d', tonumber(t[2]))
   local lease = tonumber(ARGV[3])
-  redis.call('HSET', rec, 'fp', ARGV[2], 'token', token)
-  local keep = lease
   if ARGV[4] ~= '' then
-    redis.call('HSET', rec, 'amo', ARGV[4])
-    keep = lease + tonumber(ARGV[4])  -- the record must outlive its unknown period
+    -- The record must outlive its unknown period.
+    expire_after(rec, 'expires', lease, lease + tonumber(ARGV[4]), 'fp', ARGV[2], 'token', token,
+      'amo', ARGV[4])
+  else
+    expire_after(rec, 'expires', lease, lease, 'fp', ARGV[2], 'token', token)
   end
-  expire_after(rec, 'expires', lease, keep)
   redis.call('DEL', list)
   return {0, token}
 end

@@ -7,7 +7,6 @@ local rec, list = KEYS[1], KEYS[2]
 if not owned_record(rec, list, ARGV[2]) then
   return 0  -- gone, lease ended, fenced off by a newer owner, or already completed
 end
-redis.call('HSET', rec, 'result', ARGV[3])
-expire_after(rec, 'expires', tonumber(ARGV[4]))
+expire_after(rec, 'expires', tonumber(ARGV[4]), nil, 'result', ARGV[3])
 notify(list)
 return 1

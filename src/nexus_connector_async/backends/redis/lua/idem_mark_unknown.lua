@@ -7,7 +7,6 @@ local rec, list = KEYS[1], KEYS[2]
 if not owned_record(rec, list, ARGV[2]) then
   return 0
 end
-redis.call('HSET', rec, 'unknown', '1')
-expire_after(rec, 'expires', tonumber(ARGV[3]))
+expire_after(rec, 'expires', tonumber(ARGV[3]), nil, 'unknown', '1')
 notify(list)
 return 1
