@@ -176,7 +176,7 @@ async def _server_calls(backend: RedisBackend) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("unknown_ttl", [None, 600.0])
-async def test_each_write_of_an_idempotency_record_is_one_hset(
+async def test_each_write_of_an_idempotency_record_is_one_hset_and_a_claim_reads_time_once(
     backend: RedisBackend, unknown_ttl: float | None
 ) -> None:
     # Redis runs every script's commands on its one thread, for every worker: a claim and a
@@ -188,6 +188,8 @@ async def test_each_write_of_an_idempotency_record_is_one_hset(
     completed = await _server_calls(backend)
     assert claimed["hset"] - before.get("hset", 0) == 1
     assert completed["hset"] - claimed["hset"] == 1
+    # The claim's fencing token is the script's own reading of Redis's clock: TIME runs once.
+    assert claimed["time"] - before.get("time", 0) == 1
     record = await backend.client.hgetall(f"t:{{svc}}:idem:{DIGEST}")
     assert {k.decode() for k in record} == {"fp", "token", "expires", "result"} | (
         set() if unknown_ttl is None else {"amo"}

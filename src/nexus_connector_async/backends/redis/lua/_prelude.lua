@@ -3,12 +3,14 @@
 -- test clock sets it; production always reads the server's clock, so workers never disagree.
 redis.replicate_commands()  -- effects replication: scripts read TIME, then write (no-op on 5+)
 
+local SERVER_TIME = nil -- TIME's reply, when NOW is Redis's time
+
 local function clock_now()
   if ARGV[1] ~= '' then
     return tonumber(ARGV[1])
   end
-  local t = redis.call('TIME')
-  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+  SERVER_TIME = redis.call('TIME')
+  return tonumber(SERVER_TIME[1]) + tonumber(SERVER_TIME[2]) / 1000000
 end
 
 local NOW = clock_now()

@@ -8,8 +8,10 @@
 local rec, list = KEYS[1], KEYS[2]
 local r = live_record(rec, list)
 if not r then
-  -- The fencing token: server time to the microsecond, never reused for this key.
-  local t = redis.call('TIME')
+  -- The fencing token: server time to the microsecond, never reused for this key (NOW's own
+  -- reading when NOW is Redis's time: a second claim of the key in this script call finds it
+  -- taken).
+  local t = SERVER_TIME or redis.call('TIME')
   local token = t[1] .. string.format('%06d', tonumber(t[2]))
   local lease = tonumber(ARGV[3])
   if ARGV[4] ~= '' then
