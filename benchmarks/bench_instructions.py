@@ -7,19 +7,22 @@ cachegrind, no cache simulation): each variant runs under valgrind twice, with N
 after the same warm-up, and the difference divided by N is its cost per call, start-up excluded.
 The stub vendor and Redis run natively beside it. The count includes the garbage collector.
 
-    python -m benchmarks.bench_instructions [--calls 1000] [--concurrency 100] [variants...]
+    python -m benchmarks.bench_instructions [--calls 1000] [--concurrency 100] [--no-gc]
+        [variants...]
 
 Variants are the benchmark's (`raw`, `nexus-memory`, `nexus-redis`, `nexus-redis-idem+warn`, ...);
 the ratio column is raw's count over the variant's: the throughput ratio a CPU-bound client
-would reach. Needs `valgrind` on PATH (Debian: `apt-get install valgrind`); the variants on
-Redis start a `redis-server` as the test fixtures do, and `nexus-cluster` a 3-master Redis
-Cluster.
+would reach. `--no-gc` counts with the garbage collector disabled in the client process, which
+shows the collector's share of each count. Needs `valgrind` on PATH (Debian: `apt-get install
+valgrind`); the variants on Redis start a `redis-server` as the test fixtures do, and
+`nexus-cluster` a 3-master Redis Cluster.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import re
 import shutil
@@ -60,7 +63,9 @@ async def _client(variant: str, url: str, redis_url: str | None, calls: int, con
         await asyncio.gather(*(worker(calls // conc) for _ in range(conc)))
 
 
-def _count(variant: str, url: str, redis_url: str | None, calls: int, conc: int) -> int:
+def _count(
+    variant: str, url: str, redis_url: str | None, calls: int, conc: int, *, gc: bool = True
+) -> int:
     """Instructions of one client process making `calls` calls (after the warm-up)."""
     command = [
         "valgrind",
@@ -76,6 +81,7 @@ def _count(variant: str, url: str, redis_url: str | None, calls: int, conc: int)
         redis_url or "",
         str(calls),
         str(conc),
+        *(() if gc else ("--no-gc",)),
     ]
     done = subprocess.run(  # our own interpreter and arguments
         command, capture_output=True, text=True, cwd=_ROOT, check=False, timeout=900
@@ -87,10 +93,12 @@ def _count(variant: str, url: str, redis_url: str | None, calls: int, conc: int)
     return int(found.group(1).replace(",", ""))
 
 
-def per_call(variant: str, url: str, redis_url: str | None, calls: int, conc: int) -> float:
+def per_call(
+    variant: str, url: str, redis_url: str | None, calls: int, conc: int, *, gc: bool = True
+) -> float:
     """Instructions per call: (count at 2N calls - count at N calls) / N."""
-    once = _count(variant, url, redis_url, calls, conc)
-    twice = _count(variant, url, redis_url, 2 * calls, conc)
+    once = _count(variant, url, redis_url, calls, conc, gc=gc)
+    twice = _count(variant, url, redis_url, 2 * calls, conc, gc=gc)
     return (twice - once) / calls
 
 
@@ -105,9 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("variants", nargs="*", default=list(DEFAULT_VARIANTS))
     parser.add_argument("--calls", type=int, default=1000, help="calls per counted run")
     parser.add_argument("--concurrency", type=int, default=100, help="in-flight calls")
+    parser.add_argument(
+        "--no-gc", action="store_true", help="count with the garbage collector disabled"
+    )
     parser.add_argument("--client", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.client:  # one measured client process, under valgrind
+        if args.no_gc:
+            gc.disable()
         variant, url, redis_url, calls, conc = args.client
         asyncio.run(_client(variant, url, redis_url or None, int(calls), int(conc)))
         return 0
@@ -130,7 +143,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         url = f"{stub.base}/v1/charges/ch_1"
         counts = {
-            v: per_call(v, url, _redis_for(v, redis_url, cluster), args.calls, args.concurrency)
+            v: per_call(
+                v,
+                url,
+                _redis_for(v, redis_url, cluster),
+                args.calls,
+                args.concurrency,
+                gc=not args.no_gc,
+            )
             for v in variants
         }
     finally:
@@ -139,7 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.stop()
         if cluster is not None:
             cluster.stop()
-    print(f"client instructions per call, {args.concurrency} in flight, {args.calls} calls\n")
+    collector = ", garbage collector off" if args.no_gc else ""
+    print(
+        f"client instructions per call, {args.concurrency} in flight, {args.calls} calls"
+        f"{collector}\n"
+    )
     print("| variant | instructions/call | x raw |")
     print("|---|--:|--:|")
     for v, n in counts.items():

@@ -3,6 +3,7 @@ count under valgrind (when installed) sees the pipeline cost more than raw aioht
 
 from __future__ import annotations
 
+import gc
 import shutil
 import subprocess
 import sys
@@ -18,13 +19,28 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_per_call_is_the_difference_of_two_counted_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     runs: list[int] = []
 
-    def fake_count(variant: str, url: str, redis: str | None, calls: int, conc: int) -> int:
+    def fake_count(
+        variant: str, url: str, redis: str | None, calls: int, conc: int, *, gc: bool
+    ) -> int:
         runs.append(calls)
         return 5_000_000 + 300 * calls  # start-up, then 300 instructions a call
 
     monkeypatch.setattr(bench_instructions, "_count", fake_count)
     assert bench_instructions.per_call("raw", "http://x", None, 1000, 100) == 300
     assert runs == [1000, 2000]
+
+
+@pytest.mark.parametrize("collector", [True, False])
+def test_no_gc_reaches_the_counted_client(monkeypatch: pytest.MonkeyPatch, collector: bool) -> None:
+    commands: list[list[str]] = []
+
+    def fake_run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        commands.append(command)
+        return subprocess.CompletedProcess(command, 0, "", "==1== I   refs:      1,234,567\n")
+
+    monkeypatch.setattr(bench_instructions.subprocess, "run", fake_run)
+    assert bench_instructions._count("raw", "http://x", None, 10, 2, gc=collector) == 1_234_567
+    assert ("--no-gc" in commands[0]) is not collector
 
 
 def test_the_cluster_variants_talk_to_the_cluster_and_the_others_to_the_one_server() -> None:
@@ -56,3 +72,18 @@ def test_a_counted_run_prints_raw_and_the_pipeline_with_their_ratio() -> None:
     assert raw > 10_000
     assert memory > raw  # the pipeline's own work is counted, not only aiohttp's
     assert ratio == pytest.approx(raw / memory, abs=0.01)
+
+
+def test_a_no_gc_client_runs_with_the_collector_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[bool] = []
+
+    async def fake_client(*args: object) -> None:
+        seen.append(gc.isenabled())
+
+    monkeypatch.setattr(bench_instructions, "_client", fake_client)
+    try:
+        assert bench_instructions.main(["--client", "raw", "u", "", "1", "1"]) == 0
+        assert bench_instructions.main(["--no-gc", "--client", "raw", "u", "", "1", "1"]) == 0
+    finally:
+        gc.enable()
+    assert seen == [True, False]
