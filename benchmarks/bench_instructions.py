@@ -102,9 +102,14 @@ def per_call(
     return (twice - once) / calls
 
 
+def _on_cluster(variant: str) -> bool:
+    """Whether the variant runs on Redis Cluster (`nexus-cluster`, with any logging set-up)."""
+    return variant.partition("+")[0] == "nexus-cluster"
+
+
 def _redis_for(variant: str, redis_url: str | None, cluster: Any) -> str | None:
     """The Redis a variant talks to: the cluster's first master for `nexus-cluster`."""
-    return cluster.url if variant.partition("+")[0] == "nexus-cluster" else redis_url
+    return cluster.url if _on_cluster(variant) else redis_url
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     needs_redis = any("redis" in v for v in variants)
     server = RedisProcess().start() if needs_redis and not os.environ.get("REDIS_URL") else None
     redis_url = os.environ.get("REDIS_URL") or (server.url if server else None)
-    needs_cluster = any(v.partition("+")[0] == "nexus-cluster" for v in variants)
+    needs_cluster = any(_on_cluster(v) for v in variants)
     cluster = RedisCluster3().start() if needs_cluster else None
     stub = start_stub()
     try:
