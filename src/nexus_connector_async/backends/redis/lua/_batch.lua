@@ -12,11 +12,11 @@
 -- (a lone call would have failed alone too).
 local all_keys, all_argv = KEYS, ARGV
 local m, nk = tonumber(all_argv[#all_argv - 1]), tonumber(all_argv[#all_argv])
-local counts = #all_argv - 2 - m -- the run lengths follow each run's arguments
-local na = counts / m
+local run_args = #all_argv - 2 - m -- how many arguments the runs take; their lengths follow
+local na = run_args / m
 local out, n = {}, 0
 for d = 0, m - 1 do
-  for _ = 1, tonumber(all_argv[counts + d + 1]) do
+  for _ = 1, tonumber(all_argv[run_args + d + 1]) do
     local k, a = {}, {} -- fresh per call: a script may change its KEYS or ARGV
     for j = 1, nk do
       k[j] = all_keys[d * nk + j]
