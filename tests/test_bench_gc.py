@@ -7,16 +7,17 @@ from __future__ import annotations
 import asyncio
 import asyncio.base_events
 import collections
+import contextlib
 import gc
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks import bench_gc
+from benchmarks import _workers, bench_gc
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,3 +127,22 @@ def test_a_real_run_prints_raw_and_the_pipeline() -> None:
     for line in rows:
         heap = int(line.split("|")[8].strip().replace(",", ""))
         assert heap > 10_000  # the imported modules are counted
+
+
+def test_fewer_calls_than_in_flight_still_counts_one_call_per_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[int] = []
+
+    @contextlib.asynccontextmanager
+    async def fake_client(job: object) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        async def call() -> None:
+            made.append(1)
+
+        yield call
+
+    monkeypatch.setattr(_workers, "open_client", fake_client)
+    result = asyncio.run(bench_gc._client("raw", "http://x", None, 5, 10, 0))
+    warm_up = max(300, 10 * 5)
+    assert len(made) == warm_up + 2 * 10  # each of the 10 workers made one call per phase
+    assert result["steps_per_call"] > 0  # over the 10 calls made, not the 5 asked for
