@@ -31,6 +31,7 @@ import os
 import sys
 import time
 import traceback
+import uuid
 from array import array
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -83,6 +84,34 @@ class RawStatusError(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(f"HTTP {status}")
         self.status = status
+
+
+def probe_job(variant: str, url: str, redis_url: str | None, concurrency: int) -> Job:
+    """A throughput job for a one-off probe client (`bench_instructions`, `bench_gc`): service
+    and key names of its own, so no state of an earlier run is met."""
+    tag = uuid.uuid4().hex[:8]
+    return Job(
+        kind="throughput",
+        variant=variant,
+        loop="asyncio",
+        concurrency=concurrency,
+        url=url,
+        service=f"vendor{tag}",
+        prefix=f"bench{tag}",
+        redis_url=redis_url,
+    )
+
+
+async def make_calls(call: Callable[[], Awaitable[Any]], calls: int, concurrency: int) -> int:
+    """About `calls` calls from `concurrency` workers, at least one each; how many were made."""
+    each = max(1, calls // concurrency)
+
+    async def worker() -> None:
+        for _ in range(each):
+            await call()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return each * concurrency
 
 
 def install_redis_counters() -> None:

@@ -28,7 +28,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,37 +105,24 @@ def _type_name(obj: object) -> str:
 async def _client(
     variant: str, url: str, redis_url: str | None, calls: int, conc: int, types: int
 ) -> dict[str, Any]:
-    from benchmarks._workers import Job, open_client, set_up_logging  # noqa: PLC0415
-
-    tag = uuid.uuid4().hex[:8]
-    job = Job(
-        kind="throughput",
-        variant=variant,
-        loop="asyncio",
-        concurrency=conc,
-        url=url,
-        service=f"vendor{tag}",
-        prefix=f"bench{tag}",
-        redis_url=redis_url,
+    from benchmarks._workers import (  # noqa: PLC0415
+        make_calls,
+        open_client,
+        probe_job,
+        set_up_logging,
     )
+
+    job = probe_job(variant, url, redis_url, conc)
     set_up_logging(variant.partition("+")[2] or "default")
     collected = Collections()
     steps = Steps()
     burst: collections.Counter[str] = collections.Counter()
     async with open_client(job) as call:
-
-        async def run(n: int) -> None:
-            async def worker(k: int) -> None:
-                for _ in range(k):
-                    await call()
-
-            await asyncio.gather(*(worker(max(1, n // conc)) for _ in range(conc)))
-
-        await run(max(300, conc * 5))  # warm-up
+        await make_calls(call, max(300, conc * 5), conc)  # warm-up
         gc.callbacks.append(collected)
         collected.on = True
         try:
-            await run(calls)
+            made = await make_calls(call, calls, conc)
         finally:
             collected.on = False
             gc.callbacks.remove(collected)
@@ -146,11 +132,10 @@ async def _client(
             if types:
                 steps.before_step = _burst_finder(steps, burst, threshold=10 * conc)
             with steps.counting():
-                await run(calls)
+                await make_calls(call, calls, conc)
         finally:
             del ballast
             gc.enable()
-    made = max(1, calls // conc) * conc  # what `run` makes: every worker at least one call
     return {
         "variant": variant,
         "added_per_call": steps.added() / made,

@@ -28,7 +28,6 @@ import re
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,28 +38,17 @@ _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
 async def _client(variant: str, url: str, redis_url: str | None, calls: int, conc: int) -> None:
-    from benchmarks._workers import Job, open_client, set_up_logging  # noqa: PLC0415
-
-    tag = uuid.uuid4().hex[:8]
-    job = Job(
-        kind="throughput",
-        variant=variant,
-        loop="asyncio",
-        concurrency=conc,
-        url=url,
-        service=f"vendor{tag}",
-        prefix=f"bench{tag}",
-        redis_url=redis_url,
+    from benchmarks._workers import (  # noqa: PLC0415
+        make_calls,
+        open_client,
+        probe_job,
+        set_up_logging,
     )
+
     set_up_logging(variant.partition("+")[2] or "default")
-    async with open_client(job) as call:
-
-        async def worker(n: int) -> None:
-            for _ in range(n):
-                await call()
-
-        await asyncio.gather(*(worker(max(1, 300 // conc)) for _ in range(conc)))  # warm-up
-        await asyncio.gather(*(worker(calls // conc) for _ in range(conc)))
+    async with open_client(probe_job(variant, url, redis_url, conc)) as call:
+        await make_calls(call, 300, conc)  # warm-up
+        await make_calls(call, calls, conc)
 
 
 def _count(
